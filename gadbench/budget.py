@@ -1,0 +1,148 @@
+"""What a run spent, counted on every step, and the suite-level check that methods were matched.
+
+FLOPs are the usual estimates: training a model of P parameters on T tokens costs about 6 * P * T
+(forward + backward), inference (rollouts, scoring, reference log-probs) about 2 * P * T.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+COUNTERS = (
+    "prompts", "teacher_responses", "rollouts", "generated_tokens", "g_trained_tokens", "d_trained_tokens",
+    "g_optimizer_steps", "d_optimizer_steps", "flops", "wall_s",
+)
+
+
+def train_flops(params: int, tokens: int) -> float:
+    return 6.0 * params * tokens
+
+
+def inference_flops(params: int, tokens: int) -> float:
+    return 2.0 * params * tokens
+
+
+@dataclass
+class Spend:
+    prompts: int = 0
+    teacher_responses: int = 0
+    rollouts: int = 0
+    generated_tokens: int = 0
+    g_trained_tokens: int = 0
+    d_trained_tokens: int = 0
+    g_optimizer_steps: int = 0
+    d_optimizer_steps: int = 0
+    flops: float = 0.0
+    wall_s: float = 0.0
+
+    def add(self, other: Spend) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+class Meter:
+    """Totals and per-stage sums of `Spend`, restorable from a checkpoint."""
+
+    def __init__(self):
+        self.totals = Spend()
+        self.per_stage: dict[str, Spend] = {}
+
+    def record(self, stage: str, spend: Spend) -> None:
+        self.totals.add(spend)
+        self.per_stage.setdefault(stage, Spend()).add(spend)
+
+    def state(self) -> dict:
+        return {"totals": asdict(self.totals), "per_stage": {k: asdict(v) for k, v in self.per_stage.items()}}
+
+    @classmethod
+    def from_state(cls, state: dict) -> Meter:
+        m = cls()
+        m.totals = Spend(**state["totals"])
+        m.per_stage = {k: Spend(**v) for k, v in state["per_stage"].items()}
+        return m
+
+
+def check_matched(totals: dict[str, dict], match: str, tolerance: float) -> dict[str, dict]:
+    """Per run: {match, tolerance, ratio, within}. The reference is the largest spend among the runs.
+
+    `steps` compares generator optimizer steps plus D-only steps (a run's training steps); `flops` compares
+    estimated FLOPs. A run is within budget when |ratio - 1| <= tolerance.
+    """
+    def amount(t: dict) -> float:
+        if match == "flops":
+            return t["flops"]
+        return max(t["g_optimizer_steps"], t["d_optimizer_steps"])
+
+    ref = max((amount(t) for t in totals.values()), default=0.0) or 1.0
+    out = {}
+    for run, t in totals.items():
+        ratio = amount(t) / ref
+        out[run] = {"match": match, "tolerance": tolerance, "ratio": round(ratio, 4), "within": abs(ratio - 1) <= tolerance}
+    return out
+
+
+# ------------------------------------------------------------------------------------------- estimates
+
+
+def estimate_params(model) -> int:
+    """Parameters of a student without loading it: the world's sizes, a local config.json, or the size in
+    a hub id's name (e.g. `Qwen2.5-7B-Instruct` -> 7e9)."""
+    import json
+    import re
+    from pathlib import Path
+
+    path = model.path
+    if path.startswith("world:"):
+        from gadbench.worlds.student import SIZES
+        from gadbench.worlds.synthetic import vocabulary
+
+        s = SIZES[path.split(":", 1)[1]]
+        h, L, i, v = s["hidden_size"], s["num_hidden_layers"], s["intermediate_size"], len(vocabulary()) + 6
+        return v * h + L * (4 * h * h + 3 * h * i)
+    cfg = Path(path) / "config.json"
+    if cfg.exists():
+        c = json.loads(cfg.read_text())
+        h, L = c.get("hidden_size", 0), c.get("num_hidden_layers", 0)
+        return c.get("vocab_size", 0) * h + L * (4 * h * h + 3 * h * c.get("intermediate_size", 4 * h))
+    m = re.search(r"(\d+(?:\.\d+)?)\s*([BM])\b", path.replace("-", " "), re.IGNORECASE)
+    if m:
+        return int(float(m.group(1)) * (1e9 if m.group(2).upper() == "B" else 1e6))
+    return 0
+
+
+def estimate_step(stage: str, spec, params: int, d_params: int, d_only: bool = False) -> dict:
+    """Expected spend of one step of `stage` with the budget's assumed mean lengths."""
+    t, b = spec.train, spec.budget
+    B, N = t.batch_size, t.group_size
+    seq = b.assumed_prompt_tokens + min(b.assumed_response_tokens, t.max_response_tokens)
+    gen = B * N * min(b.assumed_response_tokens, t.max_response_tokens)
+    out = {"generated_tokens": 0, "g_trained_tokens": 0, "d_trained_tokens": 0, "flops": 0.0}
+    m = spec.method
+    has_d = m.kind == "gad" and m.discriminator != "none"
+    if stage == "sft" or (stage == "warmup" and m.generator_warmup and not d_only):
+        out["g_trained_tokens"] += B * seq
+        out["flops"] += train_flops(params, B * seq)
+    if (stage == "warmup" and has_d and m.discriminator_warmup) or stage == "adversarial":
+        out["generated_tokens"] += gen
+        out["flops"] += inference_flops(params, B * N * seq)
+        if has_d and (stage == "warmup" or m.discriminator == "online"):
+            out["d_trained_tokens"] += B * (N + 1) * seq
+            out["flops"] += train_flops(d_params, B * (N + 1) * seq)
+        elif has_d:
+            out["flops"] += inference_flops(d_params, B * (N + 1) * seq)
+    if stage == "adversarial":
+        out["g_trained_tokens"] += B * N * seq
+        out["flops"] += train_flops(params, B * N * seq) + (inference_flops(params, B * N * seq) if t.kl_beta else 0)
+    return out
+
+
+def estimate_run(spec, plan, params: int, d_params: int) -> dict:
+    """Sum of `estimate_step` over a stage plan."""
+    total = {"generated_tokens": 0, "g_trained_tokens": 0, "d_trained_tokens": 0, "flops": 0.0, "steps": 0}
+    for stage in plan:
+        for k in range(stage.steps):
+            d_only = stage.name == "warmup" and k < spec.train.d_only_steps and spec.method.discriminator_warmup
+            for key, v in estimate_step(stage.name, spec, params, d_params, d_only).items():
+                total[key] += v
+        total["steps"] += stage.steps
+    return total

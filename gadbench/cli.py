@@ -1,0 +1,158 @@
+"""The `gadbench` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from tabulate import tabulate
+
+from gadbench.config import ConfigError
+
+
+def _human(x: float) -> str:
+    for unit, div in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= div:
+            return f"{x / div:.1f}{unit}"
+    return f"{x:.0f}"
+
+
+def cmd_run(args) -> int:
+    from gadbench.runner import plan, run_suite
+    from gadbench.suites import get_suite
+
+    suite = get_suite(args.suite, args.set or [])
+    if args.dry_run:
+        print_plan(plan(suite))
+        return 0
+    suite_dir = run_suite(suite, Path(args.out), resume=args.resume, progress=not args.quiet)
+    from gadbench.report import build_report
+
+    report = build_report(suite_dir)
+    print(f"results: {suite_dir}\nreport:  {report}")
+    if suite.baseline:
+        from gadbench.regression import compare_to_baseline
+
+        return compare_to_baseline(suite_dir, Path(suite.baseline), update=args.update_baseline)
+    return 0
+
+
+def print_plan(p: dict) -> None:
+    rows = [[r["student"], r["method"], r["seed"], r["stages"], _human(r["params"]), _human(r["generated_tokens"]),
+             _human(r["g_trained_tokens"]), _human(r["d_trained_tokens"]), _human(r["flops"])] for r in p["runs"]]
+    print(f"suite {p['suite']}: {len(rows)} runs (student x method x seed)\n")
+    print(tabulate(rows, headers=["student", "method", "seed", "stages (steps)", "params", "generated tok",
+                                  "G trained tok", "D trained tok", "FLOPs"], tablefmt="github"))
+    ref = max((r["flops"] for r in p["runs"]), default=0) or 1
+    print("\nmatched budget (FLOPs relative to the most expensive run):")
+    print(tabulate([[r["run_id"], f"{r['flops'] / ref:.2f}"] for r in p["runs"]], headers=["run", "FLOPs ratio"],
+                   tablefmt="github"))
+    judges = ", ".join(p["llm_judges"]) or "offline only"
+    print(f"\njudge calls: {p['judge_calls']} ({judges}; {p['eval_items']} items x {p['eval_points_per_run']} "
+          f"eval points per run), estimated cost ${p['judge_cost_usd']:.2f}")
+
+
+def cmd_suites(args) -> int:
+    from gadbench.config import runs_of
+    from gadbench.runner import plan
+    from gadbench.suites import get_suite, suite_names
+
+    rows = []
+    for name in suite_names():
+        try:
+            s = get_suite(name)
+        except ConfigError as e:
+            rows.append([name, f"(invalid: {e})", "", ""])
+            continue
+        p = plan(s)
+        flops = sum(r["flops"] for r in p["runs"])
+        rows.append([name, s.description, len(runs_of(s)), f"{s.train.steps} steps/run, {_human(flops)} FLOPs"])
+    print(tabulate(rows, headers=["suite", "description", "runs", "budget"], tablefmt="github"))
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    import importlib.util
+
+    import torch
+
+    rows = [["torch", torch.__version__], ["CUDA", f"{torch.cuda.device_count()} GPU(s)" if torch.cuda.is_available() else "not available"]]
+    rows.append(["vllm", "installed" if importlib.util.find_spec("vllm") else "not installed (pip install gadbench[vllm])"])
+    for pkg in ("transformers", "accelerate", "openai", "lm_eval", "trl"):
+        spec = importlib.util.find_spec(pkg)
+        rows.append([pkg, getattr(__import__(pkg), "__version__", "installed") if spec else "not installed"])
+    key_env = args.api_key_env
+    rows.append([f"${key_env}", "set" if os.environ.get(key_env) else "not set"])
+    if args.judge_url:
+        rows.append(["judge endpoint", _reachable(args.judge_url)])
+    print(tabulate(rows, headers=["check", "status"], tablefmt="github"))
+    return 0
+
+
+def _reachable(url: str) -> str:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/models", timeout=5) as r:
+            return f"reachable (HTTP {r.status})"
+    except urllib.error.HTTPError as e:
+        return f"reachable (HTTP {e.code})"
+    except (urllib.error.URLError, OSError) as e:
+        return f"unreachable ({getattr(e, 'reason', e)})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gadbench", description="Black-box on-policy distillation benchmark (GAD, SeqKD, ablations).")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="train, evaluate and report a suite")
+    r.add_argument("--suite", required=True, help="suite name (see `gadbench suites`) or a YAML path")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. train.steps=20")
+    r.add_argument("--out", default="results", help="results root (default: results)")
+    r.add_argument("--dry-run", action="store_true", help="print the plan without loading models")
+    r.add_argument("--resume", action="store_true", help="continue from the last complete checkpoints")
+    r.add_argument("--update-baseline", action="store_true", help="rewrite the suite's regression baseline")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("suites", help="list suites with their runs and budgets")
+    s.set_defaults(func=cmd_suites)
+
+    d = sub.add_parser("doctor", help="check torch, CUDA, vllm, judge endpoint and API key (never printed)")
+    d.add_argument("--judge-url", help="an OpenAI-compatible base URL to probe, e.g. http://127.0.0.1:8000/v1")
+    d.add_argument("--api-key-env", default="OPENAI_API_KEY")
+    d.set_defaults(func=cmd_doctor)
+
+    for module in ("gadbench.report", "gadbench.teachers.collect", "gadbench.serve", "gadbench.eval_cli"):
+        try:
+            mod = __import__(module, fromlist=["add_parser"])
+        except ImportError:
+            continue
+        if hasattr(mod, "add_parser"):
+            mod.add_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "transformers", "urllib3", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"gadbench: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # one readable line for the errors gadbench raises on purpose
+        if type(e).__name__ in ("MissingRequirement", "ModelUnavailableError", "TrainingDiverged", "DataError", "FatalAPIError"):
+            print(f"gadbench: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,390 @@
+"""Typed, frozen suite configuration: YAML loading with `extends:`, `--set` overrides and validation.
+
+A suite file is a mapping whose keys are the fields of `SuiteConfig`. `extends: NAME` deep-merges this file
+over suite NAME (a `null` value deletes an inherited key, e.g. a method). Every value is type-checked;
+an unknown key, a wrong type, a bad enum value or an out-of-range number stops with one line naming the
+key, the file and the fix (for unknown keys: the closest valid key).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A suite configuration problem, stated in one sentence with its fix."""
+
+
+def _range(lo: float | None = None, hi: float | None = None) -> dict:
+    return {"range": (lo, hi)}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A causal LM: `world:<name>` (the synthetic world's student), a hub id, a local folder or a .gguf file."""
+
+    path: str
+    template: Literal["chat", "paper", "plain"] = "chat"
+    gguf_file: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """One training method; the paper's ablations are switches on `gad`."""
+
+    kind: Literal["seqkd", "gad"]
+    generator_warmup: bool = True
+    discriminator_warmup: bool = True
+    discriminator: Literal["online", "frozen", "none"] = "online"
+    d_loss: Literal["bt", "ce"] = "bt"
+    d_model: str | None = None
+    reward: Literal["discriminator", "rouge-l"] = "discriminator"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Where examples come from: `world` (synthetic), a named source (see gadbench.data) or a local file."""
+
+    source: str
+    path: str | None = None
+    split: str = "train"
+    limit: int | None = field(default=None, metadata=_range(1))
+    prompt_field: str | None = None
+    response_field: str | None = None
+    id_field: str | None = None
+    bad_rows: Literal["skip", "error"] = "skip"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: DatasetConfig
+    eval: dict[str, DatasetConfig] = field(default_factory=dict)
+    validation_size: int = field(default=0, metadata=_range(0))
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """The black-box teacher: `dataset` (responses in the data), `program` (synthetic world), `openai:M[@URL]`, `hf:PATH`."""
+
+    spec: str = "dataset"
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = field(default=8, metadata=_range(1))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (paper values as defaults, see docs/paper-settings.md)."""
+
+    steps: int = field(default=2400, metadata=_range(1))
+    warmup_steps: int = field(default=800, metadata=_range(0))
+    d_only_steps: int = field(default=10, metadata=_range(0))
+    batch_size: int = field(default=256, metadata=_range(1))
+    micro_batch_size: int = field(default=0, metadata=_range(0))
+    group_size: int = field(default=8, metadata=_range(2))
+    temperature: float = field(default=0.8, metadata=_range(0.0))
+    top_p: float = field(default=1.0, metadata=_range(0.0, 1.0))
+    max_prompt_tokens: int = field(default=2048, metadata=_range(1))
+    max_response_tokens: int = field(default=1536, metadata=_range(1))
+    lr_sft: float = field(default=5e-6, metadata=_range(0.0))
+    lr_generator: float = field(default=1e-6, metadata=_range(0.0))
+    lr_warmup: float = field(default=1e-6, metadata=_range(0.0))
+    lr_discriminator: float = field(default=1e-6, metadata=_range(0.0))
+    weight_decay: float = field(default=0.01, metadata=_range(0.0))
+    kl_beta: float = field(default=0.001, metadata=_range(0.0))
+    clip_ratio: float = field(default=0.2, metadata=_range(0.0))
+    grad_clip: float = field(default=0.2, metadata=_range(0.0))
+    checkpoint_every: int = field(default=50, metadata=_range(1))
+    keep_checkpoints: int = field(default=2, metadata=_range(1))
+    length_warning_ratio: float = field(default=2.0, metadata=_range(1.0))
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    gradient_checkpointing: bool = False
+    cpu_threads: int = field(default=0, metadata=_range(0))
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    engine: Literal["hf", "vllm"] = "hf"
+    batch_size: int = field(default=0, metadata=_range(0))
+    gpu_memory_utilization: float = field(default=0.5, metadata=_range(0.05, 0.95))
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    every: int = field(default=50, metadata=_range(1))
+    max_new_tokens: int = field(default=1536, metadata=_range(1))
+    judges: tuple[str, ...] = ("gad-paper",)
+    samples: int = field(default=0, metadata=_range(0))
+    selection: Literal["validation", "paper", "last"] = "validation"
+    selection_metric: str = ""
+    bootstrap: int = field(default=2000, metadata=_range(100))
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    model: str = "gpt-4o"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = field(default=8, metadata=_range(1))
+    price_per_mtok: tuple[float, ...] = (2.5, 10.0)
+    max_tokens: int = field(default=1024, metadata=_range(1))
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """How methods are matched, and the mean lengths the dry-run plan assumes for its estimates."""
+
+    match: Literal["steps", "flops"] = "steps"
+    tolerance: float = field(default=0.05, metadata=_range(0.0, 1.0))
+    assumed_prompt_tokens: int = field(default=100, metadata=_range(1))
+    assumed_response_tokens: int = field(default=350, metadata=_range(1))
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What a suite needs before it may start; `gadbench run` stops at once when something is missing."""
+
+    gpu: bool = False
+    judge_endpoint: bool = False
+    online_data: bool = False
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    name: str
+    students: dict[str, ModelConfig]
+    methods: dict[str, MethodConfig]
+    data: DataConfig
+    description: str = ""
+    seeds: tuple[int, ...] = (0,)
+    teacher: TeacherConfig = TeacherConfig()
+    train: TrainConfig = TrainConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    eval: EvalConfig = EvalConfig()
+    judge: JudgeConfig = JudgeConfig()
+    budget: BudgetConfig = BudgetConfig()
+    requires: Requirements = Requirements()
+    baseline: str | None = None
+    paper_baseline: bool = False
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of a suite: a student x method x seed, with the suite's shared settings."""
+
+    suite: str
+    student_name: str
+    student: ModelConfig
+    method_name: str
+    method: MethodConfig
+    seed: int
+    teacher: TeacherConfig
+    data: DataConfig
+    train: TrainConfig
+    rollout: RolloutConfig
+    eval: EvalConfig
+    judge: JudgeConfig
+    budget: BudgetConfig
+
+    @property
+    def config_hash(self) -> str:
+        return hashlib.sha256(to_yaml(self).encode()).hexdigest()[:8]
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.student_name}--{self.method_name}--s{self.seed}--{self.config_hash}"
+
+
+def runs_of(suite: SuiteConfig) -> list[RunSpec]:
+    """Every (student x method x seed) run of a suite, in a fixed order."""
+    shared = {k: getattr(suite, k) for k in ("teacher", "data", "train", "rollout", "eval", "judge", "budget")}
+    return [
+        RunSpec(suite=suite.name, student_name=s, student=sc, method_name=m, method=mc, seed=seed, **shared)
+        for s, sc in suite.students.items()
+        for m, mc in suite.methods.items()
+        for seed in suite.seeds
+    ]
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def load_suite(path: str | Path, overrides: list[str] = (), search_dir: Path | None = None) -> SuiteConfig:
+    """Load a suite file, resolve `extends:`, apply `--set a.b=c` overrides, and validate."""
+    path = Path(path)
+    raw = _resolve_extends(path, search_dir or path.parent, seen=())
+    for item in overrides:
+        _apply_override(raw, item, path)
+    return build(SuiteConfig, raw, str(path), "")
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found; check the suite name with `gadbench suites`.") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: malformed YAML{where} ({getattr(e, 'problem', e)}); fix the syntax there.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a suite file must be a YAML mapping of settings; found {type(data).__name__}.")
+    return data
+
+
+def _resolve_extends(path: Path, search_dir: Path, seen: tuple[str, ...]) -> dict:
+    if str(path) in seen:
+        raise ConfigError(f"{path}: `extends` forms a cycle ({' -> '.join(seen)}); remove one of them.")
+    data = _read_yaml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    parent_path = search_dir / f"{parent}.yaml"
+    if not parent_path.exists():
+        raise ConfigError(f"{path}: `extends: {parent}` names no suite file {parent_path}; fix the name.")
+    base = _resolve_extends(parent_path, search_dir, seen + (str(path),))
+    return _deep_merge(base, data)
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if v is None:  # null deletes an inherited entry, i.e. resets it to its default
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _apply_override(raw: dict, item: str, path: Path) -> None:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.steps=20.")
+    key, _, value = item.partition("=")
+    parts = key.strip().split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node.get(part), dict):
+            node[part] = {} if part not in node else _not_mapping(key, ".".join(parts[: i + 1]))
+        node = node[part]
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        parsed = value
+    if parsed is None:  # `--set methods.gad-ce=null` removes an entry or resets a setting to its default
+        node.pop(parts[-1], None)
+    else:
+        node[parts[-1]] = parsed
+
+
+def _not_mapping(key: str, prefix: str) -> dict:
+    raise ConfigError(f"--set {key}: {prefix} is a single value, not a group of settings; set {prefix}=VALUE.")
+
+
+def build(cls: type, raw: Any, source: str, where: str) -> Any:
+    """Build dataclass `cls` from plain data, type-checking each field; `where` is the dotted key path."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: `{where or '<top>'}` must be a mapping of settings, got {raw!r}.")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+            hint = f"; did you mean `{_join(where, close[0])}`?" if close else f"; valid keys: {', '.join(fields)}."
+            raise ConfigError(f"{source}: unknown key `{_join(where, str(key))}`{hint}")
+    kwargs = {}
+    for name, f in fields.items():
+        key = _join(where, name)
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{source}: missing required key `{key}`; add it to the suite.")
+            continue
+        value = _coerce(hints[name], raw[name], source, key)
+        lo, hi = f.metadata.get("range", (None, None))
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                bounds = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+                raise ConfigError(f"{source}: `{key}` = {value} is out of range {bounds}; pick a value inside it.")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, source, key)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, source, key)
+            except ConfigError as e:
+                errors.append(e)
+        raise errors[0]
+    if origin is Literal:
+        if value not in args:
+            close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            choices = ", ".join(str(a) for a in args)
+            raise ConfigError(f"{source}: `{key}` = {value!r} is not one of {choices}{hint}; use one of those.")
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: `{key}` must be a mapping of name -> settings, got {value!r}.")
+        return {str(k): _coerce(args[1], v, source, _join(key, str(k))) for k, v in value.items()}
+    if origin is tuple:
+        items = value if isinstance(value, list | tuple) else [value]
+        return tuple(_coerce(args[0], v, source, f"{key}[{i}]") for i, v in enumerate(items))
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if tp in (int, str, bool) and type(value) is tp:
+        return value
+    raise ConfigError(
+        f"{source}: `{key}` = {value!r} should be of type {getattr(tp, '__name__', tp)}; write it as one."
+    )
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+# --------------------------------------------------------------------------------------------- dumping
+
+
+def to_dict(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, tuple | list):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def to_yaml(obj: Any) -> str:
+    return yaml.safe_dump(to_dict(obj), sort_keys=True)
+
+
+def run_spec_from_dict(raw: dict, source: str = "config.yaml") -> RunSpec:
+    """Rebuild a RunSpec from a run directory's config.yaml (used by --resume and `gadbench eval`)."""
+    return build(RunSpec, raw, source, "")

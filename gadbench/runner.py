@@ -1,0 +1,257 @@
+"""Running a suite: the plan (runs, stages, matched budgets, judge cost), each run, and the suite record.
+
+results/<suite>/suite.json   resolved suite, run ids, budget check
+results/<suite>/<run_id>/    config.yaml, metrics.jsonl, budget.json, eval/, summary.json (docs/results-format.md)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from gadbench.budget import check_matched, estimate_params, estimate_run
+from gadbench.config import RunSpec, SuiteConfig, runs_of, to_dict, to_yaml
+from gadbench.io import atomic_write_json, atomic_write_text, read_json
+from gadbench.methods import stage_plan, uses_discriminator
+
+log = logging.getLogger("gadbench")
+
+JUDGE_CALLS_PER_ITEM = {"gad-paper": 2, "mtbench-single": 1, "pairwise": 2}
+ASSUMED_JUDGE_TOKENS = (900, 300)  # prompt, completion tokens per judge call (estimate)
+
+
+class MissingRequirement(RuntimeError):
+    """The suite needs something this machine lacks; the message names it."""
+
+
+# -------------------------------------------------------------------------------------------------- plan
+
+
+def steps_for(suite: SuiteConfig) -> dict[str, int]:
+    """Steps per run id. `steps` matching: train.steps for all. `flops` matching: each run gets the number
+    of steps whose estimated FLOPs come closest to the most expensive method's at train.steps."""
+    runs = runs_of(suite)
+    if suite.budget.match == "steps":
+        return {r.run_id: r.train.steps for r in runs}
+    cost = {}
+    for r in runs:
+        p, dp = _params(r)
+        cost[r.run_id] = estimate_run(r, stage_plan(r), p, dp)["flops"] / r.train.steps
+    target = max(c * suite.train.steps for c in cost.values())
+    return {rid: max(1, round(target / c)) if c else suite.train.steps for rid, c in cost.items()}
+
+
+def _params(spec: RunSpec) -> tuple[int, int]:
+    p = estimate_params(spec.student)
+    if not uses_discriminator(spec):
+        return p, 0
+    return p, estimate_params(replace(spec.student, path=spec.method.d_model)) if spec.method.d_model else p
+
+
+def plan(suite: SuiteConfig) -> dict:
+    """What `run` would do, computed without loading any model."""
+    steps = steps_for(suite)
+    rows = []
+    for r in runs_of(suite):
+        p, dp = _params(r)
+        stages = stage_plan(r, steps[r.run_id])
+        est = estimate_run(r, stages, p, dp)
+        rows.append({"run_id": r.run_id, "student": r.student_name, "method": r.method_name, "seed": r.seed,
+                     "stages": " + ".join(f"{s.name} {s.steps}" for s in stages), "params": p, "d_params": dp, **est})
+    llm_judges = [j for j in suite.eval.judges if j in JUDGE_CALLS_PER_ITEM]
+    n_points = max(1, suite.train.steps // suite.eval.every) + 2
+    items = sum(d.limit or 0 for d in suite.data.eval.values()) + suite.data.validation_size
+    calls = sum(JUDGE_CALLS_PER_ITEM[j] for j in llm_judges) * items * n_points * len(rows)
+    pin, pout = suite.judge.price_per_mtok[:2] if len(suite.judge.price_per_mtok) >= 2 else (0.0, 0.0)
+    cost = calls * (ASSUMED_JUDGE_TOKENS[0] * pin + ASSUMED_JUDGE_TOKENS[1] * pout) / 1e6
+    return {"suite": suite.name, "runs": rows, "judge_calls": calls, "judge_cost_usd": round(cost, 2),
+            "eval_points_per_run": n_points, "eval_items": items, "llm_judges": llm_judges}
+
+
+def check_requirements(suite: SuiteConfig) -> None:
+    """Stop at once, naming everything missing, before any model is loaded."""
+    missing = []
+    if suite.requires.gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            missing.append("a CUDA GPU (none is visible)")
+    if suite.requires.judge_endpoint and not (os.environ.get(suite.judge.api_key_env) or suite.judge.base_url):
+        missing.append(f"a judge endpoint (set ${suite.judge.api_key_env}, or judge.base_url for a local server)")
+    if suite.requires.online_data:
+        for name, d in {"train": suite.data.train, **suite.data.eval}.items():
+            if d.source != "world" and not d.path and not os.environ.get("GADBENCH_DATA_DIR") and os.environ.get("HF_HUB_OFFLINE"):
+                missing.append(f"the `{name}` data ({d.source}): set its path or $GADBENCH_DATA_DIR, or allow hub access")
+    if missing:
+        raise MissingRequirement(
+            f"suite `{suite.name}` needs {'; '.join(missing)}. Use `gadbench run --suite {suite.name} --dry-run` "
+            "to see its plan anywhere."
+        )
+
+
+# --------------------------------------------------------------------------------------------------- run
+
+
+def make_teacher(spec: RunSpec):
+    s = spec.teacher.spec
+    if s == "dataset":
+        return None
+    if s in ("program", "program:world"):
+        from gadbench.worlds.synthetic import ProgramTeacher
+
+        return ProgramTeacher(seed=0)
+    from gadbench.teachers import make_teacher as make
+
+    return make(s, api_key_env=spec.teacher.api_key_env, concurrency=spec.teacher.concurrency)
+
+
+def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress: bool = True) -> Path:
+    check_requirements(suite)
+    suite_dir = Path(out_root) / suite.name
+    suite_dir.mkdir(parents=True, exist_ok=True)
+    steps = steps_for(suite)
+    runs = runs_of(suite)
+    atomic_write_json(suite_dir / "suite.json", {"suite": to_dict(suite), "runs": [r.run_id for r in runs],
+                                                 "paper_baseline": suite.paper_baseline, "steps": steps})
+    for r in runs:
+        run_one(r, suite_dir / r.run_id, steps[r.run_id], resume=resume, progress=progress)
+    write_before_rows(suite, suite_dir, runs)
+    record_budget_check(suite, suite_dir, runs)
+    return suite_dir
+
+
+def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bool) -> dict:
+    from gadbench.evaluate import Evaluator
+    from gadbench.rundata import load_run_data
+    from gadbench.trainer import Trainer
+
+    if resume and (run_dir / "summary.json").exists():
+        log.info("%s: already complete, skipped", spec.run_id)
+        return read_json(run_dir / "summary.json")
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", to_yaml(spec))
+    log.info("%s: %d steps", spec.run_id, steps)
+    teacher = make_teacher(spec)
+    data = load_run_data(spec, teacher)
+    reward_fn = None
+    if spec.method.kind == "gad" and spec.method.discriminator == "none":
+        from gadbench.metrics import rouge_l_f1
+
+        def reward_fn(prompts, texts, teachers):
+            return [rouge_l_f1(a, b) for a, b in zip(texts, teachers, strict=True)]
+
+    cache_dir = run_dir.parent.parent / "cache"
+    evaluator = Evaluator(spec, data, run_dir, cache_dir)
+    trainer = Trainer(spec, run_dir, data, teacher_is_program=spec.teacher.spec.startswith("program"),
+                      reward_fn=reward_fn, on_eval=evaluator, steps=steps, progress=progress)
+    meter = trainer.train(resume=resume)
+    atomic_write_json(run_dir / "budget.json", meter.state())
+    summary = summarize_run(spec, run_dir, meter.state()["totals"], data, evaluator)
+    atomic_write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def _eval_points(run_dir: Path) -> dict[int, dict]:
+    out = {}
+    for p in (run_dir / "eval").glob("step-*/metrics.json"):
+        out[int(p.parent.name.split("-")[1])] = read_json(p)
+    return out
+
+
+def selection_metric(spec: RunSpec) -> str:
+    if spec.eval.selection_metric:
+        return spec.eval.selection_metric
+    j = spec.eval.judges[0]
+    return "gold/teacher_logprob" if j == "gold" else f"{j}/score"
+
+
+def summarize_run(spec: RunSpec, run_dir: Path, totals: dict, data, evaluator) -> dict:
+    from gadbench.selection import CheckpointScores, select_checkpoint
+
+    points = {k: v for k, v in _eval_points(run_dir).items() if k > 0}
+    metric = selection_metric(spec)
+    rule = spec.eval.selection if data.validation or spec.eval.selection != "validation" else "last"
+
+    def score(m: dict, name: str):
+        return (m.get(name, {}).get(metric) or {}).get("mean")
+
+    cands = [CheckpointScores(step=k, validation=score(m, "validation"),
+                              test={d: score(m, d) for d in m if d != "validation" and score(m, d) is not None},
+                              length={d: m[d]["length"]["mean"] for d in m if d != "validation"})
+             for k, m in sorted(points.items())]
+    teacher_len = {d: s["teacher_length"] for d, s in points[max(points)].items() if "teacher_length" in s}
+    sel = select_checkpoint(cands, rule=rule, teacher_length=teacher_len)
+    chosen = points[sel.step]
+    departures = []
+    if sel.on_test_sets:
+        departures.append("checkpoint chosen on the test sets (paper protocol)")
+    elif rule == "validation":
+        departures.append(f"checkpoint chosen on a validation split of {len(data.validation)} training prompts, "
+                          "not on the test sets as in the paper")
+    if rule == "last" and spec.eval.selection == "validation":
+        departures.append("no validation split: the last checkpoint is reported")
+    if spec.judge.model != "gpt-4o" and any(j in JUDGE_CALLS_PER_ITEM for j in spec.eval.judges):
+        departures.append(f"judge model {spec.judge.model} instead of GPT-4o")
+    warnings = []
+    lengths = [r for r in _metrics_rows(run_dir) if r.get("length_warning")]
+    if lengths:
+        warnings.append(f"response length exceeded {spec.train.length_warning_ratio}x the teacher's at "
+                        f"{len(lengths)} steps (first: step {lengths[0]['step']}): possible reward hacking")
+    return {
+        "run_id": spec.run_id, "suite": spec.suite, "student": spec.student_name, "method": spec.method_name,
+        "seed": spec.seed, "selection": {**sel.to_json(), "metric": metric},
+        "eval": {d: s for d, s in chosen.items() if d != "validation"},
+        "validation": chosen.get("validation"),
+        "budget": totals, "judge_usage": evaluator.usage, "warnings": warnings, "departures": departures,
+    }
+
+
+def _metrics_rows(run_dir: Path) -> list[dict]:
+    from gadbench.io import read_jsonl
+
+    return list(read_jsonl(run_dir / "metrics.jsonl"))
+
+
+def write_before_rows(suite: SuiteConfig, suite_dir: Path, runs: list[RunSpec]) -> None:
+    """A `before` pseudo-run per student and seed: the step-0 evaluation (the student before distillation)."""
+    done = set()
+    for r in runs:
+        key = (r.student_name, r.seed)
+        step0 = suite_dir / r.run_id / "eval" / "step-0" / "metrics.json"
+        if key in done or not step0.exists():
+            continue
+        done.add(key)
+        m = read_json(step0)
+        before_dir = suite_dir / f"{r.student_name}--before--s{r.seed}"
+        summary = {"run_id": before_dir.name, "suite": suite.name, "student": r.student_name, "method": "before",
+                   "seed": r.seed, "selection": {"rule": "initial", "checkpoint": 0, "note": "student before distillation"},
+                   "eval": {d: s for d, s in m.items() if d != "validation"}, "validation": m.get("validation"),
+                   "budget": {}, "judge_usage": {}, "warnings": [], "departures": []}
+        atomic_write_json(before_dir / "summary.json", summary)
+
+
+def record_budget_check(suite: SuiteConfig, suite_dir: Path, runs: list[RunSpec]) -> None:
+    """Compare what each run spent within each (student, seed) group; flag runs outside the tolerance."""
+    groups: dict[tuple, dict[str, dict]] = {}
+    for r in runs:
+        b = suite_dir / r.run_id / "budget.json"
+        if b.exists():
+            groups.setdefault((r.student_name, r.seed), {})[r.run_id] = read_json(b)["totals"]
+    checks = {}
+    for totals in groups.values():
+        checks.update(check_matched(totals, suite.budget.match, suite.budget.tolerance))
+    for run_id, check in checks.items():
+        path = suite_dir / run_id / "summary.json"
+        summary = read_json(path)
+        summary["budget_check"] = check
+        if not check["within"]:
+            summary["warnings"].append(f"budget outside the {suite.budget.match} tolerance (ratio {check['ratio']})")
+        atomic_write_json(path, summary)
+    record = read_json(suite_dir / "suite.json")
+    record["budget_check"] = checks
+    atomic_write_json(suite_dir / "suite.json", record)

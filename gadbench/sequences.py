@@ -1,0 +1,52 @@
+"""Packing (prompt, response) token lists into right-padded tensors, and per-token log-probabilities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Packed:
+    """Right-padded sequences. `target_mask[b, j]` is 1 when input_ids[b, j+1] is a response token."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    target_mask: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def slice(self, start: int, stop: int) -> Packed:
+        return Packed(self.input_ids[start:stop], self.attention_mask[start:stop], self.target_mask[start:stop])
+
+    @property
+    def response_tokens(self) -> int:
+        return int(self.target_mask.sum())
+
+
+def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int, device="cpu") -> Packed:
+    lengths = [len(p) + len(r) for p, r in zip(prompts, responses, strict=True)]
+    width = max(lengths)
+    ids = torch.full((len(lengths), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(lengths), width), dtype=torch.long)
+    tmask = torch.zeros((len(lengths), width - 1), dtype=torch.long)
+    for b, (p, r) in enumerate(zip(prompts, responses, strict=True)):
+        ids[b, : len(p) + len(r)] = torch.tensor(p + r)
+        attn[b, : len(p) + len(r)] = 1
+        tmask[b, len(p) - 1 : len(p) + len(r) - 1] = 1
+    return Packed(ids.to(device), attn.to(device), tmask.to(device))
+
+
+def token_logprobs(model, packed: Packed) -> torch.Tensor:
+    """log p(input_ids[:, j+1] | input_ids[:, :j+1]) for every j: [B, T-1] (grad flows if enabled)."""
+    logits = model(input_ids=packed.input_ids, attention_mask=packed.attention_mask).logits[:, :-1].float()
+    targets = packed.input_ids[:, 1:]
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def micro_batches(n: int, size: int):
+    """(start, stop) ranges covering range(n) in chunks of `size` (one chunk when size is 0)."""
+    size = size or n
+    return [(s, min(s + size, n)) for s in range(0, n, size)]

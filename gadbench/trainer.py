@@ -1,0 +1,271 @@
+"""The training loop: stages, steps, the budget meter, monitors, evaluation hooks, checkpoints and resume.
+
+A checkpoint `checkpoints/step-K/state.pt` holds G, D, the reference model, both optimizers, every RNG
+state and the meter; it is written to a temporary folder and renamed into place, so a crash never leaves a
+partial checkpoint under a real name. `--resume` continues from the last complete checkpoint, trims the
+step log to it, and on CPU ends bitwise-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gadbench.budget import Meter
+from gadbench.config import ModelConfig, RunSpec
+from gadbench.io import append_jsonl, read_jsonl, truncate_jsonl
+from gadbench.methods import stage_plan, uses_discriminator
+from gadbench.methods.steps import STEP_FUNCTIONS, Context, timed
+from gadbench.models import build_discriminator, count_params, load_causal_lm
+from gadbench.progress import progress_bar
+from gadbench.rollout import make_engine
+
+log = logging.getLogger("gadbench")
+
+
+class TrainingDiverged(RuntimeError):
+    """A NaN or infinite loss; the last good checkpoint is kept."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is `cuda` but no CUDA GPU is visible; set train.device=cpu or run on a GPU machine.")
+    return torch.device(name)
+
+
+def _adamw(params, lr: float, wd: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=lr, weight_decay=wd, foreach=False)
+
+
+class Trainer:
+    """Trains one run. `on_eval(step, ctx)` is called at every evaluation point (every `eval.every` steps,
+    at stage ends and at the end) before the checkpoint of that step is written."""
+
+    def __init__(self, spec: RunSpec, run_dir: Path, data, teacher_is_program: bool, reward_fn=None,
+                 on_eval=None, steps: int | None = None, progress: bool = True):
+        self.spec, self.run_dir, self.data = spec, Path(run_dir), data
+        self.plan = stage_plan(spec, steps)
+        self.total_steps = sum(s.steps for s in self.plan)
+        self.on_eval = on_eval
+        self.progress = progress
+        self.meter = Meter()
+        self.length_warnings = 0
+        t = spec.train
+        seed_everything(spec.seed)
+        device = pick_device(t.device)
+        if device.type == "cpu" and t.cpu_threads:
+            torch.set_num_threads(t.cpu_threads)
+        g = load_causal_lm(spec.student)
+        g.model.to(device)
+        if t.gradient_checkpointing and hasattr(g.model, "gradient_checkpointing_enable"):
+            g.model.gradient_checkpointing_enable()
+        d = None
+        if uses_discriminator(spec):
+            d_cfg = ModelConfig(path=spec.method.d_model, template=spec.student.template) if spec.method.d_model else None
+            d = build_discriminator(g, d_cfg, seed=spec.seed)
+            d.model.to(device)
+        engine = make_engine(spec.rollout.engine, g.tokenizer, spec.rollout.batch_size,
+                             gpu_memory_utilization=spec.rollout.gpu_memory_utilization)
+        gold_fn = None
+        if teacher_is_program:
+            from gadbench.worlds.synthetic import gold_metrics
+
+            def gold_fn(prompts, texts):
+                m = gold_metrics(prompts, texts)
+                return {k: m[k] for k in ("teacher_logprob", "accuracy")}
+
+        self.ctx = Context(spec=spec, g=g, d=d, engine=engine, device=device, g_params=count_params(g.model),
+                           d_params=count_params(d.model) if d else 0, reward_fn=reward_fn, gold_fn=gold_fn)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+
+    # ------------------------------------------------------------------------------------------ stages
+
+    def _stage_at(self, step: int) -> tuple[int, int]:
+        """(stage index, 0-based step within the stage) of global step `step` (1-based)."""
+        before = 0
+        for i, s in enumerate(self.plan):
+            if step <= before + s.steps:
+                return i, step - before - 1
+            before += s.steps
+        raise IndexError(step)
+
+    def _stage_end(self, i: int) -> int:
+        return sum(s.steps for s in self.plan[: i + 1])
+
+    def _begin_stage(self, i: int) -> None:
+        """Fresh optimizers at each stage (verl restarts between warmup and GAD); the reference for the
+        adversarial stage's KL term is G as the stage starts."""
+        ctx, t, name = self.ctx, self.spec.train, self.plan[i].name
+        lr = {"sft": t.lr_sft, "warmup": t.lr_warmup, "adversarial": t.lr_generator}[name]
+        ctx.g_opt = _adamw(ctx.g.model.parameters(), lr, t.weight_decay)
+        if ctx.d is not None:
+            ctx.d_opt = _adamw(ctx.d.model.parameters(), t.lr_discriminator, t.weight_decay)
+        ctx.ref = None
+        if name == "adversarial" and t.kl_beta > 0:
+            ctx.ref = copy.deepcopy(ctx.g.model).eval().requires_grad_(False)
+
+    # ------------------------------------------------------------------------------------------- loop
+
+    def train(self, resume: bool = False) -> Meter:
+        start = self._restore() if resume else 0
+        if start == 0:
+            self.metrics_path.unlink(missing_ok=True)
+            self._begin_stage(0)
+            self._eval(0)
+        teacher_len = None
+        bar = progress_bar(total=self.total_steps, initial=start, desc=self.spec.run_id, enabled=self.progress)
+        for step in range(start + 1, self.total_steps + 1):
+            i, k = self._stage_at(step)
+            if k == 0 and step > 1:
+                self._begin_stage(i)
+            stage = self.plan[i].name
+            batch = self.data.batch(step, self.spec.train.batch_size)
+            metrics, spend = timed(STEP_FUNCTIONS[stage], self.ctx, batch, k)
+            self._check_finite(step, metrics)
+            self.meter.record(stage, spend)
+            teacher_len = metrics.get("teacher_len", teacher_len) or self._teacher_len(batch)
+            self._watch_length(step, metrics, teacher_len)
+            append_jsonl(self.metrics_path, [{"step": step, "stage": stage, **_round(metrics)}])
+            bar.update(1, metrics)
+            at_stage_end = step == self._stage_end(i)
+            if step % self.spec.eval.every == 0 or at_stage_end:
+                self._eval(step)
+            if step % self.spec.train.checkpoint_every == 0 or at_stage_end:
+                self._save(step, keep_stage_end=at_stage_end)
+        bar.close()
+        return self.meter
+
+    def _teacher_len(self, batch) -> float:
+        tok = self.ctx.g.tokenizer
+        return sum(len(tok(ex.teacher_response, add_special_tokens=False)["input_ids"]) + 1 for ex in batch) / len(batch)
+
+    def _watch_length(self, step: int, metrics: dict, teacher_len: float) -> None:
+        ratio = self.spec.train.length_warning_ratio
+        if "response_len" in metrics and teacher_len and metrics["response_len"] > ratio * teacher_len:
+            metrics["length_warning"] = True
+            self.length_warnings += 1
+            if self.length_warnings in (1, 10, 100, 1000):
+                log.warning("step %d: mean response length %.1f tokens is over %.1fx the teacher's %.1f "
+                        "(possible reward hacking; warning %d)", step, metrics["response_len"], ratio, teacher_len,
+                            self.length_warnings)
+
+    def _check_finite(self, step: int, metrics: dict) -> None:
+        for key in ("sft_loss", "pg_loss", "d_loss"):
+            if key in metrics and not math.isfinite(metrics[key]):
+                last = self._latest_checkpoint()
+                kept = f"the last good checkpoint is step {last}" if last else "no checkpoint was written yet"
+                raise TrainingDiverged(
+                    f"{key} became {metrics[key]} at step {step}; {kept}. Lower the learning rate or check the data, "
+                    "then rerun with --resume."
+                )
+
+    def _eval(self, step: int) -> None:
+        if self.on_eval is None:
+            return
+        with torch.random.fork_rng(devices=[]):  # evaluation never shifts the training RNG stream
+            torch.manual_seed(self.spec.seed + 7919 * step)
+            self.on_eval(step, self.ctx)
+
+    # ------------------------------------------------------------------------------------- checkpoints
+
+    def _latest_checkpoint(self) -> int:
+        if not self.ckpt_dir.exists():
+            return 0
+        steps = [int(p.name.split("-")[1]) for p in self.ckpt_dir.glob("step-*") if (p / "state.pt").exists()]
+        return max(steps, default=0)
+
+    def _save(self, step: int, keep_stage_end: bool) -> None:
+        ctx = self.ctx
+        state = {
+            "step": step,
+            "g": ctx.g.model.state_dict(),
+            "g_opt": ctx.g_opt.state_dict() if ctx.g_opt else None,
+            "d": ctx.d.model.state_dict() if ctx.d else None,
+            "d_opt": ctx.d_opt.state_dict() if ctx.d_opt else None,
+            "ref": ctx.ref.state_dict() if ctx.ref is not None else None,
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            "meter": self.meter.state(),
+        }
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        final = self.ckpt_dir / f"step-{step}"
+        tmp = Path(tempfile.mkdtemp(dir=self.ckpt_dir, prefix=f".step-{step}."))
+        try:
+            torch.save(state, tmp / "state.pt")
+            if keep_stage_end:
+                (tmp / "KEEP").touch()
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            last = self._latest_checkpoint()
+            raise OSError(
+                f"could not write the checkpoint of step {step} ({e.strerror or e}); the previous checkpoint "
+                f"(step {last}) is intact. Free disk space under {self.ckpt_dir} and rerun with --resume."
+            ) from None
+        self._prune()
+
+    def _prune(self) -> None:
+        """Keep the newest `keep_checkpoints` plus stage-end checkpoints; drop stale temporary folders."""
+        for tmp in self.ckpt_dir.glob(".step-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        done = sorted((int(p.name.split("-")[1]), p) for p in self.ckpt_dir.glob("step-*"))
+        for _, path in done[: -self.spec.train.keep_checkpoints]:
+            if not (path / "KEEP").exists():
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _restore(self) -> int:
+        step = self._latest_checkpoint()
+        if step == 0:
+            log.info("no checkpoint to resume from in %s; starting from step 0", self.ckpt_dir)
+            return 0
+        state = torch.load(self.ckpt_dir / f"step-{step}" / "state.pt", weights_only=False)
+        ctx = self.ctx
+        i, k = self._stage_at(step)
+        if step == self._stage_end(i) and i + 1 < len(self.plan):
+            ctx.g.model.load_state_dict(state["g"])
+            if ctx.d is not None:
+                ctx.d.model.load_state_dict(state["d"])
+            self._begin_stage(i + 1)
+        else:
+            self._begin_stage(i)
+            ctx.g.model.load_state_dict(state["g"])
+            if state["g_opt"] is not None:
+                ctx.g_opt.load_state_dict(state["g_opt"])
+            if ctx.d is not None:
+                ctx.d.model.load_state_dict(state["d"])
+                ctx.d_opt.load_state_dict(state["d_opt"])
+            if ctx.ref is not None and state["ref"] is not None:
+                ctx.ref.load_state_dict(state["ref"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.meter = Meter.from_state(state["meter"])
+        truncate_jsonl(self.metrics_path, keep=sum(1 for r in read_jsonl(self.metrics_path) if r["step"] <= step))
+        log.info("resumed %s from step %d", self.spec.run_id, step)
+        return step
+
+
+def _round(metrics: dict) -> dict:
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()}
