@@ -1,0 +1,164 @@
+"""`gadbench serve`: an OpenAI-compatible HTTP server over a local transformers chat model.
+
+Routes: POST /v1/chat/completions (messages, temperature [default 1; 0 = greedy], top_p, max_tokens or
+max_completion_tokens, seed, n; no streaming), GET /v1/models, GET /health. Any model name in a request is
+accepted. Generation is serialised by a lock; the API key is ignored. There is no authentication, so bind to
+127.0.0.1 unless the network is trusted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _BadRequest(ValueError):
+    pass
+
+
+class ChatServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address, model, tokenizer, model_name: str, max_new_tokens: int):
+        super().__init__(address, _Handler)
+        self.model, self.tokenizer = model, tokenizer
+        self.model_name = model_name
+        self.max_new_tokens = max_new_tokens
+        self.lock = threading.Lock()
+
+    def complete(self, body: dict) -> dict:
+        """The chat.completion object for one request body; raises _BadRequest on invalid input."""
+        from gadbench.llm.local import generate_chat  # torch loads on first use, not on `gadbench --help`
+
+        messages = _messages(body.get("messages"))
+        if body.get("stream"):
+            raise _BadRequest("streaming is not supported; send stream=false")
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or self.max_new_tokens
+        temperature = body.get("temperature")
+        top_p = body.get("top_p")
+        n, seed = body.get("n") or 1, body.get("seed")
+        if not (isinstance(max_tokens, int) and max_tokens > 0 and isinstance(n, int) and 1 <= n <= 16):
+            raise _BadRequest("max_tokens must be a positive integer and n an integer from 1 to 16")
+        temperature = 1.0 if temperature is None else float(temperature)
+        top_p = 1.0 if top_p is None else float(top_p)
+        if temperature < 0 or not 0 < top_p <= 1:
+            raise _BadRequest("temperature must be >= 0 and top_p in (0, 1]")
+        if seed is not None and not isinstance(seed, int):
+            raise _BadRequest("seed must be an integer")
+        with self.lock:
+            [outs] = generate_chat(self.model, self.tokenizer, [messages], max_new_tokens=max_tokens,
+                                   temperature=temperature, top_p=top_p, seed=seed, n=n)
+        completion_tokens = sum(o.completion_tokens for o in outs)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model") or self.model_name,
+            "choices": [{"index": j, "message": {"role": "assistant", "content": o.text},
+                         "finish_reason": o.finish_reason} for j, o in enumerate(outs)],
+            "usage": {"prompt_tokens": outs[0].prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": outs[0].prompt_tokens + completion_tokens},
+        }
+
+
+def _messages(raw) -> list[dict]:
+    if not isinstance(raw, list) or not raw:
+        raise _BadRequest("messages must be a non-empty list of {role, content} objects")
+    out = []
+    for m in raw:
+        if not isinstance(m, dict) or "role" not in m:
+            raise _BadRequest("each message must be an object with a role and a content")
+        content = m.get("content") or ""
+        if isinstance(content, list):  # content parts: keep the text ones
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        out.append({"role": m["role"], "content": str(content)})
+    return out
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ChatServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/health":
+            self._json(200, {"status": "ok"})
+        elif self.path.rstrip("/") == "/v1/models":
+            self._json(200, {"object": "list", "data": [
+                {"id": self.server.model_name, "object": "model", "created": 0, "owned_by": "gadbench"}]})
+        else:
+            self._error(404, f"no route {self.path}; use /v1/chat/completions, /v1/models or /health")
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._error(404, f"no route {self.path}; use /v1/chat/completions")
+            return
+        try:
+            body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise _BadRequest("the request body must be a JSON object")
+            self._json(200, self.server.complete(body))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            self._error(400, "the request body is not valid JSON")
+        except _BadRequest as exc:
+            self._error(400, str(exc))
+        except Exception as exc:  # a generation failure must not kill the server
+            self._error(500, f"generation failed: {type(exc).__name__}: {exc}")
+
+    def _error(self, status: int, message: str) -> None:
+        kind = "invalid_request_error" if status < 500 else "server_error"
+        self._json(status, {"error": {"message": message, "type": kind, "code": status}})
+
+    def _json(self, status: int, obj: dict) -> None:
+        data = json.dumps(obj).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def start_server(model, tokenizer, host: str = "127.0.0.1", port: int = 0, *, model_name: str = "local",
+                 max_new_tokens: int = 256) -> tuple[ChatServer, threading.Thread]:
+    """Serve in a daemon thread (port 0 picks a free port: see server.server_address); stop with
+    server.shutdown(); server.server_close()."""
+    server = ChatServer((host, port), model, tokenizer, model_name, max_new_tokens)
+    thread = threading.Thread(target=server.serve_forever, name="gadbench-serve", daemon=True)
+    thread.start()
+    return server, thread
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="serve a local chat model over an OpenAI-compatible HTTP API",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="local folder, .gguf file, or Hub id in the local HF cache")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-new-tokens", type=int, default=256, help="when a request gives no max_tokens")
+    p.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gadbench.llm.local import load_causal_lm
+
+    try:
+        model, tokenizer = load_causal_lm(args.model)
+    except ValueError as exc:  # ModelNotAvailable included
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    server = ChatServer((args.host, args.port), model, tokenizer, args.model, args.max_new_tokens)
+    host, port = server.server_address[:2]
+    print(f"serving {args.model} at http://{host}:{port}/v1 (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0

@@ -1,0 +1,120 @@
+"""`gadbench teacher collect`: answer every prompt of a data file with a teacher and write the pairs as JSONL.
+
+API teachers go through a crash-safe cache next to the output (`<out>.cache.sqlite`), so an interrupted or
+failed collection is resumed by running the same command again: no answered prompt is asked twice. The
+output is written atomically once every prompt has an answer; each row is
+{"prompt", "teacher_response", "meta"} where meta keeps the input row's other fields and the teacher spec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gadbench.io import atomic_write_text, read_jsonl
+from gadbench.teachers.base import TeacherError, make_teacher
+
+
+def read_prompts(data: str, prompt_field: str = "prompt") -> list[dict]:
+    """The rows of a JSONL file, each with a non-empty string under `prompt_field`."""
+    path = Path(data)
+    if not path.is_file():
+        raise ValueError(f"there is no data file {data}; pass a JSONL file with one {{\"{prompt_field}\": ...}} "
+                         f"object per line.")
+    rows = list(read_jsonl(path))
+    if not rows:
+        raise ValueError(f"{data} has no rows; pass a JSONL file with one {{\"{prompt_field}\": ...}} object per line.")
+    for i, row in enumerate(rows):
+        if not isinstance(row.get(prompt_field), str) or not row[prompt_field]:
+            raise ValueError(f"row {i + 1} of {data} has no non-empty string field {prompt_field!r}; pass "
+                             f"--prompt-field with the name of the field that holds the prompt.")
+    return rows
+
+
+def cache_path_for(out: str | Path) -> Path:
+    return Path(f"{out}.cache.sqlite")
+
+
+def collect(teacher: str, data: str, out: str | Path, *, concurrency: int = 8, prompt_field: str = "prompt",
+            teacher_opts: dict | None = None):
+    """Collect and write `out`; returns the teacher (its `usage`, for API teachers, says what was spent).
+
+    `teacher_opts` go to the teacher's constructor (e.g. temperature, max_tokens, max_retries) over the defaults.
+    """
+    rows = read_prompts(data, prompt_field)
+    backend = teacher.partition(":")[0]
+    opts: dict = {}
+    if backend == "openai":
+        opts = {"concurrency": concurrency, "cache_path": cache_path_for(out)}
+    elif backend == "hf":
+        opts = {"batch_size": concurrency}
+    elif backend == "dataset":
+        opts = {"examples": [{"prompt": r[prompt_field], "teacher_response": r.get("teacher_response")} for r in rows]}
+    try:
+        t = make_teacher(teacher, **(opts | (teacher_opts or {})))
+    except TypeError as exc:
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        raise ValueError(f"the {backend} teacher does not take an option given here ({exc}); remove it.") from None
+    responses = t.respond([r[prompt_field] for r in rows])
+    lines = []
+    for row, response in zip(rows, responses, strict=True):
+        meta = {**row.get("meta", {}),
+                **{k: v for k, v in row.items() if k not in (prompt_field, "teacher_response", "meta")},
+                "teacher": teacher}
+        record = {"prompt": row[prompt_field], "teacher_response": response, "meta": meta}
+        lines.append(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+    atomic_write_text(out, "".join(lines))
+    return t
+
+
+def add_parser(subparsers) -> None:
+    teacher = subparsers.add_parser("teacher", help="black-box teachers: collect responses")
+    sub = teacher.add_subparsers(dest="teacher_command", required=True)
+    p = sub.add_parser("collect", help="answer every prompt of a data file with a teacher", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teacher", required=True, help="openai:MODEL[@BASE_URL], hf:PATH or dataset")
+    p.add_argument("--data", required=True, help="JSONL file with one prompt per row")
+    p.add_argument("--out", required=True, help="output JSONL (the cache goes to OUT.cache.sqlite)")
+    p.add_argument("--concurrency", type=int, default=8, help="parallel API requests (hf: batch size)")
+    p.add_argument("--prompt-field", default="prompt")
+    p.add_argument("--temperature", type=float, default=None, help="default: 1.0, the teacher's distribution")
+    p.add_argument("--max-tokens", type=int, default=None)
+    p.add_argument("--max-retries", type=int, default=None, help="API teachers: retries per request (default 6)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gadbench.llm import FatalAPIError  # imported here: it loads openai
+
+    if args.concurrency < 1:
+        print("error: --concurrency must be at least 1.", file=sys.stderr)
+        return 2
+    given = {"temperature": args.temperature, "max_tokens": args.max_tokens, "max_retries": args.max_retries}
+    try:
+        t = collect(args.teacher, args.data, args.out, concurrency=args.concurrency, prompt_field=args.prompt_field,
+                    teacher_opts={k: v for k, v in given.items() if v is not None})
+    except TeacherError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (FatalAPIError, ValueError) as exc:  # bad input, refused credentials, model not available
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}", file=sys.stderr)
+    if hasattr(t, "usage"):
+        print(f"usage: {t.usage.summary()}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry point: `python -m gadbench.teachers.collect teacher collect ...`."""
+    parser = argparse.ArgumentParser(prog="gadbench")
+    add_parser(parser.add_subparsers(required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

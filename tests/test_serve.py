@@ -1,0 +1,114 @@
+"""`gadbench serve` over a real tiny Qwen2 model, queried over real HTTP with the openai client."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import urllib.error
+import urllib.request
+
+import openai
+import pytest
+import torch
+from tinymodels import build_tiny_model
+
+from gadbench.llm import ChatClient, ChatRequest
+from gadbench.llm.local import load_causal_lm
+from gadbench.serve import add_parser, start_server
+
+PROMPTS = ["def hello(world):", "import os and sys", "class Point:"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-qwen2")
+    model, tokenizer = build_tiny_model(folder)
+    return folder, model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def served(tiny):
+    _, model, tokenizer = tiny
+    server, thread = start_server(model, tokenizer, "127.0.0.1", 0, model_name="tiny", max_new_tokens=12)
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def reference_greedy(model, tokenizer, prompt: str, max_new_tokens: int) -> tuple[str, int, int]:
+    """What plain model.generate answers greedily: (text, prompt tokens, generated tokens incl. EOS)."""
+    enc = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
+    new = out[0, enc["input_ids"].shape[1]:].tolist()
+    if tokenizer.eos_token_id in new:
+        new = new[: new.index(tokenizer.eos_token_id) + 1]
+    return tokenizer.decode(new, skip_special_tokens=True), enc["input_ids"].shape[1], len(new)
+
+
+def test_greedy_answer_and_usage_equal_model_generate(served, tiny):
+    _, model, tokenizer = tiny
+    api = openai.OpenAI(base_url=served, api_key="unused", max_retries=0)
+    for prompt in PROMPTS:
+        r = api.chat.completions.create(model="tiny", messages=[{"role": "user", "content": prompt}],
+                                        temperature=0, max_tokens=10)
+        text, prompt_tokens, completion_tokens = reference_greedy(model, tokenizer, prompt, 10)
+        assert r.choices[0].message.content == text and text.strip()
+        assert (r.usage.prompt_tokens, r.usage.completion_tokens) == (prompt_tokens, completion_tokens)
+        assert r.choices[0].finish_reason == ("stop" if completion_tokens < 10 else "length")
+
+
+def test_sampling_honours_n_seed_and_max_tokens(served):
+    api = openai.OpenAI(base_url=served, api_key="unused", max_retries=0)
+
+    def sample(seed):
+        r = api.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x = 1"}],
+                                        temperature=1.0, max_tokens=6, n=3, seed=seed)
+        return r, [c.message.content for c in r.choices]
+
+    first, texts = sample(7)
+    assert len(texts) == 3 and len(set(texts)) > 1
+    assert first.usage.completion_tokens <= 18
+    assert sample(7)[1] == texts and sample(8)[1] != texts
+    greedy = api.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x = 1"}],
+                                         temperature=0, n=2)
+    assert greedy.choices[0].message.content == greedy.choices[1].message.content
+    assert greedy.usage.completion_tokens <= 2 * 12  # the server's --max-new-tokens default applies
+
+
+def test_models_health_and_bad_requests(served):
+    root = served.removesuffix("/v1")
+    assert json.load(urllib.request.urlopen(root + "/health")) == {"status": "ok"}
+    assert json.load(urllib.request.urlopen(served + "/models"))["data"][0]["id"] == "tiny"
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(root + "/nope")
+    assert err.value.code == 404
+    api = openai.OpenAI(base_url=served, api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError, match="messages must be a non-empty list"):
+        api.chat.completions.create(model="tiny", messages=[])
+    with pytest.raises(openai.BadRequestError, match="top_p"):
+        api.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "a"}], top_p=0)
+
+
+def test_chat_client_and_loader_against_the_real_server(served, tiny):
+    folder, model, tokenizer = tiny
+    client = ChatClient("tiny", base_url=served, concurrency=2, progress=False)
+    results = client.run([ChatRequest([{"role": "user", "content": p}], max_tokens=10) for p in PROMPTS])
+    assert [r.text for r in results] == [reference_greedy(model, tokenizer, p, 10)[0] for p in PROMPTS]
+    assert client.usage.requests_sent == 3 and client.usage.completion_tokens > 0
+
+    loaded, loaded_tok = load_causal_lm(str(folder))  # what `gadbench serve --model DIR` loads
+    assert reference_greedy(loaded, loaded_tok, PROMPTS[0], 10) == reference_greedy(model, tokenizer, PROMPTS[0], 10)
+
+
+def test_model_not_available_offline_stops_with_one_sentence(capsys, tmp_path):
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    expected = {"no-such-org/no-such-model": "hf download", str(tmp_path / "absent.gguf"): "no model folder"}
+    for missing, needle in expected.items():
+        args = parser.parse_args(["serve", "--model", missing])
+        assert args.func(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and "\n" not in err
