@@ -1,19 +1,21 @@
-"""Build a judge by name for a suite: offline judges directly, LLM protocols over the suite's endpoint."""
+"""Build a suite's judges by name: offline judges directly, LLM protocols over one cached ChatClient."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from gadbench.config import JudgeConfig
+from gadbench.judge import PROTOCOLS, get_judge
 
 
 def make_judge(name: str, cfg: JudgeConfig, cache_dir: Path):
-    if name == "rouge-l":
-        from gadbench.judge.offline import RougeLJudge
+    """A Judge; LLM protocols share the SQLite cache `cache_dir/judge.sqlite` (keyed by model, protocol
+    version, messages and decoding parameters), so re-runs never pay twice."""
+    if name not in PROTOCOLS:
+        return get_judge(name)
+    from gadbench.llm.client import ChatClient
 
-        return RougeLJudge()
-    if name == "embedding":
-        from gadbench.judge.offline import EmbeddingJudge
-
-        return EmbeddingJudge()
-    raise ValueError(f"unknown judge `{name}`; use gold, rouge-l, embedding, gad-paper, mtbench-single or pairwise.")
+    price = tuple(cfg.price_per_mtok[:2]) if len(cfg.price_per_mtok) >= 2 else None
+    client = ChatClient(cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env, concurrency=cfg.concurrency,
+                        cache_path=Path(cache_dir) / "judge.sqlite", price_per_mtok=price)
+    return get_judge(name, client=client)

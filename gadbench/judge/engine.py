@@ -1,0 +1,108 @@
+"""Run an LLM judging protocol over a ChatClient: build requests, send them in one batch, parse, count usage.
+
+Concurrency, retries and the SQLite cache belong to the client. The engine scopes the client's cache
+namespace to `<client namespace>/judge:<protocol namespace>` (prompt ids and hashes), and the gad-paper
+references to `<client namespace>/judge-reference`, so a re-run over the same items sends no request and
+re-parses the cached replies. An item whose call failed (API error) or whose reply does not parse is
+invalid, with details["error"] saying which; it is never scored.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Sequence
+
+from gadbench.judge.protocols import PARSE_FAILURE, LLMProtocol
+from gadbench.judge.types import JudgeItem, Judgment, invalid
+from gadbench.llm.client import ChatClient, ChatResult
+
+
+class JudgeRun(list):
+    """The judgments (a list, in item order) plus `usage`: this run's client usage delta (requests, cached,
+    retries, failures, prompt_tokens, completion_tokens, cost_usd) and parse_failures, api_errors,
+    parse_failure_rate (parse failures / items whose calls all returned text), n_valid, n_total."""
+
+    def __init__(self, judgments: Sequence[Judgment], usage: dict):
+        super().__init__(judgments)
+        self.usage = usage
+
+
+def _scoped(client: ChatClient, suffix: str) -> ChatClient:
+    """A shallow copy of `client` (same cache, same usage counters) with a longer namespace."""
+    scoped = copy.copy(client)
+    scoped.namespace = f"{client.namespace}/{suffix}"
+    return scoped
+
+
+def _references(items: Sequence[JudgeItem], protocol: LLMProtocol, client: ChatClient) -> dict[str, ChatResult]:
+    prompts = list(dict.fromkeys(it.prompt for it in items))
+    results = _scoped(client, "judge-reference").run(
+        [protocol.reference_request(p) for p in prompts], desc=f"{protocol.name} references"
+    )
+    return dict(zip(prompts, results, strict=True))
+
+
+def judge(items: Sequence[JudgeItem], protocol: LLMProtocol, client: ChatClient) -> JudgeRun:
+    """One Judgment per item, in order, judged by `protocol` through `client`."""
+    before = dataclasses.asdict(client.usage)
+    refs = _references(items, protocol, client) if protocol.writes_reference else {}
+    planned: list[list | Judgment] = []
+    for it in items:
+        ref = refs.get(it.prompt)
+        if ref is not None and ref.text is None:
+            planned.append(invalid(f"api error: reference answer failed: {ref.error}"))
+        else:
+            planned.append(protocol.requests(it, ref.text if ref is not None else None))
+    flat = [r for p in planned if isinstance(p, list) for r in p]
+    results = iter(_scoped(client, f"judge:{protocol.namespace}").run(flat, desc=f"{protocol.name} judge"))
+    judgments = []
+    for it, p in zip(items, planned, strict=True):
+        if isinstance(p, Judgment):
+            judgments.append(p)
+            continue
+        got = [next(results) for _ in p]
+        raws = [g.text for g in got]
+        errors = [g.error for g in got if g.error is not None]
+        j = invalid(f"api error: {errors[0]}", raws) if errors else protocol.parse(raws)
+        if it.prompt in refs:
+            j.details["judge_reference"] = refs[it.prompt].text
+        judgments.append(j)
+    return JudgeRun(judgments, _usage(judgments, before, dataclasses.asdict(client.usage)))
+
+
+def reparse(judgments: Sequence[Judgment], protocol: LLMProtocol) -> list[Judgment]:
+    """Re-apply `protocol.parse` to stored raw replies (after a parser change); never calls the judge.
+    Judgments without a full set of replies (API errors, unjudgeable items) are returned unchanged."""
+    out = []
+    for j in judgments:
+        if j.raw and all(t is not None for t in j.raw):
+            new = protocol.parse(list(j.raw))
+            new.details = {**{k: v for k, v in j.details.items() if k == "judge_reference"}, **new.details}
+            out.append(new)
+        else:
+            out.append(j)
+    return out
+
+
+def _usage(judgments: list[Judgment], before: dict, after: dict) -> dict:
+    delta = {k: after[k] - before[k] for k in before if k != "cost_usd"}
+    cost = None if after["cost_usd"] is None else after["cost_usd"] - (before["cost_usd"] or 0.0)
+    errors = [j.details.get("error", "") for j in judgments if not j.valid]
+    parse_failures = sum(e == PARSE_FAILURE for e in errors)
+    api_errors = sum(e.startswith("api error") for e in errors)
+    parsed = sum(1 for j in judgments if j.raw and all(t is not None for t in j.raw))
+    return {
+        "requests": delta["requests_sent"],
+        "cached": delta["cache_hits"],
+        "retries": delta["retries"],
+        "failures": delta["failures"],
+        "prompt_tokens": delta["prompt_tokens"],
+        "completion_tokens": delta["completion_tokens"],
+        "cost_usd": cost,
+        "parse_failures": parse_failures,
+        "api_errors": api_errors,
+        "parse_failure_rate": parse_failures / parsed if parsed else None,
+        "n_valid": sum(j.valid for j in judgments),
+        "n_total": len(judgments),
+    }

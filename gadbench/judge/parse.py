@@ -1,0 +1,93 @@
+"""Parsers for judge replies. Each returns None on failure; a failure is never turned into a score.
+
+Scores must lie in [1, 10] (decimals allowed); anything outside is a failure, not clipped.
+
+`parse_two_scores` (gad-paper, "Assistant 1 score, Assistant 2 score"), tried in this order:
+  1. the first non-empty line, after dropping markdown emphasis, "Assistant 1/2" labels, "/10" and
+     "out of 10", holds exactly two numbers: those (e.g. "8 7", "8, 7", "Assistant 1: 8/10, Assistant 2: 7/10");
+  2. the reply has labelled scores "Assistant 1: <n>" and "Assistant 2: <m>" (each once) on separate lines;
+  3. the first line holds no number (prose): the first later line that holds nothing but two numbers
+     and an optional "Score(s)/Rating(s):" label.
+  A first line with one number or more than two numbers, and no rule-2 labels, is a failure.
+`parse_rating` (mtbench-single): the last "[[n]]"; else the last "[n]"; else the last "Rating: n".
+`parse_verdict` (pairwise): the last "[[A]]", "[[B]]" or "[[C]]" (the prompt asks for the verdict last).
+"""
+
+from __future__ import annotations
+
+import re
+
+_NUM = r"(?<![\d.])-?\d+(?:\.\d+)?"
+_OUT_OF_TEN = re.compile(rf"({_NUM})\s*(?:/\s*10|out\s+of\s+10)(?![\d.])", re.IGNORECASE)
+_LABEL = re.compile(r"assistant\s*[12](?![\d.])\s*(?:'s)?\s*(?:score|rating)?", re.IGNORECASE)
+_MARKDOWN = re.compile(r"[*_`#>]")
+_ONLY_TWO = re.compile(
+    rf"^[\s:]*(?:(?:scores?|ratings?)\s*:?)?[\s:]*({_NUM})[\s,;:/]+({_NUM})\s*\.?\s*$", re.IGNORECASE
+)
+_LABELLED = {
+    k: re.compile(rf"assistant\s*{k}(?![\d.])(?:'s)?\s*(?:scores?|ratings?)?\s*[:=-]?\s*({_NUM})", re.IGNORECASE)
+    for k in (1, 2)
+}
+_RATING_PATTERNS = (
+    re.compile(r"\[\[\s*(-?\d+(?:\.\d+)?)\s*\]\]"),
+    re.compile(r"(?<!\[)\[\s*(-?\d+(?:\.\d+)?)\s*\](?!\])"),
+    re.compile(rf"rating\s*:?\s*({_NUM})", re.IGNORECASE),
+)
+_VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
+
+
+def _in_range(x: float) -> bool:
+    return 1.0 <= x <= 10.0
+
+
+def _clean(line: str) -> str:
+    line = _MARKDOWN.sub("", line)
+    line = _OUT_OF_TEN.sub(r"\1", line)
+    return _LABEL.sub(" ", line)
+
+
+def _pair(a: float, b: float) -> tuple[float, float] | None:
+    return (a, b) if _in_range(a) and _in_range(b) else None
+
+
+def parse_two_scores(text: str | None) -> tuple[float, float] | None:
+    """(Assistant 1 score, Assistant 2 score) from a gad-paper reply, or None (rules in the module doc)."""
+    if not text:
+        return None
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    if not lines:
+        return None
+    first = [float(x) for x in re.findall(_NUM, _clean(lines[0]))]
+    if len(first) == 2:
+        return _pair(*first)
+    plain = _MARKDOWN.sub("", text)
+    labelled = [_LABELLED[k].findall(plain) for k in (1, 2)]
+    if all(len(found) == 1 for found in labelled):
+        return _pair(float(labelled[0][0]), float(labelled[1][0]))
+    if first:
+        return None
+    for line in lines[1:]:
+        m = _ONLY_TWO.match(_clean(line))
+        if m:
+            return _pair(float(m.group(1)), float(m.group(2)))
+    return None
+
+
+def parse_rating(text: str | None) -> float | None:
+    """The 1-10 rating of an mtbench-single reply, or None."""
+    if not text:
+        return None
+    for pattern in _RATING_PATTERNS:
+        found = pattern.findall(text)
+        if found:
+            value = float(found[-1])
+            return value if _in_range(value) else None
+    return None
+
+
+def parse_verdict(text: str | None) -> str | None:
+    """"A", "B" or "C" (tie) from a pairwise reply, or None."""
+    if not text:
+        return None
+    found = _VERDICT.findall(text)
+    return found[-1] if found else None

@@ -1,0 +1,125 @@
+"""LLM judging protocols: which requests to send for an item and how to turn the replies into a Judgment.
+
+`requests(item, reference)` builds the calls for one item; `parse(raws)` turns their reply texts (same order)
+into a Judgment and depends on nothing else, so stored raw text can be re-parsed without calling the judge.
+
+- gad-paper (paper section 8.1): the judge first answers each prompt itself (its reference, one per distinct
+  prompt); then it rates reference and student 1-10, both scores alone on the first line. Reference is
+  Assistant 1 and student Assistant 2; `swap=True` adds the swapped order and averages.
+  Item score = 100 x s / (s + r), averaged over orders.
+- mtbench-single: reference-guided single-answer grading, "[[n]]" in 1-10; the reference is the teacher
+  response, and the plain single-answer prompt is used when an item has none. Item score = n.
+- pairwise: student against `item.other` (default: the teacher response) in both orders. Per order the
+  verdict gives the student a win, tie or loss; equal outcomes stand, different outcomes are a tie.
+  Item score = 100 (win), 50 (tie), 0 (loss), so the mean is the win rate with ties counted half.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from gadbench.judge.parse import parse_rating, parse_two_scores, parse_verdict
+from gadbench.judge.prompts import load_prompt
+from gadbench.judge.types import JudgeItem, Judgment, invalid
+from gadbench.llm.client import ChatRequest
+
+PARSE_FAILURE = "parse failure"
+
+
+@dataclass(frozen=True)
+class LLMProtocol:
+    """Judge decoding settings and prompt version; `namespace` (prompt ids + hashes) keys the judge cache."""
+
+    temperature: float = 0.0
+    max_tokens: int | None = 2048
+    seed: int | None = None
+    version: str = "v1"
+    name: ClassVar[str] = ""
+    prompt_names: ClassVar[tuple[str, ...]] = ()
+    writes_reference: ClassVar[bool] = False  # the judge first answers each prompt itself (gad-paper)
+
+    @property
+    def namespace(self) -> str:
+        prompts = [load_prompt(f"{n}.{self.version}") for n in self.prompt_names]
+        return "+".join(f"{p.id}@{p.sha}" for p in prompts)
+
+    def request(self, messages: list[dict]) -> ChatRequest:
+        return ChatRequest(tuple(messages), self.temperature, self.max_tokens, self.seed)
+
+
+@dataclass(frozen=True)
+class GadPaper(LLMProtocol):
+    swap: bool = False
+    reference_max_tokens: int | None = None
+    name = "gad-paper"
+    prompt_names = ("gad-paper",)
+    writes_reference = True
+
+    def reference_request(self, prompt: str) -> ChatRequest:
+        """The judge's own answer to the prompt (its reference), decoded like the judgments."""
+        return ChatRequest(({"role": "user", "content": prompt},), self.temperature, self.reference_max_tokens, self.seed)
+
+    def requests(self, item: JudgeItem, reference: str | None) -> list[ChatRequest] | Judgment:
+        p = load_prompt(f"{self.name}.{self.version}")
+        orders = [(reference, item.answer)] + ([(item.answer, reference)] if self.swap else [])
+        return [self.request(p.render(question=item.prompt, answer_1=a1, answer_2=a2)) for a1, a2 in orders]
+
+    def parse(self, raws: list[str | None]) -> Judgment:
+        scores = [parse_two_scores(t) for t in raws]
+        if any(s is None for s in scores):
+            return invalid(PARSE_FAILURE, raws, scores=scores)
+        # order 0: (reference, student); order 1: (student, reference)
+        pairs = [(s[1], s[0]) if k == 0 else (s[0], s[1]) for k, s in enumerate(scores)]
+        student = sum(p[0] for p in pairs) / len(pairs)
+        reference = sum(p[1] for p in pairs) / len(pairs)
+        ratio = sum(100 * s / (s + r) for s, r in pairs) / len(pairs)
+        return Judgment(ratio, True, raws, {"student": student, "reference": reference, "scores": scores})
+
+
+@dataclass(frozen=True)
+class MtBenchSingle(LLMProtocol):
+    name = "mtbench-single"
+    prompt_names = ("mtbench-single", "mtbench-single-noref")
+
+    def requests(self, item: JudgeItem, reference: str | None) -> list[ChatRequest] | Judgment:
+        if item.teacher_response is None:
+            p = load_prompt(f"{self.name}-noref.{self.version}")
+            return [self.request(p.render(question=item.prompt, answer=item.answer))]
+        p = load_prompt(f"{self.name}.{self.version}")
+        return [self.request(p.render(question=item.prompt, reference=item.teacher_response, answer=item.answer))]
+
+    def parse(self, raws: list[str | None]) -> Judgment:
+        rating = parse_rating(raws[0])
+        if rating is None:
+            return invalid(PARSE_FAILURE, raws)
+        return Judgment(rating, True, raws, {"rating": rating})
+
+
+_OUTCOME = {("A", 0): "win", ("B", 0): "loss", ("A", 1): "loss", ("B", 1): "win", ("C", 0): "tie", ("C", 1): "tie"}
+_POINTS = {"win": 100.0, "tie": 50.0, "loss": 0.0}
+
+
+@dataclass(frozen=True)
+class Pairwise(LLMProtocol):
+    name = "pairwise"
+    prompt_names = ("pairwise",)
+
+    def requests(self, item: JudgeItem, reference: str | None) -> list[ChatRequest] | Judgment:
+        other = item.other if item.other is not None else item.teacher_response
+        if other is None:
+            return invalid("no answer to compare with (item.other and teacher_response are both None)")
+        p = load_prompt(f"{self.name}.{self.version}")
+        orders = [(item.answer, other), (other, item.answer)]  # order 0: student is A; order 1: student is B
+        return [self.request(p.render(question=item.prompt, answer_a=a, answer_b=b)) for a, b in orders]
+
+    def parse(self, raws: list[str | None]) -> Judgment:
+        verdicts = [parse_verdict(t) for t in raws]
+        if any(v is None for v in verdicts):
+            return invalid(PARSE_FAILURE, raws, verdicts=verdicts)
+        outcomes = [_OUTCOME[v, k] for k, v in enumerate(verdicts)]
+        outcome = outcomes[0] if len(set(outcomes)) == 1 else "tie"
+        return Judgment(_POINTS[outcome], True, raws, {"outcome": outcome, "verdicts": verdicts})
+
+
+PROTOCOLS = {"gad-paper": GadPaper, "mtbench-single": MtBenchSingle, "pairwise": Pairwise}

@@ -1,0 +1,44 @@
+"""What a judge reads (JudgeItem) and writes (Judgment), and the Judge interface every judge implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class JudgeItem:
+    """One answer to judge. `other` is the pairwise opponent (default: the teacher response)."""
+
+    id: str
+    prompt: str
+    answer: str
+    teacher_response: str | None = None
+    other: str | None = None
+
+
+@dataclass
+class Judgment:
+    """score is None exactly when valid is False; raw holds the judge's reply text per call, in the
+    protocol's call order (empty for offline judges); details holds parsed parts, errors and usage."""
+
+    score: float | None
+    valid: bool
+    raw: list[str | None] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"score": self.score, "valid": self.valid, "raw": self.raw, "details": self.details}
+
+
+def invalid(reason: str, raw: list[str | None] | None = None, **details) -> Judgment:
+    return Judgment(None, False, raw or [], {"error": reason, **details})
+
+
+class Judge(Protocol):
+    """Anything with a name that maps items to one judgment each, in order."""
+
+    name: str
+
+    def judge(self, items: Sequence[JudgeItem]) -> list[Judgment]: ...

@@ -1,0 +1,164 @@
+"""Evaluation metrics: bootstrap intervals, paired comparisons, n-gram overlap, ROUGE-L, the "Others" column.
+
+Invalid items (None or NaN: parse failures, API errors) are excluded from every statistic and counted in
+`n_total - n_valid`; they are never scored 0.
+
+Text metrics use `tokenize`: lower-cased runs of word characters, and each other non-space character as
+its own token ("Don't!" -> ["don", "'", "t", "!"]).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+OTHERS = ("dolly", "selfinst", "vicuna")
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_CELLS_PER_CHUNK = 4_000_000  # bootstrap index matrix size per chunk (memory bound)
+
+
+def tokenize(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+def _valid(values: Sequence[float | None]) -> np.ndarray:
+    x = np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+    return x[~np.isnan(x)]
+
+
+def bootstrap_means(x: np.ndarray, n_resamples: int = 2000, seed: int = 0) -> np.ndarray:
+    """Means of `n_resamples` resamples of the rows of `x` drawn with replacement (seeded, vectorised in
+    chunks); for 2-D `x` every column is resampled with the same row indices."""
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    chunk = max(1, _CELLS_PER_CHUNK // n)
+    out = [
+        x[rng.integers(0, n, size=(min(chunk, n_resamples - start), n))].mean(axis=1)
+        for start in range(0, n_resamples, chunk)
+    ]
+    return np.concatenate(out)
+
+
+def summarize(
+    values: Sequence[float | None], n_resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict:
+    """Mean of the valid values with a percentile-bootstrap interval at `level`, and valid/total counts.
+
+    ci = the (1-level)/2 and (1+level)/2 quantiles of the resampled means. No valid value -> None fields.
+    """
+    x = _valid(values)
+    out = {"mean": None, "ci_low": None, "ci_high": None, "n_valid": int(len(x)), "n_total": len(values)}
+    if len(x):
+        lo, hi = np.quantile(bootstrap_means(x, n_resamples, seed), [(1 - level) / 2, (1 + level) / 2])
+        out.update(mean=float(x.mean()), ci_low=float(lo), ci_high=float(hi))
+    return out
+
+
+def paired_bootstrap(
+    a: Mapping[str, float | None],
+    b: Mapping[str, float | None],
+    n_resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """Difference mean(a - b) over prompt ids valid in both, resampling ids (paired bootstrap).
+
+    Returns diff, ci_low, ci_high (percentile interval), n (shared valid ids) and
+    p = min(1, 2 * min(P*(mean* <= 0), P*(mean* >= 0))), a two-sided bootstrap fraction: small p means the
+    sign of the difference is stable under resampling.
+    """
+
+    def ok(v: float | None) -> bool:
+        return v is not None and not math.isnan(v)
+
+    ids = sorted(k for k in a.keys() & b.keys() if ok(a[k]) and ok(b[k]))
+    if not ids:
+        raise ValueError("paired_bootstrap: the two methods share no prompt id with valid scores")
+    d = np.array([a[k] - b[k] for k in ids], dtype=float)
+    means = bootstrap_means(d, n_resamples, seed)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    p = min(1.0, 2 * min(float(np.mean(means <= 0)), float(np.mean(means >= 0))))
+    return {"diff": float(d.mean()), "ci_low": float(lo), "ci_high": float(hi), "p": p, "n": len(ids)}
+
+
+def ratio_of_sums(
+    num: Sequence[float | None], den: Sequence[float | None], n_resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict:
+    """sum(num) / sum(den) over items where both are valid, with a percentile-bootstrap interval (items
+    resampled as pairs); same keys as `summarize`."""
+    pairs = np.array(
+        [(float(a), float(b)) for a, b in zip(num, den, strict=True) if a is not None and b is not None], dtype=float
+    ).reshape(-1, 2)
+    pairs = pairs[~np.isnan(pairs).any(axis=1)]
+    out = {"mean": None, "ci_low": None, "ci_high": None, "n_valid": len(pairs), "n_total": len(num)}
+    if len(pairs):
+        means = bootstrap_means(pairs, n_resamples, seed)
+        lo, hi = np.quantile(means[:, 0] / means[:, 1], [(1 - level) / 2, (1 + level) / 2])
+        out.update(mean=float(pairs[:, 0].sum() / pairs[:, 1].sum()), ci_low=float(lo), ci_high=float(hi))
+    return out
+
+
+def ngram_f1(candidate: Sequence[str], reference: Sequence[str], n: int) -> float:
+    """F1 of n-gram overlap with clipped counts.
+
+    overlap = sum over n-grams g of min(count_cand(g), count_ref(g)); P = overlap / #cand n-grams,
+    R = overlap / #ref n-grams, F1 = 2PR / (P + R); 0 when either side has no n-gram or overlap is 0.
+    """
+    c = Counter(tuple(candidate[i : i + n]) for i in range(len(candidate) - n + 1))
+    r = Counter(tuple(reference[i : i + n]) for i in range(len(reference) - n + 1))
+    overlap = sum((c & r).values())
+    if overlap == 0:
+        return 0.0
+    p, rec = overlap / c.total(), overlap / r.total()
+    return 2 * p * rec / (p + rec)
+
+
+def corpus_ngram_f1(
+    candidates: Sequence[str], references: Sequence[str | None], max_n: int = 6
+) -> list[float | None]:
+    """[mean over items of ngram_f1(tokenize(cand), tokenize(ref), n) for n = 1..max_n] (paper Fig. 4).
+
+    Items without a reference are skipped; with none at all every entry is None.
+    """
+    pairs = [(tokenize(c), tokenize(r)) for c, r in zip(candidates, references, strict=True) if r is not None]
+    if not pairs:
+        return [None] * max_n
+    return [float(np.mean([ngram_f1(c, r, n) for c, r in pairs])) for n in range(1, max_n + 1)]
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence, by dynamic programming one row of `b` at a time.
+
+    row_i[j] = max(row_{i-1}[j], row_{i-1}[j-1] + [a_i == b_j], row_i[j-1]); the last term is a running max.
+    """
+    if not a or not b:
+        return 0
+    vocab = {t: k for k, t in enumerate(set(a) | set(b))}
+    bb = np.array([vocab[t] for t in b])
+    row = np.zeros(len(b) + 1, dtype=np.int64)
+    for t in a:
+        step = np.maximum(row[1:], row[:-1] + (bb == vocab[t]))
+        row[1:] = np.maximum.accumulate(step)
+    return int(row[-1])
+
+
+def rouge_l_f1(candidate: str, reference: str) -> float:
+    """ROUGE-L F1 on `tokenize` tokens: P = LCS/|cand|, R = LCS/|ref|, F1 = 2PR/(P+R) (0 if LCS = 0)."""
+    c, r = tokenize(candidate), tokenize(reference)
+    lcs = lcs_length(c, r)
+    if lcs == 0:
+        return 0.0
+    p, rec = lcs / len(c), lcs / len(r)
+    return 2 * p * rec / (p + rec)
+
+
+def others(scores: Mapping[str, float], names: Sequence[str] = OTHERS) -> float:
+    """The paper's "Others" column: the unweighted mean of the Dolly, SelfInst and Vicuna scores."""
+    missing = [n for n in names if n not in scores]
+    if missing:
+        raise KeyError(f"'Others' needs the scores of {', '.join(names)}; missing: {', '.join(missing)}")
+    return float(np.mean([scores[n] for n in names]))

@@ -1,0 +1,201 @@
+"""The judge engine against a real OpenAI-compatible server on 127.0.0.1 (tests/loopback.py) that plays a
+judge: it answers reference requests, scores answers by a marker in their text and returns verdicts."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from loopback import LoopbackServer
+
+from gadbench.judge import (
+    GadPaper,
+    JudgeItem,
+    Judgment,
+    MtBenchSingle,
+    Pairwise,
+    aggregate,
+    get_judge,
+    judge,
+    prompts,
+    reparse,
+)
+from gadbench.llm import ChatClient
+
+QUALITY = {"GOOD": 9, "OK": 6, "BAD": 3}
+
+
+def _quality(answer: str) -> int:
+    return 8 if answer.startswith("REF") else QUALITY[answer.split()[0]]
+
+
+def _between(text: str, start: str, end: str) -> str:
+    return re.search(re.escape(start) + r"\n(.*?)\n" + re.escape(end), text, re.S).group(1)
+
+
+def fake_judge(body: dict) -> str:
+    msgs = body["messages"]
+    text = msgs[-1]["content"]
+    if len(msgs) == 1:  # gad-paper: the judge writes its own reference answer
+        return "REF answer to: " + text
+    if "[Assistant 1's answer]" in text:
+        a1 = _between(text, "[Assistant 1's answer]", "[End of Assistant 1's answer]")
+        a2 = _between(text, "[Assistant 2's answer]", "[End of Assistant 2's answer]")
+        if "UNPARSABLE" in a1 + a2:
+            return "Both answers are interesting."
+        return f"{_quality(a1)} {_quality(a2)}\nExplanation with 3 numbers 4 5."
+    if "[Assistant A's answer]" in text:
+        a = _quality(_between(text, "[Assistant A's answer]", "[End of assistant A's answer]"))
+        b = _quality(_between(text, "[Assistant B's answer]", "[End of assistant B's answer]"))
+        return "Verdict: " + ("[[A]]" if a > b else "[[B]]" if b > a else "[[C]]")
+    answer = _between(text, "[Assistant's answer]", "[End of assistant's answer]")
+    guided = "[Reference answer]" in text
+    return f"Explanation.\nRating: [[{_quality(answer) - (0 if guided else 1)}]]"
+
+
+@pytest.fixture
+def server():
+    with LoopbackServer(reply=fake_judge) as srv:
+        yield srv
+
+
+def client_for(srv: LoopbackServer, tmp_path, **kw) -> ChatClient:
+    kw = {"concurrency": 4, "max_retries": 1, "backoff_base": 0.01, "progress": False, **kw}
+    return ChatClient("judge-model", base_url=srv.url, cache_path=tmp_path / "judge.sqlite", **kw)
+
+
+ITEMS = [
+    JudgeItem("a", "Explain tides.", "GOOD answer a", "OK teacher a"),
+    JudgeItem("b", "Explain tides.", "BAD answer b", "GOOD teacher b"),  # same prompt: one reference
+    JudgeItem("c", "Name a prime.", "OK answer c", "OK teacher c"),
+]
+
+
+def test_gad_paper_end_to_end_and_rerun_sends_nothing(server, tmp_path):
+    run = judge(ITEMS, GadPaper(), client_for(server, tmp_path))
+    # reference = Assistant 1 scored 8; student = Assistant 2
+    assert [j.score for j in run] == pytest.approx([100 * 9 / 17, 100 * 3 / 11, 100 * 6 / 14])
+    assert all(j.valid for j in run)
+    assert run[0].details["judge_reference"] == "REF answer to: Explain tides."
+    assert len(server.received) == 2 + 3  # two distinct prompts -> two references, then three judgments
+    assert (run.usage["requests"], run.usage["cached"]) == (5, 0)
+    assert run.usage["prompt_tokens"] > 0 and run.usage["parse_failures"] == 0
+
+    again = judge(ITEMS, GadPaper(), client_for(server, tmp_path))  # fresh client, same cache file
+    assert len(server.received) == 5
+    assert (again.usage["requests"], again.usage["cached"]) == (0, 5)
+    assert [j.to_json() for j in again] == [j.to_json() for j in run]
+
+    agg = aggregate(run, "gad-paper", n_resamples=200)
+    assert agg["score"]["mean"] == pytest.approx((100 * 9 / 17 + 100 * 3 / 11 + 100 * 6 / 14) / 3)
+    assert agg["ratio_of_sums"]["mean"] == pytest.approx(100 * (9 + 3 + 6) / (9 + 3 + 6 + 24))
+
+
+def test_gad_paper_swap_runs_both_orders(server, tmp_path):
+    run = judge(ITEMS[:1], GadPaper(swap=True), client_for(server, tmp_path))
+    assert len(server.received) == 1 + 2
+    first_answers = sorted(
+        _between(b["messages"][-1]["content"], "[Assistant 1's answer]", "[End of Assistant 1's answer]")[:3]
+        for b in server.received[1:]
+    )
+    assert first_answers == ["GOO", "REF"]  # the reference first in one call, the student first in the other
+    assert run[0].score == pytest.approx(100 * 9 / 17) and len(run[0].raw) == 2
+
+
+def test_parse_failures_are_recorded_and_excluded(server, tmp_path):
+    items = ITEMS[:2] + [JudgeItem("u", "Explain tides.", "UNPARSABLE answer", None)]
+    run = judge(items, GadPaper(), client_for(server, tmp_path))
+    assert not run[2].valid and run[2].score is None and run[2].details["error"] == "parse failure"
+    assert run[2].raw == ["Both answers are interesting."]
+    assert run.usage["parse_failures"] == 1 and run.usage["parse_failure_rate"] == pytest.approx(1 / 3)
+    agg = aggregate(run, "gad-paper", n_resamples=200)
+    assert agg["score"]["n_valid"] == 2 and agg["score"]["n_total"] == 3
+    assert agg["score"]["mean"] == pytest.approx((100 * 9 / 17 + 100 * 3 / 11) / 2)  # failure not scored 0
+
+
+def test_api_errors_are_invalid_not_cached_and_retried_next_time(tmp_path):
+    with LoopbackServer(script=["500", "500"], reply=fake_judge) as srv:
+        run = judge(ITEMS[2:], MtBenchSingle(), client_for(srv, tmp_path, max_retries=1))
+        assert not run[0].valid and run[0].details["error"].startswith("api error")
+        assert run.usage["api_errors"] == 1 and run.usage["parse_failure_rate"] is None
+        again = judge(ITEMS[2:], MtBenchSingle(), client_for(srv, tmp_path))
+        assert again[0].valid and again[0].score == 6.0 and len(srv.received) == 3
+
+
+def test_gad_paper_reference_failure_invalidates_its_items(tmp_path):
+    with LoopbackServer(script=["500"], reply=fake_judge) as srv:
+        run = judge(ITEMS[:1], GadPaper(), client_for(srv, tmp_path, max_retries=0))
+        assert not run[0].valid and "reference answer failed" in run[0].details["error"]
+        assert len(srv.received) == 1
+
+
+def test_mtbench_single_uses_teacher_reference_when_available(server, tmp_path):
+    items = [JudgeItem("g", "Q1", "GOOD x", "OK teacher"), JudgeItem("n", "Q2", "GOOD y", None)]
+    run = judge(items, MtBenchSingle(), client_for(server, tmp_path))
+    assert [j.score for j in run] == [9.0, 8.0]  # the fake judge gives 1 less without a reference
+    guided = [b for b in server.received if "[Reference answer]" in b["messages"][-1]["content"]]
+    assert len(guided) == 1 and "OK teacher" in guided[0]["messages"][-1]["content"]
+    assert all(b["temperature"] == 0.0 and b["max_tokens"] == 2048 for b in server.received)
+
+
+def test_pairwise_both_orders(server, tmp_path):
+    items = [
+        JudgeItem("w", "Q", "GOOD s", "BAD t"),
+        JudgeItem("l", "Q", "BAD s", "GOOD t"),
+        JudgeItem("t", "Q", "OK s", None, other="OK other method"),
+        JudgeItem("x", "Q", "OK s"),  # nothing to compare with
+    ]
+    run = judge(items, Pairwise(), client_for(server, tmp_path))
+    assert [j.details.get("outcome") for j in run] == ["win", "loss", "tie", None]
+    assert [j.score for j in run] == [100.0, 0.0, 50.0, None]
+    assert len(server.received) == 6  # two orders for each comparable item
+    agg = aggregate(run, "pairwise", n_resamples=200)
+    assert (agg["win"], agg["tie"], agg["loss"]) == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+    assert agg["score"]["mean"] == pytest.approx(50.0)
+
+
+def test_reparse_uses_stored_raw_text_only(server, tmp_path):
+    run = judge(ITEMS, GadPaper(), client_for(server, tmp_path))
+    server.close()
+    again = reparse(run, GadPaper())
+    assert [j.to_json() for j in again] == [j.to_json() for j in run]
+    stored = [j.to_json() for j in run]
+    stored[0]["raw"] = ["Assistant 1: 8/10\nAssistant 2: 4/10"]  # a reply re-read with the labelled format
+    j = reparse([Judgment(**s) for s in stored], GadPaper())[0]
+    assert j.score == pytest.approx(100 * 4 / 12) and j.details["judge_reference"].startswith("REF")
+
+
+def test_prompt_version_scopes_the_cache(server, tmp_path, monkeypatch):
+    client = client_for(server, tmp_path)
+    judge(ITEMS[2:], MtBenchSingle(), client)
+    judge(ITEMS[2:], MtBenchSingle(), client)
+    assert len(server.received) == 1
+    # a "v2" with the very same text renders identical messages, yet must not reuse v1's judgments
+    prompt_dir = tmp_path / "prompts"
+    prompt_dir.mkdir()
+    for name in ("mtbench-single", "mtbench-single-noref"):
+        (prompt_dir / f"{name}.v2.txt").write_text((prompts.PROMPT_DIR / f"{name}.v1.txt").read_text())
+    monkeypatch.setattr(prompts, "PROMPT_DIR", prompt_dir)
+    prompts.load_prompt.cache_clear()
+    try:
+        run = judge(ITEMS[2:], MtBenchSingle(version="v2"), client)
+    finally:
+        prompts.load_prompt.cache_clear()
+    assert run[0].score == 6.0 and len(server.received) == 2
+    assert server.received[0]["messages"] == server.received[1]["messages"]
+    assert client.namespace == ""  # the caller's client is left as it was
+    assert client.usage.requests_sent == 2 and client.usage.cache_hits == 1  # counted on the caller's client
+
+
+def test_registry_builds_llm_judges(server, tmp_path):
+    j = get_judge("gad-paper", client=client_for(server, tmp_path), swap=True)
+    assert j.name == "gad-paper" and j.protocol.swap
+    run = j.judge(ITEMS[:1])
+    assert run[0].valid and run.usage["requests"] == 3
+
+
+def test_concurrency_is_bounded(tmp_path):
+    with LoopbackServer(reply=fake_judge, latency=0.05) as srv:
+        items = [JudgeItem(str(i), f"Q{i}", "OK s", "GOOD t") for i in range(12)]
+        run = judge(items, MtBenchSingle(), client_for(srv, tmp_path, concurrency=3))
+        assert all(j.valid for j in run) and srv.max_in_flight == 3

@@ -1,0 +1,126 @@
+"""Judge reply parsers, prompt templates and per-protocol parsing into Judgments."""
+
+from __future__ import annotations
+
+import pytest
+
+from gadbench.judge import GadPaper, MtBenchSingle, Pairwise
+from gadbench.judge.parse import parse_rating, parse_two_scores, parse_verdict
+from gadbench.judge.prompts import load_prompt
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("8 7\nAssistant 1 is more detailed.", (8.0, 7.0)),  # well-formed
+        ("8 7 \n\nExplanation: 3 points.", (8.0, 7.0)),  # numbers in the explanation are ignored
+        ("8, 7", (8.0, 7.0)),
+        ("**8 7**", (8.0, 7.0)),
+        ("8.5 6.5\n", (8.5, 6.5)),  # decimals
+        ("Assistant 1: 8/10, Assistant 2: 7/10\nwhy", (8.0, 7.0)),
+        ("Assistant 1: 8/10\nAssistant 2: 7.5/10\nwhy", (8.0, 7.5)),  # one labelled score per line
+        ("Let me think.\nAssistant 1 score: 6\nAssistant 2 score: 9", (6.0, 9.0)),
+        ("Both answers are fine.\nScores: 8 9\nmore", (8.0, 9.0)),  # prose first, scores on a later line
+        ("Both answers are fine.\n8 9", (8.0, 9.0)),
+        ("10/10 9 out of 10", (10.0, 9.0)),
+        ("  \n7 7\n", (7.0, 7.0)),  # leading blank line
+    ],
+)
+def test_two_scores_accepted(text, expected):
+    assert parse_two_scores(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        None,
+        "8",  # one score
+        "Score: 8 7 3",  # three numbers on the score line
+        "11 7",  # out of range
+        "0 5",
+        "-3 5",
+        "Assistant 1 is better.\nAssistant 2 gave 3 examples",  # prose only
+        "The answers are similar.\nI like both.",  # missing scores
+    ],
+)
+def test_two_scores_rejected(text):
+    assert parse_two_scores(text) is None
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Good answer.\nRating: [[5]]", 5.0),
+        ("The format is [[rating]]. ... Rating: [[7]]", 7.0),
+        ("[[5.5]] at first, finally [[7]]", 7.0),  # the last one wins
+        ("Rating: [8]", 8.0),
+        ("Rating: 6", 6.0),
+        ("Rating: [[10]]", 10.0),
+        ("Rating: [[11]]", None),
+        ("Rating: [[0]]", None),
+        ("no rating here", None),
+        (None, None),
+    ],
+)
+def test_rating(text, expected):
+    assert parse_rating(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("[[A]]", "A"), ("Final verdict: [[ B ]]", "B"), ("tie [[C]]", "C"), ("[[B]] no wait [[A]]", "A"), ("A wins", None)],
+)
+def test_verdict(text, expected):
+    assert parse_verdict(text) == expected
+
+
+def test_prompt_render_fills_fields_once():
+    p = load_prompt("gad-paper.v1")
+    msgs = p.render(question="Q?", answer_1="has {answer_2} inside", answer_2="second")
+    assert [m["role"] for m in msgs] == ["system", "user"]
+    assert "has {answer_2} inside" in msgs[1]["content"]  # not substituted again
+    assert "{" not in msgs[1]["content"].replace("{answer_2}", "")
+    with pytest.raises(ValueError, match="needs fields"):
+        p.render(question="Q?", answer_1="a")
+    with pytest.raises(FileNotFoundError, match="available"):
+        load_prompt("gad-paper.v99")
+
+
+def test_gad_paper_item_score_hand_computed():
+    j = GadPaper().parse(["8 6\nreference is better"])  # Assistant 1 = reference, Assistant 2 = student
+    assert j.valid and j.score == pytest.approx(100 * 6 / 14)
+    assert (j.details["student"], j.details["reference"]) == (6.0, 8.0)
+    # swapped order: the second reply lists the student first; item score = mean of the two ratios
+    j = GadPaper(swap=True).parse(["8 6", "7 9"])
+    assert j.score == pytest.approx((100 * 6 / 14 + 100 * 7 / 16) / 2)
+    assert (j.details["student"], j.details["reference"]) == (6.5, 8.5)
+
+
+def test_parse_failures_are_invalid_never_zero():
+    for protocol, raws in [(GadPaper(), ["great answers"]), (MtBenchSingle(), ["no grade"]), (Pairwise(), ["[[A]]", "?"])]:
+        j = protocol.parse(raws)
+        assert not j.valid and j.score is None and j.details["error"] == "parse failure"
+        assert j.raw == raws
+
+
+@pytest.mark.parametrize(
+    "verdicts, outcome, score",
+    [
+        (["[[A]]", "[[B]]"], "win", 100.0),  # student is A first, B second: consistent win
+        (["[[B]]", "[[A]]"], "loss", 0.0),
+        (["[[C]]", "[[C]]"], "tie", 50.0),
+        (["[[A]]", "[[A]]"], "tie", 50.0),  # position bias: inconsistent -> tie
+        (["[[A]]", "[[C]]"], "tie", 50.0),
+    ],
+)
+def test_pairwise_combines_orders(verdicts, outcome, score):
+    j = Pairwise().parse(verdicts)
+    assert (j.details["outcome"], j.score) == (outcome, score)
+
+
+def test_namespace_tracks_prompt_version_and_text():
+    assert GadPaper().namespace.startswith("gad-paper.v1@")
+    assert MtBenchSingle().namespace.count("@") == 2  # both prompt files of the protocol
+    with pytest.raises(FileNotFoundError):
+        _ = GadPaper(version="v9").namespace
