@@ -16,6 +16,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -71,6 +72,10 @@ def truncate_jsonl(path: str | Path, keep: int) -> None:
     """Rewrite `path` atomically with only its first `keep` complete rows (used when resuming)."""
     rows = list(read_jsonl(path))[:keep]
     atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -1,0 +1,7 @@
+"""Reports from stored results only: tables (Markdown, LaTeX, CSV) and figures (PNG, SVG) in REPORT.md and a
+self-contained report.html. Imports no training code and no torch."""
+
+from gadbench.report.build import build_report
+from gadbench.report.command import add_parser
+
+__all__ = ["add_parser", "build_report"]

@@ -1,0 +1,289 @@
+"""The report's figures (matplotlib, Agg canvas). Each builder returns a Figure, or a sentence saying why
+the figure is skipped."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from statistics import mean
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from gadbench.report.cells import aggregate, columns, datasets, eval_of, metrics_of, pairwise_results
+from gadbench.report.load import Run, Suite
+from gadbench.report.naming import OTHERS, dataset_label, dataset_order, student_label
+
+_COLORS = {"before": "#9e9e9e", "seqkd": "#f28e2b", "gad": "#4e79a7"}
+_CURVES = (
+    ("d_loss", "D loss"),
+    ("d_acc", "D accuracy"),
+    ("reward_mean", "reward mean"),
+    ("kl", "KL (k3)"),
+    ("response_len", "response length"),
+)
+
+
+def _figure(w: float, h: float) -> Figure:
+    fig = Figure(figsize=(w, h), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _color(suite: Suite, run: Run) -> tuple:
+    """One colour per run, the same in every panel and figure."""
+    cmap = matplotlib.colormaps["tab10" if len(suite.runs) <= 10 else "tab20"]
+    return cmap(suite.runs.index(run) % cmap.N)
+
+
+def _run_legend(fig: Figure, suite: Suite, runs: list[Run]) -> None:
+    handles = [Line2D([], [], color=_color(suite, r), label=r.label) for r in runs]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=7)
+
+
+def _series(run: Run, key: str) -> tuple[list, list]:
+    pts = [(m["step"], m[key]) for m in run.metrics if isinstance(m.get(key), int | float) and "step" in m]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def fig_bars(suite: Suite) -> Figure | str:
+    """GAD vs SeqKD (and before distillation) per student; the teacher as a dashed line."""
+    students = list(
+        dict.fromkeys(student_label(r.student) for r in suite.runs if r.family in ("seqkd", "gad"))
+    )
+    cols = columns(suite, primary_only=True)
+    panels = [cols[0]] if cols else []
+    others = [c for c in cols if c[0] == OTHERS]
+    panels += others or [c for c in cols[1:3] if c[0] != OTHERS]
+    fams = [
+        f
+        for f in ("before", "seqkd", "gad")
+        if any(r.family == f and r.variant.group is None and r.summary for r in suite.runs)
+    ]
+    if not students or not panels or len(fams) < 2:
+        return "skipped: needs eval results of at least two of before distillation, SeqKD and GAD."
+    fig = _figure(4.2 * len(panels), 3.4)
+    width = 0.8 / len(fams)
+    for ax, (d, m) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
+        for j, fam in enumerate(fams):
+            cells = [
+                aggregate(
+                    [
+                        r
+                        for r in suite.runs
+                        if r.family == fam and r.variant.group is None and student_label(r.student) == s
+                    ],
+                    d,
+                    m,
+                )
+                for s in students
+            ]
+            x = np.arange(len(students)) + (j - (len(fams) - 1) / 2) * width
+            vals = [c.value if c.value is not None else np.nan for c in cells]
+            err = [
+                [max(v - c.lo, 0) if c.lo is not None else 0 for v, c in zip(vals, cells, strict=True)],
+                [max(c.hi - v, 0) if c.hi is not None else 0 for v, c in zip(vals, cells, strict=True)],
+            ]
+            has_ci = any(c.lo is not None for c in cells)
+            ax.bar(x, vals, width, yerr=err if has_ci else None, capsize=2, color=_COLORS[fam], label=fam)
+        teacher = aggregate([r for r in suite.runs if r.family == "teacher"], d, m)
+        if teacher.value is not None:
+            ax.axhline(teacher.value, color="black", linestyle="--", linewidth=1, label="teacher")
+        ax.set_xticks(np.arange(len(students)), students, rotation=15, fontsize=8)
+        ax.set_title(f"{d} ({m})", fontsize=10)
+        lo = np.nanmin([p.get_height() for p in ax.patches] + ([teacher.value] if teacher.value else []))
+        ax.set_ylim(bottom=lo - 0.1 * abs(lo) if lo > 0 else None)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8)
+    return fig
+
+
+def fig_curves(suite: Suite) -> Figure | str:
+    """Training curves from metrics.jsonl, one line per run."""
+    keys = [(k, t) for k, t in _CURVES if any(_series(r, k)[0] for r in suite.runs)]
+    if not keys:
+        return "skipped: no metrics.jsonl with d_loss, d_acc, reward_mean, kl or response_len."
+    fig = _figure(12, 3.2 * ((len(keys) + 2) // 3))
+    axes = fig.subplots((len(keys) + 2) // 3, 3, squeeze=False).ravel()
+    for ax, (k, title) in zip(axes, keys, strict=False):
+        for r in suite.runs:
+            x, y = _series(r, k)
+            if x:
+                ax.plot(x, y, linewidth=1.2, color=_color(suite, r))
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step", fontsize=8)
+    for ax in axes[len(keys) :]:
+        ax.axis("off")
+    _run_legend(fig, suite, [r for r in suite.runs if r.metrics])
+    return fig
+
+
+def fig_hacking(suite: Suite) -> Figure | str:
+    """Response length (and reward, and a gold metric) over steps: frozen vs online discriminator."""
+    frozen = [r for r in suite.runs if "frozen" in r.variant.key and _series(r, "response_len")[0]]
+    online = [
+        r
+        for r in suite.runs
+        if r.family == "gad"
+        and "frozen" not in r.variant.key
+        and "no-discriminator" not in r.variant.key
+        and _series(r, "response_len")[0]
+    ]
+    if not frozen:
+        return "skipped: no frozen-discriminator run with response_len in metrics.jsonl."
+    runs = frozen + online
+    gold = sorted({k for r in runs for m in r.metrics for k in m if k.startswith("gold/")})
+    keys = ["response_len", "reward_mean"] + gold[:1]
+    fig = _figure(4.2 * len(keys), 3.4)
+    for ax, k in zip(fig.subplots(1, len(keys), squeeze=False)[0], keys, strict=True):
+        for r in runs:
+            x, y = _series(r, k)
+            label = f"frozen D: {r.label}" if r in frozen else f"online D ({len(online)} runs)"
+            ax.plot(
+                x,
+                y,
+                color="#e15759" if r in frozen else "#4e79a7",
+                alpha=0.9,
+                linewidth=1.2,
+                label=label if r in frozen or r is online[0] else None,
+            )
+        if k == "response_len":
+            t = [v for r in runs for v in _series(r, "teacher_len")[1]]
+            if t:
+                ax.axhline(mean(t), color="black", linestyle="--", linewidth=1, label="teacher length")
+        ax.set_title(k, fontsize=10)
+        ax.set_xlabel("step", fontsize=8)
+    fig.axes[0].legend(fontsize=7)
+    return fig
+
+
+def fig_ngram(suite: Suite) -> Figure | str:
+    """N-gram overlap F1 with the teacher vs n (Fig. 4), one line per student/method, mean over seeds."""
+    ds = [d for d in datasets(suite) if any(_ngram(r, d) for r in suite.runs)][:4]
+    if not ds:
+        return "skipped: no ngram_f1 in any summary."
+    fig = _figure(4.2 * len(ds), 3.4)
+    for ax, d in zip(fig.subplots(1, len(ds), squeeze=False)[0], ds, strict=True):
+        groups: dict[str, list[list[float]]] = defaultdict(list)
+        for r in suite.runs:
+            if _ngram(r, d):
+                groups[f"{student_label(r.student)} {r.variant.label}"].append(_ngram(r, d))
+        for name, curves in groups.items():
+            n = min(len(c) for c in curves)
+            ax.plot(range(1, n + 1), np.mean([c[:n] for c in curves], axis=0), marker="o", label=name)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("n", fontsize=8)
+        ax.set_title(f"{d}: n-gram F1 with teacher", fontsize=10)
+        ax.legend(fontsize=7, loc="lower left")
+    return fig
+
+
+def _ngram(run: Run, label: str) -> list[float] | None:
+    v = eval_of(run, label).get("ngram_f1")
+    return v if isinstance(v, list) and v else None
+
+
+def fig_toy(suite: Suite) -> Figure | str:
+    """Toy distributions over 10 classes (Fig. 5): teacher, SeqKD (mode covering), GAD (mode seeking)."""
+    toys = [r for r in suite.runs if r.toy][:4]
+    if not toys:
+        return "skipped: no run stores toy.json."
+    fig = _figure(4.2 * len(toys), 3.2)
+    for ax, r in zip(fig.subplots(1, len(toys), squeeze=False)[0], toys, strict=True):
+        classes = np.asarray(r.toy["classes"])
+        for j, (k, color) in enumerate(
+            (("teacher", "black"), ("seqkd", _COLORS["seqkd"]), ("gad", _COLORS["gad"]))
+        ):
+            if k in r.toy:
+                ax.bar(classes + (j - 1) * 0.27, r.toy[k], 0.27, color=color, label=k)
+        ax.set_xticks(classes)
+        ax.set_xlabel("class", fontsize=8)
+        ax.set_title(r.label, fontsize=9)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def fig_pairwise(suite: Suite) -> Figure | str:
+    """Win / tie / loss bars for every pairwise result in the summaries."""
+    bars = [
+        (f"{r.label} vs {p['vs']} ({d})", p)
+        for r in suite.runs
+        for d, b in ((r.summary or {}).get("eval") or {}).items()
+        for p in pairwise_results(b)
+    ]
+    if not bars:
+        return "skipped: no pairwise results in any summary."
+    fig = _figure(9, 0.45 * len(bars) + 1.2)
+    ax = fig.subplots()
+    y = np.arange(len(bars))
+    left = np.zeros(len(bars))
+    for k, color in (("win", "#59a14f"), ("tie", "#bab0ac"), ("loss", "#e15759")):
+        v = np.array([100 * p[k] for _, p in bars])
+        ax.barh(y, v, left=left, color=color, label=k)
+        for yi, (start, w) in enumerate(zip(left, v, strict=True)):
+            if w >= 6:
+                ax.text(start + w / 2, yi, f"{w:.0f}%", ha="center", va="center", fontsize=7)
+        left += v
+    ax.set_yticks(y, [b[0] for b in bars], fontsize=7)
+    ax.set_xlim(0, 100)
+    ax.invert_yaxis()
+    fig.legend(loc="outside lower center", ncol=3, fontsize=8)
+    return fig
+
+
+def fig_eval_steps(suite: Suite) -> Figure | str:
+    """Mean judge score per evaluated checkpoint (eval/step-K), the selected checkpoint marked."""
+    if not any(len(r.evals) >= 2 for r in suite.runs):
+        return "skipped: no run has eval/step-K files for two or more checkpoints."
+    ds = sorted(
+        {d for r in suite.runs for items in r.evals.values() for d in items},
+        key=lambda d: dataset_order(dataset_label(d)),
+    )[:4]
+    fig = _figure(10, 3.4 * ((len(ds) + 1) // 2))
+    axes = fig.subplots((len(ds) + 1) // 2, 2, squeeze=False).ravel()
+    for ax in axes[len(ds) :]:
+        ax.axis("off")
+    for ax, d in zip(axes, ds, strict=False):
+        for r in suite.runs:
+            pts = [
+                (k, _mean_score(items[d], _judge(suite, r, d))) for k, items in r.evals.items() if d in items
+            ]
+            pts = [(k, v) for k, v in pts if v is not None]
+            if not pts:
+                continue
+            ax.plot([k for k, _ in pts], [v for _, v in pts], marker=".", linewidth=1, color=_color(suite, r))
+            sel = ((r.summary or {}).get("selection") or {}).get("checkpoint")
+            if sel in dict(pts):
+                ax.plot([sel], [dict(pts)[sel]], marker="*", markersize=11, color=_color(suite, r))
+        ax.set_title(f"{dataset_label(d)} (★ = selected)", fontsize=10)
+        ax.set_xlabel("checkpoint step", fontsize=8)
+    _run_legend(fig, suite, [r for r in suite.runs if r.evals])
+    return fig
+
+
+def _judge(suite: Suite, run: Run, dataset: str) -> str | None:
+    ms = metrics_of(suite, dataset_label(dataset))
+    return ms[0].split("/")[0] if ms else None
+
+
+def _mean_score(items: list[dict], judge: str | None) -> float | None:
+    scores = []
+    for it in items:
+        js = it.get("judgments") or {}
+        j = js.get(judge) if judge in js else next(iter(js.values()), None)
+        if j and j.get("valid", True) and isinstance(j.get("score"), int | float):
+            scores.append(j["score"])
+    return mean(scores) if scores else None
+
+
+FIGURES = (
+    ("fig1_bars", "GAD vs SeqKD per student (Figure 1 style)", fig_bars),
+    ("training_curves", "Training curves", fig_curves),
+    ("reward_hacking", "Reward hacking: frozen vs online discriminator (Figure 6 style)", fig_hacking),
+    ("ngram_f1", "N-gram overlap F1 with the teacher (Figure 4 style)", fig_ngram),
+    ("toy", "Toy distributions (Figure 5 style)", fig_toy),
+    ("pairwise", "Pairwise win / tie / loss (Figure 3 style)", fig_pairwise),
+    ("eval_steps", "Score per evaluated checkpoint", fig_eval_steps),
+)

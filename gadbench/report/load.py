@@ -1,0 +1,125 @@
+"""Read stored results (a run directory or results/<suite>/) into plain Run and Suite objects."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from gadbench.io import read_json, read_jsonl
+from gadbench.report.naming import Variant, family, student_label, variant_of
+
+
+@dataclass
+class Run:
+    run_id: str
+    path: Path
+    config: dict
+    summary: dict | None
+    metrics: list[dict]
+    budget: dict | None
+    evals: dict[int, dict[str, list[dict]]]  # step -> dataset file stem -> items
+    toy: dict | None
+    student: str
+    teacher: str
+    method: str
+    seed: int
+    variant: Variant
+
+    @property
+    def label(self) -> str:
+        return f"{student_label(self.student)} {self.variant.label} s{self.seed}"
+
+    @property
+    def family(self) -> str:
+        return family(self.method)
+
+
+@dataclass
+class Suite:
+    path: Path
+    name: str
+    meta: dict
+    runs: list[Run]
+    missing: list[str] = field(default_factory=list)  # run ids listed in suite.json without a directory
+
+    @property
+    def is_paper(self) -> bool:
+        return self.meta.get("paper_baseline") is True or self.name == "paper"
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Load a suite directory, or a single run directory as a suite of one."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is not a directory; pass a run directory or results/<suite>/.")
+    if _is_run(path):
+        run = load_run(path)
+        name = (run.summary or {}).get("suite") or path.parent.name
+        return Suite(path, name, {}, [run])
+    meta = read_json(path / "suite.json") if (path / "suite.json").exists() else {}
+    listed = [str(r) for r in meta.get("runs", []) if isinstance(r, str)]
+    found = sorted(p.name for p in path.iterdir() if p.is_dir() and _is_run(p))
+    order = [r for r in listed if r in found] + [r for r in found if r not in listed]
+    runs = [load_run(path / r) for r in order]
+    if not runs:
+        raise ValueError(f"no runs under {path}: expected run directories with config.yaml or summary.json.")
+    name = meta.get("suite") or meta.get("name") or path.name
+    return Suite(path, str(name), meta, runs, [r for r in listed if r not in found])
+
+
+def load_run(path: Path) -> Run:
+    config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").exists() else {}
+    config = config or {}
+    summary = read_json(path / "summary.json") if (path / "summary.json").exists() else None
+    budget = read_json(path / "budget.json") if (path / "budget.json").exists() else None
+    toy = read_json(path / "toy.json") if (path / "toy.json").exists() else None
+    parts = path.name.split("--")
+    s = summary or {}
+    method_cfg = config.get("method") if isinstance(config.get("method"), dict) else {}
+    student = s.get("student") or _name(config.get("student")) or parts[0]
+    method = s.get("method") or _name(config.get("method")) or (parts[1] if len(parts) > 1 else "unknown")
+    seed = s.get("seed", config.get("seed"))
+    if seed is None:
+        m = re.fullmatch(r"s(\d+)", parts[2]) if len(parts) > 2 else None
+        seed = int(m.group(1)) if m else 0
+    return Run(
+        run_id=s.get("run_id") or path.name,
+        path=path,
+        config=config,
+        summary=summary,
+        metrics=list(read_jsonl(path / "metrics.jsonl")),
+        budget=budget,
+        evals=_load_evals(path / "eval"),
+        toy=toy,
+        student=str(student),
+        teacher=str(_name(config.get("teacher")) or ""),
+        method=str(method),
+        seed=int(seed),
+        variant=variant_of(str(method), method_cfg, str(student)),
+    )
+
+
+def _load_evals(root: Path) -> dict[int, dict[str, list[dict]]]:
+    out: dict[int, dict[str, list[dict]]] = {}
+    for step_dir in root.glob("step-*") if root.is_dir() else []:
+        m = re.fullmatch(r"step-(\d+)", step_dir.name)
+        if m:
+            out[int(m.group(1))] = {f.stem: list(read_jsonl(f)) for f in sorted(step_dir.glob("*.jsonl"))}
+    return dict(sorted(out.items()))
+
+
+def _is_run(path: Path) -> bool:
+    return any((path / f).exists() for f in ("config.yaml", "summary.json", "metrics.jsonl"))
+
+
+def _name(value) -> str | None:
+    """A model or method name from a config entry that is either a string or a mapping with a name."""
+    if isinstance(value, dict):
+        for key in ("name", "model", "id", "path"):
+            if value.get(key):
+                return str(value[key])
+        return None
+    return None if value is None else str(value)

@@ -1,0 +1,56 @@
+"""The 'Departures from the paper' section: departures, checkpoint selection, warnings, budget-check failures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gadbench.report.load import Suite
+
+_RULES = {
+    "paper": "chosen on the test sets, as in the paper (optimistic for every method)",
+    "validation": "chosen on a validation split (the paper chose on the test sets)",
+    "last": "the last checkpoint (the paper chose the best on the test sets)",
+}
+
+
+@dataclass
+class Notes:
+    departures: dict[str, list[str]] = field(default_factory=dict)  # text -> run labels
+    selection: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    budget: list[str] = field(default_factory=list)
+
+
+def collect(suite: Suite) -> Notes:
+    """Group identical texts across runs so that a suite of many seeds stays readable."""
+    notes = Notes()
+    for r in suite.runs:
+        s = r.summary
+        if s is None:
+            notes.warnings.append(
+                f"{r.run_id}: no summary.json yet (run unfinished?); only its curves are shown."
+            )
+            continue
+        for d in s.get("departures") or []:
+            notes.departures.setdefault(str(d), []).append(r.label)
+        sel = s.get("selection") or {}
+        rule = str(sel.get("rule", "unknown"))
+        text = f"rule `{rule}`: {_RULES.get(rule, 'unknown rule')}"
+        if sel.get("note"):
+            text += f" ({sel['note']})"
+        notes.selection.setdefault(text, []).append(f"{r.label} @ step {sel.get('checkpoint', '?')}")
+        notes.warnings += [f"{r.label}: {w}" for w in s.get("warnings") or []]
+        check = s.get("budget_check") or {}
+        if check.get("within") is False:
+            notes.budget.append(
+                f"{r.label}: budget ratio {check.get('ratio')} outside tolerance "
+                f"{check.get('tolerance')} (matched on {check.get('match')})"
+            )
+    check = suite.meta.get("budget_check")
+    if isinstance(check, dict) and check.get("within") is False:
+        notes.budget.append(
+            f"suite {suite.name}: matched-budget check failed: "
+            + ", ".join(f"{k}={v}" for k, v in check.items() if k != "within")
+        )
+    notes.warnings += [f"{rid}: listed in suite.json but has no directory." for rid in suite.missing]
+    return notes
