@@ -162,11 +162,29 @@ class Requirements:
 
 
 @dataclass(frozen=True)
+class ToyConfig:
+    """The paper's Fig. 5 toy: a 10-class Gaussian-mixture teacher, a single discretised Gaussian student."""
+
+    classes: int = field(default=10, metadata=_range(2))
+    teacher_means: tuple[float, ...] = (1.5, 6.5)
+    teacher_stds: tuple[float, ...] = (0.8, 1.0)
+    teacher_weights: tuple[float, ...] = (0.7, 0.3)
+    teacher_samples: int = field(default=4000, metadata=_range(10))
+    steps: int = field(default=600, metadata=_range(1))
+    batch_size: int = field(default=256, metadata=_range(2))
+    lr_student: float = field(default=0.05, metadata=_range(0.0))
+    lr_discriminator: float = field(default=0.05, metadata=_range(0.0))
+    init_mean: float = 4.5
+    init_std: float = 3.0
+
+
+@dataclass(frozen=True)
 class SuiteConfig:
     name: str
-    students: dict[str, ModelConfig]
-    methods: dict[str, MethodConfig]
-    data: DataConfig
+    students: dict[str, ModelConfig] = field(default_factory=dict)
+    methods: dict[str, MethodConfig] = field(default_factory=dict)
+    data: DataConfig = DataConfig(train=DatasetConfig(source="world"))
+    toy: ToyConfig | None = None
     description: str = ""
     seeds: tuple[int, ...] = (0,)
     teacher: TeacherConfig = TeacherConfig()

@@ -71,6 +71,9 @@ class Evaluator:
         items = [JudgeItem(r["id"], r["prompt"], r["answer"], r["teacher_response"]) for r in rows]
         for jname, judge in self.judges.items():
             judgments = judge.judge(items)
+            for k, v in getattr(judgments, "usage", {}).items():
+                if isinstance(v, int | float):
+                    self.usage[k] = self.usage.get(k, 0) + v
             for r, j in zip(rows, judgments, strict=True):
                 r["judgments"][jname] = j.to_json()
             stats[f"{jname}/score"] = summarize([j.score if j.valid else None for j in judgments], e.bootstrap)

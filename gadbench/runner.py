@@ -53,6 +53,9 @@ def _params(spec: RunSpec) -> tuple[int, int]:
 
 def plan(suite: SuiteConfig) -> dict:
     """What `run` would do, computed without loading any model."""
+    if suite.toy is not None:
+        return {"suite": suite.name, "runs": [], "judge_calls": 0, "judge_cost_usd": 0.0, "eval_points_per_run": 0,
+                "eval_items": 0, "llm_judges": [], "toy": to_dict(suite.toy)}
     steps = steps_for(suite)
     rows = []
     for r in runs_of(suite):
@@ -110,6 +113,10 @@ def make_teacher(spec: RunSpec):
 
 def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress: bool = True) -> Path:
     check_requirements(suite)
+    if suite.toy is not None:
+        from gadbench.worlds.toy import write_toy_run
+
+        return write_toy_run(suite, Path(out_root))
     suite_dir = Path(out_root) / suite.name
     suite_dir.mkdir(parents=True, exist_ok=True)
     steps = steps_for(suite)

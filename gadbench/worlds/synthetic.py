@@ -2,6 +2,8 @@
 and a gold judge that computes exact teacher log-probabilities and task correctness.
 
 Prompts are space-separated words, e.g. ``add 3 5``, ``rev c a b``, ``sort 4 1 3``, ``max 4 1 3``.
+Teacher styles for ``add 3 5``: short ``answer : 8`` (0.6), equation ``add ( 3 5 ) = 8`` (0.3), sentence
+``the answer is 8 .`` (0.1); the student's prior style is ``result : 8``.
 The teacher answers in style s with probability pi_s (see STYLES), or, with probability EPS, emits noise
 drawn from q (a geometric length times a uniform choice over the answer vocabulary). Hence for any
 response y (a token list):
@@ -25,7 +27,7 @@ LETTERS = tuple("abcdefghij")
 MAX_NUMBER = 40
 
 # Teacher styles and their probabilities: unequal, so mode-covering and mode-seeking students differ.
-STYLES = {"terse": 0.6, "equation": 0.3, "sentence": 0.1}
+STYLES = {"short": 0.6, "equation": 0.3, "sentence": 0.1}
 STUDENT_PRIOR_STYLE = "prior"
 EPS = 1e-3
 STOP = 0.25
@@ -83,8 +85,8 @@ def parse_prompt(prompt: str) -> Problem:
 def render(problem: Problem, style: str, answer: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """The response words of `style` for `problem` (with `answer` in place of the true one, if given)."""
     ans = problem.answer if answer is None else answer
-    if style == "terse":
-        return ans
+    if style == "short":
+        return ("answer", ":", *ans)
     if style == "equation":
         return (problem.task, "(", *problem.args, ")", "=", *ans)
     if style == "sentence":
@@ -156,7 +158,7 @@ _ALL_STYLES = (*STYLES, STUDENT_PRIOR_STYLE)
 
 def classify(problem: Problem, words: tuple[str, ...]) -> tuple[str, tuple[str, ...] | None]:
     """(style, extracted answer) of a response; style "other" and answer None when no template fits."""
-    for style in ("equation", "sentence", STUDENT_PRIOR_STYLE):
+    for style in ("short", "equation", "sentence", STUDENT_PRIOR_STYLE):
         prefix = render(problem, style, answer=())
         if style == "sentence":
             head, tail = prefix[:-1], prefix[-1:]
@@ -164,8 +166,6 @@ def classify(problem: Problem, words: tuple[str, ...]) -> tuple[str, tuple[str, 
                 return style, tuple(words[len(head) : -1])
         elif len(words) > len(prefix) and words[: len(prefix)] == prefix:
             return style, tuple(words[len(prefix) :])
-    if words and all(w.isdigit() or w in LETTERS for w in words):
-        return "terse", tuple(words)
     return "other", None
 
 
