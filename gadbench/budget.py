@@ -8,11 +8,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-COUNTERS = (
-    "prompts", "teacher_responses", "rollouts", "generated_tokens", "g_trained_tokens", "d_trained_tokens",
-    "g_optimizer_steps", "d_optimizer_steps", "flops", "wall_s",
-)
-
 
 def train_flops(params: int, tokens: int) -> float:
     return 6.0 * params * tokens
@@ -24,6 +19,7 @@ def inference_flops(params: int, tokens: int) -> float:
 
 @dataclass
 class Spend:
+    steps: int = 0
     prompts: int = 0
     teacher_responses: int = 0
     rollouts: int = 0
@@ -65,13 +61,11 @@ class Meter:
 def check_matched(totals: dict[str, dict], match: str, tolerance: float) -> dict[str, dict]:
     """Per run: {match, tolerance, ratio, within}. The reference is the largest spend among the runs.
 
-    `steps` compares generator optimizer steps plus D-only steps (a run's training steps); `flops` compares
-    estimated FLOPs. A run is within budget when |ratio - 1| <= tolerance.
+    `steps` compares training steps (each step sees one batch of prompts, whatever it updates); `flops`
+    compares estimated FLOPs. A run is within budget when |ratio - 1| <= tolerance.
     """
     def amount(t: dict) -> float:
-        if match == "flops":
-            return t["flops"]
-        return max(t["g_optimizer_steps"], t["d_optimizer_steps"])
+        return t["flops"] if match == "flops" else t["steps"]
 
     ref = max((amount(t) for t in totals.values()), default=0.0) or 1.0
     out = {}

@@ -28,7 +28,12 @@ def cmd_run(args) -> int:
     if args.dry_run:
         print_plan(plan(suite))
         return 0
+    from gadbench import dist
+
+    dist.init()
     suite_dir = run_suite(suite, Path(args.out), resume=args.resume, progress=not args.quiet)
+    if not dist.is_main():
+        return 0
     from gadbench.report import build_report
 
     report = build_report(suite_dir)

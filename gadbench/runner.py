@@ -12,6 +12,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+from gadbench import dist
 from gadbench.budget import check_matched, estimate_params, estimate_run
 from gadbench.config import RunSpec, SuiteConfig, runs_of, to_dict, to_yaml
 from gadbench.io import atomic_write_json, atomic_write_text, read_json
@@ -121,12 +122,16 @@ def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress
     suite_dir.mkdir(parents=True, exist_ok=True)
     steps = steps_for(suite)
     runs = runs_of(suite)
-    atomic_write_json(suite_dir / "suite.json", {"suite": to_dict(suite), "runs": [r.run_id for r in runs],
-                                                 "paper_baseline": suite.paper_baseline, "steps": steps})
+    if dist.is_main():
+        atomic_write_json(suite_dir / "suite.json", {"suite": suite.name, "config": to_dict(suite),
+                                                     "runs": [r.run_id for r in runs],
+                                                     "paper_baseline": suite.paper_baseline, "steps": steps})
     for r in runs:
         run_one(r, suite_dir / r.run_id, steps[r.run_id], resume=resume, progress=progress)
-    write_before_rows(suite, suite_dir, runs)
-    record_budget_check(suite, suite_dir, runs)
+    if dist.is_main():
+        write_before_rows(suite, suite_dir, runs)
+        record_budget_check(suite, suite_dir, runs)
+    dist.barrier()
     return suite_dir
 
 
@@ -138,10 +143,12 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
     if resume and (run_dir / "summary.json").exists():
         log.info("%s: already complete, skipped", spec.run_id)
         return read_json(run_dir / "summary.json")
-    if not resume and run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", to_yaml(spec))
+    if dist.is_main():
+        if not resume and run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", to_yaml(spec))
+    dist.barrier()
     log.info("%s: %d steps", spec.run_id, steps)
     teacher = make_teacher(spec)
     data = load_run_data(spec, teacher)
@@ -157,6 +164,8 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
     trainer = Trainer(spec, run_dir, data, teacher_is_program=spec.teacher.spec.startswith("program"),
                       reward_fn=reward_fn, on_eval=evaluator, steps=steps, progress=progress)
     meter = trainer.train(resume=resume)
+    if not dist.is_main():
+        return {}
     atomic_write_json(run_dir / "budget.json", meter.state())
     summary = summarize_run(spec, run_dir, meter.state()["totals"], data, evaluator)
     atomic_write_json(run_dir / "summary.json", summary)

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gadbench.budget import Meter
+from gadbench import dist
+from gadbench.budget import Meter, Spend
 from gadbench.config import ModelConfig, RunSpec
 from gadbench.io import append_jsonl, read_jsonl, truncate_jsonl
 from gadbench.methods import stage_plan, uses_discriminator
@@ -67,6 +68,9 @@ class Trainer:
         self.meter = Meter()
         self.length_warnings = 0
         t = spec.train
+        if t.batch_size % dist.world():
+            raise ValueError(f"train.batch_size={t.batch_size} does not split over {dist.world()} processes; "
+                             "use a multiple of the process count.")
         seed_everything(spec.seed)
         device = pick_device(t.device)
         if device.type == "cpu" and t.cpu_threads:
@@ -126,10 +130,10 @@ class Trainer:
     def train(self, resume: bool = False) -> Meter:
         start = self._restore() if resume else 0
         if start == 0:
-            self.metrics_path.unlink(missing_ok=True)
+            if dist.is_main():
+                self.metrics_path.unlink(missing_ok=True)
             self._begin_stage(0)
             self._eval(0)
-        teacher_len = None
         bar = progress_bar(total=self.total_steps, initial=start, desc=self.spec.run_id, enabled=self.progress)
         for step in range(start + 1, self.total_steps + 1):
             i, k = self._stage_at(step)
@@ -140,7 +144,8 @@ class Trainer:
             metrics, spend = timed(STEP_FUNCTIONS[stage], self.ctx, batch, k)
             self._check_finite(step, metrics)
             self.meter.record(stage, spend)
-            teacher_len = metrics.get("teacher_len", teacher_len) or self._teacher_len(batch)
+            # this batch's teacher length (not a previous step's: that went stale and differed after --resume)
+            teacher_len = metrics.get("teacher_len") or self._teacher_len(batch)
             self._watch_length(step, metrics, teacher_len)
             append_jsonl(self.metrics_path, [{"step": step, "stage": stage, **_round(metrics)}])
             bar.update(1, metrics)
@@ -177,11 +182,12 @@ class Trainer:
                 )
 
     def _eval(self, step: int) -> None:
-        if self.on_eval is None:
-            return
-        with torch.random.fork_rng(devices=[]):  # evaluation never shifts the training RNG stream
-            torch.manual_seed(self.spec.seed + 7919 * step)
-            self.on_eval(step, self.ctx)
+        """Evaluation runs on the main process; the others wait."""
+        if self.on_eval is not None and dist.is_main():
+            with torch.random.fork_rng(devices=[]):  # evaluation never shifts the training RNG stream
+                torch.manual_seed(self.spec.seed + 7919 * step)
+                self.on_eval(step, self.ctx)
+        dist.barrier()
 
     # ------------------------------------------------------------------------------------- checkpoints
 
@@ -191,7 +197,25 @@ class Trainer:
         steps = [int(p.name.split("-")[1]) for p in self.ckpt_dir.glob("step-*") if (p / "state.pt").exists()]
         return max(steps, default=0)
 
+    def _check_replicas(self, step: int) -> None:
+        """Every rank must hold the same G and D; a difference means the data-parallel update is broken."""
+        for name, model in (("generator", self.ctx.g.model), ("discriminator", self.ctx.d and self.ctx.d.model)):
+            if model is None:
+                continue
+            sums = dist.checksums(model)
+            if max(sums) != min(sums):
+                raise RuntimeError(f"the {name} replicas differ across processes at step {step} (parameter sums "
+                                   f"{sums}); please report this with the suite file.")
+
     def _save(self, step: int, keep_stage_end: bool) -> None:
+        self._check_replicas(step)
+        if not dist.is_main():
+            dist.barrier()
+            return
+        self._write_checkpoint(step, keep_stage_end)
+        dist.barrier()
+
+    def _write_checkpoint(self, step: int, keep_stage_end: bool) -> None:
         ctx = self.ctx
         state = {
             "step": step,
@@ -262,9 +286,21 @@ class Trainer:
         if rng["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.meter = Meter.from_state(state["meter"])
-        truncate_jsonl(self.metrics_path, keep=sum(1 for r in read_jsonl(self.metrics_path) if r["step"] <= step))
+        if dist.is_main():
+            truncate_jsonl(self.metrics_path, keep=sum(1 for r in read_jsonl(self.metrics_path) if r["step"] <= step))
         log.info("resumed %s from step %d", self.spec.run_id, step)
         return step
+
+
+def _global_spend(spend: Spend) -> Spend:
+    """Sum the per-rank counters of data-parallel work; steps, optimizer steps and wall-clock are shared."""
+    if dist.world() == 1:
+        return spend
+    keys = ("prompts", "teacher_responses", "rollouts", "generated_tokens", "g_trained_tokens", "d_trained_tokens", "flops")
+    totals = dist.all_sum([getattr(spend, k) for k in keys])
+    for k, v in zip(keys, totals, strict=True):
+        setattr(spend, k, type(getattr(spend, k))(v))
+    return spend
 
 
 def _round(metrics: dict) -> dict:

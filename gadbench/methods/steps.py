@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 import torch
 
 from gadbench import algorithms as alg
+from gadbench import dist
 from gadbench.budget import Spend, inference_flops, train_flops
 from gadbench.config import RunSpec
 from gadbench.models import LoadedModel, encode_pair, prompt_ids, response_ids
+from gadbench.rollout.sampling import sequence_seed
 from gadbench.sequences import micro_batches, pack, token_logprobs
 
 
@@ -35,6 +37,7 @@ class Context:
     d_opt: torch.optim.Optimizer | None = None
     reward_fn: object = None  # fixed reward (no-discriminator ablation): (prompts, texts, teachers) -> list[float]
     gold_fn: object = None  # optional gold metrics of rollouts: (prompts, texts) -> dict
+    step: int = 0  # the global step being trained (seeds the rollouts)
     _prompt_cache: dict = field(default_factory=dict)
 
     def prompt_ids(self, prompt: str) -> list[int]:
@@ -46,6 +49,12 @@ class Context:
     def autocast(self):
         enabled = self.device.type == "cuda" and self.spec.train.precision == "bf16"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def _mean(total: float, count: float) -> float:
+    """Mean over all ranks of a quantity summed to `total` over `count` items on this rank."""
+    t, n = dist.all_sum([total, count])
+    return t / n if n else 0.0
 
 
 def _clip_and_step(params, opt: torch.optim.Optimizer, clip: float) -> float:
@@ -65,7 +74,7 @@ def sft_update(ctx: Context, batch: list) -> tuple[dict, Spend]:
     prompts = [ctx.prompt_ids(ex.prompt) for ex in batch]
     responses = [response_ids(tok, ex.teacher_response, t.max_response_tokens)[0] for ex in batch]
     packed = pack(prompts, responses, tok.pad_token_id, ctx.device)
-    n_tokens = packed.response_tokens
+    n_tokens = dist.all_sum([packed.response_tokens])[0]
     total = 0.0
     ctx.g.model.train()
     for a, b in micro_batches(len(packed), t.micro_batch_size):
@@ -75,18 +84,24 @@ def sft_update(ctx: Context, batch: list) -> tuple[dict, Spend]:
         loss = alg.sft_loss(logits, mb.input_ids[:, 1:], mb.target_mask, num_tokens=n_tokens)
         loss.backward()
         total += float(loss)
+    dist.sync_grads(ctx.g.model)
     norm = _clip_and_step(ctx.g.model.parameters(), ctx.g_opt, t.grad_clip)
     tokens = int(packed.attention_mask.sum())
     spend = Spend(prompts=len(batch), teacher_responses=len(batch), g_trained_tokens=tokens,
                   g_optimizer_steps=1, flops=train_flops(ctx.g_params, tokens))
-    return {"sft_loss": total, "g_grad_norm": norm, "teacher_len": n_tokens / len(batch)}, spend
+    metrics = {"sft_loss": dist.all_sum([total])[0], "g_grad_norm": norm,
+               "teacher_len": _mean(packed.response_tokens, len(batch))}
+    return metrics, spend
 
 
 def rollout(ctx: Context, batch: list) -> tuple[object, Spend]:
     t = ctx.spec.train
     prompts = [ctx.prompt_ids(ex.prompt) for ex in batch]
+    # Seeds from (run seed, step, position in the global batch): the same samples whatever the sharding.
+    seeds = [sequence_seed(ctx.spec.seed, ctx.step, dist.rank() + dist.world() * i) for i in range(len(batch))]
     with ctx.autocast():
-        roll = ctx.engine.generate(ctx.g.model, prompts, t.group_size, t.temperature, t.max_response_tokens, t.top_p)
+        roll = ctx.engine.generate(ctx.g.model, prompts, t.group_size, t.temperature, t.max_response_tokens, t.top_p,
+                                   seeds=seeds)
     prompt_tokens = sum(len(prompts[i]) for i in roll.prompt_index)
     spend = Spend(rollouts=len(roll.texts), generated_tokens=roll.generated_tokens,
                   flops=inference_flops(ctx.g_params, roll.generated_tokens + prompt_tokens))
@@ -94,13 +109,11 @@ def rollout(ctx: Context, batch: list) -> tuple[object, Spend]:
 
 
 def rollout_metrics(ctx: Context, batch: list, roll) -> dict:
-    m = {
-        "response_len": roll.generated_tokens / len(roll.texts),
-        "truncated_frac": sum(roll.truncated) / len(roll.truncated),
-    }
+    n = len(roll.texts)
+    m = {"response_len": _mean(roll.generated_tokens, n), "truncated_frac": _mean(sum(roll.truncated), n)}
     if ctx.gold_fn is not None:
         prompts = [batch[i].prompt for i in roll.prompt_index]
-        m.update({f"gold/{k}": v for k, v in ctx.gold_fn(prompts, roll.texts).items()})
+        m.update({f"gold/{k}": _mean(v * n, n) for k, v in ctx.gold_fn(prompts, roll.texts).items()})
     return m
 
 
@@ -110,7 +123,7 @@ def grpo_update(ctx: Context, batch: list, roll, rewards: torch.Tensor) -> tuple
     adv = alg.group_advantages(rewards, t.group_size)
     prompts = [ctx.prompt_ids(batch[i].prompt) for i in roll.prompt_index]
     packed = pack(prompts, roll.response_ids, ctx.g.tokenizer.pad_token_id, ctx.device)
-    n_tokens = packed.response_tokens
+    n_tokens = dist.all_sum([packed.response_tokens])[0]
     adv = adv.to(ctx.device)
     stats = {"pg_loss": 0.0, "kl": 0.0, "clip_frac": 0.0}
     ctx.g.model.train()
@@ -129,6 +142,8 @@ def grpo_update(ctx: Context, batch: list, roll, rewards: torch.Tensor) -> tuple
         loss.backward()
         for k in stats:
             stats[k] += s[k]
+    dist.sync_grads(ctx.g.model)
+    stats = dict(zip(stats, dist.all_sum(list(stats.values())), strict=True))
     norm = _clip_and_step(ctx.g.model.parameters(), ctx.g_opt, t.grad_clip)
     tokens = int(packed.attention_mask.sum())
     ref_flops = inference_flops(ctx.g_params, tokens) if ctx.ref is not None and t.kl_beta > 0 else 0.0
@@ -166,6 +181,7 @@ def d_score_and_update(ctx: Context, batch: list, roll, update: bool) -> tuple[t
     t, m = ctx.spec.train, ctx.spec.method
     teacher_seqs, student_seqs = _d_sequences(ctx, batch, roll)
     n, B = t.group_size, len(batch)
+    B_global = dist.all_sum([B])[0]
     per_mb = max(1, (t.micro_batch_size or (B * (n + 1))) // (n + 1))
     loss_fn = alg.bradley_terry_loss if m.d_loss == "bt" else alg.cross_entropy_d_loss
     t_scores, s_scores, loss_total = [], [], 0.0
@@ -175,22 +191,23 @@ def d_score_and_update(ctx: Context, batch: list, roll, update: bool) -> tuple[t
             scores = _d_forward(ctx, teacher_seqs[a:b] + student_seqs[a * n : b * n])
             ts, ss = scores[: b - a], scores[b - a :]
             if update:
-                loss = loss_fn(ts, ss) * (b - a) / B
+                loss = loss_fn(ts, ss) * (b - a) / B_global
                 loss.backward()
                 loss_total += float(loss)
             t_scores.append(ts.detach())
             s_scores.append(ss.detach())
     ts, ss = torch.cat(t_scores), torch.cat(s_scores)
     tokens = sum(map(len, teacher_seqs)) + sum(map(len, student_seqs))
-    metrics = {"teacher_score": float(ts.mean()), "student_score": float(ss.mean()),
-               "d_acc": alg.discriminator_accuracy(ts, ss)}
+    metrics = {"teacher_score": _mean(float(ts.sum()), B), "student_score": _mean(float(ss.sum()), B * n),
+               "d_acc": _mean(alg.discriminator_accuracy(ts, ss) * B * n, B * n)}
     if update:
-        metrics["d_loss"] = loss_total
+        dist.sync_grads(ctx.d.model)
+        metrics["d_loss"] = dist.all_sum([loss_total])[0]
         metrics["d_grad_norm"] = _clip_and_step(ctx.d.model.parameters(), ctx.d_opt, t.grad_clip)
         spend = Spend(d_trained_tokens=tokens, d_optimizer_steps=1, flops=train_flops(ctx.d_params, tokens))
     else:
         with torch.no_grad():
-            metrics["d_loss"] = float(loss_fn(ts, ss))
+            metrics["d_loss"] = _mean(float(loss_fn(ts, ss)) * B, B)
         spend = Spend(flops=inference_flops(ctx.d_params, tokens))
     return ss.cpu(), metrics, spend
 
@@ -238,8 +255,9 @@ def adversarial_step(ctx: Context, batch: list, step_in_stage: int) -> tuple[dic
         prompts = [batch[i].prompt for i in roll.prompt_index]
         teachers = [batch[i].teacher_response for i in roll.prompt_index]
         rewards = torch.tensor(ctx.reward_fn(prompts, roll.texts, teachers), dtype=torch.float32)
-    metrics["reward_mean"] = float(rewards.mean())
-    metrics["reward_std"] = float(rewards.std()) if rewards.numel() > 1 else 0.0
+    total, squares, count = dist.all_sum([float(rewards.sum()), float((rewards.double() ** 2).sum()), rewards.numel()])
+    metrics["reward_mean"] = total / count
+    metrics["reward_std"] = max(squares - count * metrics["reward_mean"] ** 2, 0.0) ** 0.5 / max(count - 1, 1) ** 0.5
     gm, s = grpo_update(ctx, batch, roll, rewards)
     s.prompts = 0
     metrics.update(gm)
@@ -253,6 +271,7 @@ STEP_FUNCTIONS = {"sft": sft_step, "warmup": warmup_step, "adversarial": adversa
 def timed(fn, ctx, batch, k):
     start = time.perf_counter()
     metrics, spend = fn(ctx, batch, k)
+    spend.steps = 1
     spend.wall_s = time.perf_counter() - start
     metrics["step_time"] = spend.wall_s
     return metrics, spend

@@ -34,14 +34,17 @@ def datasets(suite: Suite) -> list[str]:
 
 
 def metrics_of(suite: Suite, label: str) -> list[str]:
-    """Metric keys of a dataset, primary first: a key ending in '/score' (an LLM judge), else alphabetical."""
+    """Metric keys of a dataset, primary first: the runs' checkpoint-selection metric when they name one,
+    else a key ending in '/score' (an LLM judge), else alphabetical."""
     keys = {
         m
         for r in suite.runs
         for m, s in eval_of(r, label).items()
         if m not in NOT_METRICS and isinstance(s, dict) and "mean" in s
     }
-    return sorted(keys, key=lambda m: (not m.endswith("/score"), m))
+    chosen = {((r.summary or {}).get("selection") or {}).get("metric") for r in suite.runs} & keys
+    primary = min(chosen) if chosen else None
+    return sorted(keys, key=lambda m: (m != primary, not m.endswith("/score"), m))
 
 
 def columns(suite: Suite, primary_only: bool = False) -> list[tuple[str, str]]:

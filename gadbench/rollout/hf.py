@@ -1,10 +1,12 @@
-"""Transformers rollouts: batched, left-padded `generate` with the KV cache."""
+"""Transformers rollouts: batched, left-padded `generate` with the KV cache and counter-based sampling."""
 
 from __future__ import annotations
 
 import torch
+from transformers import GenerationConfig, LogitsProcessorList
 
 from gadbench.rollout.base import Rollout
+from gadbench.rollout.sampling import GumbelSampler, sequence_seed
 
 
 class HFRolloutEngine:
@@ -17,34 +19,43 @@ class HFRolloutEngine:
 
     @torch.no_grad()
     def generate(
-        self, model, prompts: list[list[int]], n: int, temperature: float, max_new_tokens: int, top_p: float = 1.0
+        self, model, prompts: list[list[int]], n: int, temperature: float, max_new_tokens: int, top_p: float = 1.0,
+        seeds: list[int] | None = None,
     ) -> Rollout:
-        """Sample `n` responses per prompt (greedy when temperature == 0; then n must be 1)."""
+        """`n` responses per prompt: greedy when temperature == 0, else sampled; sample j of prompt i uses
+        the seed sequence_seed(seeds[i], j), drawn from torch's RNG when `seeds` is None."""
+        if seeds is None:
+            seeds = torch.randint(0, 2**31 - 1, (len(prompts),)).tolist()
         step = self.batch_size or len(prompts)
         out = Rollout([], [], [], [])
         was_training = model.training
         model.eval()
         for start in range(0, len(prompts), step):
-            self._generate_chunk(model, prompts[start : start + step], start, n, temperature, max_new_tokens, top_p, out)
+            chunk = slice(start, start + step)
+            self._generate_chunk(model, prompts[chunk], seeds[chunk], start, n, temperature, max_new_tokens, top_p, out)
         model.train(was_training)
         return out
 
-    def _generate_chunk(self, model, prompts, offset, n, temperature, max_new_tokens, top_p, out: Rollout) -> None:
+    def _generate_chunk(self, model, prompts, seeds, offset, n, temperature, max_new_tokens, top_p, out: Rollout) -> None:
         pad, eos = self.tok.pad_token_id, self.tok.eos_token_id
         width = max(map(len, prompts))
         device = next(model.parameters()).device
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
-        attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else dict(do_sample=False)
-        gen = model.generate(
-            input_ids=ids, attention_mask=attn, max_new_tokens=max_new_tokens, num_return_sequences=n,
-            pad_token_id=pad, eos_token_id=eos, **sampling,
-        )[:, width:].tolist()
+        rows = [p for p in prompts for _ in range(n)]  # prompt-major: prompt i's n samples are adjacent
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in rows], device=device)
+        attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in rows], device=device)
+        processors = LogitsProcessorList()
+        if temperature > 0:
+            row_seeds = torch.tensor([sequence_seed(s, j) for s in seeds for j in range(n)])
+            processors.append(GumbelSampler(row_seeds, temperature, top_p, width))
+        # A fresh config: a checkpoint's own generation defaults (top_k, repetition penalty, ...) never apply.
+        config = GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos,
+                                  num_beams=1)
+        gen = model.generate(input_ids=ids, attention_mask=attn, generation_config=config,
+                             logits_processor=processors)[:, width:].tolist()
         for i, row in enumerate(gen):
-            resp = row[: row.index(eos) + 1] if eos in row else row
-            if eos not in row:
-                resp = [t for t in resp if t != pad] if pad != eos else resp
+            finished = eos in row
+            resp = row[: row.index(eos) + 1] if finished else [t for t in row if t != pad or pad == eos]
             out.prompt_index.append(offset + i // n)
             out.response_ids.append(resp)
-            out.truncated.append(eos not in resp)
+            out.truncated.append(not finished)
             out.texts.append(self.tok.decode(resp, skip_special_tokens=True).strip())
