@@ -26,6 +26,9 @@ def cmd_run(args) -> int:
 
     suite = get_suite(args.suite, args.set or [])
     if args.dry_run:
+        if suite.toy is not None:
+            print(f"suite {suite.name}: the Fig. 5 toy, seeds {list(suite.seeds)}, {suite.toy.steps} steps per method")
+            return 0
         print_plan(plan(suite))
         return 0
     from gadbench import dist
@@ -72,8 +75,10 @@ def cmd_suites(args) -> int:
         except ConfigError as e:
             rows.append([name, f"(invalid: {e})", "", ""])
             continue
-        p = plan(s)
-        flops = sum(r["flops"] for r in p["runs"])
+        if s.toy is not None:
+            rows.append([name, s.description, len(s.seeds), f"{s.toy.steps} steps/method, seconds on a CPU"])
+            continue
+        flops = sum(r["flops"] for r in plan(s)["runs"])
         rows.append([name, s.description, len(runs_of(s)), f"{s.train.steps} steps/run, {_human(flops)} FLOPs"])
     print(tabulate(rows, headers=["suite", "description", "runs", "budget"], tablefmt="github"))
     return 0
