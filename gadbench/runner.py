@@ -21,6 +21,8 @@ from gadbench.methods import stage_plan, uses_discriminator
 log = logging.getLogger("gadbench")
 
 JUDGE_CALLS_PER_ITEM = {"gad-paper": 2, "mtbench-single": 1, "pairwise": 2}
+# Sizes of the standard eval sets, for the dry-run's judge-cost estimate when a set has no `limit`.
+KNOWN_EVAL_SIZES = {"lmsys-gad": 500, "dolly": 500, "selfinst": 252, "vicuna": 80, "mtbench": 80}
 ASSUMED_JUDGE_TOKENS = (900, 300)  # prompt, completion tokens per judge call (estimate)
 
 
@@ -67,7 +69,7 @@ def plan(suite: SuiteConfig) -> dict:
                      "stages": " + ".join(f"{s.name} {s.steps}" for s in stages), "params": p, "d_params": dp, **est})
     llm_judges = [j for j in suite.eval.judges if j in JUDGE_CALLS_PER_ITEM]
     n_points = max(1, suite.train.steps // suite.eval.every) + 2
-    items = sum(d.limit or 0 for d in suite.data.eval.values()) + suite.data.validation_size
+    items = sum(d.limit or KNOWN_EVAL_SIZES.get(d.source, 0) for d in suite.data.eval.values()) + suite.data.validation_size
     calls = sum(JUDGE_CALLS_PER_ITEM[j] for j in llm_judges) * items * n_points * len(rows)
     pin, pout = suite.judge.price_per_mtok[:2] if len(suite.judge.price_per_mtok) >= 2 else (0.0, 0.0)
     cost = calls * (ASSUMED_JUDGE_TOKENS[0] * pin + ASSUMED_JUDGE_TOKENS[1] * pout) / 1e6

@@ -33,7 +33,7 @@ log = logging.getLogger("gadbench")
 
 
 class TrainingDiverged(RuntimeError):
-    """A NaN or infinite loss; the last good checkpoint is kept."""
+    """A NaN or infinite loss; the checkpoints written before it are kept."""
 
 
 def seed_everything(seed: int) -> None:
@@ -175,10 +175,10 @@ class Trainer:
         for key in ("sft_loss", "pg_loss", "d_loss"):
             if key in metrics and not math.isfinite(metrics[key]):
                 last = self._latest_checkpoint()
-                kept = f"the last good checkpoint is step {last}" if last else "no checkpoint was written yet"
+                kept = f"the last checkpoint written before it (step {last}) is kept" if last else "no checkpoint was written yet"
                 raise TrainingDiverged(
-                    f"{key} became {metrics[key]} at step {step}; {kept}. Lower the learning rate or check the data, "
-                    "then rerun with --resume."
+                    f"{key} became {metrics[key]} at step {step}, so training stopped; {kept}. Lower the learning "
+                    "rate or check the data, then run again."
                 )
 
     def _eval(self, step: int) -> None:

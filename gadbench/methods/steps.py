@@ -83,7 +83,7 @@ def sft_update(ctx: Context, batch: list) -> tuple[dict, Spend]:
             logits = ctx.g.model(input_ids=mb.input_ids, attention_mask=mb.attention_mask).logits[:, :-1]
         loss = alg.sft_loss(logits, mb.input_ids[:, 1:], mb.target_mask, num_tokens=n_tokens)
         loss.backward()
-        total += float(loss)
+        total += float(loss.detach())
     dist.sync_grads(ctx.g.model)
     norm = _clip_and_step(ctx.g.model.parameters(), ctx.g_opt, t.grad_clip)
     tokens = int(packed.attention_mask.sum())
@@ -193,7 +193,7 @@ def d_score_and_update(ctx: Context, batch: list, roll, update: bool) -> tuple[t
             if update:
                 loss = loss_fn(ts, ss) * (b - a) / B_global
                 loss.backward()
-                loss_total += float(loss)
+                loss_total += float(loss.detach())
             t_scores.append(ts.detach())
             s_scores.append(ss.detach())
     ts, ss = torch.cat(t_scores), torch.cat(s_scores)

@@ -1,0 +1,248 @@
+"""Suite configuration: validation messages, `extends`, `--set`, run ids, the dry-run plan and requirements."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gadbench.config import ConfigError, load_suite, runs_of
+from gadbench.runner import plan
+
+REPO = Path(__file__).resolve().parent.parent
+FIX = Path(__file__).resolve().parent / "fixtures" / "config"
+
+
+def _error(name: str, overrides: list[str] = ()) -> str:
+    with pytest.raises(ConfigError) as e:
+        load_suite(FIX / f"{name}.yaml", overrides)
+    msg = str(e.value)
+    assert "\n" not in msg, msg  # one line
+    return msg
+
+
+# ------------------------------------------------------------------------------------------- validation
+
+
+def test_base_fixture_loads():
+    s = load_suite(FIX / "base.yaml")
+    assert s.name == "base" and s.train.steps == 8 and s.train.batch_size == 4
+    assert list(s.methods) == ["seqkd", "gad", "gad-ce"]
+    assert s.methods["gad-ce"].d_loss == "ce" and s.methods["gad"].d_loss == "bt"
+    assert s.train.lr_generator == 1e-6  # an unset key keeps its default
+    assert s.seeds == (0, 1)
+
+
+def test_misspelled_key_names_key_file_and_closest_valid_key():
+    msg = _error("typo")
+    assert "`train.stepz`" in msg
+    assert str(FIX / "typo.yaml") in msg
+    assert "did you mean `train.steps`?" in msg
+
+
+def test_wrong_type():
+    msg = _error("wrongtype")
+    assert "`train.batch_size` = 'sixteen'" in msg and "type int" in msg and "wrongtype.yaml" in msg
+
+
+def test_bool_is_not_an_int():
+    msg = _error("base", ["train.steps=true"])
+    assert "`train.steps` = True" in msg and "type int" in msg
+
+
+def test_bad_enum_with_suggestion():
+    msg = _error("badenum")
+    assert "`methods.gad.discriminator` = 'onlin'" in msg
+    assert "online, frozen, none" in msg
+    assert "did you mean `online`?" in msg
+
+
+def test_out_of_range():
+    msg = _error("range")
+    assert "`train.top_p` = 1.5 is out of range [0.0, 1.0]" in msg and "range.yaml" in msg
+    msg = _error("base", ["train.group_size=1"])  # GRPO needs at least 2 samples per group
+    assert "`train.group_size` = 1 is out of range [2, inf]" in msg
+
+
+def test_malformed_yaml_names_line_and_column():
+    # line 4 is "   batch_size: 2", indented one space deeper than "steps: 4": the ':' at column 14 is illegal
+    msg = _error("malformed")
+    assert "malformed.yaml: malformed YAML at line 4, column 14" in msg
+
+
+def test_missing_required_key(tmp_path):
+    (tmp_path / "s.yaml").write_text("description: no name\n")
+    with pytest.raises(ConfigError, match="missing required key `name`"):
+        load_suite(tmp_path / "s.yaml")
+
+
+# ---------------------------------------------------------------------------------------------- extends
+
+
+def test_extends_child_overrides_parent_and_null_deletes_a_method():
+    s = load_suite(FIX / "child.yaml")
+    assert s.name == "child"
+    assert s.train.steps == 12  # overridden
+    assert s.train.warmup_steps == 4 and s.train.batch_size == 4  # inherited siblings of the overridden key
+    assert list(s.methods) == ["seqkd", "gad", "gad-frozen"]  # gad-ce deleted by `null`, gad-frozen added
+    assert s.methods["gad-frozen"].discriminator == "frozen"
+    assert s.data.eval["world-id"].limit == 8  # inherited nested mapping
+
+
+def test_extends_cycle_and_missing_parent(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b\nname: a\n")
+    (tmp_path / "b.yaml").write_text("extends: a\nname: b\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_suite(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: nowhere\nname: c\n")
+    with pytest.raises(ConfigError, match="`extends: nowhere` names no suite file"):
+        load_suite(tmp_path / "c.yaml")
+
+
+# ------------------------------------------------------------------------------------------------ --set
+
+
+def test_set_overrides_with_type_checking():
+    s = load_suite(FIX / "base.yaml", ["train.steps=5", "train.lr_generator=3e-6", "methods.gad.discriminator=frozen"])
+    assert s.train.steps == 5
+    # YAML 1.1 reads "3e-6" as a string; float settings accept it as a number
+    assert s.train.lr_generator == 3e-6 and isinstance(s.train.lr_generator, float)
+    assert s.methods["gad"].discriminator == "frozen"
+    msg = _error("base", ["train.steps=five"])
+    assert "`train.steps` = 'five'" in msg and "type int" in msg
+    msg = _error("base", ["train.stepz=3"])
+    assert "unknown key `train.stepz`" in msg and "did you mean `train.steps`?" in msg
+    msg = _error("base", ["methods.gad.discriminator=froze"])
+    assert "did you mean `frozen`?" in msg
+
+
+def test_set_null_removes_a_method_or_resets_a_setting():
+    s = load_suite(FIX / "base.yaml", ["methods.gad-ce=null", "train.steps=null"])
+    assert list(s.methods) == ["seqkd", "gad"]
+    assert s.train.steps == 2400  # the TrainConfig default
+    s = load_suite(FIX / "base.yaml", ["methods.gad-new={kind: gad, d_loss: ce}"])
+    assert s.methods["gad-new"].d_loss == "ce"
+
+
+def test_set_malformed_items():
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_suite(FIX / "base.yaml", ["train.steps"])
+    msg = _error("base", ["train.steps.x=1"])
+    assert "train.steps is a single value" in msg
+
+
+# ----------------------------------------------------------------------------------------------- run ids
+
+
+def _ids(overrides: list[str] = ()) -> dict[str, str]:
+    return {f"{r.method_name}/{r.seed}": r.run_id for r in runs_of(load_suite(FIX / "base.yaml", overrides))}
+
+
+def test_run_id_is_stable_and_well_formed():
+    a, b = _ids(), _ids()
+    assert a == b
+    assert len(a) == 6  # 1 student x 3 methods x 2 seeds
+    for key, rid in a.items():
+        method, seed = key.split("/")
+        student, m, s, h = rid.split("--")
+        assert (student, m, s) == ("tiny", method, f"s{seed}")
+        assert len(h) == 8 and all(c in "0123456789abcdef" for c in h)
+    assert len(set(a.values())) == 6
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["train.lr_generator=2e-6", "train.steps=9", "train.temperature=0.7", "eval.every=5", "eval.samples=2",
+     "data.train.limit=32", "data.validation_size=4", "teacher.spec=dataset", "judge.model=gpt-4o-mini",
+     "budget.assumed_prompt_tokens=9", "rollout.batch_size=3", "students.tiny.template=plain"],
+)
+def test_run_id_changes_when_any_shared_setting_changes(override):
+    base, changed = _ids(), _ids([override])
+    for key in base:
+        assert base[key] != changed[key], (override, key)
+
+
+def test_run_id_depends_on_its_own_method_only():
+    base, changed = _ids(), _ids(["methods.gad.d_loss=ce", "methods.extra={kind: gad}"])
+    assert changed["gad/0"] != base["gad/0"] and changed["gad/1"] != base["gad/1"]
+    for key in ("seqkd/0", "seqkd/1", "gad-ce/0", "gad-ce/1"):
+        assert changed[key] == base[key]
+
+
+# ------------------------------------------------------------------------------------------ plan, requires
+
+
+def _cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "gadbench.cli", "-q", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_plan_flops_by_hand():
+    p = plan(load_suite(FIX / "base.yaml"))
+    rows = {(r["method"], r["seed"]): r for r in p["runs"]}
+    # world:tiny params: v*h + L*(4h^2 + 3h*i), v = 105 + 6 specials = 111, h = 64, L = 2, i = 192
+    #   = 7104 + 2 * (16384 + 36864) = 113600
+    P = 113600
+    seq = 100 + 350  # assumed prompt + response tokens (defaults)
+    sft = rows[("seqkd", 0)]
+    assert sft["params"] == P and sft["stages"] == "sft 8"
+    assert sft["flops"] == 8 * 6 * P * 4 * seq == 9_815_040_000
+    assert sft["g_trained_tokens"] == 8 * 4 * seq and sft["generated_tokens"] == 0
+    gad = rows[("gad", 1)]
+    assert gad["stages"] == "warmup 4 + adversarial 4"
+    B, N = 4, 2
+    g_train, roll, d_train = 6 * P * B * seq, 2 * P * B * N * seq, 6 * P * B * (N + 1) * seq
+    # d_only_steps defaults to 10 >= 4 warmup steps, so every warmup step trains D alone (no g_train)
+    warm_d_only = roll + d_train
+    adv = roll + d_train + 6 * P * B * N * seq + 2 * P * B * N * seq  # + G train + reference log-probs
+    assert gad["flops"] == pytest.approx(4 * warm_d_only + 4 * adv)
+    assert gad["g_trained_tokens"] == 4 * B * N * seq  # adversarial only
+    s = load_suite(FIX / "base.yaml", ["train.d_only_steps=1"])
+    gad = next(r for r in plan(s)["runs"] if r["method"] == "gad")
+    assert gad["flops"] == pytest.approx(warm_d_only + 3 * (g_train + roll + d_train) + 4 * adv)
+    assert gad["d_trained_tokens"] == 8 * B * (N + 1) * seq
+
+
+def test_dry_run_prints_the_plan(tmp_path):
+    r = _cli("run", "--suite", str(FIX / "base.yaml"), "--dry-run", tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "suite base: 6 runs (student x method x seed)" in r.stdout
+    assert "sft 8" in r.stdout and "warmup 4 + adversarial 4" in r.stdout
+    assert "9.8G" in r.stdout  # the seqkd FLOPs computed by hand above
+    assert not (tmp_path / "results").exists()  # a dry run writes nothing
+
+
+def test_dry_run_of_the_paper_suite(tmp_path):
+    if not (REPO / "experiments" / "paper.yaml").exists():
+        pytest.skip("experiments/paper.yaml is not in this checkout yet")
+    r = _cli("run", "--suite", "paper", "--dry-run", tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "suite paper: 10 runs" in out
+    assert "sft 2400" in out and "warmup 800 + adversarial 1600" in out
+    # Qwen2.5-3B SeqKD: 2400 steps * 6 * 3e9 params * 256 prompts * 450 tokens = 4.98e18 -> "5.0E"
+    # Qwen2.5-3B GAD: 790 warmup steps with G (2.62656e16) + 10 D-only (2.4192e16) + 1600 adversarial
+    #   (4.63104e16) = 9.5088e19 -> "95.1E"
+    line = next(x for x in out.splitlines() if "Qwen2.5-3B-Instruct" in x and "| seqkd" in x)
+    assert "5.0E" in line and "276.5M" in line
+    line = next(x for x in out.splitlines() if "Qwen2.5-3B-Instruct" in x and "| gad" in x)
+    assert "95.1E" in line
+    assert "judge calls:" in out and "estimated cost $" in out
+
+
+def test_requires_gpu_stops_with_one_line(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible; the requirement is met")
+    r = _cli("run", "--suite", str(FIX / "gpu.yaml"), "--out", str(tmp_path / "out"), tmp_path=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("gadbench: suite `gpu` needs a CUDA GPU (none is visible)")
+    assert "--dry-run" in lines[0]
+    assert not (tmp_path / "out").exists()  # stopped before creating anything

@@ -1,0 +1,298 @@
+"""The training engine on the world's tiny student with tiny budgets: D's teacher/student symmetry, one D step,
+GRPO under a frozen D, the frozen-D ablation, bitwise resume, the budget counters and divergence."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from gadbench.config import runs_of
+from gadbench.data import Example
+from gadbench.io import read_json, read_jsonl
+from gadbench.methods.steps import _d_forward, _d_sequences, adversarial_step, d_score_and_update, rollout
+from gadbench.rollout import Rollout
+from gadbench.rundata import load_run_data
+from gadbench.runner import make_teacher, run_suite
+from gadbench.suites import get_suite
+from gadbench.trainer import Trainer, TrainingDiverged
+
+REPO = Path(__file__).resolve().parent.parent
+
+TINY = [
+    "train.steps=4", "train.warmup_steps=2", "train.d_only_steps=1", "train.batch_size=4", "train.group_size=2",
+    "train.max_response_tokens=16", "train.max_prompt_tokens=32", "train.checkpoint_every=1",
+    "train.keep_checkpoints=10", "data.train.limit=16", "data.validation_size=0", "train.cpu_threads=1",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _env():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GADBENCH_CACHE", str(REPO / "results" / "cache"))  # the shared world-student cache
+        yield
+    torch.set_num_threads(threads)
+
+
+def _spec(method: str, extra: list[str] = ()):
+    suite = get_suite("smoke", [*TINY, *extra])
+    return next(r for r in runs_of(suite) if r.method_name == method)
+
+
+def _trainer(tmp_path: Path, method: str, extra: list[str] = ()) -> Trainer:
+    spec = _spec(method, extra)
+    data = load_run_data(spec, make_teacher(spec))
+    return Trainer(spec, tmp_path / spec.run_id, data, teacher_is_program=True, progress=False)
+
+
+def _tokens(ex: Example) -> int:
+    """Hand count of one SFT sequence: <|im_start|> user <prompt words> <|im_end|> <|im_start|> assistant
+    (5 specials/role words) + the response words + EOS, with the world's word-level tokenizer."""
+    return len(ex.prompt.split()) + 5 + len(ex.teacher_response.split()) + 1
+
+
+# ------------------------------------------------------------------------------------ (a) D symmetry
+
+
+def test_d_scores_a_text_the_same_as_teacher_or_as_rollout(tmp_path):
+    ctx = _trainer(tmp_path, "gad").ctx
+    batch = [Example("sort c a b", "answer : a b c", {}), Example("add 3 5", "the answer is 8 .", {})]
+    texts = ["answer : a b c", "result : a b c", "the answer is 8 .", "  the answer is  8 . "]
+    tok = ctx.g.tokenizer
+    roll = Rollout(prompt_index=[0, 0, 1, 1], response_ids=[tok(t)["input_ids"] + [tok.eos_token_id] for t in texts],
+                   truncated=[False] * 4, texts=texts)
+    teacher, student = _d_sequences(ctx, batch, roll)
+    # identical token sequences: prompt ids + response words + exactly one EOS
+    assert student[0] == teacher[0] and student[2] == teacher[1] and student[3] == teacher[1]
+    assert teacher[0][-1] == tok.eos_token_id and teacher[0][-2] != tok.eos_token_id
+    assert teacher[0][-6:-1] == tok("answer : a b c", add_special_tokens=False)["input_ids"]
+
+    ss, m, spend = d_score_and_update(ctx, batch, roll, update=False)
+    with torch.no_grad():
+        ts = _d_forward(ctx, teacher)
+    # the same text scores the same whichever side it is on and wherever it sits in the (padded) batch
+    assert ss[0].item() == pytest.approx(ts[0].item(), abs=1e-5)
+    assert ss[2].item() == pytest.approx(ts[1].item(), abs=1e-5)
+    assert ss[3].item() == pytest.approx(ts[1].item(), abs=1e-5)
+    assert abs(ss[1].item() - ss[0].item()) > 1e-4  # but D does read the response
+    assert m["teacher_score"] == pytest.approx(ts.mean().item(), abs=1e-5)
+    assert spend.d_optimizer_steps == 0  # scoring only
+
+
+# --------------------------------------------------------------------------------------- (b) one D step
+
+
+def test_one_d_update_lowers_its_loss_on_the_batch(tmp_path):
+    tr = _trainer(tmp_path, "gad")
+    ctx = tr.ctx
+    tr._begin_stage(0)  # optimizers (lr_discriminator 1e-3 in smoke)
+    batch = tr.data.batch(1, 4)
+    torch.manual_seed(0)
+    roll, _ = rollout(ctx, batch)
+    assert len(roll.texts) == 4 * 2  # batch * group
+    g_before = {k: v.clone() for k, v in ctx.g.model.state_dict().items()}
+    d_before = {k: v.clone() for k, v in ctx.d.model.state_dict().items()}
+
+    ss0, m0, _ = d_score_and_update(ctx, batch, roll, update=False)
+    teacher, _ = _d_sequences(ctx, batch, roll)
+    with torch.no_grad():
+        ts0 = _d_forward(ctx, teacher)
+    # BT loss by hand from the scores: mean over the 8 pairs (b, i) of log(1 + exp(-(t_b - s_bi)))
+    pairs = [(ts0[b].item(), ss0[2 * b + i].item()) for b in range(4) for i in range(2)]
+    by_hand = sum(torch.log1p(torch.exp(torch.tensor(-(t - s), dtype=torch.float64))).item() for t, s in pairs) / 8
+    assert m0["d_loss"] == pytest.approx(by_hand, abs=1e-5)
+    assert m0["d_acc"] == sum(t > s for t, s in pairs) / 8
+
+    ss1, m1, spend = d_score_and_update(ctx, batch, roll, update=True)
+    assert torch.allclose(ss1, ss0, atol=1e-5)  # the rewards are the scores from before the update
+    assert m1["d_loss"] == pytest.approx(m0["d_loss"], abs=1e-5)
+    assert spend.d_optimizer_steps == 1
+    assert spend.d_trained_tokens == sum(map(len, teacher)) + sum(map(len, _d_sequences(ctx, batch, roll)[1]))
+
+    _, m2, _ = d_score_and_update(ctx, batch, roll, update=False)
+    assert m2["d_loss"] < m0["d_loss"] - 1e-3
+    assert m2["d_acc"] >= m0["d_acc"]
+    assert m2["teacher_score"] - m2["student_score"] > m0["teacher_score"] - m0["student_score"]
+    assert any(not torch.equal(v, d_before[k]) for k, v in ctx.d.model.state_dict().items())
+    assert all(torch.equal(v, g_before[k]) for k, v in ctx.g.model.state_dict().items())  # G untouched
+
+
+# ----------------------------------------------------------------------------------- (c) GRPO, frozen D
+
+
+def test_grpo_steps_under_a_frozen_d_raise_the_reward(tmp_path):
+    tr = _trainer(tmp_path, "gad-frozen-d", ["train.batch_size=8", "train.group_size=8", "train.lr_generator=3e-3"])
+    ctx = tr.ctx
+    tr._begin_stage(1)  # adversarial: G optimizer at lr_generator, reference = G now
+    batch = tr.data.batch(1, 8)
+    d_before = {k: v.clone() for k, v in ctx.d.model.state_dict().items()}
+
+    def mean_reward() -> float:  # 64 samples from seeds that training never uses
+        ctx.step = 10_000
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(123)
+            roll, _ = rollout(ctx, batch)
+            ss, _, _ = d_score_and_update(ctx, batch, roll, update=False)
+        return float(ss.mean())
+
+    before = mean_reward()
+    torch.manual_seed(0)
+    for k in range(15):
+        ctx.step = k + 1  # the rollout seeds follow the global step
+        metrics, spend = adversarial_step(ctx, batch, k)
+        assert spend.d_optimizer_steps == 0 and spend.g_optimizer_steps == 1
+        assert spend.rollouts == 8 * 8  # batch x group
+    after = mean_reward()
+    # 0.022 -> 0.806 when written: GRPO climbs the fixed reward (by hacking it, as the paper's frozen D invites)
+    assert after > before + 0.2, (before, after)
+    assert all(torch.equal(v, d_before[k]) for k, v in ctx.d.model.state_dict().items())
+
+
+# ------------------------------------------------------------------------- (d) frozen D, (f) counters
+
+
+def _ckpt(tr: Trainer, step: int) -> dict:
+    return torch.load(tr.ckpt_dir / f"step-{step}" / "state.pt", weights_only=False)
+
+
+def _equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_frozen_d_is_unchanged_after_warmup_and_counters(tmp_path):
+    tr = _trainer(tmp_path, "gad-frozen-d")
+    meter = tr.train()
+    s1, s2, s4 = _ckpt(tr, 1), _ckpt(tr, 2), _ckpt(tr, 4)
+    assert not _equal(s1["d"], s2["d"])  # D trains during warmup
+    assert _equal(s2["d"], s4["d"])  # and not after it (warmup ends at step 2)
+    assert not _equal(s2["g"], s4["g"])  # while G does
+    t = meter.totals
+    # 4 steps of 4 prompts; warmup 2 steps (step 1 D-only), adversarial 2 steps with a frozen D
+    assert (t.prompts, t.teacher_responses) == (16, 16)
+    assert t.d_optimizer_steps == 2 and t.g_optimizer_steps == 4 - 1
+    assert t.rollouts == 4 * (4 * 2)  # every step rolls out batch x group
+    assert meter.per_stage["adversarial"].d_optimizer_steps == 0
+    assert meter.per_stage["adversarial"].d_trained_tokens == 0
+
+
+def test_budget_counters_seqkd_and_gad(tmp_path):
+    tr = _trainer(tmp_path, "seqkd", ["train.steps=3"])
+    t = tr.train().totals
+    assert (t.prompts, t.teacher_responses, t.g_optimizer_steps) == (3 * 4, 3 * 4, 3)
+    assert (t.rollouts, t.generated_tokens, t.d_optimizer_steps, t.d_trained_tokens) == (0, 0, 0, 0)
+    tokens = sum(_tokens(ex) for step in (1, 2, 3) for ex in tr.data.batch(step, 4))
+    assert t.g_trained_tokens == tokens
+    assert t.flops == pytest.approx(6 * tr.ctx.g_params * tokens)
+
+    tr = _trainer(tmp_path, "gad")
+    meter = tr.train()
+    t, w, a = meter.totals, meter.per_stage["warmup"], meter.per_stage["adversarial"]
+    assert (t.prompts, t.teacher_responses) == (16, 16)
+    assert t.d_optimizer_steps == 4  # = steps: one D step per warmup and per adversarial step
+    assert t.g_optimizer_steps == 4 - 1  # = steps - d_only_steps
+    assert (w.g_optimizer_steps, w.d_optimizer_steps, a.g_optimizer_steps, a.d_optimizer_steps) == (1, 2, 2, 2)
+    assert w.rollouts == a.rollouts == 2 * 4 * 2  # 2 rollout steps x batch 4 x group 2
+    # the one warmup SFT step (step 2) trains G on step 2's teacher sequences
+    sft_tokens = sum(_tokens(ex) for ex in tr.data.batch(2, 4))
+    assert w.g_trained_tokens == sft_tokens
+
+
+# ------------------------------------------------------------------------------------------- (e) resume
+
+
+RESUME = [
+    "train.steps=6", "train.warmup_steps=3", "train.d_only_steps=1", "train.batch_size=4", "train.group_size=2",
+    "train.max_response_tokens=16", "train.checkpoint_every=2", "train.keep_checkpoints=2", "eval.every=3",
+    "data.train.limit=16", "data.validation_size=4", "data.eval.world-id.limit=4", "data.eval.world-ood.limit=4",
+    "eval.samples=2", "eval.bootstrap=100", "eval.max_new_tokens=16",
+    "train.length_warning_ratio=1.0",  # makes the per-step length check fire, so its state is compared too
+]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    names = get_suite("smoke").methods
+    suite = get_suite("smoke", [*RESUME, *(f"methods.{m}=null" for m in names if m != "gad")])
+    out = tmp_path_factory.mktemp("resume")
+    suite_dir = run_suite(suite, out / "a", progress=False)
+    (run_id,) = [r.run_id for r in runs_of(suite)]
+    return suite, suite_dir / run_id
+
+
+def _rows(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "step_time"} for r in read_jsonl(run_dir / "metrics.jsonl")]
+
+
+@pytest.mark.parametrize("resume_from", [4, 3])  # mid-adversarial, and the warmup -> adversarial hand-off
+def test_resume_is_bitwise_identical(uninterrupted, tmp_path, resume_from):
+    suite, a = uninterrupted
+    # checkpoint_every 2, keep 2, stage ends kept: steps 3 (warmup end), 4 and 6 remain
+    assert sorted(p.name for p in (a / "checkpoints").iterdir()) == ["step-3", "step-4", "step-6"]
+    b = tmp_path / "b" / suite.name / a.name
+    shutil.copytree(a.parent, b.parent)
+    # an interruption after step `resume_from`: later checkpoints and results gone, metrics rows left for
+    # the trainer to trim
+    for step in (4, 6):
+        if step > resume_from:
+            shutil.rmtree(b / "checkpoints" / f"step-{step}")
+    for p in ("summary.json", "budget.json"):
+        (b / p).unlink()
+    shutil.rmtree(b / "eval" / "step-6")
+    assert len(_rows(b)) == 6
+
+    run_suite(suite, tmp_path / "b", resume=True, progress=False)
+
+    sa, sb = (torch.load(d / "checkpoints" / "step-6" / "state.pt", weights_only=False) for d in (a, b))
+    for key in ("g", "d", "ref"):
+        assert _equal(sa[key], sb[key]), key
+    assert sa["d_opt"]["state"].keys() == sb["d_opt"]["state"].keys()
+    for k, st in sa["g_opt"]["state"].items():
+        assert all(torch.equal(v, sb["g_opt"]["state"][k][n]) for n, v in st.items())
+    assert _rows(a) == _rows(b)
+    assert [r["step"] for r in _rows(b)] == [1, 2, 3, 4, 5, 6]
+    ta, tb = read_json(a / "budget.json")["totals"], read_json(b / "budget.json")["totals"]
+    ta.pop("wall_s"), tb.pop("wall_s")
+    assert ta == tb
+    assert read_json(a / "eval" / "step-6" / "metrics.json") == read_json(b / "eval" / "step-6" / "metrics.json")
+
+
+def test_length_warning_compares_each_step_with_its_own_batch(tmp_path, monkeypatch):
+    import gadbench.trainer as trainer_mod
+    from gadbench.budget import Spend
+
+    tr = _trainer(tmp_path, "gad", ["train.steps=6", "train.warmup_steps=2", "train.length_warning_ratio=1.0"])
+
+    def teacher_len(step: int) -> float:  # by hand: response words + EOS, averaged over the step's 4 examples
+        return sum(len(ex.teacher_response.split()) + 1 for ex in tr.data.batch(step, 4)) / 4
+
+    lens = [teacher_len(k) for k in range(1, 7)]
+    assert len(set(lens)) > 2, lens  # the batches differ, so a stale reference would be caught
+
+    def fake_step(ctx, batch, k):  # odd steps answer just longer than their teacher, even steps just shorter
+        step = tr.data.train.index(batch[0]) // 4 + 1
+        return {"response_len": teacher_len(step) + (0.01 if step % 2 else -0.01)}, Spend()
+
+    monkeypatch.setitem(trainer_mod.STEP_FUNCTIONS, "warmup", fake_step)
+    monkeypatch.setitem(trainer_mod.STEP_FUNCTIONS, "adversarial", fake_step)
+    tr.train()
+    flags = [bool(r.get("length_warning")) for r in read_jsonl(tr.metrics_path)]
+    assert flags == [True, False, True, False, True, False]
+
+
+# ---------------------------------------------------------------------------------------- (g) divergence
+
+
+def test_nan_loss_stops_naming_step_and_checkpoint(tmp_path):
+    # lr 1e30: step 1's Adam update moves every weight by ~1e30, so step 2's forward pass overflows to NaN
+    tr = _trainer(tmp_path, "seqkd", ["train.lr_sft=1e30"])
+    with pytest.raises(TrainingDiverged) as e:
+        tr.train()
+    msg = str(e.value)
+    assert "sft_loss became nan at step 2" in msg
+    assert "the last checkpoint written before it (step 1) is kept" in msg
+    assert [r["step"] for r in read_jsonl(tr.metrics_path)] == [1]  # the diverged step is not logged
+    assert sorted(p.name for p in tr.ckpt_dir.iterdir()) == ["step-1"]  # nor checkpointed
