@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--api-key-env", default="OPENAI_API_KEY")
     d.set_defaults(func=cmd_doctor)
 
-    for module in ("gadbench.report", "gadbench.teachers.collect", "gadbench.serve", "gadbench.eval_cli"):
+    for module in ("gadbench.report", "gadbench.teachers.collect", "gadbench.serve", "gadbench.eval_cli", "gadbench.bench"):
         try:
             mod = __import__(module, fromlist=["add_parser"])
         except ImportError:
@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gadbench: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # one readable line for the errors gadbench raises on purpose
-        if type(e).__name__ in ("MissingRequirement", "ModelUnavailableError", "TrainingDiverged", "DataError", "FatalAPIError"):
+        if type(e).__name__ in ("MissingRequirement", "ModelUnavailableError", "TrainingDiverged", "DataError",
+                                "FatalAPIError", "CheckpointWriteError"):
             print(f"gadbench: {e}", file=sys.stderr)
             return 2
         raise

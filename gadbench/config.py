@@ -116,9 +116,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class RolloutConfig:
-    engine: Literal["hf", "vllm"] = "hf"
+    """Rollout generation: `hf` (transformers, KV cache, batched left-padded) in chunks of `batch_size` prompts."""
+
+    engine: Literal["hf"] = "hf"
     batch_size: int = field(default=0, metadata=_range(0))
-    gpu_memory_utilization: float = field(default=0.5, metadata=_range(0.05, 0.95))
 
 
 @dataclass(frozen=True)

@@ -40,10 +40,17 @@ def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int, devi
 
 
 def token_logprobs(model, packed: Packed) -> torch.Tensor:
-    """log p(input_ids[:, j+1] | input_ids[:, :j+1]) for every j: [B, T-1] (grad flows if enabled)."""
-    logits = model(input_ids=packed.input_ids, attention_mask=packed.attention_mask).logits[:, :-1].float()
-    targets = packed.input_ids[:, 1:]
-    return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    """log p(input_ids[:, j+1] | input_ids[:, :j+1]): [B, T-1], grad flows if enabled.
+
+    Only positions from the earliest response target on are computed (the LM head runs on those alone);
+    earlier positions hold 0, and every position under `target_mask` is exact.
+    """
+    first = int(packed.target_mask.any(dim=0).float().argmax())
+    keep = packed.input_ids.shape[1] - first
+    logits = model(input_ids=packed.input_ids, attention_mask=packed.attention_mask, logits_to_keep=keep).logits
+    targets = packed.input_ids[:, first + 1 :]
+    lp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return torch.nn.functional.pad(lp, (first, 0))
 
 
 def micro_batches(n: int, size: int):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import random
 import shutil
 import tempfile
@@ -30,6 +31,10 @@ from gadbench.progress import progress_bar
 from gadbench.rollout import make_engine
 
 log = logging.getLogger("gadbench")
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (e.g. no space left); the previous checkpoint is intact."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -84,8 +89,7 @@ class Trainer:
             d_cfg = ModelConfig(path=spec.method.d_model, template=spec.student.template) if spec.method.d_model else None
             d = build_discriminator(g, d_cfg, seed=spec.seed)
             d.model.to(device)
-        engine = make_engine(spec.rollout.engine, g.tokenizer, spec.rollout.batch_size,
-                             gpu_memory_utilization=spec.rollout.gpu_memory_utilization)
+        engine = make_engine(spec.rollout.engine, g.tokenizer, spec.rollout.batch_size)
         gold_fn = None
         if teacher_is_program:
             from gadbench.worlds.synthetic import gold_metrics
@@ -232,7 +236,7 @@ class Trainer:
         final = self.ckpt_dir / f"step-{step}"
         tmp = Path(tempfile.mkdtemp(dir=self.ckpt_dir, prefix=f".step-{step}."))
         try:
-            torch.save(state, tmp / "state.pt")
+            _save_state(state, tmp / "state.pt")
             if keep_stage_end:
                 (tmp / "KEEP").touch()
             if final.exists():
@@ -241,7 +245,7 @@ class Trainer:
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             last = self._latest_checkpoint()
-            raise OSError(
+            raise CheckpointWriteError(
                 f"could not write the checkpoint of step {step} ({e.strerror or e}); the previous checkpoint "
                 f"(step {last}) is intact. Free disk space under {self.ckpt_dir} and rerun with --resume."
             ) from None
@@ -290,6 +294,42 @@ class Trainer:
             truncate_jsonl(self.metrics_path, keep=sum(1 for r in read_jsonl(self.metrics_path) if r["step"] <= step))
         log.info("resumed %s from step %d", self.spec.run_id, step)
         return step
+
+
+class _WriteRecorder:
+    """The file torch.save writes through: it keeps the OSError of a failed write (no space left, file too
+    large), which torch.save alone reports as an opaque RuntimeError."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.f.flush()
+        except OSError as e:
+            self.error = e
+            raise
+
+
+def _save_state(state: dict, path: Path) -> None:
+    """torch.save to `path`, flushed to disk; a failed write raises its OSError."""
+    with open(path, "wb") as f:
+        sink = _WriteRecorder(f)
+        try:
+            torch.save(state, sink)
+        except RuntimeError:
+            if sink.error is None:
+                raise
+            raise sink.error from None
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _global_spend(spend: Spend) -> Spend:

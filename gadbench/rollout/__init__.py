@@ -1,4 +1,4 @@
-"""Rollout engines: `generate(model, prompts, n, ...) -> Rollout`; `hf` (default) and `vllm` (optional extra)."""
+"""Rollout engines: `generate(model, prompts, n, ...) -> Rollout`; `hf` (transformers)."""
 
 from gadbench.rollout.base import Rollout, make_engine
 

@@ -23,13 +23,9 @@ class Rollout:
         return sum(map(len, self.response_ids))
 
 
-def make_engine(name: str, tokenizer, batch_size: int = 0, **options):
+def make_engine(name: str, tokenizer, batch_size: int = 0):
     if name == "hf":
         from gadbench.rollout.hf import HFRolloutEngine
 
         return HFRolloutEngine(tokenizer, batch_size)
-    if name == "vllm":
-        from gadbench.rollout.vllm import VLLMRolloutEngine
-
-        return VLLMRolloutEngine(tokenizer, **options)
-    raise ValueError(f"unknown rollout engine {name!r}; use `hf` or `vllm`.")
+    raise ValueError(f"unknown rollout engine {name!r}; use `hf`.")

@@ -27,10 +27,10 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant {% endif %}"
 )
 SIZES = {
-    "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 192, "heads": 4},
-    "small": {"hidden_size": 128, "num_hidden_layers": 3, "intermediate_size": 384, "heads": 4},
+    "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 192, "heads": 4, "pretrain_steps": 800},
+    "small": {"hidden_size": 96, "num_hidden_layers": 3, "intermediate_size": 256, "heads": 4, "pretrain_steps": 400},
 }
-PRETRAIN = {"steps": 800, "batch_size": 64, "lr": 3e-3, "problems": 4000, "seed": 1234, "version": 3}
+PRETRAIN = {"batch_size": 64, "lr": 3e-3, "problems": 4000, "seed": 1234, "version": 4}
 
 
 def cache_root() -> Path:
@@ -81,7 +81,7 @@ def world_student_dir(size: str) -> Path:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # tiny models train several times faster on one thread
         try:
-            pretrain(model, tok)
+            pretrain(model, tok, SIZES[size]["pretrain_steps"])
         finally:
             torch.set_num_threads(threads)
         model.save_pretrained(tmp)
@@ -102,7 +102,7 @@ def load_world_student(size: str):
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), PreTrainedTokenizerFast.from_pretrained(path)
 
 
-def pretrain(model: torch.nn.Module, tok: PreTrainedTokenizerFast) -> None:
+def pretrain(model: torch.nn.Module, tok: PreTrainedTokenizerFast, steps: int) -> None:
     """SFT on the prior style (`result : <answer>`) over in-distribution problems, response tokens only."""
     rng = random.Random(PRETRAIN["seed"])
     problems = world.sample_problems(PRETRAIN["problems"], "id", seed=10_000 + PRETRAIN["seed"])
@@ -114,7 +114,7 @@ def pretrain(model: torch.nn.Module, tok: PreTrainedTokenizerFast) -> None:
         examples.append((p_ids + r_ids + [tok.eos_token_id], [-100] * len(p_ids) + r_ids + [tok.eos_token_id]))
     opt = torch.optim.AdamW(model.parameters(), lr=PRETRAIN["lr"], weight_decay=0.0)
     model.train()
-    for _ in range(PRETRAIN["steps"]):
+    for _ in range(steps):
         batch = rng.sample(examples, PRETRAIN["batch_size"])
         width = max(len(ids) for ids, _ in batch)
         input_ids = torch.tensor([ids + [tok.pad_token_id] * (width - len(ids)) for ids, _ in batch])
