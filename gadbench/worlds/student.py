@@ -28,7 +28,7 @@ CHAT_TEMPLATE = (
 )
 SIZES = {
     "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 192, "heads": 4, "pretrain_steps": 800},
-    "small": {"hidden_size": 96, "num_hidden_layers": 3, "intermediate_size": 256, "heads": 4, "pretrain_steps": 400},
+    "small": {"hidden_size": 96, "num_hidden_layers": 3, "intermediate_size": 256, "heads": 4, "pretrain_steps": 300},
 }
 PRETRAIN = {"batch_size": 64, "lr": 3e-3, "problems": 4000, "seed": 1234, "version": 4}
 
