@@ -10,6 +10,7 @@ _RULES = {
     "paper": "chosen on the test sets, as in the paper (optimistic for every method)",
     "validation": "chosen on a validation split (the paper chose on the test sets)",
     "last": "the last checkpoint (the paper chose the best on the test sets)",
+    "initial": "the student before distillation",
 }
 
 

@@ -35,7 +35,9 @@ Rows = list[tuple[str, Variant, list[Run]]]  # (student, variant, seeds)
 def build_tables(suite: Suite, base: Baselines | None) -> tuple[list[Table], list[str]]:
     """All tables that have data, and one sentence per table skipped for lack of data."""
     built, skipped = [], []
-    for make in (main_table, ablation_table, length_table, budget_table, judge_table, pairwise_table):
+    from gadbench.report.findings import findings_table
+
+    for make in (findings_table, main_table, ablation_table, length_table, budget_table, judge_table, pairwise_table):
         t = make(suite, base)
         if isinstance(t, Table):
             built.append(t)
