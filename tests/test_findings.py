@@ -68,3 +68,19 @@ def test_skipped_without_gad_and_seqkd(tmp_path):
     for p in suite.glob("tiny-qwen--seqkd--*"):
         shutil.rmtree(p)
     assert isinstance(findings_table(load_suite(suite)), str)
+
+
+def test_paired_interval_from_stored_items(tmp_path):
+    suite = tmp_path / "smoke"
+    shutil.copytree(FIXTURE, suite)
+    for run, values in (("tiny-qwen--gad--s0--*", [-1.0, -2.0, -3.0]), ("tiny-qwen--seqkd--s0--*", [-2.0, -2.5, -3.0])):
+        run_dir = next(suite.glob(run))
+        step = json.loads((run_dir / "summary.json").read_text())["selection"]["checkpoint"]
+        rows = [{"id": f"p{i}", "prompt": "add 1 2", "answer": "x", "answer_tokens": 1, "teacher_response": "3",
+                 "judgments": {"gold": {"teacher_logprob": v, "valid": True}}} for i, v in enumerate(values)]
+        (run_dir / "eval" / f"step-{step}" / "world-id.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    row = next(r for r in findings_table(load_suite(suite)).rows if r[0] == "GAD beats SeqKD (in distribution)")
+    # per-prompt differences +1.0, +0.5, 0.0: mean +0.5; bootstrap means lie within [0, 1]
+    assert "paired difference +0.500 [" in row[1] and "n=3" in row[1]
+    lo, hi = (float(x) for x in row[1].split("paired difference +0.500 [")[1].split("]")[0].split(","))
+    assert 0.0 <= lo <= 0.5 <= hi <= 1.0

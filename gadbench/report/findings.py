@@ -7,8 +7,9 @@
 | SeqKD covers modes, GAD seeks them | entropy of the style shares (sampled answers if any): GAD < SeqKD |
 | a frozen D gets exploited | over the frozen-D run's adversarial steps, D's reward rises while the rollouts' gold log-probability falls |
 
-"yes" needs the difference's sign only; the intervals in the main table say how sure it is. Means are over
-seeds when there are several.
+"yes" needs the difference's sign only; the evidence adds a paired bootstrap interval of the per-prompt
+difference (first seed of each method, selected checkpoints) when the per-item results are stored. Means are
+over seeds when there are several.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 
 import numpy as np
 
+from gadbench.metrics import paired_bootstrap
 from gadbench.report.cells import eval_of
 from gadbench.report.load import Run, Suite
 from gadbench.report.table import Table
@@ -52,6 +54,25 @@ def _slope(rows: list[dict], key: str) -> float | None:
     return float(np.polyfit(x, y, 1)[0])
 
 
+def _item_scores(run: Run, dataset: str) -> dict[str, float]:
+    step = ((run.summary or {}).get("selection") or {}).get("checkpoint")
+    items = (run.evals.get(step) or {}).get(dataset) or []
+    out = {}
+    for it in items:
+        v = ((it.get("judgments") or {}).get("gold") or {}).get("teacher_logprob")
+        if v is not None:
+            out[str(it["id"])] = v
+    return out
+
+
+def _paired(gad: Run, seqkd: Run, dataset: str) -> str:
+    a, b = _item_scores(gad, dataset), _item_scores(seqkd, dataset)
+    if not a.keys() & b.keys():
+        return ""
+    r = paired_bootstrap(a, b)
+    return f"; paired difference {r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], n={r['n']}"
+
+
 def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("yes" if ok else "no")
 
@@ -67,7 +88,8 @@ def findings_table(suite: Suite, base=None) -> Table | str:
     for dataset, finding in (("world-id", "GAD beats SeqKD (in distribution)"), ("world-ood", "GAD generalises better")):
         g, s = _mean(gad, dataset, "gold/teacher_logprob"), _mean(seqkd, dataset, "gold/teacher_logprob")
         ok = None if g is None or s is None else g > s
-        rows.append([finding, f"gold/teacher_logprob on {dataset}: GAD {_fmt(g)} vs SeqKD {_fmt(s)}", _verdict(ok)])
+        evidence = f"gold/teacher_logprob on {dataset}: GAD {_fmt(g)} vs SeqKD {_fmt(s)}" + _paired(gad[0], seqkd[0], dataset)
+        rows.append([finding, evidence, _verdict(ok)])
     hg, hs = _style_entropy(gad, "world-id"), _style_entropy(seqkd, "world-id")
     ok = None if hg is None or hs is None else hg < hs
     rows.append(["SeqKD covers modes, GAD seeks them",
