@@ -89,6 +89,8 @@ class Trainer:
             d_cfg = ModelConfig(path=spec.method.d_model, template=spec.student.template) if spec.method.d_model else None
             d = build_discriminator(g, d_cfg, seed=spec.seed)
             d.model.to(device)
+            if t.gradient_checkpointing and hasattr(d.model.backbone, "gradient_checkpointing_enable"):
+                d.model.backbone.gradient_checkpointing_enable()
         engine = make_engine(spec.rollout.engine, g.tokenizer, spec.rollout.batch_size)
         gold_fn = None
         if teacher_is_program:
