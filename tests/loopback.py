@@ -7,6 +7,12 @@ Behaviours are scripted per request, consumed in arrival order; when the script 
   "hang"         never answer; the connection is closed when the server closes
   "malformed"    200 with a body that is not JSON;   "empty"  200 with an empty choice list
   "drop"         200 headers and half a body, then the connection is closed
+  "chunked-cut"  200 with a chunked body whose first chunk ends mid-JSON, then the connection is closed
+  "reset"        the connection is closed without any response
+  "html"         200 with an HTML page (a proxy's error page) instead of JSON
+  "error200"     200 whose JSON body is an error object, with no choices
+  "badusage"     200 with the answer but non-numeric token counts in `usage`
+  "nontext"      200 whose message content is a list of parts instead of a string
 `latency` seconds pass before every response. The server records each request body and its headers (names lower-cased),
 the highest number of requests in flight, and per prompt how many "ok" answers it sent in full.
 """
@@ -130,12 +136,36 @@ def _make_handler(srv: LoopbackServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(data[: len(data) // 2])
                 self.wfile.flush()
                 self.close_connection = True
+            elif kind == "chunked-cut":
+                data = json.dumps(_completion(srv.reply(body), body)).encode()[:40]
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+                self.close_connection = True
+            elif kind == "reset":
+                self.close_connection = True
+            elif kind == "html":
+                self._send(200, b"<html><body><h1>502 Bad Gateway</h1></body></html>", content_type="text/html")
+            elif kind == "error200":
+                self._send(200, _error("the engine is overloaded"))
+            elif kind == "badusage":
+                data = _completion(srv.reply(body), body)
+                data["usage"] = {"prompt_tokens": "many", "completion_tokens": None}
+                self._send(200, json.dumps(data).encode())
+            elif kind == "nontext":
+                data = _completion("", body)
+                data["choices"][0]["message"]["content"] = [{"type": "text", "text": srv.reply(body)}]
+                self._send(200, json.dumps(data).encode())
             else:
                 raise ValueError(f"unknown loopback behaviour {behaviour!r}")
 
-        def _send(self, status: int, data: bytes, headers: dict | None = None) -> None:
+        def _send(self, status: int, data: bytes, headers: dict | None = None,
+                  content_type: str = "application/json") -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for k, v in (headers or {}).items():
                 self.send_header(k, v)

@@ -243,8 +243,14 @@ def _parse(body: str) -> CachedResponse:
         text = choices[0]["message"]["content"] or ""
     except (TypeError, KeyError):
         raise _Transient("response choice has no message content") from None
-    usage = data.get("usage") or {}
-    return CachedResponse(text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    if not isinstance(text, str):
+        raise _Transient(f"response message content is a {type(text).__name__}, not text")
+    try:
+        usage = data.get("usage") or {}
+        tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    except (AttributeError, TypeError, ValueError):
+        raise _Transient("malformed token usage in the body") from None
+    return CachedResponse(text, *tokens)
 
 
 def _retry_after(headers) -> float | None:

@@ -1,0 +1,606 @@
+"""Reliability: kill it, feed it garbage, break its APIs, and lose nothing.
+
+Everything here is real: `python -m gadbench.cli` subprocesses killed with SIGKILL, a real tmpfs that fills
+up (or RLIMIT_FSIZE), real HTTP servers on 127.0.0.1 (tests/loopback.py) that misbehave on purpose.
+
+1. kill -9 during training, checkpoint writes, evaluation and the report, at seeded random moments, then
+   `--resume`: every file parses after each kill, every checkpoint left equals the uninterrupted run's
+   at that step, and every finished run ends bitwise where the uninterrupted run ends.
+2. a judging job killed halfway: on resume no answered request is sent again and no cached answer is lost.
+3. bad input through the CLI: exit 2 and one `gadbench: ...` line that names the problem and the fix.
+4. API faults through the judge engine: cut chunked bodies, resets, HTML and error bodies with status 200,
+   garbage usage, non-text content, 502/503 bursts, a refused connection, and 401 (no retry).
+5. secrets: the judge's API key reaches the server and nothing else (no result, cache or log file).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from loopback import LoopbackServer
+
+from gadbench.io import read_json, read_jsonl
+from gadbench.judge import GadPaper, JudgeItem, MtBenchSingle, judge
+from gadbench.llm import ChatClient, FatalAPIError
+
+ROOT = Path(__file__).resolve().parents[1]
+FIX = ROOT / "tests" / "fixtures" / "reliability"
+CRASH = FIX / "crash.yaml"
+STEPS = 8  # crash.yaml: 4 warmup + 4 adversarial steps, a checkpoint after each
+ENV = {**os.environ, "GADBENCH_EXPERIMENTS": str(ROOT / "experiments"), "HF_HUB_OFFLINE": "1",
+       "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+def cli(suite: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "gadbench.cli", "-q", "run", "--suite", str(suite), "--out", str(out), *extra]
+
+
+def run_cli(argv: list[str], env: dict | None = None, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=ROOT, env=env or ENV, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def run_dir_of(out: Path, suite: str = "crash") -> Path | None:
+    found = glob.glob(str(out / suite / "tiny--gad--*"))
+    return Path(found[0]) if found else None
+
+
+def no_row_times(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "step_time"} for r in rows]
+
+
+def same_models(a: dict, b: dict) -> bool:
+    return all(a[m].keys() == b[m].keys() and all(torch.equal(a[m][k], b[m][k]) for k in a[m]) for m in ("g", "d"))
+
+
+# ================================================================================ 1. kill -9 and resume
+
+
+@dataclass
+class Reference:
+    run: Path
+    states: dict[int, dict]  # step -> {"g", "d"} of the uninterrupted run (it keeps every checkpoint)
+    rows: list[dict]
+    evals: dict[str, object]  # "step-K/metrics.json" and "step-K/<set>.jsonl" -> content
+    budget: dict
+    summary: dict
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Reference:
+    """The uninterrupted run. It keeps all its checkpoints (keep_checkpoints only prunes; training is the same),
+    so any checkpoint a killed run leaves can be compared with this run's checkpoint of that step."""
+    out = tmp_path_factory.mktemp("reference")
+    proc = run_cli(cli(CRASH, out, "--set", "train.keep_checkpoints=100"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = run_dir_of(out)
+    states = {}
+    for k in range(1, STEPS + 1):
+        s = torch.load(run / "checkpoints" / f"step-{k}" / "state.pt", weights_only=False)
+        states[k] = {"g": s["g"], "d": s["d"]}
+    evals = {}
+    for p in (run / "eval").glob("step-*/*"):
+        key = f"{p.parent.name}/{p.name}"
+        evals[key] = read_json(p) if p.suffix == ".json" else list(read_jsonl(p))
+    return Reference(run, states, no_row_times(list(read_jsonl(run / "metrics.jsonl"))), evals,
+                     read_json(run / "budget.json"), read_json(run / "summary.json"))
+
+
+def check_consistent(out: Path, ref: Reference) -> dict:
+    """After a kill: every JSON/YAML file parses, JSONL readers get complete rows, and whatever the run has
+    recorded (log rows, checkpoints, evaluations) equals the uninterrupted run's record of the same step."""
+    for p in out.rglob("*"):
+        if not p.is_file():
+            continue
+        if p.suffix == ".json":
+            json.loads(p.read_text(encoding="utf-8"))
+        elif p.suffix in (".yaml", ".yml"):
+            assert isinstance(yaml.safe_load(p.read_text(encoding="utf-8")), dict), p
+        elif p.suffix == ".jsonl":
+            assert all(isinstance(r, dict) and r for r in read_jsonl(p)), p
+    run = run_dir_of(out)
+    seen = {"checkpoints": [], "rows": 0}
+    if run is None:
+        return seen
+    rows = no_row_times(list(read_jsonl(run / "metrics.jsonl")))
+    assert [r["step"] for r in rows] == list(range(1, len(rows) + 1)), "log rows missing or repeated"
+    assert rows == ref.rows[: len(rows)], "a logged step differs from the uninterrupted run"
+    seen["rows"] = len(rows)
+    for d in sorted((run / "checkpoints").glob("step-*")):
+        if (d / "state.pt").exists():  # a folder under a real name is complete (a pruned one may lack state.pt)
+            k = int(d.name.split("-")[1])
+            state = torch.load(d / "state.pt", weights_only=False)
+            assert state["step"] == k and same_models(state, ref.states[k]), f"checkpoint {d.name} differs"
+            seen["checkpoints"].append(k)
+    for p in (run / "eval").glob("step-*/*"):
+        got = read_json(p) if p.suffix == ".json" else list(read_jsonl(p))
+        assert got == ref.evals[f"{p.parent.name}/{p.name}"], f"eval/{p.parent.name}/{p.name} differs"
+    return seen
+
+
+class Proc:
+    """A CLI run whose output lines are followed as they come (to kill it at a chosen training step)."""
+
+    STEP = re.compile(r": step (\d+)/\d+")
+
+    def __init__(self, argv: list[str]):
+        self.p = subprocess.Popen(argv, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True)
+        self.lines: list[str] = []
+        self.steps: set[int] = set()
+        self.cv = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.p.stdout:
+            with self.cv:
+                self.lines.append(line)
+                if m := self.STEP.search(line):
+                    self.steps.add(int(m.group(1)))
+                self.cv.notify_all()
+        with self.cv:
+            self.cv.notify_all()
+
+    def wait_until(self, cond, timeout: float = 300.0, poll: float | None = None) -> None:
+        """Until cond() holds or the process ends; `poll` re-checks that often (conditions on files)."""
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while not cond() and self.p.poll() is None and time.monotonic() < deadline:
+                self.cv.wait(poll or 0.5)
+
+    def kill(self) -> bool:
+        """SIGKILL if still running; True when it was killed (not already finished)."""
+        alive = self.p.poll() is None
+        if alive:
+            os.kill(self.p.pid, signal.SIGKILL)
+        self.p.wait()
+        self.reader.join(10)
+        return alive and self.p.returncode == -signal.SIGKILL
+
+
+def kill_one(out: Path, resume: bool, kind: str, rng: random.Random) -> dict:
+    """Start a run (fresh or --resume), kill it at a seeded random moment of the `kind` phase."""
+    run = run_dir_of(out)
+    done = [int(p.parent.name.split("-")[1]) for p in run.glob("checkpoints/step-*/state.pt")] if run else []
+    first_open = max(done, default=0) + 1
+    if kind in ("step", "checkpoint") and first_open > STEPS:
+        kind = "report"  # nothing left to train
+    proc = Proc(cli(CRASH, out, *(["--resume"] if resume else [])))
+    info = {"kind": kind, "resume": resume, "mid_checkpoint_write": False}
+    if kind == "startup":  # imports, data and model loading, the step-0 evaluation
+        delay = rng.uniform(0.3, 6.0)
+        proc.wait_until(lambda: False, timeout=delay, poll=delay)
+    elif kind == "step":  # anywhere in a training step, its evaluation or its checkpoint
+        k = rng.randint(first_open, STEPS)
+        proc.wait_until(lambda: k in proc.steps)
+        time.sleep(rng.uniform(0.0, 0.5))
+        info["after_step"] = k
+    elif kind == "checkpoint":  # while the checkpoint of step k is being written to its temporary folder
+        k = rng.randint(first_open, STEPS)
+        pattern = str(out / "crash" / "tiny--gad--*" / "checkpoints" / f".step-{k}.*")
+        written = str(out / "crash" / "tiny--gad--*" / "checkpoints" / f"step-{k}")
+        proc.wait_until(lambda: bool(glob.glob(pattern) or glob.glob(written)), poll=0.002)
+        time.sleep(rng.uniform(0.0, 0.01))
+        info["mid_checkpoint_write"] = bool(glob.glob(pattern))
+        info["step"] = k
+    else:  # "report": after the run's summary, while the suite record and report are written
+        pattern = str(out / "crash" / "tiny--gad--*" / "summary.json")
+        proc.wait_until(lambda: bool(glob.glob(pattern)), poll=0.01)
+        time.sleep(rng.uniform(0.0, 2.5))
+    info["killed"] = proc.kill()
+    if not info["killed"]:
+        assert proc.p.returncode == 0, "".join(proc.lines[-30:])
+    return info
+
+
+def chain(out: Path, kinds: list[str], seed: int, ref: Reference) -> list[dict]:
+    """Fresh start, killed; then `--resume` runs killed again (crashes during recovery); then a `--resume`
+    that finishes. Checked after every kill and at the end."""
+    rng = random.Random(seed)
+    log = []
+    for i, kind in enumerate(kinds):
+        info = kill_one(out, resume=i > 0, kind=kind, rng=rng)
+        info["seen"] = check_consistent(out, ref)
+        log.append(info)
+    proc = run_cli(cli(CRASH, out, "--resume"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    check_consistent(out, ref)
+    run = run_dir_of(out)
+    final = torch.load(run / "checkpoints" / f"step-{STEPS}" / "state.pt", weights_only=False)
+    assert same_models(final, ref.states[STEPS])
+    assert no_row_times(list(read_jsonl(run / "metrics.jsonl"))) == ref.rows
+    got, want = read_json(run / "budget.json")["totals"], dict(ref.budget["totals"])
+    got.pop("wall_s"), want.pop("wall_s")
+    assert got == want
+    summary = read_json(run / "summary.json")
+    assert (summary["eval"], summary["selection"]) == (ref.summary["eval"], ref.summary["selection"])
+    assert not list((run / "checkpoints").glob(".step-*")), "a temporary checkpoint folder was left behind"
+    return log
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_then_resume_ends_where_the_uninterrupted_run_ends(reference, tmp_path):
+    kinds = ["startup", "step", "checkpoint", "report"] * 3
+    rng = random.Random(20251113)
+    rng.shuffle(kinds)
+    order = {"startup": 0, "step": 1, "checkpoint": 1, "report": 2}  # later phases last within a chain
+    chains = [sorted(kinds[i:i + 3], key=order.get) for i in range(0, len(kinds), 3)]
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(2) as pool:  # two chains at a time: kills follow events, not the wall clock
+        logs = list(pool.map(lambda a: chain(tmp_path / f"chain{a[0]}", a[1], 1000 + a[0], reference),
+                             enumerate(chains)))
+    kills = [k for log in logs for k in log if k["killed"]]
+    print(f"\n{len(kills)} kills in {len(chains)} chains, {time.monotonic() - t0:.0f} s:")
+    for n, log in enumerate(logs):
+        for k in log:
+            print(f"  chain {n}: {k}")
+    assert len(kills) >= 10
+    assert {k["kind"] for k in kills} >= {"startup", "step", "checkpoint", "report"}
+    assert any(k["mid_checkpoint_write"] for k in kills), "no kill landed inside a checkpoint write"
+    assert any(k["resume"] for k in kills), "no resumed run was killed"
+
+
+# ======================================================================== 2. a judging job killed midway
+
+
+def _tag(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def judge_reply(body: dict) -> str:
+    """A deterministic judge whose every reply names the request it answers (#tag of the request text)."""
+    text = body["messages"][-1]["content"]
+    if re.fullmatch(r"question \d+", text):
+        return f"REF reference answer #{_tag(text)}"
+    i = int(re.search(r"student reply (\d+)", text).group(1))
+    return f"8 {i % 10 + 1}\nThe first answer is better. #{_tag(text)}"
+
+
+def _cached(path: Path) -> dict[str, str]:
+    with sqlite3.connect(path) as db:
+        return dict(db.execute("SELECT key, text FROM responses").fetchall())
+
+
+def test_judging_killed_halfway_resumes_without_resending_or_losing_answers(tmp_path):
+    n = 24  # 24 references, then 24 judgments
+    cache, out = tmp_path / "judge.sqlite", tmp_path / "out.json"
+    with LoopbackServer(latency=0.05, reply=judge_reply) as server:
+        argv = [sys.executable, str(FIX / "judge_driver.py"), server.url, str(cache), str(out), str(n)]
+        env = {**ENV, "PYTHONPATH": str(ROOT)}
+        before: dict[str, str] = {}
+        sent = 0
+
+        def nothing_lost_or_resent() -> None:
+            resent = [_tag(b["messages"][-1]["content"]) for b in server.received[sent:]]
+            assert not set(resent) & {t.rsplit("#", 1)[1] for t in before.values()}, "a cached answer was asked again"
+            assert len(resent) == len(set(resent))
+            after = _cached(cache)
+            assert all(after.get(k) == v for k, v in before.items()), "a cached answer was lost or changed"
+
+        # killed once among the references and once among the judgments (the second run is a resume)
+        for threshold in (n // 2, n + n // 2):
+            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+            deadline = time.monotonic() + 120
+            while sum(server.answered.values()) < threshold and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
+            assert not out.exists()
+            nothing_lost_or_resent()
+            before, sent = _cached(cache), len(server.received)
+            assert threshold - 6 <= len(before) <= threshold + 3  # concurrency 3: few were in flight
+
+        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        nothing_lost_or_resent()
+        assert len(server.received) - sent == 2 * n - len(before) and len(_cached(cache)) == 2 * n
+        usage = read_json(out)["usage"]
+        assert (usage["cached"], usage["requests"]) == (len(before), 2 * n - len(before))
+
+    # the judgments equal an uninterrupted run's
+    with LoopbackServer(reply=judge_reply) as clean:
+        items = [JudgeItem(str(i), f"question {i}", f"student reply {i}") for i in range(n)]
+        c = ChatClient("judge-model", base_url=clean.url, cache_path=tmp_path / "clean.sqlite", progress=False)
+        want = json.loads(json.dumps([j.to_json() for j in judge(items, GadPaper(), c)]))  # tuples -> lists
+    got = read_json(out)["judgments"]
+    assert got == want and all(j["valid"] for j in got)
+
+
+# ================================================================================ 3. bad input, via the CLI
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *needles: str, whole: bool = False) -> str:
+    """Exit 2, no traceback, and the last stderr line (the only one from gadbench when `whole`) holds the
+    problem and the fix."""
+    err = proc.stderr
+    assert proc.returncode == 2, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    lines = [ln for ln in err.replace("\r", "\n").splitlines() if ln.strip()]
+    ours = [ln for ln in lines if ln.startswith("gadbench: ")]
+    assert len(ours) == 1 and lines[-1] == ours[0], err[-3000:]
+    if whole:
+        assert lines == ours, err
+    for needle in needles:
+        assert needle in ours[0], ours[0]
+    return ours[0]
+
+
+@pytest.fixture(scope="module")
+def no_template_model(tmp_path_factory) -> Path:
+    """A copy of the world's tiny student whose tokenizer has no chat template."""
+    from gadbench.worlds.student import world_student_dir
+
+    src = world_student_dir("tiny")
+    src = src if src.is_absolute() else ROOT / src
+    if not (src / "config.json").exists():  # built relative to another working directory
+        src = ROOT / "results" / "cache" / src.name
+    dst = tmp_path_factory.mktemp("no-template") / "model"
+    shutil.copytree(src, dst)
+    (dst / "chat_template.jinja").unlink(missing_ok=True)
+    cfg = json.loads((dst / "tokenizer_config.json").read_text())
+    cfg.pop("chat_template", None)
+    (dst / "tokenizer_config.json").write_text(json.dumps(cfg))
+    return dst
+
+
+def test_bad_input_stops_with_one_line_naming_problem_and_fix(tmp_path, no_template_model):
+    data = FIX / "data.yaml"
+    cases = {
+        "malformed": (cli(FIX / "malformed.yaml", tmp_path / "a"), ("malformed YAML at line 5", "fix the syntax")),
+        "unknown key": (cli(FIX / "unknown_key.yaml", tmp_path / "b"),
+                        ("unknown key `train.stepz`", "did you mean `train.steps`?")),
+        "wrong type": (cli(FIX / "wrong_type.yaml", tmp_path / "c"),
+                       ("`train.batch_size` = 'sixteen'", "should be of type int")),
+        "missing file": (cli(data, tmp_path / "d", "--set", f"data.train.path={tmp_path / 'absent.jsonl'}"),
+                         ("absent.jsonl does not exist", "check the path")),
+        "empty file": (cli(data, tmp_path / "e", "--set", f"data.train.path={FIX / 'empty.jsonl'}"),
+                       ("has no usable rows", "empty.jsonl", "add rows")),
+        "no chat template": (cli(CRASH, tmp_path / "f", "--set", f"students.tiny.path={no_template_model}"),
+                             ("has no chat template", "set `template: paper` or `template: plain`")),
+        "not offline": (cli(CRASH, tmp_path / "g", "--set", "students.tiny.path=gadbench-test/no-such-model-7f3"),
+                        ("`gadbench-test/no-such-model-7f3` is not available offline", "huggingface-cli download")),
+    }
+    with ThreadPoolExecutor(3) as pool:
+        procs = dict(zip(cases, pool.map(lambda c: run_cli(c[0]), cases.values()), strict=True))
+    for name, (_, needles) in cases.items():
+        one_line_error(procs[name], *needles, whole=name in ("malformed", "unknown key", "wrong type"))
+    assert not any((tmp_path / d).exists() for d in "abc")  # config errors stop before anything is written
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_a_loadable_checkpoint(tmp_path):
+    # lr 1e30 for G in warmup: step 2 (the first G update) moves the weights by ~1e30, step 3 overflows
+    proc = run_cli(cli(CRASH, tmp_path, "--set", "train.lr_warmup=1e30"))
+    line = one_line_error(proc, "sft_loss became nan at step", "Lower the learning rate")
+    bad = int(re.search(r"became nan at step (\d+)", line).group(1))
+    kept = int(re.search(r"\(step (\d+)\) is kept", line).group(1))
+    assert kept == bad - 1 >= 1
+    run = run_dir_of(tmp_path)
+    assert max(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("step-*")) == kept
+    state = torch.load(run / "checkpoints" / f"step-{kept}" / "state.pt", weights_only=False)
+    assert state["step"] == kept
+    assert all(torch.isfinite(t).all() for m in ("g", "d") for t in state[m].values())
+    assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == list(range(1, bad))  # nan step not logged
+    assert all(math.isfinite(v) for r in read_jsonl(run / "metrics.jsonl") for v in r.values()
+               if isinstance(v, float))
+
+
+def test_long_prompts_are_kept_and_left_truncated_to_max_prompt_tokens(tmp_path):
+    """Documented behaviour (docs/data.md): a suite's data config has no length filter, so a prompt over
+    train.max_prompt_tokens is kept whole in the data and in the results, and the model sees its last
+    max_prompt_tokens tokens (the end of the prompt and the generation prompt: left truncation)."""
+    from gadbench.config import run_spec_from_dict
+    from gadbench.methods.steps import Context
+    from gadbench.models import load_causal_lm, prompt_ids
+
+    path = FIX / "long_prompts.jsonl"
+    long_prompt = [r["prompt"] for r in read_jsonl(path) if len(r["prompt"]) > 1000][0]
+    proc = run_cli(cli(FIX / "data.yaml", tmp_path, "--set", f"data.train.path={path}",
+                       "--set", f"data.eval.long={{source: jsonl, path: {path}}}"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = Path(glob.glob(str(tmp_path / "data" / "tiny--seqkd--*"))[0])
+    rows = list(read_jsonl(run / "eval" / "step-2" / "long.jsonl"))
+    assert long_prompt in [r["prompt"] for r in rows] and len(rows) == 6
+
+    spec = run_spec_from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+    g = load_causal_lm(spec.student)
+    ctx = Context(spec=spec, g=g, d=None, engine=None, device=torch.device("cpu"), g_params=0)
+    full = prompt_ids(g.tokenizer, long_prompt, g.template)
+    limit = spec.train.max_prompt_tokens
+    assert len(full) > 10 * limit
+    assert ctx.prompt_ids(long_prompt) == full[-limit:]
+
+
+def _mount_tmpfs(where: Path, size: int) -> bool:
+    where.mkdir(parents=True, exist_ok=True)
+    try:
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                           capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_then_resume_finishes(reference, tmp_path):
+    """A real filesystem that fills up: a tmpfs that holds one checkpoint and not two."""
+    one = (reference.run / "checkpoints" / "step-1" / "state.pt").stat().st_size
+    out = tmp_path / "small-disk"
+    if not _mount_tmpfs(out, one + 1024 * 1024):
+        pytest.skip("mounting a tmpfs is not permitted here (needs root / CAP_SYS_ADMIN); "
+                    "test_file_too_large_while_checkpointing covers the error path with RLIMIT_FSIZE")
+    try:
+        proc = run_cli(cli(CRASH, out))
+        line = one_line_error(proc, "could not write the checkpoint of step 2 (No space left on device)",
+                              "the previous checkpoint (step 1) is intact", "Free disk space", "--resume")
+        run = run_dir_of(out)
+        assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-1"], line  # no partial folder left
+        state = torch.load(run / "checkpoints" / "step-1" / "state.pt", weights_only=False)
+        assert state["step"] == 1 and same_models(state, reference.states[1])
+        assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == [1, 2]
+
+        subprocess.run(["mount", "-o", "remount,size=64m", str(out)], check=True, timeout=30)
+        proc = run_cli(cli(CRASH, out, "--resume"))  # as the message says: free space, rerun with --resume
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        final = torch.load(run / "checkpoints" / f"step-{STEPS}" / "state.pt", weights_only=False)
+        assert same_models(final, reference.states[STEPS])
+        assert no_row_times(list(read_jsonl(run / "metrics.jsonl"))) == reference.rows
+    finally:
+        subprocess.run(["umount", str(out)], timeout=30)
+
+
+def test_file_too_large_while_checkpointing_keeps_the_previous_checkpoint(reference, tmp_path):
+    """RLIMIT_FSIZE in the child: writes past the limit fail with EFBIG (SIGXFSZ ignored). Warmup checkpoints
+    fit under the limit; the first adversarial one (step 5, it also holds the KL reference) does not."""
+    warm = (reference.run / "checkpoints" / "step-4" / "state.pt").stat().st_size
+    adv = (reference.run / "checkpoints" / "step-5" / "state.pt").stat().st_size
+    assert adv > warm + 64 * 1024
+    limit = (warm + adv) // 2
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = run_cli(cli(CRASH, tmp_path), preexec_fn=limit_file_size)
+    one_line_error(proc, "could not write the checkpoint of step 5 (File too large)",
+                   "the previous checkpoint (step 4) is intact")
+    run = run_dir_of(tmp_path)
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["step-3", "step-4"], names  # keep_checkpoints 2; no partial folder left
+    state = torch.load(run / "checkpoints" / "step-4" / "state.pt", weights_only=False)
+    assert same_models(state, reference.states[4])
+
+
+# ================================================================================ 4. API faults
+
+
+def rating_reply(body: dict) -> str:
+    text = body["messages"][-1]["content"]
+    return f"Explanation.\nRating: [[{len(text) % 9 + 1}]]"
+
+
+ITEMS = [JudgeItem(str(i), f"Question {i}?", f"answer {i} " * (i + 1), f"teacher {i}") for i in range(6)]
+NEW_FAULTS = ["chunked-cut", "reset", "html", "error200", "badusage", "nontext", "status:502", "status:503"]
+
+
+def judge_client(server: LoopbackServer, tmp_path: Path, **kw) -> ChatClient:
+    kw = {"concurrency": 3, "max_retries": 3, "backoff_base": 0.01, "backoff_max": 0.02, "timeout": 5.0,
+          "progress": False, "cache_path": tmp_path / "judge.sqlite", **kw}
+    return ChatClient("judge-model", base_url=server.url, **kw)
+
+
+@pytest.fixture(scope="module")
+def clean_judgments(tmp_path_factory) -> list[dict]:
+    with LoopbackServer(reply=rating_reply) as srv:
+        run = judge(ITEMS, MtBenchSingle(), judge_client(srv, tmp_path_factory.mktemp("clean")))
+    assert all(j.valid for j in run)
+    return [j.to_json() for j in run]
+
+
+@pytest.mark.parametrize("fault", NEW_FAULTS)
+def test_each_broken_response_is_retried_through_the_judge_and_never_cached(fault, tmp_path, clean_judgments):
+    with LoopbackServer(script=[fault, fault], reply=rating_reply) as srv:
+        client = judge_client(srv, tmp_path, concurrency=1)
+        run = judge(ITEMS[:1], MtBenchSingle(), client)
+        assert [j.to_json() for j in run] == clean_judgments[:1]
+        assert (run.usage["requests"], run.usage["retries"], run.usage["failures"]) == (3, 2, 0)
+        assert list(_cached(tmp_path / "judge.sqlite").values()) == [run[0].raw[0]]  # only the good answer
+
+
+def test_a_burst_of_mixed_faults_across_a_concurrent_batch_loses_no_judgment(tmp_path, clean_judgments):
+    burst = NEW_FAULTS + ["status:502", "status:503"] * 3
+    with LoopbackServer(script=burst, reply=rating_reply, latency=0.01) as srv:
+        client = judge_client(srv, tmp_path, max_retries=len(burst))
+        run = judge(ITEMS, MtBenchSingle(), client)
+        assert [j.to_json() for j in run] == clean_judgments
+        assert run.usage["retries"] == len(burst) and run.usage["failures"] == 0
+        assert len(srv.received) == len(ITEMS) + len(burst)
+        cached = _cached(tmp_path / "judge.sqlite")
+        assert sorted(cached.values()) == sorted(j.raw[0] for j in run)
+        again = judge(ITEMS, MtBenchSingle(), judge_client(srv, tmp_path))
+        assert again.usage["requests"] == 0 and [j.to_json() for j in again] == clean_judgments
+
+
+def test_refused_connection_gives_invalid_judgments_not_a_crash(tmp_path):
+    with LoopbackServer() as srv:
+        url = srv.url  # a port that was just open and is now closed
+    client = ChatClient("judge-model", base_url=url, max_retries=2, backoff_base=0.01, progress=False,
+                        cache_path=tmp_path / "judge.sqlite")
+    run = judge(ITEMS[:2], MtBenchSingle(), client)
+    assert [j.valid for j in run] == [False, False]
+    assert all("api error" in j.details["error"] and "connection failed" in j.details["error"] for j in run)
+    assert run.usage["requests"] == 6 and run.usage["failures"] == 2 and _cached(tmp_path / "judge.sqlite") == {}
+
+
+SECRET = "sk-gadbench-reliability-5e1f0c9ab27d4e83"
+
+
+def test_401_through_the_judge_engine_is_one_clear_sentence_and_no_retry(tmp_path, monkeypatch):
+    monkeypatch.setenv("GADBENCH_TEST_KEY", SECRET)
+    with LoopbackServer(default="status:401", reply=rating_reply) as srv:
+        client = judge_client(srv, tmp_path, api_key_env="GADBENCH_TEST_KEY", concurrency=1, max_retries=6)
+        with pytest.raises(FatalAPIError) as err:
+            judge(ITEMS, GadPaper(), client)
+        assert len(srv.received) == 1 and client.usage.retries == 0
+    msg = str(err.value)
+    assert "rejected the API key in $GADBENCH_TEST_KEY (401)" in msg and "set a valid key" in msg
+    assert "\n" not in msg and SECRET not in msg
+    assert _cached(tmp_path / "judge.sqlite") == {}
+
+
+# ================================================================================ 5. secrets
+
+
+def scan_for(root: Path, needles: list[bytes]) -> list[str]:
+    hits = []
+    for p in root.rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            hits += [f"{p}: {n!r}" for n in needles if n in data]
+    return hits
+
+
+def test_the_judge_api_key_reaches_the_server_and_no_file(tmp_path):
+    suite = FIX / "llmjudge.yaml"
+    env = {**ENV, "GADBENCH_TEST_KEY": SECRET}
+    needles = [SECRET.encode(), SECRET[-12:].encode()]  # whole, and the tail a masked echo would show
+
+    with LoopbackServer(default="status:401") as srv:  # a rejected key: stop in one line, key not shown
+        proc = run_cli(cli(suite, tmp_path / "rejected", "--set", f"judge.base_url={srv.url}"), env=env)
+        assert srv.headers and srv.headers[0]["authorization"] == f"Bearer {SECRET}"
+        assert len(srv.received) <= 2  # concurrency 2, no retry of a 401
+    one_line_error(proc, "rejected the API key in $GADBENCH_TEST_KEY (401)")
+    assert SECRET not in proc.stderr + proc.stdout
+
+    out = tmp_path / "accepted"
+    with LoopbackServer(reply=rating_reply) as srv:
+        proc = run_cli(cli(suite, out, "--set", f"judge.base_url={srv.url}"), env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert len(srv.received) > 0
+        assert all(h["authorization"] == f"Bearer {SECRET}" for h in srv.headers)  # the key was used
+    run = run_dir_of(out, "llmjudge")
+    assert "mtbench-single/score" in read_json(run / "eval" / "step-2" / "metrics.json")["world-id"]
+    assert _cached(out / "cache" / "judge.sqlite")  # the judge cache is under the results root
+    assert SECRET not in proc.stderr + proc.stdout
+    hits = scan_for(tmp_path, needles)
+    assert not hits, hits
