@@ -33,6 +33,10 @@ def cmd_run(args) -> int:
         return 0
     from gadbench import dist
 
+    if args.quiet or not sys.stderr.isatty():  # library progress bars only on a terminal, never with -q
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     dist.init()
     suite_dir = run_suite(suite, Path(args.out), resume=args.resume, progress=not args.quiet)
     if not dist.is_main():
