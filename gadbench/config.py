@@ -55,7 +55,8 @@ class MethodConfig:
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    """Where examples come from: `world` (synthetic), a named source (see gadbench.data) or a local file."""
+    """Where examples come from: `world` (synthetic), a named source (see gadbench.data) or a local file.
+    `max_chars` skips (and counts) rows whose prompt is longer than that many characters."""
 
     source: str
     path: str | None = None
@@ -65,6 +66,7 @@ class DatasetConfig:
     response_field: str | None = None
     id_field: str | None = None
     bad_rows: Literal["skip", "error"] = "skip"
+    max_chars: int | None = field(default=None, metadata=_range(1))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,9 @@
 """Evaluation at a checkpoint: greedy answers on each eval set (and the validation split) -> judges ->
 per-item rows in `eval/step-K/<dataset>.jsonl` and summary statistics in `eval/step-K/metrics.json`.
 
+Items without a teacher response are judged against the data's own reference answer where it has one
+(`meta["reference"]`, e.g. GPT-4's MT-bench answers), stored as the row's `reference`.
+
 The world's `gold` judge scores exactly (teacher log-probability per token, accuracy, style); with
 `eval.samples > 0` it also scores that many samples per prompt at temperature 1, the distributional view
 (style coverage and E_student[log p_teacher], the reverse-KL side) that greedy answers cannot show.
@@ -47,19 +50,42 @@ class Evaluator:
         out_dir = self.run_dir / "eval" / f"step-{step}"
         if (out_dir / "metrics.json").exists():
             return read_json(out_dir / "metrics.json")
-        results = {name: self._evaluate_set(name, examples, ctx, out_dir) for name, examples in self.sets().items()}
+        return self.evaluate(step, ctx, reuse=False)
+
+    def evaluate(self, step: int, ctx, reuse: bool = True) -> dict:
+        """Evaluate every set at `step` and (re)write metrics.json. With `reuse`, a set whose stored rows
+        (`<set>.jsonl`) hold the same ids and prompts keeps its answers and the judgments already made; only
+        missing judges run (`gadbench eval`)."""
+        out_dir = self.run_dir / "eval" / f"step-{step}"
+        results = {name: self._evaluate_set(name, examples, ctx, out_dir, self._cached_rows(out_dir, name, examples)
+                                            if reuse else None)
+                   for name, examples in self.sets().items()}
         atomic_write_json(out_dir / "metrics.json", results)
         return results
 
-    def _evaluate_set(self, name: str, examples: list, ctx, out_dir: Path) -> dict:
+    @staticmethod
+    def _cached_rows(out_dir: Path, name: str, examples: list) -> list[dict] | None:
+        path = out_dir / f"{name}.jsonl"
+        if not path.exists():
+            return None
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        same = len(rows) == len(examples) and all(
+            r.get("id") == str(ex.meta.get("id", i)) and r.get("prompt") == ex.prompt
+            for i, (r, ex) in enumerate(zip(rows, examples, strict=False)))
+        return rows if same else None
+
+    def _evaluate_set(self, name: str, examples: list, ctx, out_dir: Path, cached: list[dict] | None = None) -> dict:
         e = self.spec.eval
-        prompts = [ctx.prompt_ids(ex.prompt) for ex in examples]
-        roll = ctx.engine.generate(ctx.g.model, prompts, 1, 0.0, e.max_new_tokens)
-        rows = [
-            {"id": str(ex.meta.get("id", i)), "prompt": ex.prompt, "answer": text, "answer_tokens": len(ids),
-             "teacher_response": ex.teacher_response, "judgments": {}}
-            for i, (ex, text, ids) in enumerate(zip(examples, roll.texts, roll.response_ids, strict=True))
-        ]
+        if cached is not None:
+            rows = cached
+        else:
+            prompts = [ctx.prompt_ids(ex.prompt) for ex in examples]
+            roll = ctx.engine.generate(ctx.g.model, prompts, 1, 0.0, e.max_new_tokens)
+            rows = [
+                {"id": str(ex.meta.get("id", i)), "prompt": ex.prompt, "answer": text, "answer_tokens": len(ids),
+                 "teacher_response": ex.teacher_response, "judgments": {}}
+                for i, (ex, text, ids) in enumerate(zip(examples, roll.texts, roll.response_ids, strict=True))
+            ]
         stats: dict[str, dict] = {}
         if "gold" in e.judges:
             for r in rows:
@@ -68,15 +94,21 @@ class Evaluator:
                 stats[f"gold/{key}"] = summarize([r["judgments"]["gold"][key] for r in rows], e.bootstrap)
             if e.samples:
                 stats.update(self._sampled_gold(examples, ctx))
-        items = [JudgeItem(r["id"], r["prompt"], r["answer"], r["teacher_response"]) for r in rows]
+        for r, ex in zip(rows, examples, strict=True):  # no teacher response: judge against the data's reference
+            if r["teacher_response"] is None and ex.meta.get("reference"):
+                r["reference"] = ex.meta["reference"]
+        items = [JudgeItem(r["id"], r["prompt"], r["answer"], r["teacher_response"] or r.get("reference"))
+                 for r in rows]
         for jname, judge in self.judges.items():
-            judgments = judge.judge(items)
-            for k, v in getattr(judgments, "usage", {}).items():
-                if isinstance(v, int | float):
-                    self.usage[k] = self.usage.get(k, 0) + v
-            for r, j in zip(rows, judgments, strict=True):
-                r["judgments"][jname] = j.to_json()
-            stats[f"{jname}/score"] = summarize([j.score if j.valid else None for j in judgments], e.bootstrap)
+            if not all(jname in r["judgments"] for r in rows):
+                judgments = judge.judge(items)
+                for k, v in getattr(judgments, "usage", {}).items():
+                    if isinstance(v, int | float):
+                        self.usage[k] = self.usage.get(k, 0) + v
+                for r, j in zip(rows, judgments, strict=True):
+                    r["judgments"][jname] = j.to_json()
+            scores = [r["judgments"][jname] for r in rows]
+            stats[f"{jname}/score"] = summarize([j["score"] if j["valid"] else None for j in scores], e.bootstrap)
         stats["length"] = summarize([r["answer_tokens"] for r in rows], e.bootstrap)
         with_teacher = [r for r in rows if r["teacher_response"]]
         if with_teacher:

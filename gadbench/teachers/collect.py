@@ -1,4 +1,5 @@
-"""`gadbench teacher collect`: answer every prompt of a data file with a teacher and write the pairs as JSONL.
+"""`gadbench teacher collect`: answer every prompt of a data file (or a named dataset of gadbench.data, e.g.
+`--data mtbench`, `--data sharegpt:test`) with a teacher and write the pairs as JSONL.
 
 API teachers go through a crash-safe cache next to the output (`<out>.cache.sqlite`), so an interrupted or
 failed collection is resumed by running the same command again: no answered prompt is asked twice. The
@@ -17,13 +18,18 @@ from gadbench.io import atomic_write_text, read_jsonl
 from gadbench.teachers.base import TeacherError, make_teacher
 
 
-def read_prompts(data: str, prompt_field: str = "prompt") -> list[dict]:
-    """The rows of a JSONL file, each with a non-empty string under `prompt_field`."""
+def read_prompts(data: str, prompt_field: str = "prompt", limit: int | None = None) -> list[dict]:
+    """The rows of a JSONL file, each with a non-empty string under `prompt_field`; or, when `data` is no file
+    but names a source of gadbench.data (`NAME` or `NAME:SPLIT`, e.g. `mtbench`, `sharegpt:test`), its examples
+    as rows {prompt_field: prompt, "teacher_response": the data's response or None, "meta": ...}."""
     path = Path(data)
     if not path.is_file():
+        rows = _dataset_rows(data, prompt_field, limit)
+        if rows is not None:
+            return rows
         raise ValueError(f"there is no data file {data}; pass a JSONL file with one {{\"{prompt_field}\": ...}} "
-                         f"object per line.")
-    rows = list(read_jsonl(path))
+                         f"object per line, or a dataset name ({', '.join(_source_names())}).")
+    rows = list(read_jsonl(path))[:limit]
     if not rows:
         raise ValueError(f"{data} has no rows; pass a JSONL file with one {{\"{prompt_field}\": ...}} object per line.")
     for i, row in enumerate(rows):
@@ -33,17 +39,36 @@ def read_prompts(data: str, prompt_field: str = "prompt") -> list[dict]:
     return rows
 
 
+def _source_names() -> list[str]:
+    from gadbench.data import list_sources
+
+    return list_sources()
+
+
+def _dataset_rows(data: str, prompt_field: str, limit: int | None) -> list[dict] | None:
+    """Rows of the named data source, or None when `data` names none."""
+    name, _, split = data.partition(":")
+    if name not in _source_names():
+        return None
+    from gadbench.data import DataSpec, load_examples
+
+    examples, report = load_examples(DataSpec(source=name, split=split or None, limit=limit))
+    if not examples:
+        raise ValueError(f"the dataset {data} gave no usable prompts ({report.summary()}).")
+    return [{prompt_field: ex.prompt, "teacher_response": ex.teacher_response, "meta": ex.meta} for ex in examples]
+
+
 def cache_path_for(out: str | Path) -> Path:
     return Path(f"{out}.cache.sqlite")
 
 
 def collect(teacher: str, data: str, out: str | Path, *, concurrency: int = 8, prompt_field: str = "prompt",
-            teacher_opts: dict | None = None):
+            teacher_opts: dict | None = None, limit: int | None = None):
     """Collect and write `out`; returns the teacher (its `usage`, for API teachers, says what was spent).
 
     `teacher_opts` go to the teacher's constructor (e.g. temperature, max_tokens, max_retries) over the defaults.
     """
-    rows = read_prompts(data, prompt_field)
+    rows = read_prompts(data, prompt_field, limit)
     backend = teacher.partition(":")[0]
     opts: dict = {}
     if backend == "openai":
@@ -76,7 +101,9 @@ def add_parser(subparsers) -> None:
     p = sub.add_parser("collect", help="answer every prompt of a data file with a teacher", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", required=True, help="openai:MODEL[@BASE_URL], hf:PATH or dataset")
-    p.add_argument("--data", required=True, help="JSONL file with one prompt per row")
+    p.add_argument("--data", required=True,
+                   help="JSONL file with one prompt per row, or a dataset name: NAME[:SPLIT], e.g. mtbench, sharegpt:test")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
     p.add_argument("--out", required=True, help="output JSONL (the cache goes to OUT.cache.sqlite)")
     p.add_argument("--concurrency", type=int, default=8, help="parallel API requests (hf: batch size)")
     p.add_argument("--prompt-field", default="prompt")
@@ -89,13 +116,16 @@ def add_parser(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     from gadbench.llm import FatalAPIError  # imported here: it loads openai
 
+    if args.limit is not None and args.limit < 1:
+        print("error: --limit must be at least 1.", file=sys.stderr)
+        return 2
     if args.concurrency < 1:
         print("error: --concurrency must be at least 1.", file=sys.stderr)
         return 2
     given = {"temperature": args.temperature, "max_tokens": args.max_tokens, "max_retries": args.max_retries}
     try:
         t = collect(args.teacher, args.data, args.out, concurrency=args.concurrency, prompt_field=args.prompt_field,
-                    teacher_opts={k: v for k, v in given.items() if v is not None})
+                    teacher_opts={k: v for k, v in given.items() if v is not None}, limit=args.limit)
     except TeacherError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,247 @@
+"""`gadbench eval RUN_DIR`: evaluate a checkpoint of a finished (or interrupted) run again, with other judges
+or with lm-evaluation-harness tasks, without retraining.
+
+The run's spec is rebuilt from RUN_DIR/config.yaml; the generator's weights come from
+RUN_DIR/checkpoints/step-K/state.pt (key "g"). K defaults to the checkpoint the run's summary selected when
+it is still on disk, else the latest checkpoint; `--checkpoint 0` evaluates the student before distillation
+(the base weights, no checkpoint needed). The run's eval sets (and validation split) are evaluated into
+RUN_DIR/eval/step-K/ as during training; answers and judgments already stored there for the same prompts are
+re-used, so adding a judge only runs that judge. `--lm-eval` runs lm_eval tasks on the in-memory student and
+writes RUN_DIR/eval/step-K/lm_eval.json; relative `data_files` in the task YAMLs resolve against
+`--lm-eval-include`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import yaml
+
+from gadbench.config import ConfigError, RunSpec, run_spec_from_dict
+from gadbench.io import atomic_write_json, read_json
+
+log = logging.getLogger("gadbench")
+
+
+class EvalError(ValueError):
+    """A run directory or checkpoint that cannot be evaluated; the message says why and what to do."""
+
+
+def load_spec(run_dir: Path, judges: list[str] | None = None) -> RunSpec:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise EvalError(f"{run_dir} is not a run directory (no config.yaml); pass a results/<suite>/<run_id> folder.")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise EvalError(f"{path} is not valid YAML ({e}); the run directory is damaged.") from None
+    dropped = _drop_unknown(RunSpec, raw, "")
+    if dropped:  # a run written by another gadbench version: settings this version no longer has
+        log.warning("%s: ignoring settings this gadbench version does not know: %s", path, ", ".join(dropped))
+    spec = run_spec_from_dict(raw, str(path))
+    if judges:
+        spec = replace(spec, eval=replace(spec.eval, judges=tuple(judges)))
+    return spec
+
+
+def _drop_unknown(cls, raw, where: str) -> list[str]:
+    """Remove (in place) keys of `raw` that dataclass `cls` and its nested dataclasses lack; return their paths."""
+    import dataclasses
+    import typing
+
+    if not isinstance(raw, dict) or not dataclasses.is_dataclass(cls):
+        return []
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    dropped = []
+    for key in list(raw):
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            dropped.append(path)
+            del raw[key]
+            continue
+        tp = hints[key]
+        if typing.get_origin(tp) is dict and isinstance(raw[key], dict):
+            for name, value in raw[key].items():
+                dropped += _drop_unknown(typing.get_args(tp)[1], value, f"{path}.{name}")
+        else:
+            for arg in (tp, *typing.get_args(tp)):
+                if dataclasses.is_dataclass(arg):
+                    dropped += _drop_unknown(arg, raw[key], path)
+                    break
+    return dropped
+
+
+def checkpoints(run_dir: Path) -> list[int]:
+    d = run_dir / "checkpoints"
+    if not d.is_dir():
+        return []
+    return sorted(int(p.name.split("-")[1]) for p in d.glob("step-*")
+                  if p.name.split("-")[1].isdigit() and (p / "state.pt").exists())
+
+
+def choose_checkpoint(run_dir: Path, requested: int | None) -> int:
+    """The requested step (0 = the initial student), else the summary's selection if kept, else the latest."""
+    have = checkpoints(run_dir)
+    if requested is not None:
+        if requested == 0 or requested in have:
+            return requested
+        kept = ", ".join(map(str, have)) or "none"
+        raise EvalError(f"{run_dir} has no checkpoint of step {requested} (kept: {kept}; 0 = the initial student).")
+    summary = run_dir / "summary.json"
+    if summary.exists():
+        chosen = (read_json(summary).get("selection") or {}).get("checkpoint")
+        if isinstance(chosen, int) and (chosen in have or chosen == 0):
+            return chosen
+    if not have:
+        raise EvalError(f"{run_dir} has no checkpoint (checkpoints/step-K/state.pt); pass --checkpoint 0 to "
+                        "evaluate the initial student.")
+    return have[-1]
+
+
+def load_generator(spec: RunSpec, run_dir: Path, step: int):
+    """The run's student with the weights of checkpoint `step` (its initial weights for step 0)."""
+    import torch
+
+    from gadbench.models import load_causal_lm
+    from gadbench.trainer import pick_device, seed_everything
+
+    seed_everything(spec.seed)
+    device = pick_device(spec.train.device)
+    if device.type == "cpu" and spec.train.cpu_threads:
+        torch.set_num_threads(spec.train.cpu_threads)
+    g = load_causal_lm(spec.student)
+    if step:
+        state = torch.load(run_dir / "checkpoints" / f"step-{step}" / "state.pt", map_location="cpu",
+                           weights_only=False)
+        g.model.load_state_dict(state["g"])
+        del state
+    g.model.to(device).eval()
+    return g, device
+
+
+def evaluate_checkpoint(run_dir: str | Path, checkpoint: int | None = None, judges: list[str] | None = None,
+                        sets: bool = True, lm_eval_tasks: list[str] | None = None,
+                        lm_eval_include: str | Path | None = None, limit: int | float | None = None,
+                        lm_eval_batch_size: int = 4) -> dict:
+    """Evaluate one checkpoint; returns {"step", "metrics" (per set, or None), "lm_eval" (or None)}."""
+    import torch
+
+    from gadbench.evaluate import Evaluator
+    from gadbench.methods.steps import Context
+    from gadbench.models import count_params
+    from gadbench.rollout import make_engine
+    from gadbench.rundata import load_run_data
+    from gadbench.runner import make_teacher
+
+    run_dir = Path(run_dir).resolve()
+    spec = load_spec(run_dir, judges)
+    step = choose_checkpoint(run_dir, checkpoint)
+    out_dir = run_dir / "eval" / f"step-{step}"
+    g, device = load_generator(spec, run_dir, step)
+    result: dict = {"step": step, "metrics": None, "lm_eval": None}
+    if sets:
+        # The program teacher is cheap and samples from one stream: it answers the training prompts first, as
+        # during training, so the eval sets get the same teacher responses. Other teachers skip them.
+        data = load_run_data(spec, make_teacher(spec), fill_train=spec.teacher.spec.startswith("program"))
+        engine = make_engine(spec.rollout.engine, g.tokenizer, spec.rollout.batch_size)
+        ctx = Context(spec=spec, g=g, d=None, engine=engine, device=device, g_params=count_params(g.model))
+        evaluator = Evaluator(spec, data, run_dir, run_dir.parent.parent / "cache")
+        with torch.random.fork_rng(devices=[]):  # the seed the trainer's evaluation of this step used
+            torch.manual_seed(spec.seed + 7919 * step)
+            result["metrics"] = evaluator.evaluate(step, ctx, reuse=True)
+        result["usage"] = evaluator.usage
+    if lm_eval_tasks:
+        from gadbench.lmeval import run_lm_eval
+
+        include = Path(lm_eval_include).resolve() if lm_eval_include else None
+        with contextlib.chdir(include) if include else contextlib.nullcontext():
+            out = run_lm_eval(g.model, g.tokenizer, lm_eval_tasks, include_path=include, limit=limit,
+                              batch_size=lm_eval_batch_size, builtin_tasks=include is None)
+        atomic_write_json(out_dir / "lm_eval.json", {"step": step, "tasks": list(lm_eval_tasks), "limit": limit, **out})
+        result["lm_eval"] = out
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ output
+
+
+def _fmt(stat: dict) -> str:
+    if stat.get("mean") is None:
+        return f"n/a (0/{stat.get('n_total', 0)} valid)"
+    ci = ""
+    if stat.get("ci_low") is not None:
+        ci = f" [{stat['ci_low']:.2f}, {stat['ci_high']:.2f}]"
+    return f"{stat['mean']:.2f}{ci} n={stat['n_valid']}/{stat['n_total']}"
+
+
+def metrics_table(metrics: dict) -> str:
+    from tabulate import tabulate
+
+    rows = []
+    for name, stats in metrics.items():
+        for key, stat in stats.items():
+            if isinstance(stat, dict):
+                text = _fmt(stat)
+            elif isinstance(stat, list):  # ngram_f1: one value per n
+                text = " ".join("n/a" if v is None else f"{v:.3f}" for v in stat)
+            else:
+                text = f"{stat:.2f}"
+            rows.append([name, key, text])
+    return tabulate(rows, headers=["set", "metric", "mean [95% CI] n valid/total"], tablefmt="github")
+
+
+def lm_eval_table(out: dict) -> str:
+    from tabulate import tabulate
+
+    rows = []
+    for task, res in out["results"].items():
+        for key, value in res.items():
+            if key == "alias" or ",stderr" in key or not isinstance(value, int | float):
+                continue
+            err = res.get(key.replace(",", "_stderr,", 1))
+            rows.append([task, key, f"{value:.4f}" + (f" ± {err:.4f}" if isinstance(err, int | float) else "")])
+    return tabulate(rows, headers=["task", "metric", "value"], tablefmt="github")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="evaluate a run's checkpoint again (other judges, lm_eval tasks)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, results/<suite>/<run_id>")
+    p.add_argument("--checkpoint", type=int, default=None, metavar="K",
+                   help="step to evaluate (default: the summary's selected checkpoint, else the latest; 0 = initial)")
+    p.add_argument("--judges", default=None, help="comma-separated judges instead of the run's, e.g. gold,rouge-l")
+    p.add_argument("--lm-eval", default=None, metavar="TASKS", help="comma-separated lm_eval task names")
+    p.add_argument("--lm-eval-include", default=None, metavar="DIR", help="folder of local lm_eval task YAMLs")
+    p.add_argument("--limit", type=float, default=None, help="lm_eval: documents per task (a fraction if < 1)")
+    p.add_argument("--lm-eval-only", action="store_true", help="skip the run's eval sets; only run --lm-eval")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    judges = [j.strip() for j in args.judges.split(",") if j.strip()] if args.judges else None
+    tasks = [t.strip() for t in args.lm_eval.split(",") if t.strip()] if args.lm_eval else None
+    if args.lm_eval_only and not tasks:
+        print("error: --lm-eval-only needs --lm-eval TASKS.", file=sys.stderr)
+        return 2
+    limit = None if args.limit is None else (int(args.limit) if args.limit >= 1 else args.limit)
+    try:
+        out = evaluate_checkpoint(args.run_dir, args.checkpoint, judges, sets=not args.lm_eval_only,
+                                  lm_eval_tasks=tasks, lm_eval_include=args.lm_eval_include, limit=limit)
+    except (EvalError, ConfigError) as e:
+        print(f"gadbench eval: {e}", file=sys.stderr)
+        return 2
+    step_dir = Path(args.run_dir) / "eval" / f"step-{out['step']}"
+    print(f"checkpoint: step {out['step']}{' (initial student)' if out['step'] == 0 else ''}")
+    if out["metrics"] is not None:
+        print(metrics_table(out["metrics"]))
+        print(f"written: {step_dir / 'metrics.json'}")
+    if out["lm_eval"] is not None:
+        print(lm_eval_table(out["lm_eval"]))
+        print(f"written: {step_dir / 'lm_eval.json'}")
+    return 0

@@ -1,0 +1,138 @@
+"""`gadbench eval RUN_DIR` on a tiny GAD run of the synthetic world (tests/fixtures/suites/dp.yaml, 2 steps):
+re-evaluating a checkpoint reproduces the training-time evaluation, stored answers are re-used, a new judge
+runs alone, `--checkpoint 0` is the initial student, and `--lm-eval` runs local lm_eval tasks on the student."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from gadbench.cli import main  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+LMEVAL = ROOT / "tests" / "fixtures" / "lmeval"
+CACHE = ROOT / "results" / "cache"  # the shared world-student cache (as in test_engine.py)
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A finished 2-step GAD run (1 warmup + 1 adversarial step), evaluated at steps 0, 1 and 2."""
+    out = tmp_path_factory.mktemp("runs")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GADBENCH_EXPERIMENTS", str(ROOT / "experiments"))
+    mp.setenv("GADBENCH_CACHE", str(CACHE))
+    try:
+        argv = ["-q", "run", "--suite", str(ROOT / "tests/fixtures/suites/dp.yaml"), "--out", str(out),
+                "--set", "train.steps=2", "--set", "train.warmup_steps=1", "--set", "train.checkpoint_every=1",
+                "--set", "eval.every=1", "--set", "data.validation_size=4"]
+        assert main(argv) == 0
+    finally:
+        mp.undo()
+    (run,) = [p for p in (out / "dp").iterdir() if p.name.startswith("tiny--gad--")]
+    return run
+
+
+@pytest.fixture
+def run(tiny_run, tmp_path, monkeypatch) -> Path:
+    """A private copy of the run (tests rewrite its eval folders)."""
+    monkeypatch.setenv("GADBENCH_CACHE", str(CACHE))
+    copy = tmp_path / "suite" / tiny_run.name
+    shutil.copytree(tiny_run, copy)
+    return copy
+
+
+def test_default_checkpoint_reuses_stored_rows_and_reproduces_metrics(run, capsys, monkeypatch):
+    selected = json.loads((run / "summary.json").read_text())["selection"]["checkpoint"]
+    before = json.loads((run / "eval" / f"step-{selected}" / "metrics.json").read_text())
+
+    def no_generation(*a, **k):
+        raise AssertionError("stored answers must be re-used, not generated again")
+
+    monkeypatch.setattr("gadbench.rollout.hf.HFRolloutEngine.generate", no_generation)
+    assert main(["eval", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"checkpoint: step {selected}" in out and "gold/teacher_logprob" in out and "world-id" in out
+    assert json.loads((run / "eval" / f"step-{selected}" / "metrics.json").read_text()) == before
+
+
+def test_regenerated_answers_equal_the_training_time_evaluation(run):
+    step_dir = run / "eval" / "step-2"
+    saved = {n: _rows(step_dir / f"{n}.jsonl") for n in ("world-id", "validation")}
+    saved_metrics = json.loads((step_dir / "metrics.json").read_text())
+    shutil.rmtree(step_dir)
+    assert main(["eval", str(run), "--checkpoint", "2"]) == 0
+    for name, rows in saved.items():
+        again = _rows(step_dir / f"{name}.jsonl")
+        assert [r["answer"] for r in again] == [r["answer"] for r in rows]
+    assert json.loads((step_dir / "metrics.json").read_text()) == saved_metrics
+
+
+def test_checkpoint_0_is_the_initial_student(run):
+    step_dir = run / "eval" / "step-0"
+    saved = _rows(step_dir / "world-id.jsonl")
+    shutil.rmtree(step_dir)
+    assert main(["eval", str(run), "--checkpoint", "0", "--judges", "gold"]) == 0
+    assert [r["answer"] for r in _rows(step_dir / "world-id.jsonl")] == [r["answer"] for r in saved]
+
+
+def test_a_missing_judge_runs_alone_on_the_stored_answers(run, monkeypatch):
+    step_dir = run / "eval" / "step-1"
+    original = _rows(step_dir / "world-id.jsonl")
+    for name in ("world-id", "validation"):  # forget the rouge-l judgments
+        rows = _rows(step_dir / f"{name}.jsonl")
+        for r in rows:
+            r["judgments"].pop("rouge-l")
+        (step_dir / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr("gadbench.rollout.hf.HFRolloutEngine.generate",
+                        lambda *a, **k: pytest.fail("stored answers must be re-used"))
+    assert main(["eval", str(run), "--checkpoint", "1", "--judges", "rouge-l"]) == 0
+    again = _rows(step_dir / "world-id.jsonl")
+    assert [r["judgments"]["rouge-l"] for r in again] == [r["judgments"]["rouge-l"] for r in original]
+    metrics = json.loads((step_dir / "metrics.json").read_text())
+    assert set(metrics) == {"validation", "world-id"}
+    assert "rouge-l/score" in metrics["world-id"] and "gold/accuracy" not in metrics["world-id"]
+
+
+def test_bad_checkpoint_and_bad_run_dir_fail_in_one_line(run, tmp_path, capsys):
+    assert main(["eval", str(run), "--checkpoint", "5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no checkpoint of step 5" in err and "kept: 1, 2" in err and "\n" not in err
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "no config.yaml" in capsys.readouterr().err
+
+
+def test_unknown_settings_of_another_version_are_ignored(run, caplog):
+    from gadbench.eval_cli import load_spec
+
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(text.replace("rollout:\n", "rollout:\n  retired_option: 3\n"))
+    spec = load_spec(run)
+    assert spec.student_name == "tiny" and "rollout.retired_option" in caplog.text
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_lm_eval_on_the_checkpoint_equals_run_lm_eval_on_its_weights(run, capsys, monkeypatch):
+    pytest.importorskip("lm_eval")
+    from gadbench.eval_cli import load_generator, load_spec
+    from gadbench.lmeval import run_lm_eval
+
+    argv = ["eval", str(run), "--checkpoint", "2", "--lm-eval", "gadbench_mc", "--lm-eval-include", str(LMEVAL),
+            "--limit", "4", "--lm-eval-only"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "gadbench_mc" in out and "acc,none" in out
+    stored = json.loads((run / "eval" / "step-2" / "lm_eval.json").read_text())
+    assert stored["step"] == 2 and stored["n-samples"]["gadbench_mc"]["effective"] == 4
+    g, _ = load_generator(load_spec(run), run, 2)
+    monkeypatch.chdir(LMEVAL)  # the task YAMLs name their jsonl files relative to this folder
+    direct = run_lm_eval(g.model, g.tokenizer, ["gadbench_mc"], include_path=LMEVAL, limit=4, builtin_tasks=False)
+    assert stored["results"]["gadbench_mc"]["acc,none"] == direct["results"]["gadbench_mc"]["acc,none"]
