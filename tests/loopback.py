@@ -96,6 +96,9 @@ def _completion(text: str, body: dict) -> dict:
 def _make_handler(srv: LoopbackServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in separate writes; with Nagle's algorithm on, each reply would wait
+        # ~40 ms for the client's delayed ACK, a server artifact that real endpoints do not have.
+        disable_nagle_algorithm = True
 
         def log_message(self, *args) -> None:
             pass
