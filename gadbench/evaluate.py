@@ -122,16 +122,14 @@ class Evaluator:
         return stats
 
     def _sampled_gold(self, examples: list, ctx) -> dict:
-        """Gold metrics of `eval.samples` answers per prompt sampled at temperature 1."""
+        """Gold metrics of `eval.samples` answers per prompt sampled at temperature 1, with intervals; each
+        style's share is the mean of its indicator over the samples."""
         e = self.spec.eval
         prompts = [ctx.prompt_ids(ex.prompt) for ex in examples]
         roll = ctx.engine.generate(ctx.g.model, prompts, e.samples, 1.0, e.max_new_tokens)
-        p = [examples[i].prompt for i in roll.prompt_index]
-        m = world.gold_metrics(p, roll.texts)
-        lp = summarize([world.gold_score(a, b).teacher_logprob_per_token for a, b in zip(p, roll.texts, strict=True)], e.bootstrap)
-        out = {"gold-sampled/teacher_logprob": lp}
-        for k, v in m.items():
-            if k.startswith("style_share/") or k == "accuracy":
-                out[f"gold-sampled/{k}"] = {"mean": v, "ci_low": None, "ci_high": None,
-                                            "n_valid": len(roll.texts), "n_total": len(roll.texts)}
+        scores = [world.gold_score(examples[i].prompt, text) for i, text in zip(roll.prompt_index, roll.texts, strict=True)]
+        out = {"gold-sampled/teacher_logprob": summarize([g.teacher_logprob_per_token for g in scores], e.bootstrap),
+               "gold-sampled/accuracy": summarize([float(g.correct) for g in scores], e.bootstrap)}
+        for style in world.STYLE_NAMES:
+            out[f"gold-sampled/style_share/{style}"] = summarize([float(g.style == style) for g in scores], e.bootstrap)
         return out

@@ -15,7 +15,7 @@ from pathlib import Path
 from gadbench import dist
 from gadbench.budget import check_matched, estimate_params, estimate_run
 from gadbench.config import RunSpec, SuiteConfig, runs_of, to_dict, to_yaml
-from gadbench.io import atomic_write_json, atomic_write_text, read_json
+from gadbench.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from gadbench.methods import stage_plan, uses_discriminator
 
 log = logging.getLogger("gadbench")
@@ -216,7 +216,7 @@ def summarize_run(spec: RunSpec, run_dir: Path, totals: dict, data, evaluator) -
     if spec.judge.model != "gpt-4o" and any(j in JUDGE_CALLS_PER_ITEM for j in spec.eval.judges):
         departures.append(f"judge model {spec.judge.model} instead of GPT-4o")
     warnings = []
-    lengths = [r for r in _metrics_rows(run_dir) if r.get("length_warning")]
+    lengths = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("length_warning")]
     if lengths:
         warnings.append(f"response length exceeded {spec.train.length_warning_ratio}x the teacher's at "
                         f"{len(lengths)} steps (first: step {lengths[0]['step']}): possible reward hacking")
@@ -227,12 +227,6 @@ def summarize_run(spec: RunSpec, run_dir: Path, totals: dict, data, evaluator) -
         "validation": chosen.get("validation"),
         "budget": totals, "judge_usage": evaluator.usage, "warnings": warnings, "departures": departures,
     }
-
-
-def _metrics_rows(run_dir: Path) -> list[dict]:
-    from gadbench.io import read_jsonl
-
-    return list(read_jsonl(run_dir / "metrics.jsonl"))
 
 
 def write_before_rows(suite: SuiteConfig, suite_dir: Path, runs: list[RunSpec]) -> None:

@@ -154,6 +154,7 @@ def teacher_logprob(problem: Problem, words: tuple[str, ...]) -> float:
 
 _VOCAB_SET = frozenset(vocabulary())
 _ALL_STYLES = (*STYLES, STUDENT_PRIOR_STYLE)
+STYLE_NAMES = (*_ALL_STYLES, "other")  # every label `classify` can return
 
 
 def classify(problem: Problem, words: tuple[str, ...]) -> tuple[str, tuple[str, ...] | None]:
@@ -203,11 +204,6 @@ def gold_metrics(prompts: list[str], responses: list[str]) -> dict[str, float]:
         "accuracy": sum(s.correct for s in scores) / n,
         "length": sum(s.length for s in scores) / n,
     }
-    for style in (*_ALL_STYLES, "other"):
+    for style in STYLE_NAMES:
         out[f"style_share/{style}"] = styles.get(style, 0) / n
     return out
-
-
-def teacher_style_entropy() -> float:
-    """Entropy (nats) of the teacher's style choice, a reference for the coverage metrics."""
-    return -sum(p * math.log(p) for p in STYLES.values())
