@@ -38,6 +38,8 @@ def cmd_run(args) -> int:
 
         hf_logging.disable_progress_bar()
     dist.init()
+    if not dist.is_main():  # one log, from process 0; warnings from every process
+        logging.getLogger("gadbench").setLevel(logging.WARNING)
     suite_dir = run_suite(suite, Path(args.out), resume=args.resume, progress=not args.quiet)
     if not dist.is_main():
         return 0

@@ -113,6 +113,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
     gradient_checkpointing: bool = False
+    sharding: Literal["none", "fsdp"] = "none"  # none: a replica per process; fsdp: FSDP2 shards (docs/scale.md)
     cpu_threads: int = field(default=0, metadata=_range(0))
 
 

@@ -4,14 +4,27 @@ Each rank takes every world-th prompt of the global batch; losses are normalised
 gradients are summed across ranks before the optimizer step, so every rank applies the same update to
 identical weights: G and D stay replicas, and the step equals the single-process step on the global
 batch (up to floating-point summation order). With one process every function here is the identity.
+
+With `train.sharding: fsdp` (`fsdp_wrap`) each model is sharded instead (FSDP2: parameters, gradients and
+AdamW states split over the processes, like ZeRO-3); FSDP's reduce-scatter then sums the gradients, and the
+state-dict helpers below gather full tensors for checkpoints, evaluation and rollout engines.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 
 import torch
 import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
 
 def init() -> None:
@@ -54,8 +67,8 @@ def all_sum(values: list[float]) -> list[float]:
 
 
 def sync_grads(model: torch.nn.Module) -> None:
-    """Sum every parameter's gradient over ranks (one flat all-reduce)."""
-    if not active():
+    """Sum every parameter's gradient over ranks (one flat all-reduce); sharded models reduced theirs already."""
+    if not active() or is_sharded(model):
         return
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     if not grads:
@@ -85,3 +98,97 @@ def checksums(model: torch.nn.Module) -> list[float]:
 
 def _device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+# ------------------------------------------------------------------------------------------- sharding
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    return isinstance(model, FSDPModule)
+
+
+def fsdp_wrap(model: torch.nn.Module, device: torch.device, bf16: bool) -> torch.nn.Module:
+    """Shard `model` over all processes in place (FSDP2) and move the shards (and buffers) to `device`. Each transformer
+    block (the classes in the transformers models' `_no_split_modules`) is one unit and the root holds the
+    rest, so tied embeddings stay in one unit. Gradients are summed across ranks, not averaged: losses are
+    already normalised by global counts. With bf16, parameters are gathered and used in bf16 and gradients
+    reduced in fp32; the sharded master weights and AdamW states stay fp32."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    mesh = init_device_mesh(device.type, (world(),))
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+    blocks = set().union(*(getattr(m, "_no_split_modules", None) or () for m in model.modules()))
+    for m in [m for m in model.modules() if type(m).__name__ in blocks]:
+        fully_shard(m, mesh=mesh, mp_policy=mp)
+    fully_shard(model, mesh=mesh, mp_policy=mp)
+    for m in model.modules():
+        if isinstance(m, FSDPModule):  # a plain SUM (gloo has no pre-multiplied sum)
+            m.set_gradient_divide_factor(1.0)
+            m.set_force_sum_reduction_for_comms(True)
+    return model
+
+
+def full_state_dict(model: torch.nn.Module, everywhere: bool = False) -> dict:
+    """The model's full (unsharded) state dict: a collective for sharded models, whose full tensors land on
+    the CPU of rank 0 only (`everywhere`: on every rank's device)."""
+    if not is_sharded(model):
+        return model.state_dict()
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=not everywhere))
+
+
+def load_full_state_dict(model: torch.nn.Module, state: dict) -> None:
+    if is_sharded(model):
+        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+    else:
+        model.load_state_dict(state)
+
+
+def optimizer_state_dict(model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
+    """As `full_state_dict`, for the optimizer of `model` (a collective when sharded)."""
+    if not is_sharded(model):
+        return opt.state_dict()
+    return get_optimizer_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_optimizer_state_dict(model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
+    if is_sharded(model):
+        set_optimizer_state_dict(model, opt, state, options=StateDictOptions(full_state_dict=True))
+    else:
+        opt.load_state_dict(state)
+
+
+def meta_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model`'s structure on the meta device (no memory), tied parameters still tied."""
+    memo = {id(p): torch.nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad) for p in model.parameters()}
+    memo.update({id(b): torch.empty_like(b, device="meta") for b in model.buffers()})
+    return copy.deepcopy(model, memo)
+
+
+def frozen_copy(model: torch.nn.Module, skeleton: torch.nn.Module | None, bf16: bool = False) -> torch.nn.Module:
+    """A frozen copy of `model` in eval mode. A sharded model is copied shard by shard into a fresh
+    sharding (`fsdp_wrap(..., bf16)`) of `skeleton`, the unsharded model on the meta device: no gather."""
+    if not is_sharded(model):
+        return copy.deepcopy(model).eval().requires_grad_(False)
+    device = next(model.parameters()).device
+    clone = fsdp_wrap(copy.deepcopy(skeleton), device, bf16)
+    clone.to_empty(device=device)
+    with torch.no_grad():
+        for (_, a), (_, b) in zip(clone.named_parameters(), model.named_parameters(), strict=True):
+            a.to_local().copy_(b.to_local())
+        for (_, a), (_, b) in zip(clone.named_buffers(), model.named_buffers(), strict=True):
+            a.copy_(b)
+    return clone.eval().requires_grad_(False)
+
+
+def unsharded_copy(model: torch.nn.Module, skeleton: torch.nn.Module) -> torch.nn.Module | None:
+    """A plain (unsharded) copy of a sharded `model` on rank 0's device, None elsewhere (a collective)."""
+    state = full_state_dict(model)
+    if not is_main():
+        return None
+    device = next(model.parameters()).device
+    clone = copy.deepcopy(skeleton).to_empty(device=device)
+    clone.load_state_dict(state)  # parameters and persistent buffers
+    with torch.no_grad():
+        for (_, a), (_, b) in zip(clone.named_buffers(), model.named_buffers(), strict=True):
+            a.copy_(b)
+    return clone.eval()

@@ -8,7 +8,7 @@ step log to it, and on CPU ends bitwise-identical to an uninterrupted run.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import logging
 import math
 import os
@@ -59,6 +59,15 @@ def _adamw(params, lr: float, wd: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr, weight_decay=wd, foreach=False)
 
 
+def global_spend(spend: Spend) -> Spend:
+    """This step's spend over all processes: data and FLOP counters are summed; steps, optimizer steps and
+    wall-clock are the same step seen from each process (this process's values)."""
+    summed = ("prompts", "teacher_responses", "rollouts", "generated_tokens", "g_trained_tokens",
+              "d_trained_tokens", "flops")
+    totals = dist.all_sum([getattr(spend, k) for k in summed])
+    return dataclasses.replace(spend, **{k: type(getattr(spend, k))(v) for k, v in zip(summed, totals, strict=True)})
+
+
 class Trainer:
     """Trains one run. `on_eval(step, ctx)` is called at every evaluation point (every `eval.every` steps,
     at stage ends and at the end) before the checkpoint of that step is written."""
@@ -81,16 +90,30 @@ class Trainer:
         if device.type == "cpu" and t.cpu_threads:
             torch.set_num_threads(t.cpu_threads)
         g = load_causal_lm(spec.student)
-        g.model.to(device)
         if t.gradient_checkpointing and hasattr(g.model, "gradient_checkpointing_enable"):
             g.model.gradient_checkpointing_enable()
         d = None
         if uses_discriminator(spec):
             d_cfg = ModelConfig(path=spec.method.d_model, template=spec.student.template) if spec.method.d_model else None
             d = build_discriminator(g, d_cfg, seed=spec.seed)
-            d.model.to(device)
             if t.gradient_checkpointing and hasattr(d.model.backbone, "gradient_checkpointing_enable"):
                 d.model.backbone.gradient_checkpointing_enable()
+        # Sharded (FSDP) models keep an unsharded skeleton on the meta device for the reference and for
+        # the full copy that evaluation generates from.
+        self.sharded = t.sharding == "fsdp" and dist.world() > 1
+        self.bf16 = device.type == "cuda" and t.precision == "bf16"
+        self.g_skeleton = dist.meta_copy(g.model) if self.sharded else None
+        for m in (g, d):
+            if m is not None and self.sharded:
+                dist.fsdp_wrap(m.model, device, self.bf16)
+            elif m is not None:
+                m.model.to(device)
+        if self.sharded:
+            local = sum(p.to_local().numel() for p in g.model.parameters())
+            log.info("FSDP over %d processes: this rank holds %d of G's %d parameters", dist.world(), local,
+                     count_params(g.model))
+        elif dist.world() > 1:
+            log.info("data parallel over %d processes: each holds a replica of G and D", dist.world())
         engine = make_engine(spec.rollout.engine, g.tokenizer, spec.rollout.batch_size)
         gold_fn = None
         if teacher_is_program:
@@ -129,7 +152,7 @@ class Trainer:
             ctx.d_opt = _adamw(ctx.d.model.parameters(), t.lr_discriminator, t.weight_decay)
         ctx.ref = None
         if name == "adversarial" and t.kl_beta > 0:
-            ctx.ref = copy.deepcopy(ctx.g.model).eval().requires_grad_(False)
+            ctx.ref = dist.frozen_copy(ctx.g.model, self.g_skeleton, self.bf16)
 
     # ------------------------------------------------------------------------------------------- loop
 
@@ -140,20 +163,22 @@ class Trainer:
                 self.metrics_path.unlink(missing_ok=True)
             self._begin_stage(0)
             self._eval(0)
-        bar = progress_bar(total=self.total_steps, initial=start, desc=self.spec.run_id, enabled=self.progress)
+        bar = progress_bar(total=self.total_steps, initial=start, desc=self.spec.run_id,
+                           enabled=self.progress and dist.is_main())
         for step in range(start + 1, self.total_steps + 1):
             i, k = self._stage_at(step)
             if k == 0 and step > 1:
                 self._begin_stage(i)
             stage = self.plan[i].name
             batch = self.data.batch(step, self.spec.train.batch_size)
-            metrics, spend = timed(STEP_FUNCTIONS[stage], self.ctx, batch, k)
+            metrics, spend = timed(STEP_FUNCTIONS[stage], self.ctx, dist.shard(batch), k)
             self._check_finite(step, metrics)
-            self.meter.record(stage, spend)
+            self.meter.record(stage, global_spend(spend))
             # this batch's teacher length (not a previous step's: that went stale and differed after --resume)
             teacher_len = metrics.get("teacher_len") or self._teacher_len(batch)
-            self._watch_length(step, metrics, teacher_len)
-            append_jsonl(self.metrics_path, [{"step": step, "stage": stage, **_round(metrics)}])
+            if dist.is_main():
+                self._watch_length(step, metrics, teacher_len)
+                append_jsonl(self.metrics_path, [{"step": step, "stage": stage, **_round(metrics)}])
             bar.update(1, metrics)
             at_stage_end = step == self._stage_end(i)
             if step % self.spec.eval.every == 0 or at_stage_end:
@@ -188,11 +213,17 @@ class Trainer:
                 )
 
     def _eval(self, step: int) -> None:
-        """Evaluation runs on the main process; the others wait."""
-        if self.on_eval is not None and dist.is_main():
+        """Evaluation runs on the main process (from a gathered full copy of G when sharded); the others wait."""
+        if self.on_eval is None:
+            return
+        ctx = self.ctx
+        if self.sharded:
+            full = dist.unsharded_copy(ctx.g.model, self.g_skeleton)
+            ctx = dataclasses.replace(ctx, g=dataclasses.replace(ctx.g, model=full))
+        if dist.is_main():
             with torch.random.fork_rng(devices=[]):  # evaluation never shifts the training RNG stream
                 torch.manual_seed(self.spec.seed + 7919 * step)
-                self.on_eval(step, self.ctx)
+                self.on_eval(step, ctx)
         dist.barrier()
 
     # ------------------------------------------------------------------------------------- checkpoints
@@ -206,7 +237,7 @@ class Trainer:
     def _check_replicas(self, step: int) -> None:
         """Every rank must hold the same G and D; a difference means the data-parallel update is broken."""
         for name, model in (("generator", self.ctx.g.model), ("discriminator", self.ctx.d and self.ctx.d.model)):
-            if model is None:
+            if model is None or dist.is_sharded(model):
                 continue
             sums = dist.checksums(model)
             if max(sums) != min(sums):
@@ -215,25 +246,28 @@ class Trainer:
 
     def _save(self, step: int, keep_stage_end: bool) -> None:
         self._check_replicas(step)
-        if not dist.is_main():
-            dist.barrier()
-            return
-        self._write_checkpoint(step, keep_stage_end)
+        state = self._state(step)  # a collective when sharded
+        if dist.is_main():
+            self._write_checkpoint(state, step, keep_stage_end)
         dist.barrier()
 
-    def _write_checkpoint(self, step: int, keep_stage_end: bool) -> None:
+    def _state(self, step: int) -> dict:
+        """Full (unsharded) tensors, so a checkpoint is the same whatever the process count."""
         ctx = self.ctx
-        state = {
+        g, d = ctx.g.model, ctx.d and ctx.d.model
+        return {
             "step": step,
-            "g": ctx.g.model.state_dict(),
-            "g_opt": ctx.g_opt.state_dict() if ctx.g_opt else None,
-            "d": ctx.d.model.state_dict() if ctx.d else None,
-            "d_opt": ctx.d_opt.state_dict() if ctx.d_opt else None,
-            "ref": ctx.ref.state_dict() if ctx.ref is not None else None,
+            "g": dist.full_state_dict(g),
+            "g_opt": dist.optimizer_state_dict(g, ctx.g_opt) if ctx.g_opt else None,
+            "d": dist.full_state_dict(d) if d else None,
+            "d_opt": dist.optimizer_state_dict(d, ctx.d_opt) if d else None,
+            "ref": dist.full_state_dict(ctx.ref) if ctx.ref is not None else None,
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
             "meter": self.meter.state(),
         }
+
+    def _write_checkpoint(self, state: dict, step: int, keep_stage_end: bool) -> None:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         final = self.ckpt_dir / f"step-{step}"
         tmp = Path(tempfile.mkdtemp(dir=self.ckpt_dir, prefix=f".step-{step}."))
@@ -270,21 +304,22 @@ class Trainer:
         state = torch.load(self.ckpt_dir / f"step-{step}" / "state.pt", weights_only=False)
         ctx = self.ctx
         i, k = self._stage_at(step)
+        g, d = ctx.g.model, ctx.d and ctx.d.model
         if step == self._stage_end(i) and i + 1 < len(self.plan):
-            ctx.g.model.load_state_dict(state["g"])
-            if ctx.d is not None:
-                ctx.d.model.load_state_dict(state["d"])
+            dist.load_full_state_dict(g, state["g"])
+            if d is not None:
+                dist.load_full_state_dict(d, state["d"])
             self._begin_stage(i + 1)
         else:
             self._begin_stage(i)
-            ctx.g.model.load_state_dict(state["g"])
+            dist.load_full_state_dict(g, state["g"])
             if state["g_opt"] is not None:
-                ctx.g_opt.load_state_dict(state["g_opt"])
-            if ctx.d is not None:
-                ctx.d.model.load_state_dict(state["d"])
-                ctx.d_opt.load_state_dict(state["d_opt"])
+                dist.load_optimizer_state_dict(g, ctx.g_opt, state["g_opt"])
+            if d is not None:
+                dist.load_full_state_dict(d, state["d"])
+                dist.load_optimizer_state_dict(d, ctx.d_opt, state["d_opt"])
             if ctx.ref is not None and state["ref"] is not None:
-                ctx.ref.load_state_dict(state["ref"])
+                dist.load_full_state_dict(ctx.ref, state["ref"])
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         random.setstate(rng["python"])

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+from torch.distributed.tensor import DTensor
 
 from gadbench import algorithms as alg
 from gadbench import dist
@@ -59,6 +60,8 @@ def _mean(total: float, count: float) -> float:
 
 def _clip_and_step(params, opt: torch.optim.Optimizer, clip: float) -> float:
     norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+    if isinstance(norm, DTensor):  # sharded model: the norm over all shards
+        norm = norm.full_tensor()
     opt.step()
     opt.zero_grad(set_to_none=True)
     return float(norm)
@@ -111,6 +114,9 @@ def rollout(ctx: Context, batch: list) -> tuple[object, Spend]:
 def rollout_metrics(ctx: Context, batch: list, roll) -> dict:
     n = len(roll.texts)
     m = {"response_len": _mean(roll.generated_tokens, n), "truncated_frac": _mean(sum(roll.truncated), n)}
+    stats = getattr(ctx.engine, "stats", None)  # the vllm engine: weight pushes so far and their total time
+    if stats:
+        m.update({"vllm/pushes": stats["pushes"], "vllm/push_s": stats["push_s"], "vllm/start_s": stats["start_s"]})
     if ctx.gold_fn is not None:
         prompts = [batch[i].prompt for i in roll.prompt_index]
         m.update({f"gold/{k}": _mean(v * n, n) for k, v in ctx.gold_fn(prompts, roll.texts).items()})
