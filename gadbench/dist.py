@@ -177,16 +177,23 @@ def frozen_copy(model: torch.nn.Module, skeleton: torch.nn.Module | None, bf16: 
             a.to_local().copy_(b.to_local())
         for (_, a), (_, b) in zip(clone.named_buffers(), model.named_buffers(), strict=True):
             a.copy_(b)
+        for p in clone.parameters() if bf16 else ():  # parameters only: buffers such as RoPE's stay fp32
+            p.data = p.data.to(torch.bfloat16)
     return clone.eval().requires_grad_(False)
 
 
-def unsharded_copy(model: torch.nn.Module, skeleton: torch.nn.Module) -> torch.nn.Module | None:
-    """A plain (unsharded) copy of a sharded `model` on rank 0's device, None elsewhere (a collective)."""
+def unsharded_copy(model: torch.nn.Module, skeleton: torch.nn.Module, bf16: bool = False) -> torch.nn.Module | None:
+    """A plain (unsharded) copy of a sharded `model` on rank 0's device (in bf16 with `bf16`, halving its
+    memory), None elsewhere (a collective)."""
     state = full_state_dict(model)
     if not is_main():
         return None
-    device = next(model.parameters()).device
-    clone = copy.deepcopy(skeleton).to_empty(device=device)
+    clone = copy.deepcopy(skeleton)
+    for p in clone.parameters() if bf16 else ():  # parameters only: buffers such as RoPE's stay fp32
+        p.data = p.data.to(torch.bfloat16)  # on the meta device: free
+    clone.to_empty(device=next(model.parameters()).device)
+    if hasattr(clone, "tie_weights"):  # to_empty gives each module its own tensor; transformers models re-tie
+        clone.tie_weights()
     clone.load_state_dict(state)  # parameters and persistent buffers
     with torch.no_grad():
         for (_, a), (_, b) in zip(clone.named_buffers(), model.named_buffers(), strict=True):

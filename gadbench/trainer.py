@@ -114,7 +114,12 @@ class Trainer:
                      count_params(g.model))
         elif dist.world() > 1:
             log.info("data parallel over %d processes: each holds a replica of G and D", dist.world())
+        if spec.rollout.engine == "vllm" and self.sharded:
+            raise ValueError("rollout.engine=vllm needs a full replica of G on each process; use train.sharding: none "
+                             "or rollout.engine: hf with FSDP.")
         engine = make_engine(spec.rollout.engine, g.tokenizer, spec.rollout.batch_size)
+        if spec.rollout.engine == "vllm":
+            engine.update_weights(g.model)  # start it now, on every rank together (under torchrun its start is collective)
         gold_fn = None
         if teacher_is_program:
             from gadbench.worlds.synthetic import gold_metrics
@@ -218,7 +223,7 @@ class Trainer:
             return
         ctx = self.ctx
         if self.sharded:
-            full = dist.unsharded_copy(ctx.g.model, self.g_skeleton)
+            full = dist.unsharded_copy(ctx.g.model, self.g_skeleton, self.bf16)
             ctx = dataclasses.replace(ctx, g=dataclasses.replace(ctx.g, model=full))
         if dist.is_main():
             with torch.random.fork_rng(devices=[]):  # evaluation never shifts the training RNG stream

@@ -92,6 +92,9 @@ def test_two_processes_replicated_and_sharded_match_one(tmp_path):
         for k in r2.keys() - {"step_time", "stage"}:
             assert r3[k] == pytest.approx(r2[k], rel=1e-5, abs=1e-6), (r2["step"], k)
     assert {k: v for k, v in budget2.items() if k != "wall_s"} == {k: v for k, v in budget3.items() if k != "wall_s"}
+    answers = lambda out: [json.loads(x)["answer"] for x in  # noqa: E731
+                           next((out / "dp").glob("tiny--gad--*/eval/step-6/world-id.jsonl")).read_text().splitlines()]
+    assert answers(tmp_path / "fsdp") == answers(tmp_path / "two")  # evaluated from the gathered copy of G
 
     # Interrupted after step 4 (adversarial stage: optimizer states and the reference are in the checkpoint).
     run = Path(glob.glob(str(tmp_path / "fsdp" / "dp" / "tiny--gad--*"))[0])
