@@ -12,6 +12,7 @@ state-dict helpers below gather full tensors for checkpoints, evaluation and rol
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 
@@ -55,6 +56,16 @@ def is_main() -> bool:
 def barrier() -> None:
     if active():
         dist.barrier()
+
+
+@contextlib.contextmanager
+def main_first():
+    """Process 0 runs the block first (e.g. asks the teacher and fills the cache), then the others."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
 
 
 def all_sum(values: list[float]) -> list[float]:

@@ -101,7 +101,9 @@ def check_requirements(suite: SuiteConfig) -> None:
 # --------------------------------------------------------------------------------------------------- run
 
 
-def make_teacher(spec: RunSpec):
+def make_teacher(spec: RunSpec, cache_dir: Path | None = None):
+    """The suite's teacher; an API teacher caches its answers in `cache_dir`, so the runs of a suite (and the
+    processes of a run) ask each prompt once."""
     s = spec.teacher.spec
     if s == "dataset":
         return None
@@ -111,7 +113,8 @@ def make_teacher(spec: RunSpec):
         return ProgramTeacher(seed=0)
     from gadbench.teachers import make_teacher as make
 
-    return make(s, api_key_env=spec.teacher.api_key_env, concurrency=spec.teacher.concurrency)
+    opts = {"cache_path": cache_dir / "teacher.sqlite"} if cache_dir is not None and s.startswith("openai:") else {}
+    return make(s, api_key_env=spec.teacher.api_key_env, concurrency=spec.teacher.concurrency, **opts)
 
 
 def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress: bool = True) -> Path:
@@ -152,8 +155,10 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
         atomic_write_text(run_dir / "config.yaml", to_yaml(spec))
     dist.barrier()
     log.info("%s: %d steps", spec.run_id, steps)
-    teacher = make_teacher(spec)
-    data = load_run_data(spec, teacher)
+    cache_dir = run_dir.parent.parent / "cache"
+    teacher = make_teacher(spec, cache_dir)
+    with dist.main_first():  # one process asks the teacher; the others read its answers from the cache
+        data = load_run_data(spec, teacher)
     reward_fn = None
     if spec.method.kind == "gad" and spec.method.discriminator == "none":
         from gadbench.metrics import rouge_l_f1
@@ -161,7 +166,6 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
         def reward_fn(prompts, texts, teachers):
             return [rouge_l_f1(a, b) for a, b in zip(texts, teachers, strict=True)]
 
-    cache_dir = run_dir.parent.parent / "cache"
     evaluator = Evaluator(spec, data, run_dir, cache_dir)
     trainer = Trainer(spec, run_dir, data, teacher_is_program=spec.teacher.spec.startswith("program"),
                       reward_fn=reward_fn, on_eval=evaluator, steps=steps, progress=progress)
