@@ -136,9 +136,15 @@ def response_ids(tok, response: str, max_tokens: int) -> tuple[list[int], bool]:
     return ids[: max_tokens - 1] + [tok.eos_token_id], truncated
 
 
-def encode_pair(tok, template: str, prompt: str, response: str, max_prompt: int, max_response: int) -> list[int]:
-    """The discriminator's input for (prompt, response): prompt ids (left-truncated) + response ids + EOS."""
-    p = prompt_ids(tok, prompt, template)[-max_prompt:]
+def encode_pair(tok, template: str, prompt: str, response: str, max_prompt: int, max_response: int,
+                prompt_cache: dict | None = None) -> list[int]:
+    """The discriminator's input for (prompt, response): prompt ids (left-truncated) + response ids + EOS.
+    `prompt_cache` (prompt -> ids) spares re-encoding a prompt shared by several responses."""
+    p = prompt_cache.get(prompt) if prompt_cache is not None else None
+    if p is None:
+        p = prompt_ids(tok, prompt, template)[-max_prompt:]
+        if prompt_cache is not None:
+            prompt_cache[prompt] = p
     r, _ = response_ids(tok, response, max_response)
     return p + r
 

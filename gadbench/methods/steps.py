@@ -164,7 +164,9 @@ def grpo_update(ctx: Context, batch: list, roll, rewards: torch.Tensor) -> tuple
 def _d_sequences(ctx: Context, batch: list, roll) -> tuple[list[list[int]], list[list[int]]]:
     """Teacher and student inputs for D, encoded by one function (identical template, EOS and truncation)."""
     t, d = ctx.spec.train, ctx.d
-    enc = lambda prompt, text: encode_pair(d.tokenizer, d.template, prompt, text, t.max_prompt_tokens, t.max_response_tokens)  # noqa: E731
+    cache: dict = {}  # each prompt is encoded once for its teacher response and its N samples
+    enc = lambda prompt, text: encode_pair(d.tokenizer, d.template, prompt, text, t.max_prompt_tokens,  # noqa: E731
+                                           t.max_response_tokens, cache)
     teacher = [enc(ex.prompt, ex.teacher_response) for ex in batch]
     student = [enc(batch[i].prompt, text) for i, text in zip(roll.prompt_index, roll.texts, strict=True)]
     return teacher, student
