@@ -2,9 +2,10 @@
 
 The ideal rate is c / L items per second (mtbench-single: one call per item). The benchmark stores the
 measured rate and its ratio to the ideal in extra_info (target >= 0.8). The server runs in a child process,
-as a remote judge would, so its CPU time is not charged to the client; each round judges fresh items, so
-nothing comes from the cache. Run:
-    pytest benchmarks/test_bench_judge.py --benchmark-enable --benchmark-json=results/bench/judge.json
+as a remote judge would, so its CPU time is not charged to the client. The client has an SQLite cache, as
+`gadbench.judge.factory` gives every judge, so each answer's commit is timed; each round judges fresh items,
+so nothing comes from the cache. Run:
+    pytest benchmarks/test_bench_judge.py --benchmark-enable --benchmark-json=benchmarks/results/judge-cpu.json
 """
 
 from __future__ import annotations
@@ -44,10 +45,11 @@ def remote_judge(request):
 
 @pytest.mark.parametrize("remote_judge", [0.2, 1.0], indirect=True, ids=lambda v: f"L{v}")
 @pytest.mark.parametrize("concurrency", [8, 16])
-def test_judge_throughput(benchmark, remote_judge, concurrency):
+def test_judge_throughput(benchmark, remote_judge, concurrency, tmp_path):
     url, latency = remote_judge
     n_items = WAVES * concurrency
-    client = ChatClient("bench-judge", base_url=url, concurrency=concurrency, progress=False)
+    client = ChatClient("bench-judge", base_url=url, concurrency=concurrency, progress=False,
+                        cache_path=tmp_path / "judge.sqlite")
     rounds = itertools.count()
     usage = []
 

@@ -148,6 +148,17 @@ def test_concurrency_bound_is_respected(server):
     assert server.max_in_flight == 3
 
 
+def test_many_simultaneous_connections_are_served_without_a_stall(server):
+    # socketserver's default listen backlog of 5 dropped the SYNs of a burst of 16 connections; each dropped one
+    # came back only after TCP's 1 s retransmit, which made the judge benchmark measure the server.
+    server.latency = 0.2
+    c = client(server, concurrency=16)
+    t0 = time.monotonic()
+    results = c.run([ask(f"q{i}") for i in range(16)])
+    assert all(r.error is None for r in results) and server.max_in_flight == 16
+    assert time.monotonic() - t0 < 0.2 + 0.7
+
+
 def test_usage_and_cost_are_counted(server):
     c = client(server, price_per_mtok=(1.0, 2.0))
     c.run([ask("one two three")])
