@@ -140,7 +140,7 @@ def build_context(spec, model, tokenizer, device: torch.device, *, with_d: bool,
     if d is not None:
         d.model.to(device)
     sft = spec.method.kind == "seqkd"
-    ctx = Context(spec=spec, g=g, d=d, engine=make_engine("hf", tokenizer), device=device,
+    ctx = Context(spec=spec, g=g, d=d, engine=make_engine(spec, tokenizer), device=device,
                   g_params=count_params(model), d_params=count_params(d.model) if d else 0, reward_fn=reward_fn)
     ctx.g_opt = _adamw(model.parameters(), t.lr_sft if sft else t.lr_generator, t.weight_decay)
     if d is not None:

@@ -119,10 +119,15 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class RolloutConfig:
-    """Rollout generation: `hf` (transformers, KV cache, batched left-padded) in chunks of `batch_size` prompts."""
+    """Rollout generation: `hf` (transformers, KV cache, batched left-padded) in chunks of `batch_size` prompts,
+    or `vllm` (a vLLM engine fed G's weights after each update; docs/scale.md). `gpu_memory_utilization` is
+    the share of GPU memory vLLM may take (weights + KV cache) beside training; `enforce_eager` skips CUDA
+    graphs / torch.compile (faster start, slower decoding). Both apply to `vllm` only."""
 
-    engine: Literal["hf"] = "hf"
+    engine: Literal["hf", "vllm"] = "hf"
     batch_size: int = field(default=0, metadata=_range(0))
+    gpu_memory_utilization: float = field(default=0.3, metadata=_range(0.05, 0.95))
+    enforce_eager: bool = False
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,7 @@ def evaluate_checkpoint(run_dir: str | Path, checkpoint: int | None = None, judg
         # The program teacher is cheap and samples from one stream: it answers the training prompts first, as
         # during training, so the eval sets get the same teacher responses. Other teachers skip them.
         data = load_run_data(spec, make_teacher(spec), fill_train=spec.teacher.spec.startswith("program"))
-        engine = make_engine(spec.rollout.engine, g.tokenizer, spec.rollout.batch_size)
+        engine = make_engine(spec, g.tokenizer)
         ctx = Context(spec=spec, g=g, d=None, engine=engine, device=device, g_params=count_params(g.model))
         evaluator = Evaluator(spec, data, run_dir, run_dir.parent.parent / "cache")
         with torch.random.fork_rng(devices=[]):  # the seed the trainer's evaluation of this step used

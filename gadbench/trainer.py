@@ -117,7 +117,7 @@ class Trainer:
         if spec.rollout.engine == "vllm" and self.sharded:
             raise ValueError("rollout.engine=vllm needs a full replica of G on each process; use train.sharding: none "
                              "or rollout.engine: hf with FSDP.")
-        engine = make_engine(spec.rollout.engine, g.tokenizer, spec.rollout.batch_size)
+        engine = make_engine(spec, g.tokenizer)
         if spec.rollout.engine == "vllm":
             engine.update_weights(g.model)  # start it now, on every rank together (under torchrun its start is collective)
         gold_fn = None

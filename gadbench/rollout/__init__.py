@@ -1,4 +1,4 @@
-"""Rollout engines: `generate(model, prompts, n, ...) -> Rollout`; `hf` (transformers)."""
+"""Rollout engines: `generate(model, prompts, n, ...) -> Rollout`; `hf` (transformers), `vllm` (vLLM, optional)."""
 
 from gadbench.rollout.base import Rollout, make_engine
 
