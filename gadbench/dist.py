@@ -12,8 +12,8 @@ state-dict helpers below gather full tensors for checkpoints, evaluation and rol
 
 from __future__ import annotations
 
-import contextlib
 import copy
+import datetime
 import os
 
 import torch
@@ -31,8 +31,11 @@ from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 def init() -> None:
     """Join the process group that the launcher described in the environment (gloo on CPU, nccl on GPU)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
+        # gloo for CPU tensors (metrics, CPU runs), nccl for GPU ones; process 0 alone may evaluate or ask the
+        # teacher for a long time while the others wait, hence a long timeout (GADBENCH_DIST_TIMEOUT_MIN).
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+        minutes = float(os.environ.get("GADBENCH_DIST_TIMEOUT_MIN", "240"))
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=minutes))
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
@@ -58,14 +61,13 @@ def barrier() -> None:
         dist.barrier()
 
 
-@contextlib.contextmanager
-def main_first():
-    """Process 0 runs the block first (e.g. asks the teacher and fills the cache), then the others."""
-    if not is_main():
-        barrier()
-    yield
-    if is_main():
-        barrier()
+def from_main(fn):
+    """`fn()` run by process 0 alone, its (picklable) result sent to every process."""
+    if not active():
+        return fn()
+    box = [fn() if is_main() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def all_sum(values: list[float]) -> list[float]:
@@ -108,7 +110,8 @@ def checksums(model: torch.nn.Module) -> list[float]:
 
 
 def _device() -> torch.device:
-    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    """Where small collectives (metrics, checksums) run: the CPU whenever gloo is available."""
+    return torch.device("cpu") if "gloo" in dist.get_backend() else torch.device("cuda", torch.cuda.current_device())
 
 
 # ------------------------------------------------------------------------------------------- sharding
@@ -154,14 +157,24 @@ def load_full_state_dict(model: torch.nn.Module, state: dict) -> None:
         model.load_state_dict(state)
 
 
-def optimizer_state_dict(model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
-    """As `full_state_dict`, for the optimizer of `model` (a collective when sharded)."""
+def optimizer_state_dict(model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict | None:
+    """As `full_state_dict`, for the optimizer of `model` (a collective when sharded); None before its first
+    step (gathering would initialise a sharded optimizer's state with a zero step and shift its step count)."""
+    if not opt.state:
+        return None
     if not is_sharded(model):
         return opt.state_dict()
     return get_optimizer_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
-def load_optimizer_state_dict(model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
+def load_optimizer_state_dict(model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict | None) -> None:
+    """Restore what `optimizer_state_dict` saved, from a checkpoint written with the same `train.sharding`."""
+    if state is None:
+        return
+    by_name = isinstance(next(iter(state["state"]), None), str)  # sharded: parameter names; else positions
+    if by_name != is_sharded(model):
+        raise ValueError("the checkpoint's optimizer states were written with another train.sharding (or a "
+                         "sharded run on one process); resume with the sharding and process count it was written with.")
     if is_sharded(model):
         set_optimizer_state_dict(model, opt, state, options=StateDictOptions(full_state_dict=True))
     else:
@@ -188,8 +201,6 @@ def frozen_copy(model: torch.nn.Module, skeleton: torch.nn.Module | None, bf16: 
             a.to_local().copy_(b.to_local())
         for (_, a), (_, b) in zip(clone.named_buffers(), model.named_buffers(), strict=True):
             a.copy_(b)
-        for p in clone.parameters() if bf16 else ():  # parameters only: buffers such as RoPE's stay fp32
-            p.data = p.data.to(torch.bfloat16)
     return clone.eval().requires_grad_(False)
 
 

@@ -148,13 +148,17 @@ def evaluate_checkpoint(run_dir: str | Path, checkpoint: int | None = None, judg
     if sets:
         # The program teacher is cheap and samples from one stream: it answers the training prompts first, as
         # during training, so the eval sets get the same teacher responses. Other teachers skip them.
-        data = load_run_data(spec, make_teacher(spec), fill_train=spec.teacher.spec.startswith("program"))
+        data = load_run_data(spec, make_teacher(spec, run_dir.parent.parent / "cache"),
+                             fill_train=spec.teacher.spec.startswith("program"))
         engine = make_engine(spec, g.tokenizer)
         ctx = Context(spec=spec, g=g, d=None, engine=engine, device=device, g_params=count_params(g.model))
         evaluator = Evaluator(spec, data, run_dir, run_dir.parent.parent / "cache")
         with torch.random.fork_rng(devices=[]):  # the seed the trainer's evaluation of this step used
             torch.manual_seed(spec.seed + 7919 * step)
-            result["metrics"] = evaluator.evaluate(step, ctx, reuse=True)
+            try:
+                result["metrics"] = evaluator.evaluate(step, ctx, reuse=True)
+            finally:
+                engine.close()
         result["usage"] = evaluator.usage
     if lm_eval_tasks:
         from gadbench.lmeval import run_lm_eval

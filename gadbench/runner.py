@@ -102,8 +102,8 @@ def check_requirements(suite: SuiteConfig) -> None:
 
 
 def make_teacher(spec: RunSpec, cache_dir: Path | None = None):
-    """The suite's teacher; an API teacher caches its answers in `cache_dir`, so the runs of a suite (and the
-    processes of a run) ask each prompt once."""
+    """The suite's teacher; an API teacher caches its answers in `cache_dir`, so the runs of a suite ask each
+    prompt once."""
     s = spec.teacher.spec
     if s == "dataset":
         return None
@@ -157,8 +157,7 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
     log.info("%s: %d steps", spec.run_id, steps)
     cache_dir = run_dir.parent.parent / "cache"
     teacher = make_teacher(spec, cache_dir)
-    with dist.main_first():  # one process asks the teacher; the others read its answers from the cache
-        data = load_run_data(spec, teacher)
+    data = dist.from_main(lambda: load_run_data(spec, teacher))  # the teacher is asked by process 0 alone
     reward_fn = None
     if spec.method.kind == "gad" and spec.method.discriminator == "none":
         from gadbench.metrics import rouge_l_f1
@@ -169,7 +168,10 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
     evaluator = Evaluator(spec, data, run_dir, cache_dir)
     trainer = Trainer(spec, run_dir, data, teacher_is_program=spec.teacher.spec.startswith("program"),
                       reward_fn=reward_fn, on_eval=evaluator, steps=steps, progress=progress)
-    meter = trainer.train(resume=resume)
+    try:
+        meter = trainer.train(resume=resume)
+    finally:
+        trainer.ctx.engine.close()  # a vLLM engine frees its GPU memory before the next run starts one
     if not dist.is_main():
         return {}
     atomic_write_json(run_dir / "budget.json", meter.state())

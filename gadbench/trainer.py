@@ -263,7 +263,7 @@ class Trainer:
         return {
             "step": step,
             "g": dist.full_state_dict(g),
-            "g_opt": dist.optimizer_state_dict(g, ctx.g_opt) if ctx.g_opt else None,
+            "g_opt": dist.optimizer_state_dict(g, ctx.g_opt),
             "d": dist.full_state_dict(d) if d else None,
             "d_opt": dist.optimizer_state_dict(d, ctx.d_opt) if d else None,
             "ref": dist.full_state_dict(ctx.ref) if ctx.ref is not None else None,
@@ -306,7 +306,9 @@ class Trainer:
         if step == 0:
             log.info("no checkpoint to resume from in %s; starting from step 0", self.ckpt_dir)
             return 0
-        state = torch.load(self.ckpt_dir / f"step-{step}" / "state.pt", weights_only=False)
+        # Memory-mapped on the CPU: every process reads the same pages, and nothing lands on one GPU.
+        state = torch.load(self.ckpt_dir / f"step-{step}" / "state.pt", map_location="cpu", mmap=True,
+                           weights_only=False)
         ctx = self.ctx
         i, k = self._stage_at(step)
         g, d = ctx.g.model, ctx.d and ctx.d.model
@@ -318,8 +320,7 @@ class Trainer:
         else:
             self._begin_stage(i)
             dist.load_full_state_dict(g, state["g"])
-            if state["g_opt"] is not None:
-                dist.load_optimizer_state_dict(g, ctx.g_opt, state["g_opt"])
+            dist.load_optimizer_state_dict(g, ctx.g_opt, state["g_opt"])
             if d is not None:
                 dist.load_full_state_dict(d, state["d"])
                 dist.load_optimizer_state_dict(d, ctx.d_opt, state["d_opt"])
@@ -372,17 +373,6 @@ def _save_state(state: dict, path: Path) -> None:
             raise sink.error from None
         f.flush()
         os.fsync(f.fileno())
-
-
-def _global_spend(spend: Spend) -> Spend:
-    """Sum the per-rank counters of data-parallel work; steps, optimizer steps and wall-clock are shared."""
-    if dist.world() == 1:
-        return spend
-    keys = ("prompts", "teacher_responses", "rollouts", "generated_tokens", "g_trained_tokens", "d_trained_tokens", "flops")
-    totals = dist.all_sum([getattr(spend, k) for k in keys])
-    for k, v in zip(keys, totals, strict=True):
-        setattr(spend, k, type(getattr(spend, k))(v))
-    return spend
 
 
 def _round(metrics: dict) -> dict:

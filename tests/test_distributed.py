@@ -49,7 +49,8 @@ def _final(out: Path) -> tuple[dict, list[dict], dict]:
 ONE = [sys.executable, "-m", "gadbench.cli"]
 # `--multi_gpu` launches through torchrun; with no GPU the processes join a gloo group (`--cpu` would start one).
 TWO = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "-m", "gadbench.cli"]
-EVERY_2 = ("--set", "train.checkpoint_every=2")
+# A checkpoint after every step, also after step 1 where G has not stepped yet (D trains alone).
+EVERY_STEP = ("--set", "train.checkpoint_every=1")
 ROLLOUT_METRICS = ("response_len", "truncated_frac", "gold/teacher_logprob", "gold/accuracy", "stage", "step")
 
 
@@ -65,8 +66,8 @@ def _assert_same_weights(a: dict, b: dict, atol: float = 0.0) -> None:
 
 @pytest.mark.slow
 def test_two_processes_replicated_and_sharded_match_one(tmp_path):
-    _run([*ONE, "-q"], tmp_path / "one", *EVERY_2)
-    log = _run(TWO, tmp_path / "two", *EVERY_2)
+    _run([*ONE, "-q"], tmp_path / "one", *EVERY_STEP)
+    log = _run(TWO, tmp_path / "two", *EVERY_STEP)
     assert "data parallel over 2 processes" in log, log[-2000:]
     one, rows1, budget1 = _final(tmp_path / "one")
     two, rows2, budget2 = _final(tmp_path / "two")
@@ -80,7 +81,7 @@ def test_two_processes_replicated_and_sharded_match_one(tmp_path):
     assert {k: v for k, v in budget1.items() if k != "wall_s"} == {k: v for k, v in budget2.items() if k != "wall_s"}
     assert budget2["rollouts"] == 6 * 8 * 4  # every step samples 4 responses for each of 8 prompts
 
-    log = _run(TWO, tmp_path / "fsdp", *EVERY_2, "--set", "train.sharding=fsdp")
+    log = _run(TWO, tmp_path / "fsdp", *EVERY_STEP, "--set", "train.sharding=fsdp")
     line = next(x for x in log.splitlines() if "FSDP over 2 processes" in x)
     local, total = (int(w) for w in line.split("holds ")[1].split(" parameters")[0].split(" of G's "))
     assert local < 0.6 * total
@@ -96,13 +97,13 @@ def test_two_processes_replicated_and_sharded_match_one(tmp_path):
                            next((out / "dp").glob("tiny--gad--*/eval/step-6/world-id.jsonl")).read_text().splitlines()]
     assert answers(tmp_path / "fsdp") == answers(tmp_path / "two")  # evaluated from the gathered copy of G
 
-    # Interrupted after step 4 (adversarial stage: optimizer states and the reference are in the checkpoint).
+    # Interrupted after step 5 (adversarial stage: optimizer states and the reference are in the checkpoint).
     run = Path(glob.glob(str(tmp_path / "fsdp" / "dp" / "tiny--gad--*"))[0])
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-3", "step-4", "step-6"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-3", "step-5", "step-6"]
     shutil.rmtree(run / "checkpoints" / "step-6")
     (run / "summary.json").unlink()
-    log = _run(TWO, tmp_path / "fsdp", *EVERY_2, "--set", "train.sharding=fsdp", "--resume")
-    assert "from step 4" in log
+    log = _run(TWO, tmp_path / "fsdp", *EVERY_STEP, "--set", "train.sharding=fsdp", "--resume")
+    assert "from step 5" in log
     resumed, rows4, _ = _final(tmp_path / "fsdp")
     _assert_same_weights(fsdp, resumed)
     assert [r["step"] for r in rows4] == [1, 2, 3, 4, 5, 6]

@@ -18,6 +18,9 @@ class HFRolloutEngine:
     def update_weights(self, model) -> None:
         """Transformers generates from the live model: nothing to synchronise."""
 
+    def close(self) -> None:
+        """Nothing to release."""
+
     @torch.no_grad()
     def generate(
         self, model, prompts: list[list[int]], n: int, temperature: float, max_new_tokens: int, top_p: float = 1.0,

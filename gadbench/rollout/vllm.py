@@ -69,7 +69,6 @@ class VLLMRolloutEngine:
         self.precision = precision
         self.fix_tied_embeddings = fix_tied_embeddings
         self.llm = None
-        self._dir: str | None = None
         self._key: tuple | None = None
         self._tied = False
         self.stats = {"start_s": 0.0, "pushes": 0, "push_s": 0.0, "last_push_s": 0.0}
@@ -89,14 +88,10 @@ class VLLMRolloutEngine:
         from gadbench import dist
 
         started = time.perf_counter()
-        self._dir = tempfile.mkdtemp(prefix="gadbench-vllm-")
-        # Config and weights only: our tokenizer stays ours (skip_tokenizer_init), so none is saved.
-        model.save_pretrained(self._dir, safe_serialization=True)
         self._tied = bool(getattr(model.config, "tie_word_embeddings", False))
         on_gpu = next(model.parameters()).device.type == "cuda"
-        kwargs = dict(model=self._dir, skip_tokenizer_init=True, dtype=self._dtype(model),
-                      enforce_eager=self.config.enforce_eager, max_model_len=self.max_model_len,
-                      seed=self.seed, generation_config="vllm")
+        kwargs = dict(skip_tokenizer_init=True, dtype=self._dtype(model), enforce_eager=self.config.enforce_eager,
+                      max_model_len=self.max_model_len, seed=self.seed, generation_config="vllm")
         if on_gpu:
             kwargs["gpu_memory_utilization"] = self.config.gpu_memory_utilization
         if dist.world() > 1:
@@ -110,28 +105,24 @@ class VLLMRolloutEngine:
         # The engine core and its worker run in this process (as vLLM itself does for external_launcher): the
         # weight pushes hand tensors to the worker in memory, which a separate engine process cannot take.
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        self.llm = vllm.LLM(**kwargs)
+        folder = tempfile.mkdtemp(prefix="gadbench-vllm-")
+        try:
+            # Config and weights only: our tokenizer stays ours (skip_tokenizer_init), so none is saved.
+            model.save_pretrained(folder, safe_serialization=True)
+            self.llm = vllm.LLM(model=folder, **kwargs)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)  # loaded (or failed): later pushes go through memory
         self._key = weights_key(model)
         self.stats["start_s"] = time.perf_counter() - started
 
     def close(self) -> None:
-        """Stop the engine and delete its copy of the weights."""
+        """Stop the engine, releasing its memory."""
         if self.llm is not None:
             engine = getattr(self.llm, "llm_engine", None)
             shutdown = getattr(engine, "shutdown", None)
             if callable(shutdown):
                 shutdown()
             self.llm = None
-        if self._dir:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-    def __del__(self):
-        try:
-            if self._dir:
-                shutil.rmtree(self._dir, ignore_errors=True)
-        except Exception:
-            pass
 
     # --------------------------------------------------------------------------------------- weights
 
