@@ -113,7 +113,9 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
     gradient_checkpointing: bool = False
-    sharding: Literal["none", "fsdp"] = "none"  # none: a replica per process; fsdp: FSDP2 shards (docs/scale.md)
+    # none: a replica per process; fsdp: FSDP2 shards over all processes; hsdp: shards within a node,
+    # replicas across nodes (docs/scale.md)
+    sharding: Literal["none", "fsdp", "hsdp"] = "none"
     cpu_threads: int = field(default=0, metadata=_range(0))
 
 

@@ -6,14 +6,16 @@ identical weights: G and D stay replicas, and the step equals the single-process
 batch (up to floating-point summation order). With one process every function here is the identity.
 
 With `train.sharding: fsdp` (`fsdp_wrap`) each model is sharded instead (FSDP2: parameters, gradients and
-AdamW states split over the processes, like ZeRO-3); FSDP's reduce-scatter then sums the gradients, and the
+AdamW states split over the processes, like ZeRO-3; `hsdp` shards within a node and replicates across nodes); FSDP's reduce-scatter then sums the gradients, and the
 state-dict helpers below gather full tensors for checkpoints, evaluation and rollout engines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
+import functools
 import os
 
 import torch
@@ -121,15 +123,26 @@ def is_sharded(model: torch.nn.Module) -> bool:
     return isinstance(model, FSDPModule)
 
 
-def fsdp_wrap(model: torch.nn.Module, device: torch.device, bf16: bool) -> torch.nn.Module:
-    """Shard `model` over all processes in place (FSDP2) and move the shards (and buffers) to `device`. Each transformer
-    block (the classes in the transformers models' `_no_split_modules`) is one unit and the root holds the
-    rest, so tied embeddings stay in one unit. Gradients are summed across ranks, not averaged: losses are
-    already normalised by global counts. With bf16, parameters are gathered and used in bf16 and gradients
-    reduced in fp32; the sharded master weights and AdamW states stay fp32."""
+@functools.cache
+def _mesh(device_type: str, hybrid: bool):
+    """All processes in one shard group, or (hybrid) shard groups of one node's processes (LOCAL_WORLD_SIZE,
+    set by torchrun), replicated across nodes."""
     from torch.distributed.device_mesh import init_device_mesh
 
-    mesh = init_device_mesh(device.type, (world(),))
+    if not hybrid:
+        return init_device_mesh(device_type, (world(),))
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world()))
+    return init_device_mesh(device_type, (world() // local, local), mesh_dim_names=("replicate", "shard"))
+
+
+def fsdp_wrap(model: torch.nn.Module, device: torch.device, bf16: bool, hybrid: bool = False) -> torch.nn.Module:
+    """Shard `model` over all processes in place (FSDP2) and move the shards (and buffers) to `device`; with
+    `hybrid` (HSDP), shard within each node and replicate across nodes. Each transformer block (the classes in
+    the transformers models' `_no_split_modules`) is one unit and the root holds the rest, so tied embeddings
+    stay in one unit. Gradients are summed across ranks, not averaged: losses are already normalised by
+    global counts. With bf16, parameters are gathered and used in bf16 and gradients reduced in fp32; the
+    sharded master weights and AdamW states stay fp32."""
+    mesh = _mesh(device.type, hybrid)
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
     blocks = set().union(*(getattr(m, "_no_split_modules", None) or () for m in model.modules()))
     for m in [m for m in model.modules() if type(m).__name__ in blocks]:
@@ -140,6 +153,25 @@ def fsdp_wrap(model: torch.nn.Module, device: torch.device, bf16: bool) -> torch
             m.set_gradient_divide_factor(1.0)
             m.set_force_sum_reduction_for_comms(True)
     return model
+
+
+@contextlib.contextmanager
+def gathered(model: torch.nn.Module):
+    """Inside the block a sharded model keeps its parameters gathered between forward passes (generation:
+    one all-gather per block for the whole sequence, not one per token), at the memory of a full copy of G;
+    at exit it is resharded, the root kept gathered after forward as FSDP does by default. Replicas: no-op."""
+    if not is_sharded(model):
+        yield
+        return
+    model.set_reshard_after_forward(False)
+    try:
+        yield
+    finally:
+        for m in model.modules():
+            if isinstance(m, FSDPModule):
+                m.reshard()
+        model.set_reshard_after_forward(True)
+        model.set_reshard_after_forward(False, recurse=False)
 
 
 def full_state_dict(model: torch.nn.Module, everywhere: bool = False) -> dict:
@@ -188,14 +220,13 @@ def meta_copy(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def frozen_copy(model: torch.nn.Module, skeleton: torch.nn.Module | None, bf16: bool = False) -> torch.nn.Module:
-    """A frozen copy of `model` in eval mode. A sharded model is copied shard by shard into a fresh
-    sharding (`fsdp_wrap(..., bf16)`) of `skeleton`, the unsharded model on the meta device: no gather."""
+def frozen_copy(model: torch.nn.Module, skeleton: torch.nn.Module | None = None, wrap=None) -> torch.nn.Module:
+    """A frozen copy of `model` in eval mode. A sharded model is copied shard by shard into `wrap(...)` (the
+    model's own sharding) of `skeleton`, the unsharded model on the meta device: no gather."""
     if not is_sharded(model):
         return copy.deepcopy(model).eval().requires_grad_(False)
-    device = next(model.parameters()).device
-    clone = fsdp_wrap(copy.deepcopy(skeleton), device, bf16)
-    clone.to_empty(device=device)
+    clone = wrap(copy.deepcopy(skeleton))
+    clone.to_empty(device=next(model.parameters()).device)
     with torch.no_grad():
         for (_, a), (_, b) in zip(clone.named_parameters(), model.named_parameters(), strict=True):
             a.to_local().copy_(b.to_local())

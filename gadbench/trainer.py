@@ -9,6 +9,7 @@ step log to it, and on CPU ends bitwise-identical to an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -100,18 +101,19 @@ class Trainer:
                 d.model.backbone.gradient_checkpointing_enable()
         # Sharded (FSDP) models keep an unsharded skeleton on the meta device for the reference and for
         # the full copy that evaluation generates from.
-        self.sharded = t.sharding == "fsdp" and dist.world() > 1
+        self.sharded = t.sharding != "none" and dist.world() > 1
         self.bf16 = device.type == "cuda" and t.precision == "bf16"
+        self.shard = functools.partial(dist.fsdp_wrap, device=device, bf16=self.bf16, hybrid=t.sharding == "hsdp")
         self.g_skeleton = dist.meta_copy(g.model) if self.sharded else None
         for m in (g, d):
             if m is not None and self.sharded:
-                dist.fsdp_wrap(m.model, device, self.bf16)
+                self.shard(m.model)
             elif m is not None:
                 m.model.to(device)
         if self.sharded:
             local = sum(p.to_local().numel() for p in g.model.parameters())
-            log.info("FSDP over %d processes: this rank holds %d of G's %d parameters", dist.world(), local,
-                     count_params(g.model))
+            log.info("%s over %d processes: this rank holds %d of G's %d parameters", t.sharding.upper(),
+                     dist.world(), local, count_params(g.model))
         elif dist.world() > 1:
             log.info("data parallel over %d processes: each holds a replica of G and D", dist.world())
         if spec.rollout.engine == "vllm" and self.sharded:
@@ -157,7 +159,7 @@ class Trainer:
             ctx.d_opt = _adamw(ctx.d.model.parameters(), t.lr_discriminator, t.weight_decay)
         ctx.ref = None
         if name == "adversarial" and t.kl_beta > 0:
-            ctx.ref = dist.frozen_copy(ctx.g.model, self.g_skeleton, self.bf16)
+            ctx.ref = dist.frozen_copy(ctx.g.model, self.g_skeleton, self.shard)
 
     # ------------------------------------------------------------------------------------------- loop
 

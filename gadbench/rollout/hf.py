@@ -54,10 +54,12 @@ class HFRolloutEngine:
         # A fresh config: a checkpoint's own generation defaults (top_k, repetition penalty, ...) never apply.
         config = GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos,
                                   num_beams=1)
-        # A sharded model gathers its parameters in every forward pass: all ranks keep stepping until the
-        # last one finishes (`synced_gpus`), or the collectives would hang.
-        gen = model.generate(input_ids=ids, attention_mask=attn, generation_config=config,
-                             logits_processor=processors, synced_gpus=dist.is_sharded(model))[:, width:].tolist()
+        # A sharded model is gathered once for the whole generation; every rank keeps stepping until the last
+        # one finishes (`synced_gpus`), so the ranks' collectives stay matched.
+        with dist.gathered(model):
+            gen = model.generate(input_ids=ids, attention_mask=attn, generation_config=config,
+                                 logits_processor=processors, synced_gpus=dist.is_sharded(model))
+        gen = gen[:, width:].tolist()
         for i, row in enumerate(gen):
             finished = eos in row
             resp = row[: row.index(eos) + 1] if finished else [t for t in row if t != pad or pad == eos]
