@@ -10,36 +10,65 @@ so nothing comes from the cache. Run:
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 import multiprocessing as mp
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from loopback import LoopbackServer  # noqa: E402
-
-from gadbench.judge import JudgeItem, MtBenchSingle, judge  # noqa: E402
-from gadbench.llm import ChatClient  # noqa: E402
+from gadbench.judge import JudgeItem, MtBenchSingle, judge
+from gadbench.llm import ChatClient
 
 WAVES = 4  # items per round = WAVES x c, so an ideal round takes WAVES x L seconds
 
 
-def _serve(latency: float, urls, stop) -> None:
-    with LoopbackServer(reply=lambda body: "Fine.\nRating: [[7]]", latency=latency) as srv:
-        urls.put(srv.url)
-        stop.wait()
+REPLY = json.dumps({
+    "id": "bench", "object": "chat.completion", "created": 0, "model": "bench-judge",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Fine.\nRating: [[7]]"},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 97, "completion_tokens": 3, "total_tokens": 100},
+}).encode()
+RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive\r\n"
+            b"Content-Length: " + str(len(REPLY)).encode() + b"\r\n\r\n" + REPLY)
+
+
+async def _connection(reader, writer, latency: float) -> None:
+    """HTTP/1.1 keep-alive: read a request (headers + Content-Length body), wait `latency`, answer."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            await reader.readexactly(length)
+            await asyncio.sleep(latency)
+            writer.write(RESPONSE)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+def _serve(latency: float, urls) -> None:
+    """A remote judge whose only delay is `latency`: an asyncio server (one event loop, no thread per
+    connection), so its own request handling does not add to L as the test suite's threaded server does."""
+    async def main():
+        server = await asyncio.start_server(lambda r, w: _connection(r, w, latency), "127.0.0.1", 0, backlog=128)
+        urls.put(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1")
+        await server.serve_forever()
+
+    asyncio.run(main())
 
 
 @pytest.fixture
 def remote_judge(request):
     ctx = mp.get_context("fork")
-    urls, stop = ctx.Queue(), ctx.Event()
-    proc = ctx.Process(target=_serve, args=(request.param, urls, stop), daemon=True)
+    urls = ctx.Queue()
+    proc = ctx.Process(target=_serve, args=(request.param, urls), daemon=True)
     proc.start()
     yield urls.get(timeout=30), request.param
-    stop.set()
+    proc.terminate()
     proc.join(10)
 
 

@@ -14,7 +14,8 @@ Behaviours are scripted per request, consumed in arrival order; when the script 
   "badusage"     200 with the answer but non-numeric token counts in `usage`
   "nontext"      200 whose message content is a list of parts instead of a string
 `latency` seconds pass before every response. The server records each request body and its headers (names lower-cased),
-the highest number of requests in flight, and per prompt how many "ok" answers it sent in full.
+the connections they came on, the highest number of requests in flight, and per prompt how many "ok" answers it sent
+in full.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class LoopbackServer:
         self.received: list[dict] = []
         self.headers: list[dict] = []
         self.answered: Counter[str] = Counter()
+        self.connections: set[tuple] = set()  # the client (address, port) pairs requests came from
         self.max_in_flight = 0
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -63,10 +65,11 @@ class LoopbackServer:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _next(self, body: dict, headers: dict) -> str:
+    def _next(self, body: dict, headers: dict, peer: tuple) -> str:
         with self._lock:
             self.received.append(body)
             self.headers.append(headers)
+            self.connections.add(peer)
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
             return self.script.pop(0) if self.script else self.default
@@ -109,7 +112,7 @@ def _make_handler(srv: LoopbackServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            behaviour = srv._next(body, {k.lower(): v for k, v in self.headers.items()})
+            behaviour = srv._next(body, {k.lower(): v for k, v in self.headers.items()}, self.client_address)
             try:
                 if srv._stop.wait(srv.latency):
                     return

@@ -150,13 +150,25 @@ def test_concurrency_bound_is_respected(server):
 
 def test_many_simultaneous_connections_are_served_without_a_stall(server):
     # socketserver's default listen backlog of 5 dropped the SYNs of a burst of 16 connections; each dropped one
-    # came back only after TCP's 1 s retransmit, which made the judge benchmark measure the server.
+    # came back only after TCP's 1 s retransmit, long after the others (0.2 s) had finished, so fewer than 16
+    # were ever in flight together.
     server.latency = 0.2
     c = client(server, concurrency=16)
-    t0 = time.monotonic()
     results = c.run([ask(f"q{i}") for i in range(16)])
     assert all(r.error is None for r in results) and server.max_in_flight == 16
-    assert time.monotonic() - t0 < 0.2 + 0.7
+
+
+def test_batches_reuse_the_clients_connections(server):
+    """One event loop and one connection pool per client: later batches go over the connections the first
+    opened (no new TCP or TLS handshakes per batch), and close() ends them."""
+    server.latency = 0.05
+    c = client(server, concurrency=2)
+    for batch in range(3):
+        assert all(r.error is None for r in c.run([ask(f"b{batch}-q{i}") for i in range(4)]))
+    assert len(server.received) == 12 and len(server.connections) == 2
+    c.close()
+    assert c.run([ask("after close")])[0].text == "echo: after close"  # a closed client starts afresh
+    assert len(server.connections) == 3
 
 
 def test_usage_and_cost_are_counted(server):

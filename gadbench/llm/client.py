@@ -17,8 +17,8 @@ import json
 import os
 import random
 import sys
+import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -116,20 +116,52 @@ class ChatClient:
         self.progress = progress
         self.cache = ResponseCache(cache_path) if cache_path is not None else None
         self.usage = Usage(cost_usd=cost_usd(0, 0, self.price))
+        self._thread: threading.Thread | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._sdk: openai.AsyncOpenAI | None = None
 
     def run(self, requests: Sequence[ChatRequest], desc: str = "requests") -> list[ChatResult]:
-        """Answer `requests` in order (cache first, then the endpoint); blocks until all are done."""
-        coro = self._run(list(requests), desc)
+        """Answer `requests` in order (cache first, then the endpoint); blocks until all are done.
+
+        Every call runs on the client's own event loop (a daemon thread) with one SDK client, so its
+        connections (and TLS sessions) are reused from one call to the next instead of reopened per batch."""
+        future = asyncio.run_coroutine_threadsafe(self._run(list(requests), desc), self._loop())
         try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(coro)
-        with ThreadPoolExecutor(1) as pool:  # called from inside an event loop (e.g. a notebook)
-            return pool.submit(asyncio.run, coro).result()
+            return future.result()
+        except BaseException:  # Ctrl-C: stop the batch's requests too
+            future.cancel()
+            raise
 
     def close(self) -> None:
+        """Close the connections, stop the event loop and close the cache."""
+        if self._thread is not None and self._thread.is_alive():
+            if self._sdk is not None:
+                asyncio.run_coroutine_threadsafe(self._sdk.close(), self._event_loop).result(timeout=30)
+            self._event_loop.call_soon_threadsafe(self._event_loop.stop)
+            self._thread.join(timeout=30)
+            self._event_loop.close()
+        self._thread = self._event_loop = self._sdk = None
         if self.cache is not None:
             self.cache.close()
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        """The client's event loop, started on first use (and again in a forked child, where it is gone)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._event_loop, self._sdk = asyncio.new_event_loop(), None
+            self._thread = threading.Thread(target=self._event_loop.run_forever, name="gadbench-llm", daemon=True)
+            self._thread.start()
+        return self._event_loop
+
+    def _client(self) -> openai.AsyncOpenAI:
+        """The SDK client, created on the client's event loop (its connection pool belongs to that loop)."""
+        if self._sdk is None:
+            # The SDK's default limits (1000 connections, 100 kept alive), raised to the concurrency if above.
+            limits = httpx.Limits(max_connections=max(1000, self.concurrency),
+                                  max_keepalive_connections=max(100, self.concurrency))
+            http = openai.DefaultAsyncHttpxClient(verify=_tls_context(), timeout=self.timeout, limits=limits)
+            self._sdk = openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0,
+                                           timeout=self.timeout, http_client=http)
+        return self._sdk
 
     async def _run(self, requests: list[ChatRequest], desc: str) -> list[ChatResult]:
         keys = [self._key(i, r) for i, r in enumerate(requests)]
@@ -146,26 +178,21 @@ class ChatClient:
         with tqdm(total=len(requests), initial=len(requests) - len(todo), desc=desc, disable=not show) as bar:
             if todo:
                 queue = iter(list(todo.items()))
-                # The SDK's default limits (1000 connections, 100 kept alive), raised to the concurrency if above.
-                limits = httpx.Limits(max_connections=max(1000, self.concurrency),
-                                      max_keepalive_connections=max(100, self.concurrency))
-                http = openai.DefaultAsyncHttpxClient(verify=_tls_context(), timeout=self.timeout, limits=limits)
-                async with openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0,
-                                              timeout=self.timeout, http_client=http) as client:
+                client = self._client()
 
-                    async def worker() -> None:  # `concurrency` workers share one queue: the bound
-                        for key, req in queue:
-                            done[key] = await self._one(client, req, key)
-                            bar.update()
+                async def worker() -> None:  # `concurrency` workers share one queue: the bound
+                    for key, req in queue:
+                        done[key] = await self._one(client, req, key)
+                        bar.update()
 
-                    workers = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, len(todo)))]
-                    try:
-                        await asyncio.gather(*workers)
-                    except BaseException:
-                        for w in workers:
-                            w.cancel()
-                        await asyncio.gather(*workers, return_exceptions=True)
-                        raise
+                workers = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, len(todo)))]
+                try:
+                    await asyncio.gather(*workers)
+                except BaseException:
+                    for w in workers:
+                        w.cancel()
+                    await asyncio.gather(*workers, return_exceptions=True)
+                    raise
         return [dataclasses.replace(done[k]) for k in keys]
 
     def _key(self, index: int, req: ChatRequest) -> str:
