@@ -6,8 +6,9 @@ identical weights: G and D stay replicas, and the step equals the single-process
 batch (up to floating-point summation order). With one process every function here is the identity.
 
 With `train.sharding: fsdp` (`fsdp_wrap`) each model is sharded instead (FSDP2: parameters, gradients and
-AdamW states split over the processes, like ZeRO-3; `hsdp` shards within a node and replicates across nodes); FSDP's reduce-scatter then sums the gradients, and the
-state-dict helpers below gather full tensors for checkpoints, evaluation and rollout engines.
+AdamW states split over the processes, like ZeRO-3; `hsdp` shards within a node and replicates across
+nodes); FSDP's reduce-scatter then sums the gradients, and the state-dict helpers below gather full
+tensors for checkpoints and evaluation.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+
+from gadbench.config import ConfigError
 
 
 def init() -> None:
@@ -174,12 +177,12 @@ def gathered(model: torch.nn.Module):
         model.set_reshard_after_forward(False, recurse=False)
 
 
-def full_state_dict(model: torch.nn.Module, everywhere: bool = False) -> dict:
+def full_state_dict(model: torch.nn.Module) -> dict:
     """The model's full (unsharded) state dict: a collective for sharded models, whose full tensors land on
-    the CPU of rank 0 only (`everywhere`: on every rank's device)."""
+    the CPU of rank 0 only."""
     if not is_sharded(model):
         return model.state_dict()
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=not everywhere))
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def load_full_state_dict(model: torch.nn.Module, state: dict) -> None:
@@ -205,8 +208,8 @@ def load_optimizer_state_dict(model: torch.nn.Module, opt: torch.optim.Optimizer
         return
     by_name = isinstance(next(iter(state["state"]), None), str)  # sharded: parameter names; else positions
     if by_name != is_sharded(model):
-        raise ValueError("the checkpoint's optimizer states were written with another train.sharding (or a "
-                         "sharded run on one process); resume with the sharding and process count it was written with.")
+        raise ConfigError("the checkpoint's optimizer states were written with another train.sharding (or a "
+                          "sharded run on one process); resume with the sharding and process count it was written with.")
     if is_sharded(model):
         set_optimizer_state_dict(model, opt, state, options=StateDictOptions(full_state_dict=True))
     else:

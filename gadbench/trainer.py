@@ -23,7 +23,7 @@ import torch
 
 from gadbench import dist
 from gadbench.budget import Meter, Spend
-from gadbench.config import ModelConfig, RunSpec
+from gadbench.config import ConfigError, ModelConfig, RunSpec
 from gadbench.io import append_jsonl, read_jsonl, truncate_jsonl
 from gadbench.methods import stage_plan, uses_discriminator
 from gadbench.methods.steps import STEP_FUNCTIONS, Context, timed
@@ -117,8 +117,8 @@ class Trainer:
         elif dist.world() > 1:
             log.info("data parallel over %d processes: each holds a replica of G and D", dist.world())
         if spec.rollout.engine == "vllm" and self.sharded:
-            raise ValueError("rollout.engine=vllm needs a full replica of G on each process; use train.sharding: none "
-                             "or rollout.engine: hf with FSDP.")
+            raise ConfigError("rollout.engine=vllm needs a full replica of G on each process; use train.sharding: none "
+                              "or rollout.engine: hf with FSDP.")
         engine = make_engine(spec, g.tokenizer)
         if spec.rollout.engine == "vllm":
             engine.update_weights(g.model)  # start it now, on every rank together (under torchrun its start is collective)

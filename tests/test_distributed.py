@@ -150,3 +150,24 @@ def test_hybrid_sharding_across_two_nodes_matches_replicas(tmp_path):
     for r4, rh in zip(rows4, rows_h, strict=True):
         assert {k: r4.get(k) for k in ROLLOUT_METRICS} == {k: rh.get(k) for k in ROLLOUT_METRICS}
     assert {k: v for k, v in budget4.items() if k != "wall_s"} == {k: v for k, v in budget_h.items() if k != "wall_s"}
+
+
+@pytest.mark.slow
+def test_resuming_with_another_sharding_stops_with_one_line(tmp_path):
+    """`train.sharding: fsdp` on one process stores optimizer states by position (FSDP is off there); resuming
+    that run on 2 processes, where it is sharded, must stop with one line and leave the checkpoints alone."""
+    _run([*ONE, "-q"], tmp_path / "out", *EVERY_STEP, "--set", "train.sharding=fsdp")
+    run = Path(glob.glob(str(tmp_path / "out" / "dp" / "tiny--gad--*"))[0])
+    shutil.rmtree(run / "checkpoints" / "step-6")
+    (run / "summary.json").unlink()
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    env = {**os.environ, "GADBENCH_EXPERIMENTS": str(REPO / "experiments"), "PYTHONWARNINGS": "ignore",
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*TWO, "-q", "run", "--suite", str(SUITE), "--out", str(tmp_path / "out"), *EVERY_STEP,
+                           "--set", "train.sharding=fsdp", "--resume"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "gadbench: the checkpoint's optimizer states were written with another train.sharding" in proc.stderr
+    assert "gadbench/trainer.py" not in proc.stderr  # no traceback from gadbench (the launcher prints its own)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+
