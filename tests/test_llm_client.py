@@ -167,7 +167,7 @@ def test_batches_reuse_the_clients_connections(server):
         assert all(r.error is None for r in c.run([ask(f"b{batch}-q{i}") for i in range(4)]))
     assert len(server.received) == 12 and len(server.connections) == 2
     c.close()
-    assert c.run([ask("after close")])[0].text == "echo: after close"  # a closed client starts afresh
+    assert c.run([ask("after close")])[0].text == "echo: after close"  # a closed client's next batch opens a new connection
     assert len(server.connections) == 3
 
 

@@ -23,13 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx2  # the HTTP library under the openai SDK (openai>=3)
 import openai
 from tqdm import tqdm
-
-try:  # the HTTP library under the openai SDK: httpx2 from openai 3, httpx before
-    import httpx2 as httpx
-except ImportError:  # pragma: no cover
-    import httpx
 
 from gadbench.llm.cache import CachedResponse, ResponseCache, request_key
 from gadbench.llm.pricing import cost_usd, price_for
@@ -156,7 +152,7 @@ class ChatClient:
         """The SDK client, created on the client's event loop (its connection pool belongs to that loop)."""
         if self._sdk is None:
             # The SDK's default limits (1000 connections, 100 kept alive), raised to the concurrency if above.
-            limits = httpx.Limits(max_connections=max(1000, self.concurrency),
+            limits = httpx2.Limits(max_connections=max(1000, self.concurrency),
                                   max_keepalive_connections=max(100, self.concurrency))
             http = openai.DefaultAsyncHttpxClient(verify=_tls_context(), timeout=self.timeout, limits=limits)
             self._sdk = openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0,
@@ -233,7 +229,7 @@ class ChatClient:
             # the same auth, headers, status errors and timeouts, without `create`'s walk of the typed
             # parameters, which took about 1.5 of the 4-5 ms of client CPU per request. The body is already
             # plain JSON, and `_parse` reads the reply itself.
-            raw = await client.post("/chat/completions", body=body, cast_to=httpx.Response)
+            raw = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
         except openai.APIStatusError as exc:
             status = exc.status_code
             if status in (408, 409, 429) or status >= 500:
@@ -275,7 +271,7 @@ class ChatClient:
 def _tls_context():
     """The HTTP library's default verifying TLS context, built once per process rather than by every per-batch
     SDK client: loading the CA store took about 50 ms of CPU per `run` call."""
-    return httpx.create_ssl_context()
+    return httpx2.create_ssl_context()
 
 
 def _parse(body: str) -> CachedResponse:
