@@ -181,9 +181,9 @@ class Trainer:
             metrics, spend = timed(STEP_FUNCTIONS[stage], self.ctx, dist.shard(batch), k)
             self._check_finite(step, metrics)
             self.meter.record(stage, global_spend(spend))
-            # this batch's teacher length (not a previous step's: that went stale and differed after --resume)
-            teacher_len = metrics.get("teacher_len") or self._teacher_len(batch)
             if dist.is_main():
+                # this batch's teacher length (not a previous step's: that went stale and differed after --resume)
+                teacher_len = metrics.get("teacher_len") or self._teacher_len(batch)
                 self._watch_length(step, metrics, teacher_len)
                 append_jsonl(self.metrics_path, [{"step": step, "stage": stage, **_round(metrics)}])
             bar.update(1, metrics)
