@@ -156,8 +156,8 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
     dist.barrier()
     log.info("%s: %d steps", spec.run_id, steps)
     cache_dir = run_dir.parent.parent / "cache"
-    teacher = make_teacher(spec, cache_dir)
-    data = dist.from_main(lambda: load_run_data(spec, teacher))  # the teacher is asked by process 0 alone
+    # Process 0 alone builds and asks the teacher (an hf teacher is a whole model); the others get the data.
+    data = dist.from_main(lambda: load_run_data(spec, make_teacher(spec, cache_dir)))
     reward_fn = None
     if spec.method.kind == "gad" and spec.method.discriminator == "none":
         from gadbench.metrics import rouge_l_f1

@@ -20,13 +20,13 @@ import glob
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from loopback import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = REPO / "tests" / "fixtures" / "suites" / "dp.yaml"
@@ -112,12 +112,6 @@ def test_two_processes_replicated_and_sharded_match_one(tmp_path):
     assert [r["step"] for r in rows4] == [1, 2, 3, 4, 5, 6]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_hybrid_sharding_across_two_nodes_matches_replicas(tmp_path):
     """HSDP over 2 "nodes" of 2 processes (two torchrun agents on this machine, as the multi-node recipe
@@ -128,7 +122,7 @@ def test_hybrid_sharding_across_two_nodes_matches_replicas(tmp_path):
     four = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "4", "-m",
             "gadbench.cli"]
     _run(four, tmp_path / "four", *EVERY_STEP)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GADBENCH_EXPERIMENTS": str(REPO / "experiments"), "PYTHONWARNINGS": "ignore",
            "OMP_NUM_THREADS": "1"}
     agents = [subprocess.Popen(

@@ -43,16 +43,18 @@ def build_tokenizer(vocab_size: int = 2048) -> PreTrainedTokenizerFast:
     return fast
 
 
-def build_tiny_model(tmpdir: str | Path, arch: str = "qwen2"):
-    """Build, save to `tmpdir` and reload a 0.75 M-parameter model and its tokenizer; returns (model, tokenizer).
+def build_tiny_model(tmpdir: str | Path, arch: str = "qwen2", tokenizer: PreTrainedTokenizerFast | None = None,
+                     heads: int = 4):
+    """Build, save to `tmpdir` and reload a 0.75 M-parameter model and its tokenizer (the BPE one below unless
+    `tokenizer` is given); returns (model, tokenizer). Hidden size 128 over `heads` attention heads.
 
     initializer_range=0.2 makes greedy answers varied text rather than one repeated token.
     """
     tmpdir = Path(tmpdir)
-    tokenizer = build_tokenizer()
+    tokenizer = tokenizer or build_tokenizer()
     config_cls = {"qwen2": Qwen2Config, "llama": LlamaConfig}[arch]
     config = config_cls(vocab_size=len(tokenizer), hidden_size=128, num_hidden_layers=2, intermediate_size=512,
-                        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                        num_attention_heads=heads, num_key_value_heads=heads // 2, tie_word_embeddings=True,
                         max_position_embeddings=1024, initializer_range=0.2, eos_token_id=tokenizer.eos_token_id,
                         pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
     torch.manual_seed(0)
