@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import difflib
 import hashlib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ import yaml
 
 class ConfigError(ValueError):
     """A suite configuration problem, stated in one sentence with its fix."""
+
+
+_DOTTED = re.compile(r"[A-Za-z_][\w.]*[.:][A-Za-z_]\w*")
 
 
 def _range(lo: float | None = None, hi: float | None = None) -> dict:
@@ -49,8 +53,20 @@ class MethodConfig:
     discriminator: Literal["online", "frozen", "none"] = "online"
     d_loss: Literal["bt", "ce"] = "bt"
     d_model: str | None = None
-    reward: Literal["discriminator", "rouge-l"] = "discriminator"
+    reward: str = "discriminator"
     description: str = ""
+
+    def check(self) -> str | None:
+        """The reward must match the discriminator switch (see gadbench.methods.rewards)."""
+        fixed = self.reward in ("rouge-l", "gold") or _DOTTED.fullmatch(self.reward) is not None
+        if self.reward != "discriminator" and not fixed:
+            return (f"reward `{self.reward}` is unknown; use discriminator, rouge-l, gold or a dotted "
+                    "`package.module:function`")
+        if self.kind == "gad" and self.discriminator == "none" and not fixed:
+            return "discriminator: none needs a fixed reward; set reward to rouge-l, gold or a dotted path"
+        if fixed and not (self.kind == "gad" and self.discriminator == "none"):
+            return f"reward `{self.reward}` replaces the discriminator; it needs kind: gad with discriminator: none"
+        return None
 
 
 @dataclass(frozen=True)
@@ -348,7 +364,11 @@ def build(cls: type, raw: Any, source: str, where: str) -> Any:
                 bounds = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
                 raise ConfigError(f"{source}: `{key}` = {value} is out of range {bounds}; pick a value inside it.")
         kwargs[name] = value
-    return cls(**kwargs)
+    obj = cls(**kwargs)
+    problem = obj.check() if hasattr(obj, "check") else None
+    if problem:
+        raise ConfigError(f"{source}: `{where or '<top>'}`: {problem}.")
+    return obj
 
 
 def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:

@@ -153,16 +153,24 @@ def encode_pair(tok, template: str, prompt: str, response: str, max_prompt: int,
 
 
 class Discriminator(nn.Module):
-    """D(x, y) = w . h_last + b, where h_last is the backbone's final hidden state at the last token."""
+    """D(x, y) = w . h_last (+ b), where h_last is the backbone's final hidden state at the last token.
 
-    def __init__(self, backbone: nn.Module, hidden_size: int, seed: int = 0):
+    The head has a bias only under the cross-entropy loss. The Bradley-Terry loss depends on scores only
+    through differences D(y_t) - D(y_s), so a bias cancels: its gradient is exactly zero, what reaches it is
+    rounding noise, and Adam turns that noise into full-size steps of either sign. With `bias=False` (BT) the
+    score is defined up to nothing arbitrary; under CE, sigmoid(D) is a probability and the bias sets its
+    base rate, so it is kept.
+    """
+
+    def __init__(self, backbone: nn.Module, hidden_size: int, seed: int = 0, bias: bool = False):
         super().__init__()
         self.backbone = backbone
-        self.head = nn.Linear(hidden_size, 1)
+        self.head = nn.Linear(hidden_size, 1, bias=bias)
         g = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             self.head.weight.normal_(0.0, hidden_size**-0.5, generator=g)
-            self.head.bias.zero_()
+            if bias:
+                self.head.bias.zero_()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Scores [B] for right-padded sequences."""
@@ -177,11 +185,12 @@ def backbone_of(causal_lm: nn.Module) -> nn.Module:
     return copy.deepcopy(getattr(causal_lm, causal_lm.base_model_prefix))
 
 
-def build_discriminator(student: LoadedModel, d_model: ModelConfig | None, seed: int) -> LoadedModel:
-    """D from the student's own weights, or from another causal LM (the discriminator-size ablation)."""
+def build_discriminator(student: LoadedModel, d_model: ModelConfig | None, seed: int, d_loss: str = "bt") -> LoadedModel:
+    """D from the student's own weights, or from another causal LM (the discriminator-size ablation); the
+    head has a bias only for the cross-entropy loss (see `Discriminator`)."""
     source = student if d_model is None else load_causal_lm(d_model)
     hidden = source.model.config.hidden_size
-    disc = Discriminator(backbone_of(source.model), hidden, seed=seed)
+    disc = Discriminator(backbone_of(source.model), hidden, seed=seed, bias=d_loss == "ce")
     return LoadedModel(disc, source.tokenizer, source.template)
 
 

@@ -17,6 +17,7 @@ from gadbench.budget import check_matched, estimate_params, estimate_run
 from gadbench.config import RunSpec, SuiteConfig, runs_of, to_dict, to_yaml
 from gadbench.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from gadbench.methods import stage_plan, uses_discriminator
+from gadbench.methods.rewards import make_reward
 
 log = logging.getLogger("gadbench")
 
@@ -119,6 +120,8 @@ def make_teacher(spec: RunSpec, cache_dir: Path | None = None):
 
 def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress: bool = True) -> Path:
     check_requirements(suite)
+    for r in runs_of(suite):
+        make_reward(r)  # an unimportable reward stops the suite before any model loads
     if suite.toy is not None:
         from gadbench.worlds.toy import write_toy_run
 
@@ -158,16 +161,9 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
     cache_dir = run_dir.parent.parent / "cache"
     # Process 0 alone builds and asks the teacher (an hf teacher is a whole model); the others get the data.
     data = dist.from_main(lambda: load_run_data(spec, make_teacher(spec, cache_dir)))
-    reward_fn = None
-    if spec.method.kind == "gad" and spec.method.discriminator == "none":
-        from gadbench.metrics import rouge_l_f1
-
-        def reward_fn(prompts, texts, teachers):
-            return [rouge_l_f1(a, b) for a, b in zip(texts, teachers, strict=True)]
-
     evaluator = Evaluator(spec, data, run_dir, cache_dir)
     trainer = Trainer(spec, run_dir, data, teacher_is_program=spec.teacher.spec.startswith("program"),
-                      reward_fn=reward_fn, on_eval=evaluator, steps=steps, progress=progress)
+                      reward_fn=make_reward(spec), on_eval=evaluator, steps=steps, progress=progress)
     try:
         meter = trainer.train(resume=resume)
     finally:

@@ -96,7 +96,7 @@ class Trainer:
         d = None
         if uses_discriminator(spec):
             d_cfg = ModelConfig(path=spec.method.d_model, template=spec.student.template) if spec.method.d_model else None
-            d = build_discriminator(g, d_cfg, seed=spec.seed)
+            d = build_discriminator(g, d_cfg, seed=spec.seed, d_loss=spec.method.d_loss)
             if t.gradient_checkpointing and hasattr(d.model.backbone, "gradient_checkpointing_enable"):
                 d.model.backbone.gradient_checkpointing_enable()
         # Sharded (FSDP) models keep an unsharded skeleton on the meta device for the reference and for
@@ -178,7 +178,7 @@ class Trainer:
                 self._begin_stage(i)
             stage = self.plan[i].name
             batch = self.data.batch(step, self.spec.train.batch_size)
-            metrics, spend = timed(STEP_FUNCTIONS[stage], self.ctx, dist.shard(batch), k)
+            metrics, spend = timed(STEP_FUNCTIONS[stage], self.ctx, dist.shard(batch), step, k)
             self._check_finite(step, metrics)
             self.meter.record(stage, global_spend(spend))
             if dist.is_main():
