@@ -39,9 +39,12 @@ def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int, devi
     return Packed(ids.to(device), attn.to(device), tmask.to(device))
 
 
-def token_logprobs(model, packed: Packed) -> torch.Tensor:
-    """log p(input_ids[:, j+1] | input_ids[:, :j+1]): [B, T-1], grad flows if enabled.
+def token_logprobs(model, packed: Packed, temperature: float = 1.0) -> torch.Tensor:
+    """log softmax(logits / T)[input_ids[:, j+1]] at position j: [B, T-1], grad flows if enabled.
 
+    T is the sampling temperature, so these are the log-probabilities of the policy that drew the rollouts
+    (as verl and TRL compute them for the PPO ratio and the KL term); T = 1, or T <= 0 (greedy rollouts),
+    gives the model's own.
     Only positions from the earliest response target on are computed (the LM head runs on those alone);
     earlier positions hold 0, and every position under `target_mask` is exact.
     """
@@ -49,7 +52,8 @@ def token_logprobs(model, packed: Packed) -> torch.Tensor:
     keep = packed.input_ids.shape[1] - first
     logits = model(input_ids=packed.input_ids, attention_mask=packed.attention_mask, logits_to_keep=keep).logits
     targets = packed.input_ids[:, first + 1 :]
-    lp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    scale = 1.0 / temperature if temperature > 0 else 1.0
+    lp = torch.log_softmax(logits[:, :-1].float() * scale, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return torch.nn.functional.pad(lp, (first, 0))
 
 

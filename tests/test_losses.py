@@ -26,7 +26,7 @@ def test_group_advantages_two_groups_unbiased_std_and_constant_group():
     adv = alg.group_advantages(r, group_size=3)
     # group 1: mean 2, unbiased std sqrt((1 + 0 + 1) / (3 - 1)) = 1 -> (-1, 0, 1) / (1 + 1e-6)
     # group 2: all equal -> 0 (not NaN)
-    expected = torch.tensor([-1 / (1 + 1e-6), 0.0, 1 / (1 + 1e-6), 0.0, 0.0, 0.0])
+    expected = torch.tensor([-1 / (1 + 1e-6), 0.0, 1 / (1 + 1e-6), 0.0, 0.0, 0.0], dtype=torch.float64)
     assert torch.allclose(adv, expected, atol=1e-7)
     assert torch.isfinite(adv).all()
 
@@ -35,7 +35,32 @@ def test_group_advantages_pairs_use_bessel_correction():
     adv = alg.group_advantages(torch.tensor([0.0, 4.0, 1.0, 3.0]), group_size=2)
     # [0, 4]: mean 2, unbiased std sqrt((4 + 4) / 1) = 2*sqrt(2) -> -+2 / 2.8284271 = -+0.7071068
     # (the biased std would be 2 -> -+1). [1, 3]: mean 2, std sqrt(2) -> -+1 / 1.4142136 = -+0.7071068
-    assert torch.allclose(adv, torch.tensor([-0.70710678, 0.70710678, -0.70710678, 0.70710678]), atol=1e-6)
+    assert torch.allclose(adv, torch.tensor([-0.70710678, 0.70710678, -0.70710678, 0.70710678], dtype=torch.float64),
+                          atol=1e-6)
+
+
+@pytest.mark.parametrize("group_size", [8, 16])
+def test_tied_groups_get_exactly_zero_advantages(group_size):
+    """Constant groups of float32 values that are not representable (0.7, 0.1, 1/3, ...): in float32 their
+    mean is an ulp off, which once gave every member the same non-zero advantage (up to 0.47)."""
+    g = torch.Generator().manual_seed(0)
+    values = torch.cat([torch.tensor([0.7, 0.1, 1 / 3, -2.3, 1e4 / 3, 1e-3]), torch.randn(2000, generator=g) * 7])
+    rewards = values.float().repeat_interleave(group_size)
+    adv = alg.group_advantages(rewards, group_size)
+    assert adv.abs().max().item() == 0.0, f"worst |A| = {adv.abs().max().item()}"
+
+
+def test_groups_differing_by_rounding_alone_are_ties_but_real_differences_are_not():
+    # one float32 ulp apart around 5.0 (the same text scored at another padding): a tie, A = 0
+    ulp = torch.tensor([5.0, 5.0, 5.0, 5.0]).nextafter(torch.tensor(6.0))
+    tied = torch.tensor([5.0, 5.0, 5.0, 5.0]).float()
+    tied[1] = ulp[1]
+    assert torch.equal(alg.group_advantages(tied, 4), torch.zeros(4, dtype=torch.float64))
+    # a difference of 1e-3 is a preference: mean 0.00025, unbiased std 0.0005 -> (0.00075 / 0.0005, ...) = 1.5, -0.5
+    real = torch.tensor([1e-3, 0.0, 0.0, 0.0], dtype=torch.float64)
+    adv = alg.group_advantages(real, 4)
+    assert adv[0].item() == pytest.approx(0.00075 / (0.0005 + 1e-6), rel=1e-9)
+    assert adv[1].item() == pytest.approx(-0.00025 / (0.0005 + 1e-6), rel=1e-9)
 
 
 def test_group_advantages_rejects_ragged_groups():
@@ -194,7 +219,7 @@ def test_grpo_loss_matches_trl_bnpo(tmp_path):
     cfg = trl.GRPOConfig(
         output_dir=str(tmp_path / "out"), bf16=False, gradient_checkpointing=False, use_vllm=False, report_to="none",
         loss_type="bnpo", beta=0.001, epsilon=0.2, num_generations=2, per_device_train_batch_size=2,
-        max_completion_length=8, temperature=1.0, use_cpu=True,
+        max_completion_length=8, temperature=0.7, use_cpu=True,
         # TRL 1.x multiplies the KL term by the importance ratio by default; verl's low_var_kl (and gadbench,
         # whose single update per rollout has ratio 1) does not, so compare the plain k3 term.
         use_bias_correction_kl=False,
@@ -221,9 +246,14 @@ def test_grpo_loss_matches_trl_bnpo(tmp_path):
 
     packed = pack(prompts, completions, pad)
     with torch.no_grad():
-        logp = token_logprobs(model, packed)[:, width - 1 : width - 1 + T]
+        # log-probs of the sampling policy softmax(logits / T), as TRL computes them
+        logp = token_logprobs(model, packed, temperature=0.7)[:, width - 1 : width - 1 + T]
+        trl_logp = trainer._get_per_token_logps_and_entropies(
+            trainer.model, torch.cat([torch.tensor(prompts), completion_ids], dim=1),
+            torch.cat([torch.ones(2, width, dtype=torch.long), completion_mask], dim=1), T)[0]
     mask = packed.target_mask[:, width - 1 : width - 1 + T]
     assert torch.equal(mask, completion_mask)
+    assert torch.allclose(logp * mask, trl_logp * mask, atol=1e-5), (logp * mask - trl_logp * mask).abs().max()
 
     g = torch.Generator().manual_seed(0)
     # old log-probs shifted by up to +-0.5 nats: ratios in [0.6, 1.65], so both clip sides trigger

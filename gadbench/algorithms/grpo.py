@@ -4,24 +4,39 @@ from __future__ import annotations
 
 import torch
 
+TIE_TOLERANCE = 1e-6
 
-def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) -> torch.Tensor:
-    """A_i = (r_i - mean_g(r)) / (std_g(r) + eps) within each group of `group_size` consecutive rewards.
 
-    std is the unbiased sample standard deviation (as in verl and TRL); a group whose rewards are all equal
-    gets advantage 0.
+def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6,
+                     tie_tolerance: float = TIE_TOLERANCE) -> torch.Tensor:
+    """A_i = (r_i - mean_g(r)) / (std_g(r) + eps) within each group of `group_size` consecutive rewards,
+    computed in float64.
+
+    std is the unbiased sample standard deviation (as in verl and TRL). A group is tied, and all its
+    advantages are exactly 0, when std_g(r) <= tie_tolerance * max(1, mean_g |r|): equal rewards, or rewards
+    that differ by rounding alone (the same text scored at another padding), carry no preference, and
+    normalising their differences would turn noise into advantages of order 1.
     """
     if rewards.numel() % group_size:
         raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}.")
-    g = rewards.view(-1, group_size).float()
-    adv = (g - g.mean(dim=1, keepdim=True)) / (g.std(dim=1, keepdim=True) + eps)
+    g = rewards.reshape(-1, group_size).double()
+    mean, std = g.mean(dim=1, keepdim=True), g.std(dim=1, keepdim=True)
+    tied = std <= tie_tolerance * g.abs().mean(dim=1, keepdim=True).clamp(min=1.0)
+    adv = torch.where(tied, torch.zeros_like(g), (g - mean) / (std + eps))
     return adv.view(-1)
 
 
+KL_CLAMP = 10.0
+
+
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """Schulman's low-variance KL estimator per token: exp(ref - logp) - (ref - logp) - 1 (>= 0)."""
+    """Schulman's low-variance KL estimator per token, min(exp(ref - logp) - (ref - logp) - 1, 10) (>= 0).
+
+    The clamp at 10 is verl's (`low_var_kl`): a token the reference finds e^10 times likelier than the policy
+    (a rare sample) would otherwise dominate the loss; beyond it the term has no gradient.
+    """
     d = ref_logp - logp
-    return torch.exp(d) - d - 1
+    return torch.clamp(torch.exp(d) - d - 1, max=KL_CLAMP)
 
 
 def grpo_loss(

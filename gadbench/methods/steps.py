@@ -138,9 +138,9 @@ def grpo_update(ctx: Context, batch: list, roll, rewards: torch.Tensor) -> tuple
         ref_logp = None
         if ctx.ref is not None and t.kl_beta > 0:
             with torch.no_grad(), ctx.autocast():
-                ref_logp = token_logprobs(ctx.ref, mb)
+                ref_logp = token_logprobs(ctx.ref, mb, t.temperature)
         with ctx.autocast():
-            logp = token_logprobs(ctx.g.model, mb)
+            logp = token_logprobs(ctx.g.model, mb, t.temperature)
         # One update per rollout batch (the paper's setting): the sampling policy is the current one, so
         # old log-probs equal the current ones and the ratio is exactly 1 at this update.
         loss, s = alg.grpo_loss(logp, logp.detach(), ref_logp, adv[a:b], mb.target_mask,
