@@ -85,6 +85,16 @@ def test_k3_kl_value_zero_and_nonnegative():
     assert (alg.k3_kl(a, b) >= 0).all()
 
 
+def test_k3_kl_is_clamped_at_10_like_verl():
+    # d = ref - logp = 3: e^3 - 3 - 1 = 16.09 -> 10; d = 2.5: e^2.5 - 3.5 = 8.68 (below the clamp, unchanged)
+    logp = torch.zeros(2, requires_grad=True)
+    kl = alg.k3_kl(logp, torch.tensor([3.0, 2.5]))
+    assert kl.tolist() == pytest.approx([10.0, math.exp(2.5) - 3.5], abs=1e-5)
+    kl.sum().backward()
+    # d/dlogp (e^d - d - 1) = 1 - e^d: none beyond the clamp, 1 - e^2.5 below it
+    assert logp.grad.tolist() == pytest.approx([0.0, 1 - math.exp(2.5)], abs=1e-5)
+
+
 # --------------------------------------------------------------------------------------------- GRPO loss
 
 
