@@ -196,7 +196,7 @@ class Engine:
                 fn = lambda ctx=ctx: sft_update(ctx, self.batch)  # noqa: E731
             else:
                 self.timers[name] = GenerateTimer(ctx.g.model, L)
-                fn = lambda ctx=ctx: adversarial_step(ctx, self.batch, 0)  # noqa: E731
+                fn = lambda ctx=ctx: adversarial_step(ctx, self.batch, 1, 0)  # noqa: E731
             self.steps[name] = self._recording(name, fn)
         if "trl_grpo" in methods:
             self._build_trl(tmp, base, prompts)

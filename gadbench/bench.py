@@ -217,7 +217,7 @@ def run_bench(device: str = "cpu", shape: str = "tiny", steps: int = 3, prompts:
     rows = []
     for k in range(steps):
         start = time.perf_counter()
-        metrics, spend = adversarial_step(ctx, batch, k)
+        metrics, spend = adversarial_step(ctx, batch, k + 1, k)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         wall = time.perf_counter() - start

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import platform
 import sys
 from pathlib import Path
 
@@ -20,11 +21,32 @@ def _human(x: float) -> str:
     return f"{x:.0f}"
 
 
+PORTABLE_CPU = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
+
+
+def pin_portable_cpu_numerics() -> None:
+    """Pin x86 CPU kernels to their AVX2 code paths: ATen's kernel dispatch and MKL's conditional numerical
+    reproducibility. The same CPU run then gives the same bits on AVX2 and AVX-512 machines (Intel or AMD),
+    where otherwise the vector width changes rounding and, compounded over training, the numbers. Works only
+    before torch is imported; values already in the environment win."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return
+    if "torch" in sys.modules and any(os.environ.get(k) != v for k, v in PORTABLE_CPU.items()):
+        logging.getLogger("gadbench").warning("train.portable_cpu is set but torch is already imported; the "
+                                              "CPU kernels stay native (set %s in the environment).",
+                                              " ".join(f"{k}={v}" for k, v in PORTABLE_CPU.items()))
+    for k, v in PORTABLE_CPU.items():
+        os.environ.setdefault(k, v)
+
+
 def cmd_run(args) -> int:
-    from gadbench.runner import plan, run_suite
     from gadbench.suites import get_suite
 
     suite = get_suite(args.suite, args.set or [])
+    if suite.train.portable_cpu:
+        pin_portable_cpu_numerics()
+    from gadbench.runner import plan, run_suite
+
     if args.dry_run:
         if suite.toy is not None:
             print(f"suite {suite.name}: the Fig. 5 toy, seeds {list(suite.seeds)}, {suite.toy.steps} steps per method")

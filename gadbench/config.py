@@ -133,6 +133,9 @@ class TrainConfig:
     # replicas across nodes (docs/scale.md)
     sharding: Literal["none", "fsdp", "hsdp"] = "none"
     cpu_threads: int = field(default=0, metadata=_range(0))
+    # x86 CPU kernels pinned to their AVX2 code paths, so the run gives the same bits on AVX2 and AVX-512
+    # machines (applied by `gadbench run`/`eval` before torch is imported; see gadbench.cli)
+    portable_cpu: bool = False
 
 
 @dataclass(frozen=True)

@@ -235,6 +235,10 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     limit = None if args.limit is None else (int(args.limit) if args.limit >= 1 else args.limit)
     try:
+        if load_spec(Path(args.run_dir).resolve(), judges).train.portable_cpu:
+            from gadbench.cli import pin_portable_cpu_numerics
+
+            pin_portable_cpu_numerics()
         out = evaluate_checkpoint(args.run_dir, args.checkpoint, judges, sets=not args.lm_eval_only,
                                   lm_eval_tasks=tasks, lm_eval_include=args.lm_eval_include, limit=limit)
     except (EvalError, ConfigError) as e:

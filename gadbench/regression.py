@@ -2,8 +2,9 @@
 
 A baseline file maps `<student>--<method>--s<seed>/<dataset>/<metric>` to `{"value": v, "tolerance": t}`; a metric
 moved when |ours - value| > tolerance. `gadbench run --suite ci --update-baseline` rewrites the values and
-keeps each tolerance (new entries get the metric's entry in DEFAULT_TOLERANCE). Runs are deterministic on
-CPU, so the tolerances only absorb differences between CPUs and library builds.
+keeps each tolerance (new entries get the metric's entry in DEFAULT_TOLERANCE). The ci suite pins the CPU
+kernels (`train.portable_cpu`), so on x86 its runs reproduce bitwise across machines; the tolerances (about
+two items of a 48-item set for accuracy) only absorb other library builds, and a real change moves more.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from tabulate import tabulate
 
 from gadbench.io import atomic_write_json, read_json
 
-DEFAULT_TOLERANCE = {"gold/teacher_logprob": 0.3, "gold/accuracy": 0.1, "length": 1.0}
+DEFAULT_TOLERANCE = {"gold/teacher_logprob": 0.05, "gold/accuracy": 0.05, "length": 0.5}
 TRACKED = tuple(DEFAULT_TOLERANCE)
 
 

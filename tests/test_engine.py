@@ -92,7 +92,7 @@ def test_one_d_update_lowers_its_loss_on_the_batch(tmp_path):
     tr._begin_stage(0)  # optimizers (lr_discriminator 1e-3 in smoke)
     batch = tr.data.batch(1, 4)
     torch.manual_seed(0)
-    roll, _ = rollout(ctx, batch)
+    roll, _ = rollout(ctx, batch, 1)
     assert len(roll.texts) == 4 * 2  # batch * group
     g_before = {k: v.clone() for k, v in ctx.g.model.state_dict().items()}
     d_before = {k: v.clone() for k, v in ctx.d.model.state_dict().items()}
@@ -132,18 +132,16 @@ def test_grpo_steps_under_a_frozen_d_raise_the_reward(tmp_path):
     d_before = {k: v.clone() for k, v in ctx.d.model.state_dict().items()}
 
     def mean_reward() -> float:  # 64 samples from seeds that training never uses
-        ctx.step = 10_000
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(123)
-            roll, _ = rollout(ctx, batch)
+            roll, _ = rollout(ctx, batch, 10_000)
             ss, _, _ = d_score_and_update(ctx, batch, roll, update=False)
         return float(ss.mean())
 
     before = mean_reward()
     torch.manual_seed(0)
     for k in range(15):
-        ctx.step = k + 1  # the rollout seeds follow the global step
-        metrics, spend = adversarial_step(ctx, batch, k)
+        metrics, spend = adversarial_step(ctx, batch, k + 1, k)
         assert spend.d_optimizer_steps == 0 and spend.g_optimizer_steps == 1
         assert spend.rollouts == 8 * 8  # batch x group
     after = mean_reward()
@@ -260,6 +258,44 @@ def test_resume_is_bitwise_identical(uninterrupted, tmp_path, resume_from):
     assert read_json(a / "eval" / "step-6" / "metrics.json") == read_json(b / "eval" / "step-6" / "metrics.json")
 
 
+def _record_rollouts(tr: Trainer) -> list[tuple[list[int], list[list[int]]]]:
+    """(seeds, sampled ids) of every training rollout `tr.train()` makes, in order; evaluation (unseeded) is
+    not recorded. The engine still generates: the wrapper only watches its calls."""
+    calls, generate = [], tr.ctx.engine.generate
+
+    def watched(model, prompts, n, temperature, max_new_tokens, top_p=1.0, seeds=None):
+        roll = generate(model, prompts, n, temperature, max_new_tokens, top_p, seeds=seeds)
+        if seeds is not None:
+            calls.append((list(seeds), roll.response_ids))
+        return roll
+
+    tr.ctx.engine.generate = watched
+    return calls
+
+
+def test_rollout_seeds_follow_the_step_and_survive_a_resume(tmp_path):
+    """Through Trainer.train: each step samples with its own seeds (every step of every real run once used
+    step 0's), and a run interrupted after step 3 and resumed samples what the uninterrupted run samples."""
+    extra = ["train.steps=6", "train.warmup_steps=3", "train.checkpoint_every=1"]
+    tr = _trainer(tmp_path / "a", "gad", extra)
+    calls = _record_rollouts(tr)
+    tr.train()
+    assert len(calls) == 6  # one rollout per step (warmup trains D on rollouts too)
+    seeds = [c[0] for c in calls]
+    assert all(seeds[k] != seeds[k + 1] for k in range(5)), seeds
+    assert len({s for step in seeds for s in step}) == 6 * 4  # 6 steps x 4 prompts, all distinct
+
+    b = tmp_path / "b"
+    shutil.copytree(tmp_path / "a", b)
+    run = b / tr.spec.run_id
+    for step in (4, 5, 6):
+        shutil.rmtree(run / "checkpoints" / f"step-{step}")
+    resumed = Trainer(tr.spec, run, tr.data, teacher_is_program=True, progress=False)
+    again = _record_rollouts(resumed)
+    resumed.train(resume=True)
+    assert again == calls[3:]
+
+
 def test_length_warning_compares_each_step_with_its_own_batch(tmp_path, monkeypatch):
     import gadbench.trainer as trainer_mod
     from gadbench.budget import Spend
@@ -272,8 +308,7 @@ def test_length_warning_compares_each_step_with_its_own_batch(tmp_path, monkeypa
     lens = [teacher_len(k) for k in range(1, 7)]
     assert len(set(lens)) > 2, lens  # the batches differ, so a stale reference would be caught
 
-    def fake_step(ctx, batch, k):  # odd steps answer just longer than their teacher, even steps just shorter
-        step = tr.data.train.index(batch[0]) // 4 + 1
+    def fake_step(ctx, batch, step, k):  # odd steps answer just longer than their teacher, even steps just shorter
         return {"response_len": teacher_len(step) + (0.01 if step % 2 else -0.01)}, Spend()
 
     monkeypatch.setitem(trainer_mod.STEP_FUNCTIONS, "warmup", fake_step)

@@ -38,7 +38,6 @@ class Context:
     d_opt: torch.optim.Optimizer | None = None
     reward_fn: object = None  # fixed reward (no-discriminator ablation): (prompts, texts, teachers) -> list[float]
     gold_fn: object = None  # optional gold metrics of rollouts: (prompts, texts) -> dict
-    step: int = 0  # the global step being trained (seeds the rollouts)
     _prompt_cache: dict = field(default_factory=dict)
 
     def prompt_ids(self, prompt: str) -> list[int]:
@@ -97,11 +96,13 @@ def sft_update(ctx: Context, batch: list) -> tuple[dict, Spend]:
     return metrics, spend
 
 
-def rollout(ctx: Context, batch: list) -> tuple[object, Spend]:
+def rollout(ctx: Context, batch: list, step: int) -> tuple[object, Spend]:
+    """N samples per prompt at the training temperature; `step` is the global step being trained."""
     t = ctx.spec.train
     prompts = [ctx.prompt_ids(ex.prompt) for ex in batch]
-    # Seeds from (run seed, step, position in the global batch): the same samples whatever the sharding.
-    seeds = [sequence_seed(ctx.spec.seed, ctx.step, dist.rank() + dist.world() * i) for i in range(len(batch))]
+    # Seeds from (run seed, global step, position in the global batch): other samples at every step, and the
+    # same samples whatever the sharding or an interruption and resume.
+    seeds = [sequence_seed(ctx.spec.seed, step, dist.rank() + dist.world() * i) for i in range(len(batch))]
     with ctx.autocast():
         roll = ctx.engine.generate(ctx.g.model, prompts, t.group_size, t.temperature, t.max_response_tokens, t.top_p,
                                    seeds=seeds)
@@ -223,18 +224,18 @@ def d_score_and_update(ctx: Context, batch: list, roll, update: bool) -> tuple[t
 # ------------------------------------------------------------------------------------------------ stages
 
 
-def sft_step(ctx: Context, batch: list, step_in_stage: int) -> tuple[dict, Spend]:
+def sft_step(ctx: Context, batch: list, step: int, step_in_stage: int) -> tuple[dict, Spend]:
     return sft_update(ctx, batch)
 
 
-def warmup_step(ctx: Context, batch: list, step_in_stage: int) -> tuple[dict, Spend]:
+def warmup_step(ctx: Context, batch: list, step: int, step_in_stage: int) -> tuple[dict, Spend]:
     """GAD warmup: D trains with its loss against the current student's rollouts; G trains with SFT on the
     teacher responses, except during the first `d_only_steps` steps (D alone)."""
     m, t = ctx.spec.method, ctx.spec.train
     metrics, spend = {}, Spend(prompts=len(batch), teacher_responses=len(batch))
     train_d = ctx.d is not None and m.discriminator_warmup
     if train_d:
-        roll, s = rollout(ctx, batch)
+        roll, s = rollout(ctx, batch, step)
         spend.add(s)
         metrics.update(rollout_metrics(ctx, batch, roll))
         _, dm, s = d_score_and_update(ctx, batch, roll, update=True)
@@ -249,10 +250,10 @@ def warmup_step(ctx: Context, batch: list, step_in_stage: int) -> tuple[dict, Sp
     return metrics, spend
 
 
-def adversarial_step(ctx: Context, batch: list, step_in_stage: int) -> tuple[dict, Spend]:
+def adversarial_step(ctx: Context, batch: list, step: int, step_in_stage: int) -> tuple[dict, Spend]:
     """Rollout -> rewards (D before its update, or a fixed reward) -> D update (online only) -> GRPO."""
     m = ctx.spec.method
-    roll, spend = rollout(ctx, batch)
+    roll, spend = rollout(ctx, batch, step)
     spend.prompts = spend.teacher_responses = len(batch)
     metrics = rollout_metrics(ctx, batch, roll)
     if ctx.d is not None:
@@ -276,9 +277,10 @@ def adversarial_step(ctx: Context, batch: list, step_in_stage: int) -> tuple[dic
 STEP_FUNCTIONS = {"sft": sft_step, "warmup": warmup_step, "adversarial": adversarial_step}
 
 
-def timed(fn, ctx, batch, k):
+def timed(fn, ctx, batch, step: int, step_in_stage: int):
+    """fn(ctx, batch, step, step_in_stage) with its wall-clock time in the spend and the metrics."""
     start = time.perf_counter()
-    metrics, spend = fn(ctx, batch, k)
+    metrics, spend = fn(ctx, batch, step, step_in_stage)
     spend.steps = 1
     spend.wall_s = time.perf_counter() - start
     metrics["step_time"] = spend.wall_s

@@ -62,7 +62,11 @@ def build_model(size: str, vocab_size: int, seed: int) -> torch.nn.Module:
 
 
 def _key(size: str) -> str:
-    blob = json.dumps([size, SIZES[size], PRETRAIN, world.vocabulary(), CHAT_TEMPLATE, world.STYLES], sort_keys=True)
+    """The recipe, plus the CPU kernels it was trained with: pre-training rounds differently on AVX2 and
+    AVX-512 code paths, so a student built under `train.portable_cpu` is never mixed with a native one."""
+    kernels = [torch.backends.cpu.get_cpu_capability(), os.environ.get("MKL_CBWR", "")]
+    blob = json.dumps([size, SIZES[size], PRETRAIN, world.vocabulary(), CHAT_TEMPLATE, world.STYLES, kernels],
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
