@@ -104,11 +104,14 @@ def choose_checkpoint(run_dir: Path, requested: int | None) -> int:
     return have[-1]
 
 
-def load_generator(spec: RunSpec, run_dir: Path, step: int):
-    """The run's student with the weights of checkpoint `step` (its initial weights for step 0)."""
+def load_models(spec: RunSpec, run_dir: Path, step: int, with_d: bool = False):
+    """The run's student, and its discriminator when `with_d` and the run has one (else None), with the
+    weights of checkpoint `step` (their initial weights for step 0)."""
     import torch
 
-    from gadbench.models import load_causal_lm
+    from gadbench.config import ModelConfig
+    from gadbench.methods import uses_discriminator
+    from gadbench.models import build_discriminator, load_causal_lm
     from gadbench.trainer import pick_device, seed_everything
 
     seed_everything(spec.seed)
@@ -116,13 +119,22 @@ def load_generator(spec: RunSpec, run_dir: Path, step: int):
     if device.type == "cpu" and spec.train.cpu_threads:
         torch.set_num_threads(spec.train.cpu_threads)
     g = load_causal_lm(spec.student)
+    d = None
+    if with_d and uses_discriminator(spec):
+        m = spec.method
+        d_cfg = ModelConfig(path=m.d_model, template=spec.student.template) if m.d_model else None
+        d = build_discriminator(g, d_cfg, seed=spec.seed, d_loss=m.d_loss)
     if step:
         state = torch.load(run_dir / "checkpoints" / f"step-{step}" / "state.pt", map_location="cpu",
                            weights_only=False)
         g.model.load_state_dict(state["g"])
+        if d is not None:
+            d.model.load_state_dict(state["d"])
         del state
     g.model.to(device).eval()
-    return g, device
+    if d is not None:
+        d.model.to(device).eval()
+    return g, d, device
 
 
 def evaluate_checkpoint(run_dir: str | Path, checkpoint: int | None = None, judges: list[str] | None = None,
@@ -133,7 +145,7 @@ def evaluate_checkpoint(run_dir: str | Path, checkpoint: int | None = None, judg
     import torch
 
     from gadbench.evaluate import Evaluator
-    from gadbench.methods.steps import Context
+    from gadbench.methods.steps import Context, d_diagnostics
     from gadbench.models import count_params
     from gadbench.rollout import make_engine
     from gadbench.rundata import load_run_data
@@ -143,7 +155,7 @@ def evaluate_checkpoint(run_dir: str | Path, checkpoint: int | None = None, judg
     spec = load_spec(run_dir, judges)
     step = choose_checkpoint(run_dir, checkpoint)
     out_dir = run_dir / "eval" / f"step-{step}"
-    g, device = load_generator(spec, run_dir, step)
+    g, d, device = load_models(spec, run_dir, step, with_d=sets)
     result: dict = {"step": step, "metrics": None, "lm_eval": None}
     if sets:
         # The program teacher is cheap and samples from one stream: it answers the training prompts first, as
@@ -151,14 +163,17 @@ def evaluate_checkpoint(run_dir: str | Path, checkpoint: int | None = None, judg
         data = load_run_data(spec, make_teacher(spec, run_dir.parent.parent / "cache"),
                              fill_train=spec.teacher.spec.startswith("program"))
         engine = make_engine(spec, g.tokenizer)
-        ctx = Context(spec=spec, g=g, d=None, engine=engine, device=device, g_params=count_params(g.model))
+        ctx = Context(spec=spec, g=g, d=d, engine=engine, device=device, g_params=count_params(g.model))
         evaluator = Evaluator(spec, data, run_dir, run_dir.parent.parent / "cache")
-        with torch.random.fork_rng(devices=[]):  # the seed the trainer's evaluation of this step used
-            torch.manual_seed(spec.seed + 7919 * step)
-            try:
-                result["metrics"] = evaluator.evaluate(step, ctx, reuse=True)
-            finally:
-                engine.close()
+        try:
+            stored = read_json(out_dir / "metrics.json") if (out_dir / "metrics.json").exists() else {}
+            fresh = d is not None and data.validation and "d" not in stored.get("validation", {})
+            extra = {"d": d_diagnostics(ctx, data.validation, step)} if fresh else None  # else the stored ones
+            with torch.random.fork_rng(devices=[]):  # the seed the trainer's evaluation of this step used
+                torch.manual_seed(spec.seed + 7919 * step)
+                result["metrics"] = evaluator.evaluate(step, ctx, reuse=True, extra=extra)
+        finally:
+            engine.close()
         result["usage"] = evaluator.usage
     if lm_eval_tasks:
         from gadbench.lmeval import run_lm_eval

@@ -6,7 +6,8 @@ Items without a teacher response are judged against the data's own reference ans
 
 The world's `gold` judge scores exactly (teacher log-probability per token, accuracy, style); with
 `eval.samples > 0` it also scores that many samples per prompt at temperature 1, the distributional view
-(style coverage and E_student[log p_teacher], the reverse-KL side) that greedy answers cannot show.
+(style coverage and E_student[log p_teacher], the reverse-KL side) that greedy answers cannot show, stored
+per prompt (the mean over its samples) as the row's `gold-sampled` judgment.
 """
 
 from __future__ import annotations
@@ -46,20 +47,25 @@ class Evaluator:
         out = {"validation": self.data.validation} if self.data.validation else {}
         return {**out, **self.data.eval}
 
-    def __call__(self, step: int, ctx) -> dict:
+    def __call__(self, step: int, ctx, extra: dict | None = None) -> dict:
         out_dir = self.run_dir / "eval" / f"step-{step}"
         if (out_dir / "metrics.json").exists():
             return read_json(out_dir / "metrics.json")
-        return self.evaluate(step, ctx, reuse=False)
+        return self.evaluate(step, ctx, reuse=False, extra=extra)
 
-    def evaluate(self, step: int, ctx, reuse: bool = True) -> dict:
+    def evaluate(self, step: int, ctx, reuse: bool = True, extra: dict | None = None) -> dict:
         """Evaluate every set at `step` and (re)write metrics.json. With `reuse`, a set whose stored rows
         (`<set>.jsonl`) hold the same ids and prompts keeps its answers and the judgments already made; only
-        missing judges run (`gadbench eval`)."""
+        missing judges run (`gadbench eval`). `extra` (the trainer's discriminator diagnostics) is stored with
+        the validation split's metrics; a re-evaluation keeps the stored ones."""
         out_dir = self.run_dir / "eval" / f"step-{step}"
+        stored = read_json(out_dir / "metrics.json") if (out_dir / "metrics.json").exists() else {}
         results = {name: self._evaluate_set(name, examples, ctx, out_dir, self._cached_rows(out_dir, name, examples)
                                             if reuse else None)
                    for name, examples in self.sets().items()}
+        if "validation" in results:
+            kept = {k: v for k, v in stored.get("validation", {}).items() if k == "d"}
+            results["validation"].update(extra or kept)
         atomic_write_json(out_dir / "metrics.json", results)
         return results
 
@@ -93,7 +99,12 @@ class Evaluator:
             for key in GOLD_PER_ITEM:
                 stats[f"gold/{key}"] = summarize([r["judgments"]["gold"][key] for r in rows], e.bootstrap)
             if e.samples:
-                stats.update(self._sampled_gold(examples, ctx))
+                if not all("gold-sampled" in r["judgments"] for r in rows):
+                    for r, sampled in zip(rows, self._sampled_gold(examples, ctx), strict=True):
+                        r["judgments"]["gold-sampled"] = sampled
+                for key in rows[0]["judgments"]["gold-sampled"]:
+                    stats[f"gold-sampled/{key}"] = summarize([r["judgments"]["gold-sampled"][key] for r in rows],
+                                                             e.bootstrap)
         for r, ex in zip(rows, examples, strict=True):  # no teacher response: judge against the data's reference
             if r["teacher_response"] is None and ex.meta.get("reference"):
                 r["reference"] = ex.meta["reference"]
@@ -121,15 +132,20 @@ class Evaluator:
         atomic_write_text(out_dir / f"{name}.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
         return stats
 
-    def _sampled_gold(self, examples: list, ctx) -> dict:
-        """Gold metrics of `eval.samples` answers per prompt sampled at temperature 1, with intervals; each
-        style's share is the mean of its indicator over the samples."""
+    def _sampled_gold(self, examples: list, ctx) -> list[dict]:
+        """Per example, the gold metrics of `eval.samples` answers sampled at temperature 1, averaged over the
+        samples (each style's share is the mean of its indicator); intervals then resample examples."""
         e = self.spec.eval
         prompts = [ctx.prompt_ids(ex.prompt) for ex in examples]
         roll = ctx.engine.generate(ctx.g.model, prompts, e.samples, 1.0, e.max_new_tokens)
-        scores = [world.gold_score(examples[i].prompt, text) for i, text in zip(roll.prompt_index, roll.texts, strict=True)]
-        out = {"gold-sampled/teacher_logprob": summarize([g.teacher_logprob_per_token for g in scores], e.bootstrap),
-               "gold-sampled/accuracy": summarize([float(g.correct) for g in scores], e.bootstrap)}
-        for style in world.STYLE_NAMES:
-            out[f"gold-sampled/style_share/{style}"] = summarize([float(g.style == style) for g in scores], e.bootstrap)
+        per_example: list[list] = [[] for _ in examples]
+        for i, text in zip(roll.prompt_index, roll.texts, strict=True):
+            per_example[i].append(world.gold_score(examples[i].prompt, text))
+        out = []
+        for scores in per_example:
+            k = len(scores)
+            row = {"teacher_logprob": sum(g.teacher_logprob_per_token for g in scores) / k,
+                   "accuracy": sum(g.correct for g in scores) / k}
+            row.update({f"style_share/{s}": sum(g.style == s for g in scores) / k for s in world.STYLE_NAMES})
+            out.append(row)
         return out

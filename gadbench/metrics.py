@@ -85,6 +85,91 @@ def paired_bootstrap(
     return {"diff": float(d.mean()), "ci_low": float(lo), "ci_high": float(hi), "p": p, "n": len(ids)}
 
 
+def hierarchical_means(groups: Sequence[np.ndarray], n_resamples: int = 2000, seed: int = 0) -> np.ndarray:
+    """Two-level bootstrap of the pooled mean of items grouped by seed: [n_resamples, K] resampled means.
+
+    `groups[s]` holds seed s's items, [n_s] or [n_s, K]. Each resample draws S seeds with replacement, then,
+    for every drawn seed, its n_s items with replacement, and pools them:
+        mean* = sum_j n_{c_j} m*_j / sum_j n_{c_j},   c_j ~ U{1..S},   m*_j = a resampled mean of seed c_j,
+    so an interval reflects both seed-to-seed and prompt-to-prompt variation (with one seed it is the plain
+    bootstrap over items). Seeds with no items are dropped.
+    """
+    groups = [np.asarray(g, dtype=float).reshape(len(g), -1) for g in groups if len(g)]
+    if not groups:
+        raise ValueError("hierarchical_means: no items")
+    S = len(groups)
+    rng = np.random.default_rng(seed)
+    counts = np.array([len(g) for g in groups], dtype=float)
+    # per seed, an independent resampled mean for every (resample, draw) slot: [S, R, S, K]
+    per_seed = np.stack([bootstrap_means(g, n_resamples * S, seed + 1 + s).reshape(n_resamples, S, -1)
+                         for s, g in enumerate(groups)])
+    chosen = rng.integers(0, S, size=(n_resamples, S))
+    r, j = np.meshgrid(np.arange(n_resamples), np.arange(S), indexing="ij")
+    picked = per_seed[chosen, r, j]  # [R, S, K]
+    w = counts[chosen][..., None]
+    return (picked * w).sum(axis=1) / w.sum(axis=1)
+
+
+def _by_seed(values: Mapping[int, Mapping[str, float | None]]) -> dict[int, dict[str, float]]:
+    return {s: {k: float(v) for k, v in items.items() if v is not None and not math.isnan(v)}
+            for s, items in values.items()}
+
+
+def seeds_and_items(values: Mapping[int, Mapping[str, float | None]], n_resamples: int = 2000, seed: int = 0,
+                    level: float = 0.95) -> dict:
+    """Pooled mean over (seed, item) with a hierarchical-bootstrap interval (`hierarchical_means`).
+
+    `values`: seed -> item id -> value (None/NaN invalid, excluded). Returns mean, ci_low, ci_high,
+    n_seeds, n_items (valid items over all seeds) and n_valid/n_total as `summarize` does.
+    """
+    clean = _by_seed(values)
+    groups = [np.array(list(v.values())) for v in clean.values() if v]
+    total = sum(len(v) for v in values.values())
+    out = {"mean": None, "ci_low": None, "ci_high": None, "n_seeds": len(groups),
+           "n_items": int(sum(map(len, groups))), "n_valid": int(sum(map(len, groups))), "n_total": total}
+    if groups:
+        means = hierarchical_means(groups, n_resamples, seed)[:, 0]
+        lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+        out.update(mean=float(np.concatenate(groups).mean()), ci_low=float(lo), ci_high=float(hi))
+    return out
+
+
+def paired_seeds_and_items(a: Mapping[int, Mapping[str, float | None]], b: Mapping[int, Mapping[str, float | None]],
+                           n_resamples: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Difference mean(a - b) paired by (seed, item id), with a hierarchical-bootstrap interval.
+
+    Pairs are the (seed, id) valid in both; seeds are resampled, then items within each seed. Returns diff,
+    ci_low, ci_high, p (the two-sided bootstrap fraction of `paired_bootstrap`), n_seeds and n_items.
+    """
+    ca, cb = _by_seed(a), _by_seed(b)
+    groups = []
+    for s in sorted(ca.keys() & cb.keys()):
+        ids = sorted(ca[s].keys() & cb[s].keys())
+        if ids:
+            groups.append(np.array([ca[s][k] - cb[s][k] for k in ids]))
+    if not groups:
+        raise ValueError("paired_seeds_and_items: the two methods share no (seed, item) with valid values")
+    means = hierarchical_means(groups, n_resamples, seed)[:, 0]
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    p = min(1.0, 2 * min(float(np.mean(means <= 0)), float(np.mean(means >= 0))))
+    return {"diff": float(np.concatenate(groups).mean()), "ci_low": float(lo), "ci_high": float(hi), "p": p,
+            "n_seeds": len(groups), "n_items": int(sum(map(len, groups)))}
+
+
+def verdict(ci_low: float, ci_high: float, expected_sign: int) -> str:
+    """'reproduced' when the interval lies strictly on the expected side of 0, 'not reproduced' when it lies
+    strictly on the other side, else 'inconclusive' (the interval contains 0)."""
+    if ci_low > 0 or ci_high < 0:
+        return "reproduced" if (ci_low > 0) == (expected_sign > 0) else "not reproduced"
+    return "inconclusive"
+
+
+def auc(positive: Sequence[float], negative: Sequence[float]) -> float:
+    """P(x > y) + P(x = y) / 2 for x from `positive`, y from `negative`, over all pairs (Mann-Whitney U / n m)."""
+    x, y = np.asarray(positive, dtype=float)[:, None], np.asarray(negative, dtype=float)[None, :]
+    return float(((x > y) + 0.5 * (x == y)).mean())
+
+
 def ratio_of_sums(
     num: Sequence[float | None], den: Sequence[float | None], n_resamples: int = 2000, seed: int = 0, level: float = 0.95
 ) -> dict:

@@ -26,7 +26,7 @@ from gadbench.budget import Meter, Spend
 from gadbench.config import ConfigError, ModelConfig, RunSpec
 from gadbench.io import append_jsonl, read_jsonl, truncate_jsonl
 from gadbench.methods import stage_plan, uses_discriminator
-from gadbench.methods.steps import STEP_FUNCTIONS, Context, timed
+from gadbench.methods.steps import STEP_FUNCTIONS, Context, d_diagnostics, timed
 from gadbench.models import build_discriminator, count_params, load_causal_lm
 from gadbench.progress import progress_bar
 from gadbench.rollout import make_engine
@@ -70,8 +70,9 @@ def global_spend(spend: Spend) -> Spend:
 
 
 class Trainer:
-    """Trains one run. `on_eval(step, ctx)` is called at every evaluation point (every `eval.every` steps,
-    at stage ends and at the end) before the checkpoint of that step is written."""
+    """Trains one run. `on_eval(step, ctx, extra)` is called at every evaluation point (every `eval.every`
+    steps, at stage ends and at the end) before the checkpoint of that step is written; `extra` holds the
+    discriminator diagnostics on the validation split (`d_diagnostics`) when the run has D and a split."""
 
     def __init__(self, spec: RunSpec, run_dir: Path, data, teacher_is_program: bool, reward_fn=None,
                  on_eval=None, steps: int | None = None, progress: bool = True):
@@ -224,13 +225,16 @@ class Trainer:
         if self.on_eval is None:
             return
         ctx = self.ctx
+        extra = {}
+        if ctx.d is not None and self.data.validation:  # every process: D may be sharded
+            extra["d"] = d_diagnostics(ctx, self.data.validation, step)
         if self.sharded:
             full = dist.unsharded_copy(ctx.g.model, self.g_skeleton, self.bf16)
             ctx = dataclasses.replace(ctx, g=dataclasses.replace(ctx.g, model=full))
         if dist.is_main():
             with torch.random.fork_rng(devices=[]):  # evaluation never shifts the training RNG stream
                 torch.manual_seed(self.spec.seed + 7919 * step)
-                self.on_eval(step, ctx)
+                self.on_eval(step, ctx, extra)
         dist.barrier()
 
     # ------------------------------------------------------------------------------------- checkpoints

@@ -258,6 +258,22 @@ def test_resume_is_bitwise_identical(uninterrupted, tmp_path, resume_from):
     assert read_json(a / "eval" / "step-6" / "metrics.json") == read_json(b / "eval" / "step-6" / "metrics.json")
 
 
+def test_discriminator_diagnostics_at_every_evaluation(uninterrupted):
+    """The run writes D's held-out accuracy, AUC and identical-text gap at every evaluation point, from the
+    validation split (4 prompts x group 2 here), and the identical-text gap is ~0."""
+    _, run = uninterrupted
+    steps = sorted(int(p.name.split("-")[1]) for p in (run / "eval").iterdir())
+    assert steps == [0, 3, 6]
+    for step in steps:
+        d = read_json(run / "eval" / f"step-{step}" / "metrics.json")["validation"]["d"]
+        assert d["pairs"] == 4 * 2
+        assert 0.0 <= d["auc"] <= 1.0 and 0.0 <= d["accuracy"]["mean"] <= 1.0
+        assert d["accuracy"]["n_valid"] == 4 and d["accuracy"]["ci_low"] <= d["accuracy"]["mean"]
+        assert d["identical_gap_max"] < 1e-4, (step, d)
+    summary = read_json(run / "summary.json")
+    assert summary["validation"]["d"]["pairs"] == 8  # the selected checkpoint's diagnostics reach the summary
+
+
 def _record_rollouts(tr: Trainer) -> list[tuple[list[int], list[list[int]]]]:
     """(seeds, sampled ids) of every training rollout `tr.train()` makes, in order; evaluation (unseeded) is
     not recorded. The engine still generates: the wrapper only watches its calls."""

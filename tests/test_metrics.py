@@ -8,14 +8,19 @@ import numpy as np
 import pytest
 
 from gadbench.metrics import (
+    auc,
     bootstrap_means,
     corpus_ngram_f1,
+    hierarchical_means,
     ngram_f1,
     others,
     paired_bootstrap,
+    paired_seeds_and_items,
     ratio_of_sums,
+    seeds_and_items,
     summarize,
     tokenize,
+    verdict,
 )
 
 
@@ -84,6 +89,56 @@ def test_paired_bootstrap_detects_and_rejects():
     assert better["p"] < 0.01 and better["ci_low"] > 0
     same = paired_bootstrap(dict(zip(ids, base + rng.normal(0, 1, 200), strict=True)), dict(zip(ids, base, strict=True)))
     assert same["p"] > 0.05 and same["ci_low"] < 0 < same["ci_high"]
+
+
+def test_hierarchical_interval_sees_seed_to_seed_variation():
+    """Seed 0's 50 prompts all score 0, seed 1's all score 1: within a seed nothing varies, so every resample
+    mean is 0, 0.5 or 1 with probabilities 1/4, 1/2, 1/4, and the 95% interval is [0, 1]. A flat bootstrap
+    over the 100 (seed, prompt) items pretends they are independent: about 0.5 +- 0.1."""
+    values = {0: {f"p{i}": 0.0 for i in range(50)}, 1: {f"p{i}": 1.0 for i in range(50)}}
+    r = seeds_and_items(values, n_resamples=4000)
+    assert (r["mean"], r["ci_low"], r["ci_high"], r["n_seeds"], r["n_items"]) == (0.5, 0.0, 1.0, 2, 100)
+    means = hierarchical_means([np.zeros(50), np.ones(50)], 4000)[:, 0]
+    assert set(np.unique(means)) == {0.0, 0.5, 1.0}
+    assert np.mean(means == 0.5) == pytest.approx(0.5, abs=0.03)
+    flat = summarize([0.0] * 50 + [1.0] * 50, 4000)
+    assert 0.38 < flat["ci_low"] < flat["ci_high"] < 0.62
+
+
+def test_hierarchical_pools_items_and_reduces_to_the_item_bootstrap_for_one_seed():
+    # seed 0: one item of 0; seed 1: three items of 1 -> pooled mean 3/4 (not the mean of seed means, 1/2)
+    assert seeds_and_items({0: {"a": 0.0}, 1: {"a": 1.0, "b": 1.0, "c": None, "d": 1.0}})["mean"] == 0.75
+    x = np.random.default_rng(0).normal(size=40)
+    one = seeds_and_items({7: {str(i): v for i, v in enumerate(x)}}, n_resamples=4000)
+    flat = summarize(list(x), 4000)
+    assert one["mean"] == pytest.approx(flat["mean"])
+    assert one["ci_low"] == pytest.approx(flat["ci_low"], abs=0.05) and one["ci_high"] == pytest.approx(flat["ci_high"], abs=0.05)
+    assert (one["n_total"], one["n_valid"]) == (40, 40)
+
+
+def test_paired_over_seeds_and_items():
+    a = {0: {"p1": 5.0, "p2": 6.0, "x": 1.0}, 1: {"p1": 7.0, "p2": None}}
+    b = {0: {"p1": 4.7, "p2": 5.7}, 1: {"p1": 6.7, "p2": 2.0}, 2: {"p1": 0.0}}
+    r = paired_seeds_and_items(a, b, n_resamples=500)
+    # pairs (0, p1), (0, p2), (1, p1), each a - b = 0.3: no variation at either level
+    assert (r["n_seeds"], r["n_items"], r["p"]) == (2, 3, 0.0)
+    assert r["diff"] == pytest.approx(0.3) and r["ci_low"] == pytest.approx(0.3) and r["ci_high"] == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="share no"):
+        paired_seeds_and_items({0: {"x": 1.0}}, {1: {"x": 1.0}})
+
+
+@pytest.mark.parametrize("lo, hi, sign, expected", [
+    (0.1, 0.5, +1, "reproduced"), (-0.5, -0.1, +1, "not reproduced"), (-0.1, 0.5, +1, "inconclusive"),
+    (-0.5, -0.1, -1, "reproduced"), (0.1, 0.5, -1, "not reproduced"), (0.0, 0.5, +1, "inconclusive"),
+])
+def test_verdict_uses_the_interval(lo, hi, sign, expected):
+    assert verdict(lo, hi, sign) == expected
+
+
+def test_auc_hand_computed():
+    # pairs (teacher, student): 3>1 3>2 3=3 | 2>1 2=2 2<3 -> (3 wins + 2 ties / 2) / 6 = 4/6
+    assert auc([3.0, 2.0], [1.0, 2.0, 3.0]) == pytest.approx(4 / 6)
+    assert auc([1.0], [2.0]) == 0.0 and auc([2.0], [2.0]) == 0.5
 
 
 def test_ngram_f1_hand_computed():

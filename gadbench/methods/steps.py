@@ -221,6 +221,58 @@ def d_score_and_update(ctx: Context, batch: list, roll, update: bool) -> tuple[t
     return ss.cpu(), metrics, spend
 
 
+DIAGNOSTIC_SEED = 1_000_003  # rollout seeds of the diagnostics: (run seed, DIAGNOSTIC_SEED + step, prompt)
+
+
+def d_diagnostics(ctx: Context, examples: list, step: int) -> dict:
+    """How well D separates held-out teacher responses from the current student's, and whether it tells
+    identical texts apart (it must not).
+
+    N = group_size samples per example at the training temperature, scored with D (no update):
+      accuracy           mean over (example, sample) of [D(y_t) > D(y_s)] (the training `d_acc`), with a
+                         bootstrap interval over examples;
+      auc                P(D(y_t) > D(y_s)) + P(=)/2 over all teacher x student scores (Mann-Whitney);
+      identical_gap_max  max |D(y_t) - D(y_t')| where y_t' is the teacher's text sent through the student
+                         side (its tokens as G would emit them, decoded by the rollout path, encoded again);
+                         ~0 unless an EOS, padding or whitespace artefact lets D see which side a text is on;
+      natural_identical  how many samples equal their teacher response as text (their gaps are included).
+    Every process runs it on the same examples (D may be sharded); only process 0's result is written.
+    """
+    from gadbench.metrics import auc, summarize
+    from gadbench.models import normalize_response
+    from gadbench.rollout import Rollout
+    from gadbench.rollout.base import decode_response
+
+    t = ctx.spec.train
+    n = t.group_size
+    prompts = [ctx.prompt_ids(ex.prompt) for ex in examples]
+    seeds = [sequence_seed(ctx.spec.seed, DIAGNOSTIC_SEED + step, i) for i in range(len(examples))]
+    with ctx.autocast():
+        roll = ctx.engine.generate(ctx.g.model, prompts, n, t.temperature, t.max_response_tokens, t.top_p, seeds=seeds)
+    tok = ctx.g.tokenizer
+    echoed = [decode_response(tok, response_ids(tok, ex.teacher_response, t.max_response_tokens)[0]) for ex in examples]
+    mirror = Rollout(list(range(len(examples))), [[] for _ in examples], [False] * len(examples), echoed)
+    teacher_seqs, student_seqs = _d_sequences(ctx, examples, roll)
+    _, echo_seqs = _d_sequences(ctx, examples, mirror)
+    was_training = ctx.d.model.training
+    ctx.d.model.eval()
+    with torch.no_grad():
+        size = t.micro_batch_size or len(teacher_seqs) + len(student_seqs)
+        seqs = teacher_seqs + echo_seqs + student_seqs
+        scores = torch.cat([_d_forward(ctx, seqs[a:b]) for a, b in micro_batches(len(seqs), size)]).double().cpu()
+    ctx.d.model.train(was_training)
+    B = len(examples)
+    ts, echo, ss = scores[:B], scores[B : 2 * B], scores[2 * B :].view(B, n)
+    same = torch.tensor([normalize_response(text) == normalize_response(examples[i].teacher_response)
+                         for i, text in zip(roll.prompt_index, roll.texts, strict=True)]).view(B, n)
+    gaps = torch.cat([(ts - echo).abs(), (ts[:, None] - ss).abs()[same]])
+    wins = (ts[:, None] > ss).double()
+    return {"accuracy": summarize(wins.mean(dim=1).tolist(), ctx.spec.eval.bootstrap),
+            "auc": auc(ts.tolist(), ss.flatten().tolist()), "identical_gap_max": float(gaps.max()),
+            "identical_gap_mean": float(gaps.mean()), "natural_identical": int(same.sum()), "pairs": B * n,
+            "teacher_score": float(ts.mean()), "student_score": float(ss.mean())}
+
+
 # ------------------------------------------------------------------------------------------------ stages
 
 
