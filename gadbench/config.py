@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import difflib
 import hashlib
+import itertools
 import re
 import types
 import typing
@@ -47,17 +48,38 @@ class ModelConfig:
 class MethodConfig:
     """One training method; the paper's ablations are switches on `gad`."""
 
-    kind: Literal["seqkd", "gad"]
+    kind: str
     generator_warmup: bool = True
     discriminator_warmup: bool = True
-    discriminator: Literal["online", "frozen", "none"] = "online"
+    discriminator: Literal["online", "frozen-after-warmup", "none"] = "online"
     d_loss: Literal["bt", "ce"] = "bt"
     d_model: str | None = None
     reward: str = "discriminator"
+    # hyperparameter search: TrainConfig field -> values; every combination becomes a run variant named
+    # `<method>+<field>=<value>...`, and reports keep the variant with the best validation score
+    search: dict[str, tuple[float, ...]] = field(default_factory=dict)
     description: str = ""
 
     def check(self) -> str | None:
-        """The reward must match the discriminator switch (see gadbench.methods.rewards)."""
+        """`kind` names a method of gadbench.methods; the reward must match the discriminator switch (see
+        gadbench.methods.rewards)."""
+        from gadbench.methods import METHODS
+
+        if self.kind not in METHODS:
+            close = difflib.get_close_matches(self.kind, list(METHODS), n=1)
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            return f"kind `{self.kind}` is not a method{hint}; use one of {', '.join(METHODS)}"
+        problem = METHODS[self.kind].check(self)
+        if problem:
+            return problem
+        numeric = {k for k, tp in typing.get_type_hints(TrainConfig).items() if tp in (int, float)}
+        for key, values in self.search.items():
+            if key not in numeric:
+                close = difflib.get_close_matches(key, sorted(numeric), n=1)
+                hint = f" (did you mean `{close[0]}`?)" if close else ""
+                return f"search key `{key}` is not a numeric train setting{hint}"
+            if not values:
+                return f"search key `{key}` has no values; list at least one"
         fixed = self.reward in ("rouge-l", "gold") or _DOTTED.fullmatch(self.reward) is not None
         if self.reward != "discriminator" and not fixed:
             return (f"reward `{self.reward}` is unknown; use discriminator, rouge-l, gold or a dotted "
@@ -108,6 +130,7 @@ class TrainConfig:
     steps: int = field(default=2400, metadata=_range(1))
     warmup_steps: int = field(default=800, metadata=_range(0))
     d_only_steps: int = field(default=10, metadata=_range(0))
+    offpolicy_d_steps: int = field(default=1600, metadata=_range(0))  # gad-offpolicy: D alone, 2 epochs in the paper
     batch_size: int = field(default=256, metadata=_range(1))
     micro_batch_size: int = field(default=0, metadata=_range(0))
     group_size: int = field(default=8, metadata=_range(2))
@@ -245,6 +268,7 @@ class RunSpec:
     eval: EvalConfig
     judge: JudgeConfig
     budget: BudgetConfig
+    variant: dict[str, float] = field(default_factory=dict)  # this run's point of its method's search
 
     @property
     def config_hash(self) -> str:
@@ -256,14 +280,31 @@ class RunSpec:
 
 
 def runs_of(suite: SuiteConfig) -> list[RunSpec]:
-    """Every (student x method x seed) run of a suite, in a fixed order."""
-    shared = {k: getattr(suite, k) for k in ("teacher", "data", "train", "rollout", "eval", "judge", "budget")}
+    """Every (student x method x search point x seed) run of a suite, in a fixed order."""
+    shared = {k: getattr(suite, k) for k in ("teacher", "data", "rollout", "eval", "judge", "budget")}
     return [
-        RunSpec(suite=suite.name, student_name=s, student=sc, method_name=m, method=mc, seed=seed, **shared)
+        RunSpec(suite=suite.name, student_name=s, student=sc, method_name=name, method=mc, seed=seed,
+                train=train, variant=point, **shared)
         for s, sc in suite.students.items()
         for m, mc in suite.methods.items()
+        for name, point, train in search_points(suite.train, m, mc)
         for seed in suite.seeds
     ]
+
+
+def search_points(train: TrainConfig, name: str, method: MethodConfig) -> list[tuple[str, dict, TrainConfig]]:
+    """(variant name, overrides, train settings) of each combination of `method.search` (one point, the
+    method itself, without a search); every point's settings are validated like the suite's."""
+    keys, hints = list(method.search), typing.get_type_hints(TrainConfig)
+    whole = lambda k, v: int(v) if hints[k] is int and float(v).is_integer() else v  # noqa: E731  (20.0 -> 20)
+    points = [{k: whole(k, v) for k, v in zip(keys, values, strict=True)}
+              for values in itertools.product(*method.search.values())]
+    out = []
+    for point in points or [{}]:
+        label = name + "".join(f"+{k}={v:g}" for k, v in point.items())
+        settings = build(TrainConfig, {**to_dict(train), **point}, f"methods.{name}.search", "train")
+        out.append((label, point, settings))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -390,7 +431,8 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
         raise errors[0]
     if origin is Literal:
         if value not in args:
-            close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+            close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1) or [
+                str(a) for a in args if str(a).startswith(str(value))][:1]
             hint = f" (did you mean `{close[0]}`?)" if close else ""
             choices = ", ".join(str(a) for a in args)
             raise ConfigError(f"{source}: `{key}` = {value!r} is not one of {choices}{hint}; use one of those.")

@@ -13,10 +13,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from gadbench import dist
-from gadbench.budget import check_matched, estimate_params, estimate_run
+from gadbench.budget import check_matched, estimate_params
 from gadbench.config import RunSpec, SuiteConfig, runs_of, to_dict, to_yaml
 from gadbench.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
-from gadbench.methods import stage_plan, uses_discriminator
+from gadbench.methods import estimate_run, stage_plan, uses_discriminator
 from gadbench.methods.rewards import make_reward
 
 log = logging.getLogger("gadbench")

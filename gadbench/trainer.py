@@ -26,7 +26,7 @@ from gadbench.budget import Meter, Spend
 from gadbench.config import ConfigError, ModelConfig, RunSpec
 from gadbench.io import append_jsonl, read_jsonl, truncate_jsonl
 from gadbench.methods import stage_plan, uses_discriminator
-from gadbench.methods.steps import STEP_FUNCTIONS, Context, d_diagnostics, timed
+from gadbench.methods.steps import Context, d_diagnostics, timed
 from gadbench.models import build_discriminator, count_params, load_causal_lm
 from gadbench.progress import progress_bar
 from gadbench.rollout import make_engine
@@ -151,15 +151,15 @@ class Trainer:
         return sum(s.steps for s in self.plan[: i + 1])
 
     def _begin_stage(self, i: int) -> None:
-        """Fresh optimizers at each stage (verl restarts between warmup and GAD); the reference for the
-        adversarial stage's KL term is G as the stage starts."""
-        ctx, t, name = self.ctx, self.spec.train, self.plan[i].name
-        lr = {"sft": t.lr_sft, "warmup": t.lr_warmup, "adversarial": t.lr_generator}[name]
+        """Fresh optimizers at each stage (verl restarts between warmup and GAD), G's at the stage's learning
+        rate (0 where G does not train); a stage that needs a reference gets G as the stage starts."""
+        ctx, t, stage = self.ctx, self.spec.train, self.plan[i].stage
+        lr = getattr(t, stage.g_lr) if stage.g_lr else 0.0
         ctx.g_opt = _adamw(ctx.g.model.parameters(), lr, t.weight_decay)
         if ctx.d is not None:
             ctx.d_opt = _adamw(ctx.d.model.parameters(), t.lr_discriminator, t.weight_decay)
         ctx.ref = None
-        if name == "adversarial" and t.kl_beta > 0:
+        if stage.reference and t.kl_beta > 0:
             ctx.ref = dist.frozen_copy(ctx.g.model, self.g_skeleton, self.shard)
 
     # ------------------------------------------------------------------------------------------- loop
@@ -179,7 +179,7 @@ class Trainer:
                 self._begin_stage(i)
             stage = self.plan[i].name
             batch = self.data.batch(step, self.spec.train.batch_size)
-            metrics, spend = timed(STEP_FUNCTIONS[stage], self.ctx, dist.shard(batch), step, k)
+            metrics, spend = timed(self.plan[i].stage.run(), self.ctx, dist.shard(batch), step, k)
             self._check_finite(step, metrics)
             self.meter.record(stage, global_spend(spend))
             if dist.is_main():

@@ -56,7 +56,7 @@ def test_bool_is_not_an_int():
 def test_bad_enum_with_suggestion():
     msg = _error("badenum")
     assert "`methods.gad.discriminator` = 'onlin'" in msg
-    assert "online, frozen, none" in msg
+    assert "online, frozen-after-warmup, none" in msg
     assert "did you mean `online`?" in msg
 
 
@@ -88,7 +88,7 @@ def test_extends_child_overrides_parent_and_null_deletes_a_method():
     assert s.train.steps == 12  # overridden
     assert s.train.warmup_steps == 4 and s.train.batch_size == 4  # inherited siblings of the overridden key
     assert list(s.methods) == ["seqkd", "gad", "gad-frozen"]  # gad-ce deleted by `null`, gad-frozen added
-    assert s.methods["gad-frozen"].discriminator == "frozen"
+    assert s.methods["gad-frozen"].discriminator == "frozen-after-warmup"
     assert s.data.eval["world-id"].limit == 8  # inherited nested mapping
 
 
@@ -106,17 +106,20 @@ def test_extends_cycle_and_missing_parent(tmp_path):
 
 
 def test_set_overrides_with_type_checking():
-    s = load_suite(FIX / "base.yaml", ["train.steps=5", "train.lr_generator=3e-6", "methods.gad.discriminator=frozen"])
+    s = load_suite(FIX / "base.yaml", ["train.steps=5", "train.lr_generator=3e-6",
+                                       "methods.gad.discriminator=frozen-after-warmup"])
     assert s.train.steps == 5
     # YAML 1.1 reads "3e-6" as a string; float settings accept it as a number
     assert s.train.lr_generator == 3e-6 and isinstance(s.train.lr_generator, float)
-    assert s.methods["gad"].discriminator == "frozen"
+    assert s.methods["gad"].discriminator == "frozen-after-warmup"
     msg = _error("base", ["train.steps=five"])
     assert "`train.steps` = 'five'" in msg and "type int" in msg
     msg = _error("base", ["train.stepz=3"])
     assert "unknown key `train.stepz`" in msg and "did you mean `train.steps`?" in msg
-    msg = _error("base", ["methods.gad.discriminator=froze"])
-    assert "did you mean `frozen`?" in msg
+    msg = _error("base", ["methods.gad.discriminator=frozen"])
+    assert "did you mean `frozen-after-warmup`?" in msg
+    msg = _error("base", ["methods.gad.kind=gad-offpolcy"])
+    assert "kind `gad-offpolcy` is not a method (did you mean `gad-offpolicy`?)" in msg
 
 
 def test_set_null_removes_a_method_or_resets_a_setting():
@@ -205,6 +208,15 @@ def test_plan_flops_by_hand():
     gad = next(r for r in plan(s)["runs"] if r["method"] == "gad")
     assert gad["flops"] == pytest.approx(warm_d_only + 3 * (g_train + roll + d_train) + 4 * adv)
     assert gad["d_trained_tokens"] == 8 * B * (N + 1) * seq
+    # the paper's off-policy D: SeqKD for the warmup, D alone for offpolicy_d_steps (G frozen: rollouts + D
+    # training), then GRPO against the frozen D (D scores but does not train)
+    s = load_suite(FIX / "base.yaml", ["methods.off={kind: gad-offpolicy}", "train.offpolicy_d_steps=3"])
+    off = next(r for r in plan(s)["runs"] if r["method"] == "off")
+    assert off["stages"] == "sft 4 + d-fit 3 + adversarial 4"
+    d_score = 2 * P * B * (N + 1) * seq
+    frozen_adv = roll + d_score + 6 * P * B * N * seq + 2 * P * B * N * seq
+    assert off["flops"] == pytest.approx(4 * g_train + 3 * (roll + d_train) + 4 * frozen_adv)
+    assert off["d_trained_tokens"] == 3 * B * (N + 1) * seq and off["steps"] == 11
 
 
 def test_dry_run_prints_the_plan(tmp_path):
@@ -246,3 +258,38 @@ def test_requires_gpu_stops_with_one_line(tmp_path):
     assert lines[0].startswith("gadbench: suite `gpu` needs a CUDA GPU (none is visible)")
     assert "--dry-run" in lines[0]
     assert not (tmp_path / "out").exists()  # stopped before creating anything
+
+
+# ------------------------------------------------------------------------------------ hyperparameter search
+
+
+def test_search_expands_each_method_into_its_grid():
+    s = load_suite(FIX / "base.yaml", ["methods.seqkd.search={lr_sft: [1e-3, 3e-3]}",
+                                       "methods.gad.search={lr_generator: [1e-4], lr_discriminator: [1e-4, 1e-3]}",
+                                       "methods.gad-ce=null", "seeds=[0]"])
+    runs = runs_of(s)
+    names = [r.method_name for r in runs]
+    assert names == ["seqkd+lr_sft=0.001", "seqkd+lr_sft=0.003", "gad+lr_generator=0.0001+lr_discriminator=0.0001",
+                     "gad+lr_generator=0.0001+lr_discriminator=0.001"]
+    assert [r.train.lr_sft for r in runs[:2]] == [1e-3, 3e-3] and runs[1].variant == {"lr_sft": 3e-3}
+    assert runs[3].train.lr_discriminator == 1e-3 and runs[3].train.lr_generator == 1e-4
+    assert runs[3].train.steps == s.train.steps  # everything else as the suite says
+    assert len({r.run_id for r in runs}) == 4
+    assert len(plan(s)["runs"]) == 4
+
+
+def test_search_over_an_integer_setting_keeps_integers():
+    s = load_suite(FIX / "base.yaml", ["methods.gad.search={warmup_steps: [2, 4]}", "seeds=[0]"])
+    gad = [r for r in runs_of(s) if r.method_name.startswith("gad+")]
+    assert [r.train.warmup_steps for r in gad] == [2, 4] and all(type(r.train.warmup_steps) is int for r in gad)
+
+
+def test_search_errors_name_the_key_and_the_fix():
+    msg = _error("base", ["methods.seqkd.search={lr_sf: [1e-3]}"])
+    assert "search key `lr_sf` is not a numeric train setting (did you mean `lr_sft`?)" in msg
+    msg = _error("base", ["methods.seqkd.search={device: [1]}"])
+    assert "search key `device` is not a numeric train setting" in msg
+    s = load_suite(FIX / "base.yaml", ["methods.seqkd.search={lr_sft: [-1.0]}"])
+    with pytest.raises(ConfigError) as e:
+        runs_of(s)
+    assert "`train.lr_sft` = -1.0 is out of range" in str(e.value) and "methods.seqkd.search" in str(e.value)

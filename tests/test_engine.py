@@ -12,7 +12,13 @@ import torch
 from gadbench.config import runs_of
 from gadbench.data import Example
 from gadbench.io import read_json, read_jsonl
-from gadbench.methods.steps import _d_forward, _d_sequences, adversarial_step, d_score_and_update, rollout
+from gadbench.methods.steps import (
+    _d_forward,
+    _d_sequences,
+    adversarial_frozen_d_step,
+    d_score_and_update,
+    rollout,
+)
 from gadbench.rollout import Rollout
 from gadbench.rundata import load_run_data
 from gadbench.runner import make_teacher, run_suite
@@ -125,9 +131,11 @@ def test_one_d_update_lowers_its_loss_on_the_batch(tmp_path):
 
 
 def test_grpo_steps_under_a_frozen_d_raise_the_reward(tmp_path):
-    tr = _trainer(tmp_path, "gad-frozen-d", ["train.batch_size=8", "train.group_size=8", "train.lr_generator=3e-3"])
+    tr = _trainer(tmp_path, "gad", ["train.batch_size=8", "train.group_size=8", "train.lr_generator=3e-3",
+                                    "methods.gad.discriminator=frozen-after-warmup"])
     ctx = tr.ctx
     tr._begin_stage(1)  # adversarial: G optimizer at lr_generator, reference = G now
+    assert tr.plan[1].stage.step == "adversarial_frozen_d_step"
     batch = tr.data.batch(1, 8)
     d_before = {k: v.clone() for k, v in ctx.d.model.state_dict().items()}
 
@@ -141,11 +149,11 @@ def test_grpo_steps_under_a_frozen_d_raise_the_reward(tmp_path):
     before = mean_reward()
     torch.manual_seed(0)
     for k in range(15):
-        metrics, spend = adversarial_step(ctx, batch, k + 1, k)
+        metrics, spend = adversarial_frozen_d_step(ctx, batch, k + 1, k)
         assert spend.d_optimizer_steps == 0 and spend.g_optimizer_steps == 1
         assert spend.rollouts == 8 * 8  # batch x group
     after = mean_reward()
-    # 0.022 -> 0.806 when written: GRPO climbs the fixed reward (by hacking it, as the paper's frozen D invites)
+    # GRPO climbs the fixed reward (by hacking it, as the paper's frozen D invites)
     assert after > before + 0.2, (before, after)
     assert all(torch.equal(v, d_before[k]) for k, v in ctx.d.model.state_dict().items())
 
@@ -161,8 +169,8 @@ def _equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_frozen_d_is_unchanged_after_warmup_and_counters(tmp_path):
-    tr = _trainer(tmp_path, "gad-frozen-d")
+def test_d_frozen_after_warmup_is_unchanged_after_it_and_counters(tmp_path):
+    tr = _trainer(tmp_path, "gad", ["methods.gad.discriminator=frozen-after-warmup"])
     meter = tr.train()
     s1, s2, s4 = _ckpt(tr, 1), _ckpt(tr, 2), _ckpt(tr, 4)
     assert not _equal(s1["d"], s2["d"])  # D trains during warmup
@@ -175,6 +183,28 @@ def test_frozen_d_is_unchanged_after_warmup_and_counters(tmp_path):
     assert t.rollouts == 4 * (4 * 2)  # every step rolls out batch x group
     assert meter.per_stage["adversarial"].d_optimizer_steps == 0
     assert meter.per_stage["adversarial"].d_trained_tokens == 0
+
+
+def test_offpolicy_d_is_fitted_to_the_frozen_seqkd_student_then_frozen(tmp_path):
+    """The paper's off-policy discriminator: SeqKD (2 steps, no D), D alone against the frozen SeqKD
+    student (2 steps), then GRPO against that D, frozen (2 steps)."""
+    tr = _trainer(tmp_path, "gad-offpolicy", ["train.offpolicy_d_steps=2"])
+    assert [(p.name, p.steps) for p in tr.plan] == [("sft", 2), ("d-fit", 2), ("adversarial", 2)]
+    meter = tr.train()
+    s = {k: _ckpt(tr, k) for k in range(1, 7)}
+    initial = tr.ctx.d.model.state_dict()  # compare with a D built afresh: the same seed gives the same D
+    fresh = _trainer(tmp_path / "fresh", "gad-offpolicy", ["train.offpolicy_d_steps=2"]).ctx.d.model.state_dict()
+    assert _equal(s[2]["d"], fresh) and not _equal(initial, fresh)  # no D training during SeqKD
+    assert not _equal(s[1]["g"], s[2]["g"])  # SeqKD trains G
+    assert _equal(s[2]["g"], s[4]["g"])  # the student is frozen while D fits
+    assert not _equal(s[2]["d"], s[3]["d"]) and not _equal(s[3]["d"], s[4]["d"])  # D trains every d-fit step
+    assert _equal(s[4]["d"], s[6]["d"])  # then D is frozen
+    assert not _equal(s[4]["g"], s[6]["g"])  # while GRPO trains G against it
+    t, fit = meter.totals, meter.per_stage["d-fit"]
+    assert (t.steps, t.prompts, t.teacher_responses) == (6, 24, 24)
+    assert (fit.g_optimizer_steps, fit.d_optimizer_steps, fit.rollouts) == (0, 2, 2 * 4 * 2)
+    assert (t.g_optimizer_steps, t.d_optimizer_steps) == (4, 2)
+    assert meter.per_stage["adversarial"].d_optimizer_steps == 0
 
 
 def test_budget_counters_seqkd_and_gad(tmp_path):
@@ -313,7 +343,6 @@ def test_rollout_seeds_follow_the_step_and_survive_a_resume(tmp_path):
 
 
 def test_length_warning_compares_each_step_with_its_own_batch(tmp_path, monkeypatch):
-    import gadbench.trainer as trainer_mod
     from gadbench.budget import Spend
 
     tr = _trainer(tmp_path, "gad", ["train.steps=6", "train.warmup_steps=2", "train.length_warning_ratio=1.0"])
@@ -327,8 +356,8 @@ def test_length_warning_compares_each_step_with_its_own_batch(tmp_path, monkeypa
     def fake_step(ctx, batch, step, k):  # odd steps answer just longer than their teacher, even steps just shorter
         return {"response_len": teacher_len(step) + (0.01 if step % 2 else -0.01)}, Spend()
 
-    monkeypatch.setitem(trainer_mod.STEP_FUNCTIONS, "warmup", fake_step)
-    monkeypatch.setitem(trainer_mod.STEP_FUNCTIONS, "adversarial", fake_step)
+    monkeypatch.setattr("gadbench.methods.steps.warmup_step", fake_step)
+    monkeypatch.setattr("gadbench.methods.steps.adversarial_step", fake_step)
     tr.train()
     flags = [bool(r.get("length_warning")) for r in read_jsonl(tr.metrics_path)]
     assert flags == [True, False, True, False, True, False]

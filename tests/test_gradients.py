@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 TINY = [
     "train.steps=4", "train.warmup_steps=2", "train.d_only_steps=1", "train.batch_size=4", "train.group_size=2",
     "train.max_response_tokens=16", "train.max_prompt_tokens=32", "train.checkpoint_every=100",
-    "data.train.limit=16", "data.validation_size=0", "train.cpu_threads=1",
+    "data.train.limit=16", "data.validation_size=0", "train.cpu_threads=1", "train.offpolicy_d_steps=2",
 ]
 RELATIVE = 1e-6
 

@@ -96,7 +96,7 @@ def test_smoke_ablations_are_grouped_by_inferred_variant(built):
 def test_smoke_lengths_budget_and_judge_tables(built):
     t = built["smoke"] / "tables"
     lengths = _csv(t / "lengths.csv")
-    frozen = _row(lengths, Method="GAD, frozen discriminator")
+    frozen = _row(lengths, Method="GAD, D frozen after warmup")
     assert float(frozen["world-id"]) == pytest.approx(0.41) and float(frozen["world-id length"]) == 71.0
     budget = _csv(t / "budget.csv")
     assert _row(budget, Run="tiny-qwen GAD, no discriminator (reward: rouge-l) s0")["within"] == "NO"
@@ -211,6 +211,9 @@ def test_intervals_on_request():
 
 def test_variant_inference_from_config_and_name():
     assert variant_of("gad", {"discriminator": "frozen"}, "s").group == "frozen discriminator"
+    assert variant_of("gad-frozen", {"discriminator": "frozen-after-warmup"}, "s").label == "GAD, D frozen after warmup"
+    off = variant_of("gad-offpolicy", {"kind": "gad-offpolicy"}, "s")
+    assert (off.group, off.key, off.label) == ("frozen discriminator", "gad:offpolicy", "GAD, off-policy D (paper)")
     assert variant_of("gad-no-gen-warmup", {}, "s").key == "gad:no-generator-warmup"
     assert variant_of("gad", {"discriminator_warmup": False}, "s").label == "GAD, w/o discriminator warmup"
     assert variant_of("gad", {"d_model": "Qwen/Qwen2.5-7B-Instruct"}, "Qwen2.5-7B-Instruct").key == "gad"

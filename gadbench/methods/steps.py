@@ -280,6 +280,16 @@ def sft_step(ctx: Context, batch: list, step: int, step_in_stage: int) -> tuple[
     return sft_update(ctx, batch)
 
 
+def _rollout_and_d_update(ctx: Context, batch: list, step: int) -> tuple[dict, Spend]:
+    """Rollouts of the current G and one D update against them (the teacher responses over each sample)."""
+    roll, spend = rollout(ctx, batch, step)
+    metrics = rollout_metrics(ctx, batch, roll)
+    _, dm, s = d_score_and_update(ctx, batch, roll, update=True)
+    metrics.update(dm)
+    spend.add(s)
+    return metrics, spend
+
+
 def warmup_step(ctx: Context, batch: list, step: int, step_in_stage: int) -> tuple[dict, Spend]:
     """GAD warmup: D trains with its loss against the current student's rollouts; G trains with SFT on the
     teacher responses, except during the first `d_only_steps` steps (D alone)."""
@@ -287,10 +297,7 @@ def warmup_step(ctx: Context, batch: list, step: int, step_in_stage: int) -> tup
     metrics, spend = {}, Spend(prompts=len(batch), teacher_responses=len(batch))
     train_d = ctx.d is not None and m.discriminator_warmup
     if train_d:
-        roll, s = rollout(ctx, batch, step)
-        spend.add(s)
-        metrics.update(rollout_metrics(ctx, batch, roll))
-        _, dm, s = d_score_and_update(ctx, batch, roll, update=True)
+        dm, s = _rollout_and_d_update(ctx, batch, step)
         metrics.update(dm)
         spend.add(s)
     d_only = train_d and step_in_stage < t.d_only_steps
@@ -302,14 +309,20 @@ def warmup_step(ctx: Context, batch: list, step: int, step_in_stage: int) -> tup
     return metrics, spend
 
 
-def adversarial_step(ctx: Context, batch: list, step: int, step_in_stage: int) -> tuple[dict, Spend]:
-    """Rollout -> rewards (D before its update, or a fixed reward) -> D update (online only) -> GRPO."""
-    m = ctx.spec.method
+def d_fit_step(ctx: Context, batch: list, step: int, step_in_stage: int) -> tuple[dict, Spend]:
+    """D alone against the rollouts of a G that does not train (the off-policy discriminator's fit)."""
+    metrics, spend = _rollout_and_d_update(ctx, batch, step)
+    spend.prompts = spend.teacher_responses = len(batch)
+    return metrics, spend
+
+
+def _adversarial(ctx: Context, batch: list, step: int, update_d: bool) -> tuple[dict, Spend]:
+    """Rollout -> rewards (D before its update, or the fixed reward) -> D update if `update_d` -> GRPO."""
     roll, spend = rollout(ctx, batch, step)
     spend.prompts = spend.teacher_responses = len(batch)
     metrics = rollout_metrics(ctx, batch, roll)
     if ctx.d is not None:
-        rewards, dm, s = d_score_and_update(ctx, batch, roll, update=m.discriminator == "online")
+        rewards, dm, s = d_score_and_update(ctx, batch, roll, update=update_d)
         metrics.update(dm)
         spend.add(s)
     else:
@@ -326,7 +339,14 @@ def adversarial_step(ctx: Context, batch: list, step: int, step_in_stage: int) -
     return metrics, spend
 
 
-STEP_FUNCTIONS = {"sft": sft_step, "warmup": warmup_step, "adversarial": adversarial_step}
+def adversarial_step(ctx: Context, batch: list, step: int, step_in_stage: int) -> tuple[dict, Spend]:
+    """GAD: GRPO on D's scores (or the fixed reward), and one D update per step (the online D)."""
+    return _adversarial(ctx, batch, step, update_d=True)
+
+
+def adversarial_frozen_d_step(ctx: Context, batch: list, step: int, step_in_stage: int) -> tuple[dict, Spend]:
+    """GRPO against a D that no longer trains."""
+    return _adversarial(ctx, batch, step, update_d=False)
 
 
 def timed(fn, ctx, batch, step: int, step_in_stage: int):

@@ -94,7 +94,7 @@ def findings_table(suite: Suite, base=None) -> Table | str:
     ok = None if hg is None or hs is None else hg < hs
     rows.append(["SeqKD covers modes, GAD seeks them",
                  f"entropy of answer styles on world-id: GAD {_fmt(hg)} vs SeqKD {_fmt(hs)} nats", _verdict(ok)])
-    frozen = [r for r in suite.runs if (r.config.get("method") or {}).get("discriminator") == "frozen"]
+    frozen = [r for r in suite.runs if r.variant.group == "frozen discriminator"]
     if frozen:
         reward = [_slope(r.metrics, "reward_mean") for r in frozen]
         gold = [_slope(r.metrics, "gold/teacher_logprob") for r in frozen]

@@ -75,8 +75,10 @@ def variant_of(method_name: str, method_cfg: dict, student: str) -> Variant:
     tokens = set(re.split(r"[-_]", method_name.lower()))
     found: list[tuple[str, str, str]] = []  # (group, key suffix, label)
     disc = str(method_cfg.get("discriminator", "")).lower()
-    if disc == "frozen" or "frozen" in tokens:
-        found.append(("frozen discriminator", "frozen", "frozen discriminator"))
+    if str(method_cfg.get("kind", "")).lower() == "gad-offpolicy" or "offpolicy" in tokens:
+        found.append(("frozen discriminator", "offpolicy", "off-policy D (paper)"))
+    elif disc.startswith("frozen") or "frozen" in tokens:  # `frozen`: runs written before the rename
+        found.append(("frozen discriminator", "frozen-after-warmup", "D frozen after warmup"))
     if disc == "none" or method_name.lower().endswith(("no-d", "no-disc", "no-discriminator")):
         reward = method_cfg.get("reward")
         found.append(
