@@ -171,7 +171,7 @@ class Engine:
     def __init__(self, tmp: Path, methods=METHODS):
         from tinymodels import build_tiny_model
 
-        from gadbench.bench import build_context, make_spec
+        from gadbench.bench import bench_context, make_spec
         from gadbench.data.base import Example
         from gadbench.models import prompt_ids
 
@@ -190,7 +190,7 @@ class Engine:
                 continue
             kind, disc = {"seqkd": ("seqkd", "none"), "grpo": ("gad", "none"), "gad": ("gad", "online")}[name]
             spec = make_spec(kind, disc, prompts=P, group=G, max_new=L)
-            ctx = build_context(spec, copy.deepcopy(base), tok, torch.device("cpu"), with_d=disc == "online",
+            ctx = bench_context(spec, copy.deepcopy(base), tok, torch.device("cpu"), with_d=disc == "online",
                                 reward_fn=fixed_reward if disc == "none" else None)
             if kind == "seqkd":
                 fn = lambda ctx=ctx: sft_update(ctx, self.batch)  # noqa: E731

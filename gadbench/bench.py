@@ -30,8 +30,10 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 # Dense bf16 tensor-core peaks (TFLOP/s) by a substring of torch.cuda.get_device_name(); first match wins.
 PEAK_TFLOPS_BF16 = (
@@ -84,6 +86,7 @@ def build_padded_tokenizer(vocab_size: int):
 
 def build_student(shape: str, tokenizer, device: torch.device, seed: int = 0):
     """A random-initialised fp32 Qwen2 causal LM of `shape`, created directly on `device`."""
+    import torch
     from transformers import AutoModelForCausalLM, Qwen2Config
 
     s = SHAPES[shape]
@@ -126,27 +129,16 @@ def filler_batch(prompts: int, prompt_words: int, response_words: int, seed: int
             for i in range(prompts)]
 
 
-def build_context(spec, model, tokenizer, device: torch.device, *, with_d: bool, reward_fn=None, seed: int = 0):
-    """The Context a Trainer builds for its adversarial stage (or its SFT stage for `seqkd`): G, optionally D
-    from G's weights, the rollout engine, a frozen reference copy when kl_beta > 0 and AdamW optimizers."""
-    from gadbench.methods.steps import Context
-    from gadbench.models import LoadedModel, build_discriminator, count_params
-    from gadbench.rollout import make_engine
-    from gadbench.trainer import _adamw
+def bench_context(spec, model, tokenizer, device: torch.device, *, with_d: bool, reward_fn=None):
+    """The context a run has in its adversarial stage (its SFT stage for `seqkd`): `build_context` on the
+    given G, then that stage's optimizers and reference (`begin_stage`)."""
+    from gadbench.methods import ADVERSARIAL, SFT
+    from gadbench.methods.context import begin_stage, build_context
+    from gadbench.models import LoadedModel
 
-    t = spec.train
-    g = LoadedModel(model, tokenizer, "chat")
-    d = build_discriminator(g, None, seed=seed) if with_d else None
-    if d is not None:
-        d.model.to(device)
-    sft = spec.method.kind == "seqkd"
-    ctx = Context(spec=spec, g=g, d=d, engine=make_engine(spec, tokenizer), device=device,
-                  g_params=count_params(model), d_params=count_params(d.model) if d else 0, reward_fn=reward_fn)
-    ctx.g_opt = _adamw(model.parameters(), t.lr_sft if sft else t.lr_generator, t.weight_decay)
-    if d is not None:
-        ctx.d_opt = _adamw(d.model.parameters(), t.lr_discriminator, t.weight_decay)
-    if not sft and t.kl_beta > 0:
-        ctx.ref = copy.deepcopy(model).eval().requires_grad_(False)
+    ctx = build_context(spec, device, g=LoadedModel(model, tokenizer, "chat"), with_d=with_d, reward_fn=reward_fn)
+    stage = SFT if spec.method.kind == "seqkd" else ADVERSARIAL
+    begin_stage(ctx, stage, lambda g: copy.deepcopy(g).eval().requires_grad_(False))
     return ctx
 
 
@@ -157,6 +149,8 @@ class TimedEngine:
         self.inner, self.device, self.last_s = inner, device, 0.0
 
     def _sync(self):
+        import torch
+
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
@@ -171,9 +165,14 @@ class TimedEngine:
     def update_weights(self, model) -> None:
         self.inner.update_weights(model)
 
+    def close(self) -> None:
+        self.inner.close()
+
 
 def peak_tflops(device: torch.device, threads: int) -> tuple[float | None, str]:
     """(peak TFLOP/s, where it came from) for `device`; None when the GPU is not in the table."""
+    import torch
+
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         for key, value in PEAK_TFLOPS_BF16:
@@ -190,6 +189,8 @@ def run_bench(device: str = "cpu", shape: str = "tiny", steps: int = 3, prompts:
               group: int | None = None, max_new: int | None = None, prompt_words: int | None = None,
               threads: int = 0, peak: float | None = None, seed: int = 0, log=print) -> dict:
     """Build, run `steps` GAD adversarial steps and return the summary (medians over steps after the first)."""
+    import torch
+
     from gadbench.methods.steps import adversarial_step
     from gadbench.trainer import pick_device
 
@@ -203,7 +204,7 @@ def run_bench(device: str = "cpu", shape: str = "tiny", steps: int = 3, prompts:
     tok = build_padded_tokenizer(SHAPES[shape]["vocab_size"])
     model = build_student(shape, tok, dev, seed)
     spec = make_spec(prompts=P, group=G, max_new=L, device=dev.type, precision=precision)
-    ctx = build_context(spec, model, tok, dev, with_d=True, seed=seed)
+    ctx = bench_context(spec, model, tok, dev, with_d=True)
     ctx.engine = TimedEngine(ctx.engine, dev)
     batch = filler_batch(P, W, L, seed)
     setup_s = time.perf_counter() - t0
@@ -269,6 +270,8 @@ def print_summary(result: dict, out=None) -> None:
 
 
 def cmd_bench(args) -> int:
+    import torch
+
     if args.device == "cuda" and not torch.cuda.is_available():
         print("gadbench bench: --device cuda but no CUDA GPU is visible", file=sys.stderr)
         return 2

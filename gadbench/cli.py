@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from gadbench import GadbenchError
 from gadbench.config import ConfigError
 
 
@@ -27,20 +28,16 @@ PORTABLE_CPU = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
 def pin_portable_cpu_numerics() -> None:
     """Pin x86 CPU kernels to their AVX2 code paths: ATen's kernel dispatch and MKL's conditional numerical
     reproducibility. The same CPU run then gives the same bits on AVX2 and AVX-512 machines (Intel or AMD),
-    where otherwise the vector width changes rounding and, compounded over training, the numbers. Works only
-    before torch is imported; values already in the environment win."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return
-    if "torch" in sys.modules and any(os.environ.get(k) != v for k, v in PORTABLE_CPU.items()):
-        logging.getLogger("gadbench").warning("train.portable_cpu is set but torch is already imported; the "
-                                              "CPU kernels stay native (set %s in the environment).",
-                                              " ".join(f"{k}={v}" for k, v in PORTABLE_CPU.items()))
-    for k, v in PORTABLE_CPU.items():
-        os.environ.setdefault(k, v)
+    where otherwise the vector width changes rounding and, compounded over training, the numbers. torch
+    reads both settings at its first operation, so this must run before any tensor is made (building the
+    parser imports no torch); values already in the environment win."""
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        for k, v in PORTABLE_CPU.items():
+            os.environ.setdefault(k, v)
 
 
 def cmd_run(args) -> int:
-    from gadbench.suites import get_suite
+    from gadbench.config import get_suite
 
     suite = get_suite(args.suite, args.set or [])
     if suite.train.portable_cpu:
@@ -70,7 +67,7 @@ def cmd_run(args) -> int:
     report = build_report(suite_dir)
     print(f"results: {suite_dir}\nreport:  {report}")
     if suite.baseline:
-        from gadbench.regression import compare_to_baseline
+        from gadbench.report.regression import compare_to_baseline
 
         return compare_to_baseline(suite_dir, Path(suite.baseline), update=args.update_baseline)
     return 0
@@ -92,9 +89,12 @@ def print_plan(p: dict) -> None:
 
 
 def cmd_suites(args) -> int:
-    from gadbench.config import runs_of
+    from gadbench.config import explain, get_suite, runs_of, suite_names
     from gadbench.runner import plan
-    from gadbench.suites import get_suite, suite_names
+
+    if args.explain is not None:
+        print("\n".join(explain(args.explain)))
+        return 0
 
     rows = []
     for name in suite_names():
@@ -157,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--update-baseline", action="store_true", help="rewrite the suite's regression baseline")
     r.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("suites", help="list suites with their runs and budgets")
+    s = sub.add_parser("suites", help="list suites with their runs and budgets, or explain settings")
+    s.add_argument("--explain", nargs="?", const="", metavar="KEY",
+                   help="print what a setting (or group, e.g. train) means, its default and the paper's value")
     s.set_defaults(func=cmd_suites)
 
     d = sub.add_parser("doctor", help="check torch, CUDA, vllm, judge endpoint and API key (never printed)")
@@ -165,13 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--api-key-env", default="OPENAI_API_KEY")
     d.set_defaults(func=cmd_doctor)
 
-    for module in ("gadbench.report", "gadbench.teachers.collect", "gadbench.serve", "gadbench.eval_cli", "gadbench.bench"):
-        try:
-            mod = __import__(module, fromlist=["add_parser"])
-        except ImportError:
-            continue
-        if hasattr(mod, "add_parser"):
-            mod.add_parser(sub)
+    from gadbench import bench, report
+    from gadbench.eval import cli as eval_cli
+    from gadbench.llm import serve
+    from gadbench.teachers import collect
+
+    for module in (report, collect, serve, eval_cli, bench):  # each imports its heavy parts when it runs
+        module.add_parser(sub)
     return p
 
 
@@ -182,15 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError) as e:
+    except (GadbenchError, FileNotFoundError) as e:  # the errors gadbench raises on purpose: one line
         print(f"gadbench: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # one readable line for the errors gadbench raises on purpose
-        if type(e).__name__ in ("MissingRequirement", "ModelUnavailableError", "TrainingDiverged", "DataError",
-                                "FatalAPIError", "CheckpointWriteError"):
-            print(f"gadbench: {e}", file=sys.stderr)
-            return 2
-        raise
 
 
 if __name__ == "__main__":

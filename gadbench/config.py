@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import hashlib
 import itertools
+import os
 import re
 import types
 import typing
@@ -22,43 +23,62 @@ from typing import Any, Literal
 
 import yaml
 
+from gadbench import GadbenchError
 
-class ConfigError(ValueError):
+
+class ConfigError(GadbenchError, ValueError):
     """A suite configuration problem, stated in one sentence with its fix."""
 
 
 _DOTTED = re.compile(r"[A-Za-z_][\w.]*[.:][A-Za-z_]\w*")
 
 
-def _range(lo: float | None = None, hi: float | None = None) -> dict:
-    return {"range": (lo, hi)}
+def setting(default: Any = dataclasses.MISSING, doc: str = "", paper: str = "", lo: float | None = None,
+            hi: float | None = None, factory: Any = dataclasses.MISSING) -> Any:
+    """A config field with its one-line documentation (`gadbench suites --explain KEY` prints it), the
+    paper's value where it has one, and the range a number must lie in."""
+    meta = {"doc": doc, "paper": paper, "range": (lo, hi)}
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """A causal LM: `world:<name>` (the synthetic world's student), a hub id, a local folder or a .gguf file."""
 
-    path: str
-    template: Literal["chat", "paper", "plain"] = "chat"
-    gguf_file: str | None = None
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    path: str = setting(doc="`world:tiny|small`, a hub id, a local folder, a .gguf file, or `pkg:MODULE/FILE.gguf` "
+                            "(a file shipped in an installed package)")
+    template: Literal["chat", "paper", "plain"] = setting(
+        "chat", "how a prompt is shown: the model's chat template, the paper's Fig. 7 instruction template inside "
+        "it, or the raw text", paper="paper")
+    gguf_file: str | None = setting(None, "the .gguf file inside `path` when `path` is a folder")
+    dtype: Literal["float32", "bfloat16", "float16"] = setting("float32", "dtype the weights load in (bf16 "
+                                                                "training keeps fp32 weights and autocasts)")
 
 
 @dataclass(frozen=True)
 class MethodConfig:
     """One training method; the paper's ablations are switches on `gad`."""
 
-    kind: str
-    generator_warmup: bool = True
-    discriminator_warmup: bool = True
-    discriminator: Literal["online", "frozen-after-warmup", "none"] = "online"
-    d_loss: Literal["bt", "ce"] = "bt"
-    d_model: str | None = None
-    reward: str = "discriminator"
-    # hyperparameter search: TrainConfig field -> values; every combination becomes a run variant named
-    # `<method>+<field>=<value>...`, and reports keep the variant with the best validation score
-    search: dict[str, tuple[float, ...]] = field(default_factory=dict)
-    description: str = ""
+    kind: str = setting(doc="a method of gadbench.methods: seqkd, gad or gad-offpolicy (the paper's off-policy D)")
+    generator_warmup: bool = setting(True, "gad: train G with SFT during the warmup (Table 3 turns it off)",
+                                     paper="true")
+    discriminator_warmup: bool = setting(True, "gad: train D during the warmup (Table 3 turns it off)",
+                                         paper="true")
+    discriminator: Literal["online", "frozen-after-warmup", "none"] = setting(
+        "online", "gad's D in the adversarial stage: trained every step, frozen after the joint warmup, or absent "
+        "(GRPO on `reward`)", paper="online")
+    d_loss: Literal["bt", "ce"] = setting("bt", "D's loss: Bradley-Terry (teacher over student) or the GAN "
+                                          "cross-entropy (Table 4)", paper="bt")
+    d_model: str | None = setting(None, "build D from this model instead of a copy of the student (Table 5)")
+    reward: str = setting("discriminator", "the GRPO reward: D's score, or with discriminator: none rouge-l, gold "
+                                           "(world only) or a `package.module:function`")
+    search: dict[str, tuple[float, ...]] = setting(
+        doc="hyperparameter search: train setting -> values; each combination is a run variant "
+            "`<method>+<key>=<value>`, and reports keep the one with the best validation score",
+        paper="lr searched over [1e-6, 5e-6] for every method", factory=dict)
+    description: str = setting("", "free text shown in `gadbench suites` and reports")
 
     def check(self) -> str | None:
         """`kind` names a method of gadbench.methods; the reward must match the discriminator switch (see
@@ -93,162 +113,183 @@ class MethodConfig:
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    """Where examples come from: `world` (synthetic), a named source (see gadbench.data) or a local file.
-    `max_chars` skips (and counts) rows whose prompt is longer than that many characters."""
+    """Where examples come from: `world` (synthetic), a named source (see gadbench.data) or a local file."""
 
-    source: str
-    path: str | None = None
-    split: str = "train"
-    limit: int | None = field(default=None, metadata=_range(1))
-    prompt_field: str | None = None
-    response_field: str | None = None
-    id_field: str | None = None
-    bad_rows: Literal["skip", "error"] = "skip"
-    max_chars: int | None = field(default=None, metadata=_range(1))
+    source: str = setting(doc="world, a named source (lmsys-gad, dolly, selfinst, vicuna, mtbench, sharegpt, ...; "
+                              "docs/data.md), jsonl or parquet")
+    path: str | None = setting(None, "a local file; wins over $GADBENCH_DATA_DIR and the hub")
+    split: str = setting("train", "the split to read (world: id or ood)")
+    limit: int | None = setting(None, "read at most this many usable rows", lo=1)
+    prompt_field: str | None = setting(None, "jsonl/parquet: the column holding the prompt")
+    response_field: str | None = setting(None, "jsonl/parquet: the column holding the teacher response")
+    id_field: str | None = setting(None, "jsonl/parquet: the column holding a row id")
+    bad_rows: Literal["skip", "error"] = setting("skip", "a malformed row is skipped and counted, or stops the load "
+                                                         "naming file and row")
+    max_chars: int | None = setting(None, "skip (and count) rows whose prompt is longer than this", lo=1)
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    train: DatasetConfig
-    eval: dict[str, DatasetConfig] = field(default_factory=dict)
-    validation_size: int = field(default=0, metadata=_range(0))
+    train: DatasetConfig = setting(doc="the training prompts (and teacher responses, for teacher: dataset)")
+    eval: dict[str, DatasetConfig] = setting(doc="the test sets, by the name reports show",
+                                             paper="lmsys (500), dolly (500), selfinst (252), vicuna (80)",
+                                             factory=dict)
+    validation_size: int = setting(0, "training prompts held out for checkpoint selection and D's diagnostics",
+                                   paper="none (the paper selected on the test sets)", lo=0)
 
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    """The black-box teacher: `dataset` (responses in the data), `program` (synthetic world), `openai:M[@URL]`, `hf:PATH`."""
+    """The black-box teacher, asked once per prompt without a response (answers cached)."""
 
-    spec: str = "dataset"
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = field(default=8, metadata=_range(1))
+    spec: str = setting("dataset", "dataset (responses in the data), program (the world), openai:MODEL[@URL] or "
+                                   "hf:PATH", paper="dataset (GPT-5-Chat responses, released)")
+    api_key_env: str = setting("OPENAI_API_KEY", "the environment variable holding an API teacher's key")
+    concurrency: int = setting(8, "requests in flight to an API teacher", lo=1)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (paper values as defaults, see docs/paper-settings.md)."""
+    """Optimisation settings; the defaults are the paper's."""
 
-    steps: int = field(default=2400, metadata=_range(1))
-    warmup_steps: int = field(default=800, metadata=_range(0))
-    d_only_steps: int = field(default=10, metadata=_range(0))
-    offpolicy_d_steps: int = field(default=1600, metadata=_range(0))  # gad-offpolicy: D alone, 2 epochs in the paper
-    batch_size: int = field(default=256, metadata=_range(1))
-    micro_batch_size: int = field(default=0, metadata=_range(0))
-    group_size: int = field(default=8, metadata=_range(2))
-    temperature: float = field(default=0.8, metadata=_range(0.0))
-    top_p: float = field(default=1.0, metadata=_range(0.0, 1.0))
-    max_prompt_tokens: int = field(default=2048, metadata=_range(1))
-    max_response_tokens: int = field(default=1536, metadata=_range(1))
-    lr_sft: float = field(default=5e-6, metadata=_range(0.0))
-    lr_generator: float = field(default=1e-6, metadata=_range(0.0))
-    lr_warmup: float = field(default=1e-6, metadata=_range(0.0))
-    lr_discriminator: float = field(default=1e-6, metadata=_range(0.0))
-    weight_decay: float = field(default=0.01, metadata=_range(0.0))
-    kl_beta: float = field(default=0.001, metadata=_range(0.0))
-    clip_ratio: float = field(default=0.2, metadata=_range(0.0))
-    grad_clip: float = field(default=0.2, metadata=_range(0.0))
-    checkpoint_every: int = field(default=50, metadata=_range(1))
-    keep_checkpoints: int = field(default=2, metadata=_range(1))
-    length_warning_ratio: float = field(default=2.0, metadata=_range(1.0))
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
-    gradient_checkpointing: bool = False
-    # none: a replica per process; fsdp: FSDP2 shards over all processes; hsdp: shards within a node,
-    # replicas across nodes (docs/scale.md)
-    sharding: Literal["none", "fsdp", "hsdp"] = "none"
-    cpu_threads: int = field(default=0, metadata=_range(0))
-    # x86 CPU kernels pinned to their AVX2 code paths, so the run gives the same bits on AVX2 and AVX-512
-    # machines (applied by `gadbench run`/`eval` before torch is imported; see gadbench.cli)
-    portable_cpu: bool = False
+    steps: int = setting(2400, "G's training steps (a gad-offpolicy run's D-only steps come on top)",
+                         paper="2400 (3 epochs of ~800)", lo=1)
+    warmup_steps: int = setting(800, "gad: joint warmup steps; gad-offpolicy: SeqKD steps", paper="800 (1 epoch)",
+                                lo=0)
+    d_only_steps: int = setting(10, "gad: the first warmup steps train D alone", paper="10", lo=0)
+    offpolicy_d_steps: int = setting(1600, "gad-offpolicy: steps of D alone against the frozen SeqKD student",
+                                     paper="2 epochs", lo=0)
+    batch_size: int = setting(256, "prompts per step", paper="256", lo=1)
+    micro_batch_size: int = setting(0, "sequences per forward/backward (0: the whole batch); the step is the same",
+                                    lo=0)
+    group_size: int = setting(8, "samples per prompt (GRPO's group; D pairs each with the teacher response)",
+                              paper="8", lo=2)
+    temperature: float = setting(0.8, "sampling temperature of rollouts; log-probs are of this tempered policy",
+                                 paper="0.8", lo=0.0)
+    top_p: float = setting(1.0, "nucleus of rollout sampling", paper="1.0", lo=0.0, hi=1.0)
+    max_prompt_tokens: int = setting(2048, "prompts are left-truncated to this", paper="2048", lo=1)
+    max_response_tokens: int = setting(1536, "rollouts stop here; teacher responses are cut to it (then EOS)",
+                                       paper="1536", lo=1)
+    lr_sft: float = setting(5e-6, "G's learning rate in SFT stages (SeqKD, gad-offpolicy's SeqKD)", paper="5e-6",
+                            lo=0.0)
+    lr_generator: float = setting(1e-6, "G's learning rate in the adversarial stage", paper="1e-6", lo=0.0)
+    lr_warmup: float = setting(1e-6, "G's learning rate in GAD's warmup", paper="1e-6 (5e-6 with the Qwen teacher)",
+                               lo=0.0)
+    lr_discriminator: float = setting(1e-6, "D's learning rate", paper="1e-6 (scripts)", lo=0.0)
+    weight_decay: float = setting(0.01, "AdamW weight decay of G and D", paper="0.01 (verl default)", lo=0.0)
+    kl_beta: float = setting(0.001, "weight of the k3 KL to the stage's reference in GRPO", paper="0.001", lo=0.0)
+    clip_ratio: float = setting(0.2, "PPO ratio clip", paper="0.2 (verl default)", lo=0.0)
+    grad_clip: float = setting(0.2, "gradient-norm clip of G and D (0: none)", paper="0.2 (scripts)", lo=0.0)
+    checkpoint_every: int = setting(50, "steps between checkpoints (stage ends are always checkpointed)",
+                                    paper="50", lo=1)
+    keep_checkpoints: int = setting(2, "newest checkpoints kept, besides stage ends", lo=1)
+    length_warning_ratio: float = setting(2.0, "warn when rollouts grow past this many times the teacher's length",
+                                          lo=1.0)
+    device: Literal["auto", "cpu", "cuda"] = setting("auto", "where to train (auto: cuda when visible)")
+    precision: Literal["fp32", "bf16"] = setting("fp32", "bf16: autocast on GPUs over fp32 weights and optimizer "
+                                                         "states", paper="bf16")
+    gradient_checkpointing: bool = setting(False, "recompute activations in backward (G and D)", paper="true")
+    sharding: Literal["none", "fsdp", "hsdp"] = setting(
+        "none", "several processes: a replica each, FSDP2 shards over all, or shards within a node and replicas "
+        "across nodes (docs/scale.md)")
+    cpu_threads: int = setting(0, "torch threads on CPU (0: torch's default)", lo=0)
+    portable_cpu: bool = setting(False, "pin x86 CPU kernels to their AVX2 code paths, so a CPU run gives the same "
+                                        "bits on AVX2 and AVX-512 machines")
 
 
 @dataclass(frozen=True)
 class RolloutConfig:
-    """Rollout generation: `hf` (transformers, KV cache, batched left-padded) in chunks of `batch_size` prompts,
-    or `vllm` (a vLLM engine fed G's weights after each update; docs/scale.md). `gpu_memory_utilization` is
-    the share of GPU memory vLLM may take (weights + KV cache) beside training; `enforce_eager` skips CUDA
-    graphs / torch.compile (faster start, slower decoding). Both apply to `vllm` only."""
+    """Rollout generation (docs/scale.md)."""
 
-    engine: Literal["hf", "vllm"] = "hf"
-    batch_size: int = field(default=0, metadata=_range(0))
-    gpu_memory_utilization: float = field(default=0.3, metadata=_range(0.05, 0.95))
-    enforce_eager: bool = False
+    engine: Literal["hf", "vllm"] = setting("hf", "hf (transformers, KV cache, batched left-padded) or vllm (an "
+                                                  "engine fed G's weights after each update)",
+                                            paper="vllm")
+    batch_size: int = setting(0, "hf: prompts per generate call (0: all)", lo=0)
+    gpu_memory_utilization: float = setting(0.3, "vllm: share of GPU memory it may take beside training",
+                                            paper="0.7", lo=0.05, hi=0.95)
+    enforce_eager: bool = setting(False, "vllm: skip CUDA graphs / torch.compile (faster start, slower decoding)")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    every: int = field(default=50, metadata=_range(1))
-    max_new_tokens: int = field(default=1536, metadata=_range(1))
-    judges: tuple[str, ...] = ("gad-paper",)
-    samples: int = field(default=0, metadata=_range(0))
-    selection: Literal["validation", "paper", "last"] = "validation"
-    selection_metric: str = ""
-    bootstrap: int = field(default=2000, metadata=_range(100))
+    every: int = setting(50, "steps between evaluations (stage ends and the last step are always evaluated)",
+                         paper="50", lo=1)
+    max_new_tokens: int = setting(1536, "greedy answers stop here", paper="1536", lo=1)
+    judges: tuple[str, ...] = setting(("gad-paper",), "judges of the answers: gad-paper, mtbench-single, pairwise "
+                                                     "(LLM), rouge-l, embedding, gold (world)", paper="gad-paper")
+    samples: int = setting(0, "also score this many answers per prompt sampled at temperature 1 (world)", lo=0)
+    selection: Literal["validation", "paper", "last"] = setting(
+        "validation", "the checkpoint a run reports: best on the validation split, best on the test sets with the "
+        "length in range (the paper's), or the last", paper="paper")
+    selection_metric: str = setting("", "the metric selection maximises (default: the first judge's score)")
+    bootstrap: int = setting(2000, "bootstrap resamples of every interval", lo=100)
 
 
 @dataclass(frozen=True)
 class JudgeConfig:
-    model: str = "gpt-4o"
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = field(default=8, metadata=_range(1))
-    price_per_mtok: tuple[float, ...] = (2.5, 10.0)
-    max_tokens: int = field(default=1024, metadata=_range(1))
+    model: str = setting("gpt-4o", "the LLM judge's model name at the endpoint", paper="gpt-4o")
+    base_url: str | None = setting(None, "an OpenAI-compatible endpoint (default: OpenAI's)")
+    api_key_env: str = setting("OPENAI_API_KEY", "the environment variable holding the judge's key")
+    concurrency: int = setting(8, "judge requests in flight", lo=1)
+    price_per_mtok: tuple[float, ...] = setting((2.5, 10.0), "USD per million prompt and completion tokens, for the "
+                                                             "cost estimate and report")
+    max_tokens: int = setting(1024, "the most tokens a judge reply may take", lo=1)
 
 
 @dataclass(frozen=True)
 class BudgetConfig:
     """How methods are matched, and the mean lengths the dry-run plan assumes for its estimates."""
 
-    match: Literal["steps", "flops"] = "steps"
-    tolerance: float = field(default=0.05, metadata=_range(0.0, 1.0))
-    assumed_prompt_tokens: int = field(default=100, metadata=_range(1))
-    assumed_response_tokens: int = field(default=350, metadata=_range(1))
+    match: Literal["steps", "flops"] = setting("steps", "what every method gets the same of", paper="steps")
+    tolerance: float = setting(0.05, "a run outside this relative difference is flagged", lo=0.0, hi=1.0)
+    assumed_prompt_tokens: int = setting(100, "mean prompt length the dry-run estimates assume", lo=1)
+    assumed_response_tokens: int = setting(350, "mean response length the dry-run estimates assume", lo=1)
 
 
 @dataclass(frozen=True)
 class Requirements:
     """What a suite needs before it may start; `gadbench run` stops at once when something is missing."""
 
-    gpu: bool = False
-    judge_endpoint: bool = False
-    online_data: bool = False
+    gpu: bool = setting(False, "a CUDA GPU")
+    judge_endpoint: bool = setting(False, "a judge key (judge.api_key_env) or judge.base_url")
+    online_data: bool = setting(False, "hub data (or local paths / $GADBENCH_DATA_DIR)")
 
 
 @dataclass(frozen=True)
 class ToyConfig:
     """The paper's Fig. 5 toy: a 10-class Gaussian-mixture teacher, a single discretised Gaussian student."""
 
-    classes: int = field(default=10, metadata=_range(2))
-    teacher_means: tuple[float, ...] = (1.5, 6.5)
-    teacher_stds: tuple[float, ...] = (0.8, 1.0)
-    teacher_weights: tuple[float, ...] = (0.7, 0.3)
-    teacher_samples: int = field(default=4000, metadata=_range(10))
-    steps: int = field(default=600, metadata=_range(1))
-    batch_size: int = field(default=256, metadata=_range(2))
-    lr_student: float = field(default=0.05, metadata=_range(0.0))
-    lr_discriminator: float = field(default=0.05, metadata=_range(0.0))
-    init_mean: float = 4.5
-    init_std: float = 3.0
+    classes: int = setting(10, "number of classes", paper="10", lo=2)
+    teacher_means: tuple[float, ...] = setting((1.5, 6.5), "the mixture's component means")
+    teacher_stds: tuple[float, ...] = setting((0.8, 1.0), "the mixture's component standard deviations")
+    teacher_weights: tuple[float, ...] = setting((0.7, 0.3), "the mixture's component weights")
+    teacher_samples: int = setting(4000, "teacher samples the methods see", lo=10)
+    steps: int = setting(600, "optimisation steps per method", lo=1)
+    batch_size: int = setting(256, "samples per step", lo=2)
+    lr_student: float = setting(0.05, "the student's learning rate", lo=0.0)
+    lr_discriminator: float = setting(0.05, "the discriminator's learning rate", lo=0.0)
+    init_mean: float = setting(4.5, "the student's initial mean")
+    init_std: float = setting(3.0, "the student's initial standard deviation")
 
 
 @dataclass(frozen=True)
 class SuiteConfig:
-    name: str
-    students: dict[str, ModelConfig] = field(default_factory=dict)
-    methods: dict[str, MethodConfig] = field(default_factory=dict)
-    data: DataConfig = DataConfig(train=DatasetConfig(source="world"))
-    toy: ToyConfig | None = None
-    description: str = ""
-    seeds: tuple[int, ...] = (0,)
-    teacher: TeacherConfig = TeacherConfig()
-    train: TrainConfig = TrainConfig()
-    rollout: RolloutConfig = RolloutConfig()
-    eval: EvalConfig = EvalConfig()
-    judge: JudgeConfig = JudgeConfig()
-    budget: BudgetConfig = BudgetConfig()
-    requires: Requirements = Requirements()
-    baseline: str | None = None
-    paper_baseline: bool = False
+    name: str = setting(doc="the suite's name (results/<name>/)")
+    students: dict[str, ModelConfig] = setting(doc="the students, by the name reports show", factory=dict)
+    methods: dict[str, MethodConfig] = setting(doc="the methods, by the name reports show", factory=dict)
+    data: DataConfig = setting(DataConfig(train=DatasetConfig(source="world")), "training, validation and test data")
+    toy: ToyConfig | None = setting(None, "the Fig. 5 toy instead of LLM training")
+    description: str = setting("", "one line shown by `gadbench suites`")
+    seeds: tuple[int, ...] = setting((0,), "every run is repeated with each seed", paper="one run")
+    teacher: TeacherConfig = setting(TeacherConfig(), "the black-box teacher")
+    train: TrainConfig = setting(TrainConfig(), "optimisation")
+    rollout: RolloutConfig = setting(RolloutConfig(), "rollout generation")
+    eval: EvalConfig = setting(EvalConfig(), "evaluation and checkpoint selection")
+    judge: JudgeConfig = setting(JudgeConfig(), "the LLM judge")
+    budget: BudgetConfig = setting(BudgetConfig(), "matched budgets")
+    requires: Requirements = setting(Requirements(), "what the suite needs to start")
+    baseline: str | None = setting(None, "a regression baseline file compared after the run (the ci suite)")
+    paper_baseline: bool = setting(False, "show the paper's published numbers beside ours in the report")
 
 
 @dataclass(frozen=True)
@@ -308,6 +349,34 @@ def search_points(train: TrainConfig, name: str, method: MethodConfig) -> list[t
 
 
 # ----------------------------------------------------------------------------------------------- loading
+
+
+def experiments_dir() -> Path:
+    """`$GADBENCH_EXPERIMENTS`, else the `experiments/` folder of the checkout this package runs from."""
+    env = os.environ.get("GADBENCH_EXPERIMENTS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "experiments"
+
+
+def suite_names() -> list[str]:
+    """The suites: one per `experiments/*.yaml` file, named after it."""
+    return sorted(p.stem for p in experiments_dir().glob("*.yaml"))
+
+
+def suite_path(name: str) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    path = experiments_dir() / f"{name}.yaml"
+    if not path.exists():
+        close = difflib.get_close_matches(name, suite_names(), n=1)
+        hint = f"did you mean `{close[0]}`?" if close else f"available: {', '.join(suite_names())}."
+        raise ConfigError(f"no suite named `{name}` in {experiments_dir()}; {hint}")
+    return path
+
+
+def get_suite(name: str, overrides: list[str] = ()) -> SuiteConfig:
+    """A suite by name (or YAML path), with `--set` overrides; `extends:` resolves within experiments/."""
+    return load_suite(suite_path(name), overrides, search_dir=experiments_dir())
 
 
 def load_suite(path: str | Path, overrides: list[str] = (), search_dir: Path | None = None) -> SuiteConfig:
@@ -460,6 +529,61 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
 
 def _join(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
+
+
+# ------------------------------------------------------------------------------------------ explaining
+
+
+def _type_name(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        return " | ".join(str(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is dict:
+        return f"mapping of name -> {_type_name(args[1])}"
+    if origin is tuple:
+        return f"list of {_type_name(args[0])}"
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _settings(cls: type, prefix: str):
+    """(dotted key, type, field) of every setting under `cls`, groups expanded (mapping entries as `<name>`)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp, key = hints[f.name], prefix + f.name
+        yield key, tp, f
+        entry = typing.get_args(tp)[1] if typing.get_origin(tp) is dict else tp
+        inner = next((a for a in (entry, *typing.get_args(entry)) if dataclasses.is_dataclass(a)), None)
+        if inner is not None:
+            yield from _settings(inner, f"{key}.<name>." if entry is not tp else f"{key}.")
+
+
+def _default(f: dataclasses.Field) -> str:
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        return "required"
+    value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    return "a group" if dataclasses.is_dataclass(value) else f"default {to_dict(value)!r}"
+
+
+def explain(key: str = "") -> list[str]:
+    """One line per suite setting under `key` ("" for all): key, type, default, range, what it does and the
+    paper's value. Mapping entries are written `<name>` (`methods.<name>.kind`); any name matches them."""
+    parts = key.split(".") if key else []
+    lines = []
+    for k, tp, f in _settings(SuiteConfig, ""):
+        names = k.split(".")
+        if len(names) < len(parts) or not all(n in (q, "<name>") for q, n in zip(parts, names, strict=False)):
+            continue
+        lo, hi = f.metadata.get("range", (None, None))
+        bounds = "" if (lo, hi) == (None, None) else f", range [{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+        paper = f" (paper: {f.metadata['paper']})" if f.metadata.get("paper") else ""
+        lines.append(f"{k} ({_type_name(tp)}, {_default(f)}{bounds}): {f.metadata.get('doc', '')}{paper}")
+    if not lines:
+        close = difflib.get_close_matches(key, [k for k, _, _ in _settings(SuiteConfig, "")], n=1)
+        hint = f"; did you mean `{close[0]}`?" if close else "; `gadbench suites --explain` lists them all."
+        raise ConfigError(f"no setting `{key}`{hint}")
+    return lines
 
 
 # --------------------------------------------------------------------------------------------- dumping

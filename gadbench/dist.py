@@ -99,7 +99,7 @@ def sync_grads(model: torch.nn.Module) -> None:
         offset += g.numel()
 
 
-def shard(items: list) -> list:
+def local_part(items: list) -> list:
     """This rank's share of a global batch: items rank, rank + world, ..."""
     return items[rank() :: world()]
 

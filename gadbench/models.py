@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gadbench import GadbenchError
 from gadbench.config import ModelConfig
 from gadbench.worlds.student import cache_root, load_world_student
 
@@ -30,7 +31,7 @@ PAPER_TEMPLATE = (
 )
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(GadbenchError, RuntimeError):
     """A model that cannot be loaded offline, with how to provide it."""
 
 
@@ -41,30 +42,39 @@ class LoadedModel:
     template: str
 
 
-def load_causal_lm(cfg: ModelConfig) -> LoadedModel:
+def load_causal_lm(cfg: ModelConfig, download: bool = True) -> LoadedModel:
+    """The model and tokenizer `cfg.path` names: `world:<size>`, a local folder, a .gguf file (dequantised
+    once into a cached folder), or a hub id (fetched when `download` and the hub is reachable, else only
+    from the local cache). A model that cannot be loaded raises `ModelUnavailableError` saying how to
+    provide it."""
     if cfg.path.startswith("world:"):
         model, tok = load_world_student(cfg.path.split(":", 1)[1])
         return LoadedModel(model, tok, "chat")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dtype = getattr(torch, cfg.dtype)
-    path = cfg.path
+    path, local = cfg.path, Path(cfg.path).expanduser()
+    gguf = bool(cfg.gguf_file) or path.endswith(".gguf")
+    if not local.exists() and (path.startswith(("/", ".", "~")) or (gguf and not path.startswith("pkg:"))):
+        raise ModelUnavailableError(f"there is no model folder or .gguf file at {path}; check the path "
+                                    "(models are never converted from elsewhere).")
     try:
-        if cfg.gguf_file or path.endswith(".gguf"):
+        if gguf:
             path = str(_gguf_to_folder(path, cfg.gguf_file))
-        tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        elif local.exists():
+            path = str(local)
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=not download)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, cfg.dtype), local_files_only=not download)
     except OSError as e:
         raise ModelUnavailableError(
-            f"model `{cfg.path}` is not available offline ({str(e).splitlines()[0][:120]}); download it with "
-            f"`huggingface-cli download {cfg.path}` on a machine with network or point `path` at a local folder."
+            f"model `{cfg.path}` is not available offline ({str(e).splitlines()[0][:120]}); download it where "
+            f"there is network (`hf download {cfg.path} --local-dir DIR`) and point `path` at that folder."
         ) from None
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     if cfg.template == "chat" and not getattr(tok, "chat_template", None):
         raise ModelUnavailableError(
             f"the tokenizer of `{cfg.path}` has no chat template; set `template: paper` or `template: plain` "
-            "for this student in the suite."
+            "for this student in the suite (or use an instruct/chat model)."
         )
     return LoadedModel(model, tok, cfg.template)
 
@@ -145,6 +155,11 @@ def response_ids(tok, response: str, max_tokens: int) -> tuple[list[int], bool]:
     ids = tok(normalize_response(response), add_special_tokens=False)["input_ids"]
     truncated = len(ids) > max_tokens - 1
     return ids[: max_tokens - 1] + [tok.eos_token_id], truncated
+
+
+def response_tokens(tok, response: str) -> int:
+    """Tokens of a whole response as every path counts it: the normalised text's tokens plus one EOS."""
+    return len(tok(normalize_response(response), add_special_tokens=False)["input_ids"]) + 1
 
 
 def encode_pair(tok, template: str, prompt: str, response: str, max_prompt: int, max_response: int,

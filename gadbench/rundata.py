@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from gadbench.config import DatasetConfig, RunSpec
 from gadbench.data import DataError, DataSpec, Example, LoadReport, load_examples
@@ -97,3 +98,20 @@ def fill_teacher(examples: list[Example], teacher) -> list[Example]:
     for i, a in zip(missing, answers, strict=True):
         out[i] = Example(examples[i].prompt, a, examples[i].meta)
     return out
+
+
+def run_teacher(spec: RunSpec, cache_dir: Path | None = None):
+    """The black box a run asks for missing teacher responses: None for `dataset` (the responses are in the
+    data), the world's program, or a `gadbench.teachers` backend; an API teacher caches its answers in
+    `cache_dir`, so the runs of a suite ask each prompt once."""
+    s = spec.teacher.spec
+    if s == "dataset":
+        return None
+    if s in ("program", "program:world"):
+        from gadbench.worlds.synthetic import ProgramTeacher
+
+        return ProgramTeacher(seed=0)
+    from gadbench.teachers import make_teacher as make
+
+    opts = {"cache_path": cache_dir / "teacher.sqlite"} if cache_dir is not None and s.startswith("openai:") else {}
+    return make(s, api_key_env=spec.teacher.api_key_env, concurrency=spec.teacher.concurrency, **opts)

@@ -12,12 +12,13 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from gadbench import dist
+from gadbench import GadbenchError, dist
 from gadbench.budget import check_matched, estimate_params
 from gadbench.config import RunSpec, SuiteConfig, runs_of, to_dict, to_yaml
 from gadbench.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from gadbench.methods import estimate_run, stage_plan, uses_discriminator
 from gadbench.methods.rewards import make_reward
+from gadbench.rundir import RunDir
 
 log = logging.getLogger("gadbench")
 
@@ -27,7 +28,7 @@ KNOWN_EVAL_SIZES = {"lmsys-gad": 500, "dolly": 500, "selfinst": 252, "vicuna": 8
 ASSUMED_JUDGE_TOKENS = (900, 300)  # prompt, completion tokens per judge call (estimate)
 
 
-class MissingRequirement(RuntimeError):
+class MissingRequirement(GadbenchError, RuntimeError):
     """The suite needs something this machine lacks; the message names it."""
 
 
@@ -102,22 +103,6 @@ def check_requirements(suite: SuiteConfig) -> None:
 # --------------------------------------------------------------------------------------------------- run
 
 
-def make_teacher(spec: RunSpec, cache_dir: Path | None = None):
-    """The suite's teacher; an API teacher caches its answers in `cache_dir`, so the runs of a suite ask each
-    prompt once."""
-    s = spec.teacher.spec
-    if s == "dataset":
-        return None
-    if s in ("program", "program:world"):
-        from gadbench.worlds.synthetic import ProgramTeacher
-
-        return ProgramTeacher(seed=0)
-    from gadbench.teachers import make_teacher as make
-
-    opts = {"cache_path": cache_dir / "teacher.sqlite"} if cache_dir is not None and s.startswith("openai:") else {}
-    return make(s, api_key_env=spec.teacher.api_key_env, concurrency=spec.teacher.concurrency, **opts)
-
-
 def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress: bool = True) -> Path:
     check_requirements(suite)
     for r in runs_of(suite):
@@ -144,43 +129,36 @@ def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress
 
 
 def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bool) -> dict:
-    from gadbench.evaluate import Evaluator
-    from gadbench.rundata import load_run_data
+    from gadbench.eval.evaluator import Evaluator
+    from gadbench.rundata import load_run_data, run_teacher
     from gadbench.trainer import Trainer
 
-    if resume and (run_dir / "summary.json").exists():
+    run = RunDir(run_dir)
+    if resume and run.summary.exists():
         log.info("%s: already complete, skipped", spec.run_id)
-        return read_json(run_dir / "summary.json")
+        return read_json(run.summary)
     if dist.is_main():
-        if not resume and run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", to_yaml(spec))
+        if not resume and run.path.exists():
+            shutil.rmtree(run.path)
+        run.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run.config, to_yaml(spec))
     dist.barrier()
     log.info("%s: %d steps", spec.run_id, steps)
-    cache_dir = run_dir.parent.parent / "cache"
     # Process 0 alone builds and asks the teacher (an hf teacher is a whole model); the others get the data.
-    data = dist.from_main(lambda: load_run_data(spec, make_teacher(spec, cache_dir)))
-    evaluator = Evaluator(spec, data, run_dir, cache_dir)
-    trainer = Trainer(spec, run_dir, data, teacher_is_program=spec.teacher.spec.startswith("program"),
-                      reward_fn=make_reward(spec), on_eval=evaluator, steps=steps, progress=progress)
+    data = dist.from_main(lambda: load_run_data(spec, run_teacher(spec, run.cache)))
+    evaluator = Evaluator(spec, data, run.path, run.cache)
+    trainer = Trainer(spec, run.path, data, reward_fn=make_reward(spec), on_eval=evaluator, steps=steps,
+                      progress=progress)
     try:
         meter = trainer.train(resume=resume)
     finally:
         trainer.ctx.engine.close()  # a vLLM engine frees its GPU memory before the next run starts one
     if not dist.is_main():
         return {}
-    atomic_write_json(run_dir / "budget.json", meter.state())
-    summary = summarize_run(spec, run_dir, meter.state()["totals"], data, evaluator)
-    atomic_write_json(run_dir / "summary.json", summary)
+    atomic_write_json(run.budget, meter.state())
+    summary = summarize_run(spec, run, meter.state()["totals"], data, evaluator)
+    atomic_write_json(run.summary, summary)
     return summary
-
-
-def _eval_points(run_dir: Path) -> dict[int, dict]:
-    out = {}
-    for p in (run_dir / "eval").glob("step-*/metrics.json"):
-        out[int(p.parent.name.split("-")[1])] = read_json(p)
-    return out
 
 
 def selection_metric(spec: RunSpec) -> str:
@@ -190,10 +168,10 @@ def selection_metric(spec: RunSpec) -> str:
     return "gold/teacher_logprob" if j == "gold" else f"{j}/score"
 
 
-def summarize_run(spec: RunSpec, run_dir: Path, totals: dict, data, evaluator) -> dict:
-    from gadbench.selection import CheckpointScores, select_checkpoint
+def summarize_run(spec: RunSpec, run: RunDir, totals: dict, data, evaluator) -> dict:
+    from gadbench.eval.selection import CheckpointScores, select_checkpoint
 
-    points = {k: v for k, v in _eval_points(run_dir).items() if k > 0}
+    points = {k: read_json(run.eval_dir(k) / "metrics.json") for k in run.eval_steps() if k > 0}
     metric = selection_metric(spec)
     rule = spec.eval.selection if data.validation or spec.eval.selection != "validation" else "last"
 
@@ -218,7 +196,7 @@ def summarize_run(spec: RunSpec, run_dir: Path, totals: dict, data, evaluator) -
     if spec.judge.model != "gpt-4o" and any(j in JUDGE_CALLS_PER_ITEM for j in spec.eval.judges):
         departures.append(f"judge model {spec.judge.model} instead of GPT-4o")
     warnings = []
-    lengths = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("length_warning")]
+    lengths = [r for r in read_jsonl(run.metrics) if r.get("length_warning")]
     if lengths:
         warnings.append(f"response length exceeded {spec.train.length_warning_ratio}x the teacher's at "
                         f"{len(lengths)} steps (first: step {lengths[0]['step']}): possible reward hacking")

@@ -1,9 +1,8 @@
 """The training loop: stages, steps, the budget meter, monitors, evaluation hooks, checkpoints and resume.
 
-A checkpoint `checkpoints/step-K/state.pt` holds G, D, the reference model, both optimizers, every RNG
-state and the meter; it is written to a temporary folder and renamed into place, so a crash never leaves a
-partial checkpoint under a real name. `--resume` continues from the last complete checkpoint, trims the
-step log to it, and on CPU ends bitwise-identical to an uninterrupted run.
+A checkpoint (`RunDir.write_checkpoint`) holds G, D, the reference model, both optimizers, every RNG
+state and the meter. `--resume` continues from the last complete checkpoint, trims the step log to it,
+and on CPU ends bitwise-identical to an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -12,33 +11,28 @@ import dataclasses
 import functools
 import logging
 import math
-import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from gadbench import dist
+from gadbench import GadbenchError, dist
 from gadbench.budget import Meter, Spend
-from gadbench.config import ConfigError, ModelConfig, RunSpec
+from gadbench.config import ConfigError, RunSpec
+from gadbench.eval.evaluator import eval_seed
 from gadbench.io import append_jsonl, read_jsonl, truncate_jsonl
-from gadbench.methods import stage_plan, uses_discriminator
-from gadbench.methods.steps import Context, d_diagnostics, timed
-from gadbench.models import build_discriminator, count_params, load_causal_lm
+from gadbench.methods import stage_plan
+from gadbench.methods.context import begin_stage, build_context
+from gadbench.methods.steps import d_diagnostics, timed
+from gadbench.models import Discriminator, count_params, load_causal_lm, response_tokens
 from gadbench.progress import progress_bar
-from gadbench.rollout import make_engine
+from gadbench.rundir import RunDir
 
 log = logging.getLogger("gadbench")
 
 
-class CheckpointWriteError(OSError):
-    """A checkpoint could not be written (e.g. no space left); the previous checkpoint is intact."""
-
-
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(GadbenchError, RuntimeError):
     """A NaN or infinite loss; the checkpoints written before it are kept."""
 
 
@@ -52,12 +46,9 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is `cuda` but no CUDA GPU is visible; set train.device=cpu or run on a GPU machine.")
+        raise ConfigError("train.device is `cuda` but no CUDA GPU is visible; set train.device=cpu or run on a "
+                          "GPU machine.")
     return torch.device(name)
-
-
-def _adamw(params, lr: float, wd: float) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=lr, weight_decay=wd, foreach=False)
 
 
 def global_spend(spend: Spend) -> Spend:
@@ -74,9 +65,9 @@ class Trainer:
     steps, at stage ends and at the end) before the checkpoint of that step is written; `extra` holds the
     discriminator diagnostics on the validation split (`d_diagnostics`) when the run has D and a split."""
 
-    def __init__(self, spec: RunSpec, run_dir: Path, data, teacher_is_program: bool, reward_fn=None,
-                 on_eval=None, steps: int | None = None, progress: bool = True):
-        self.spec, self.run_dir, self.data = spec, Path(run_dir), data
+    def __init__(self, spec: RunSpec, run_dir: Path, data, reward_fn=None, on_eval=None, steps: int | None = None,
+                 progress: bool = True):
+        self.spec, self.run, self.data = spec, RunDir(run_dir), data
         self.plan = stage_plan(spec, steps)
         self.total_steps = sum(s.steps for s in self.plan)
         self.on_eval = on_eval
@@ -85,56 +76,38 @@ class Trainer:
         self.length_warnings = 0
         t = spec.train
         if t.batch_size % dist.world():
-            raise ValueError(f"train.batch_size={t.batch_size} does not split over {dist.world()} processes; "
-                             "use a multiple of the process count.")
+            raise ConfigError(f"train.batch_size={t.batch_size} does not split over {dist.world()} processes; "
+                              "use a multiple of the process count.")
         seed_everything(spec.seed)
         device = pick_device(t.device)
         if device.type == "cpu" and t.cpu_threads:
             torch.set_num_threads(t.cpu_threads)
-        g = load_causal_lm(spec.student)
-        if t.gradient_checkpointing and hasattr(g.model, "gradient_checkpointing_enable"):
-            g.model.gradient_checkpointing_enable()
-        d = None
-        if uses_discriminator(spec):
-            d_cfg = ModelConfig(path=spec.method.d_model, template=spec.student.template) if spec.method.d_model else None
-            d = build_discriminator(g, d_cfg, seed=spec.seed, d_loss=spec.method.d_loss)
-            if t.gradient_checkpointing and hasattr(d.model.backbone, "gradient_checkpointing_enable"):
-                d.model.backbone.gradient_checkpointing_enable()
         # Sharded (FSDP) models keep an unsharded skeleton on the meta device for the reference and for
         # the full copy that evaluation generates from.
         self.sharded = t.sharding != "none" and dist.world() > 1
+        if spec.rollout.engine == "vllm" and self.sharded:
+            raise ConfigError("rollout.engine=vllm needs a full replica of G on each process; use train.sharding: none "
+                              "or rollout.engine: hf with FSDP.")
         self.bf16 = device.type == "cuda" and t.precision == "bf16"
-        self.shard = functools.partial(dist.fsdp_wrap, device=device, bf16=self.bf16, hybrid=t.sharding == "hsdp")
+        self.fsdp_wrap = functools.partial(dist.fsdp_wrap, device=device, bf16=self.bf16, hybrid=t.sharding == "hsdp")
+        g = load_causal_lm(spec.student)
         self.g_skeleton = dist.meta_copy(g.model) if self.sharded else None
-        for m in (g, d):
-            if m is not None and self.sharded:
-                self.shard(m.model)
-            elif m is not None:
-                m.model.to(device)
+
+        def place(model: torch.nn.Module) -> None:
+            body = model.backbone if isinstance(model, Discriminator) else model
+            if t.gradient_checkpointing and hasattr(body, "gradient_checkpointing_enable"):
+                body.gradient_checkpointing_enable()
+            self.fsdp_wrap(model) if self.sharded else model.to(device)
+
+        self.ctx = build_context(spec, device, g=g, reward_fn=reward_fn, place=place)
         if self.sharded:
             local = sum(p.to_local().numel() for p in g.model.parameters())
             log.info("%s over %d processes: this rank holds %d of G's %d parameters", t.sharding.upper(),
                      dist.world(), local, count_params(g.model))
         elif dist.world() > 1:
             log.info("data parallel over %d processes: each holds a replica of G and D", dist.world())
-        if spec.rollout.engine == "vllm" and self.sharded:
-            raise ConfigError("rollout.engine=vllm needs a full replica of G on each process; use train.sharding: none "
-                              "or rollout.engine: hf with FSDP.")
-        engine = make_engine(spec, g.tokenizer)
         if spec.rollout.engine == "vllm":
-            engine.update_weights(g.model)  # start it now, on every rank together (under torchrun its start is collective)
-        gold_fn = None
-        if teacher_is_program:
-            from gadbench.worlds.synthetic import gold_metrics
-
-            def gold_fn(prompts, texts):
-                m = gold_metrics(prompts, texts)
-                return {k: m[k] for k in ("teacher_logprob", "accuracy")}
-
-        self.ctx = Context(spec=spec, g=g, d=d, engine=engine, device=device, g_params=count_params(g.model),
-                           d_params=count_params(d.model) if d else 0, reward_fn=reward_fn, gold_fn=gold_fn)
-        self.ckpt_dir = self.run_dir / "checkpoints"
-        self.metrics_path = self.run_dir / "metrics.jsonl"
+            self.ctx.engine.update_weights(g.model)  # start it now, on every rank together (collective under torchrun)
 
     # ------------------------------------------------------------------------------------------ stages
 
@@ -151,16 +124,7 @@ class Trainer:
         return sum(s.steps for s in self.plan[: i + 1])
 
     def _begin_stage(self, i: int) -> None:
-        """Fresh optimizers at each stage (verl restarts between warmup and GAD), G's at the stage's learning
-        rate (0 where G does not train); a stage that needs a reference gets G as the stage starts."""
-        ctx, t, stage = self.ctx, self.spec.train, self.plan[i].stage
-        lr = getattr(t, stage.g_lr) if stage.g_lr else 0.0
-        ctx.g_opt = _adamw(ctx.g.model.parameters(), lr, t.weight_decay)
-        if ctx.d is not None:
-            ctx.d_opt = _adamw(ctx.d.model.parameters(), t.lr_discriminator, t.weight_decay)
-        ctx.ref = None
-        if stage.reference and t.kl_beta > 0:
-            ctx.ref = dist.frozen_copy(ctx.g.model, self.g_skeleton, self.shard)
+        begin_stage(self.ctx, self.plan[i].stage, lambda g: dist.frozen_copy(g, self.g_skeleton, self.fsdp_wrap))
 
     # ------------------------------------------------------------------------------------------- loop
 
@@ -168,7 +132,7 @@ class Trainer:
         start = self._restore() if resume else 0
         if start == 0:
             if dist.is_main():
-                self.metrics_path.unlink(missing_ok=True)
+                self.run.metrics.unlink(missing_ok=True)
             self._begin_stage(0)
             self._eval(0)
         bar = progress_bar(total=self.total_steps, initial=start, desc=self.spec.run_id,
@@ -179,14 +143,14 @@ class Trainer:
                 self._begin_stage(i)
             stage = self.plan[i].name
             batch = self.data.batch(step, self.spec.train.batch_size)
-            metrics, spend = timed(self.plan[i].stage.run(), self.ctx, dist.shard(batch), step, k)
+            metrics, spend = timed(self.plan[i].stage.run(), self.ctx, dist.local_part(batch), step, k)
             self._check_finite(step, metrics)
             self.meter.record(stage, global_spend(spend))
             if dist.is_main():
                 # this batch's teacher length (not a previous step's: that went stale and differed after --resume)
                 teacher_len = metrics.get("teacher_len") or self._teacher_len(batch)
                 self._watch_length(step, metrics, teacher_len)
-                append_jsonl(self.metrics_path, [{"step": step, "stage": stage, **_round(metrics)}])
+                append_jsonl(self.run.metrics, [{"step": step, "stage": stage, **_round(metrics)}])
             bar.update(1, metrics)
             at_stage_end = step == self._stage_end(i)
             if step % self.spec.eval.every == 0 or at_stage_end:
@@ -197,8 +161,7 @@ class Trainer:
         return self.meter
 
     def _teacher_len(self, batch) -> float:
-        tok = self.ctx.g.tokenizer
-        return sum(len(tok(ex.teacher_response, add_special_tokens=False)["input_ids"]) + 1 for ex in batch) / len(batch)
+        return sum(response_tokens(self.ctx.g.tokenizer, ex.teacher_response) for ex in batch) / len(batch)
 
     def _watch_length(self, step: int, metrics: dict, teacher_len: float) -> None:
         ratio = self.spec.train.length_warning_ratio
@@ -213,7 +176,7 @@ class Trainer:
     def _check_finite(self, step: int, metrics: dict) -> None:
         for key in ("sft_loss", "pg_loss", "d_loss"):
             if key in metrics and not math.isfinite(metrics[key]):
-                last = self._latest_checkpoint()
+                last = self.run.latest_checkpoint()
                 kept = f"the last checkpoint written before it (step {last}) is kept" if last else "no checkpoint was written yet"
                 raise TrainingDiverged(
                     f"{key} became {metrics[key]} at step {step}, so training stopped; {kept}. Lower the learning "
@@ -233,17 +196,11 @@ class Trainer:
             ctx = dataclasses.replace(ctx, g=dataclasses.replace(ctx.g, model=full))
         if dist.is_main():
             with torch.random.fork_rng(devices=[]):  # evaluation never shifts the training RNG stream
-                torch.manual_seed(self.spec.seed + 7919 * step)
+                torch.manual_seed(eval_seed(self.spec, step))
                 self.on_eval(step, ctx, extra)
         dist.barrier()
 
     # ------------------------------------------------------------------------------------- checkpoints
-
-    def _latest_checkpoint(self) -> int:
-        if not self.ckpt_dir.exists():
-            return 0
-        steps = [int(p.name.split("-")[1]) for p in self.ckpt_dir.glob("step-*") if (p / "state.pt").exists()]
-        return max(steps, default=0)
 
     def _check_replicas(self, step: int) -> None:
         """Every rank must hold the same G and D; a difference means the data-parallel update is broken."""
@@ -259,7 +216,7 @@ class Trainer:
         self._check_replicas(step)
         state = self._state(step)  # a collective when sharded
         if dist.is_main():
-            self._write_checkpoint(state, step, keep_stage_end)
+            self.run.write_checkpoint(state, step, keep_stage_end, self.spec.train.keep_checkpoints)
         dist.barrier()
 
     def _state(self, step: int) -> dict:
@@ -278,43 +235,12 @@ class Trainer:
             "meter": self.meter.state(),
         }
 
-    def _write_checkpoint(self, state: dict, step: int, keep_stage_end: bool) -> None:
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        final = self.ckpt_dir / f"step-{step}"
-        tmp = Path(tempfile.mkdtemp(dir=self.ckpt_dir, prefix=f".step-{step}."))
-        try:
-            _save_state(state, tmp / "state.pt")
-            if keep_stage_end:
-                (tmp / "KEEP").touch()
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
-        except OSError as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            last = self._latest_checkpoint()
-            raise CheckpointWriteError(
-                f"could not write the checkpoint of step {step} ({e.strerror or e}); the previous checkpoint "
-                f"(step {last}) is intact. Free disk space under {self.ckpt_dir} and rerun with --resume."
-            ) from None
-        self._prune()
-
-    def _prune(self) -> None:
-        """Keep the newest `keep_checkpoints` plus stage-end checkpoints; drop stale temporary folders."""
-        for tmp in self.ckpt_dir.glob(".step-*"):
-            shutil.rmtree(tmp, ignore_errors=True)
-        done = sorted((int(p.name.split("-")[1]), p) for p in self.ckpt_dir.glob("step-*"))
-        for _, path in done[: -self.spec.train.keep_checkpoints]:
-            if not (path / "KEEP").exists():
-                shutil.rmtree(path, ignore_errors=True)
-
     def _restore(self) -> int:
-        step = self._latest_checkpoint()
+        step = self.run.latest_checkpoint()
         if step == 0:
-            log.info("no checkpoint to resume from in %s; starting from step 0", self.ckpt_dir)
+            log.info("no checkpoint to resume from in %s; starting from step 0", self.run.checkpoints)
             return 0
-        # Memory-mapped on the CPU: every process reads the same pages, and nothing lands on one GPU.
-        state = torch.load(self.ckpt_dir / f"step-{step}" / "state.pt", map_location="cpu", mmap=True,
-                           weights_only=False)
+        state = self.run.load_checkpoint(step)
         ctx = self.ctx
         i, k = self._stage_at(step)
         g, d = ctx.g.model, ctx.d and ctx.d.model
@@ -340,45 +266,9 @@ class Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.meter = Meter.from_state(state["meter"])
         if dist.is_main():
-            truncate_jsonl(self.metrics_path, keep=sum(1 for r in read_jsonl(self.metrics_path) if r["step"] <= step))
+            truncate_jsonl(self.run.metrics, keep=sum(1 for r in read_jsonl(self.run.metrics) if r["step"] <= step))
         log.info("resumed %s from step %d", self.spec.run_id, step)
         return step
-
-
-class _WriteRecorder:
-    """The file torch.save writes through: it keeps the OSError of a failed write (no space left, file too
-    large), which torch.save alone reports as an opaque RuntimeError."""
-
-    def __init__(self, f):
-        self.f, self.error = f, None
-
-    def write(self, data) -> int:
-        try:
-            return self.f.write(data)
-        except OSError as e:
-            self.error = e
-            raise
-
-    def flush(self) -> None:
-        try:
-            self.f.flush()
-        except OSError as e:
-            self.error = e
-            raise
-
-
-def _save_state(state: dict, path: Path) -> None:
-    """torch.save to `path`, flushed to disk; a failed write raises its OSError."""
-    with open(path, "wb") as f:
-        sink = _WriteRecorder(f)
-        try:
-            torch.save(state, sink)
-        except RuntimeError:
-            if sink.error is None:
-                raise
-            raise sink.error from None
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _round(metrics: dict) -> dict:

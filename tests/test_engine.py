@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gadbench.config import runs_of
+from gadbench.config import get_suite, runs_of
 from gadbench.data import Example
 from gadbench.io import read_json, read_jsonl
 from gadbench.methods.steps import (
@@ -20,9 +20,8 @@ from gadbench.methods.steps import (
     rollout,
 )
 from gadbench.rollout import Rollout
-from gadbench.rundata import load_run_data
-from gadbench.runner import make_teacher, run_suite
-from gadbench.suites import get_suite
+from gadbench.rundata import load_run_data, run_teacher
+from gadbench.runner import run_suite
 from gadbench.trainer import Trainer, TrainingDiverged
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,8 +50,8 @@ def _spec(method: str, extra: list[str] = ()):
 
 def _trainer(tmp_path: Path, method: str, extra: list[str] = ()) -> Trainer:
     spec = _spec(method, extra)
-    data = load_run_data(spec, make_teacher(spec))
-    return Trainer(spec, tmp_path / spec.run_id, data, teacher_is_program=True, progress=False)
+    data = load_run_data(spec, run_teacher(spec))
+    return Trainer(spec, tmp_path / spec.run_id, data, progress=False)
 
 
 def _tokens(ex: Example) -> int:
@@ -162,7 +161,7 @@ def test_grpo_steps_under_a_frozen_d_raise_the_reward(tmp_path):
 
 
 def _ckpt(tr: Trainer, step: int) -> dict:
-    return torch.load(tr.ckpt_dir / f"step-{step}" / "state.pt", weights_only=False)
+    return torch.load(tr.run.checkpoints / f"step-{step}" / "state.pt", weights_only=False)
 
 
 def _equal(a: dict, b: dict) -> bool:
@@ -336,7 +335,7 @@ def test_rollout_seeds_follow_the_step_and_survive_a_resume(tmp_path):
     run = b / tr.spec.run_id
     for step in (4, 5, 6):
         shutil.rmtree(run / "checkpoints" / f"step-{step}")
-    resumed = Trainer(tr.spec, run, tr.data, teacher_is_program=True, progress=False)
+    resumed = Trainer(tr.spec, run, tr.data, progress=False)
     again = _record_rollouts(resumed)
     resumed.train(resume=True)
     assert again == calls[3:]
@@ -359,7 +358,7 @@ def test_length_warning_compares_each_step_with_its_own_batch(tmp_path, monkeypa
     monkeypatch.setattr("gadbench.methods.steps.warmup_step", fake_step)
     monkeypatch.setattr("gadbench.methods.steps.adversarial_step", fake_step)
     tr.train()
-    flags = [bool(r.get("length_warning")) for r in read_jsonl(tr.metrics_path)]
+    flags = [bool(r.get("length_warning")) for r in read_jsonl(tr.run.metrics)]
     assert flags == [True, False, True, False, True, False]
 
 
@@ -374,5 +373,5 @@ def test_nan_loss_stops_naming_step_and_checkpoint(tmp_path):
     msg = str(e.value)
     assert "sft_loss became nan at step 2" in msg
     assert "the last checkpoint written before it (step 1) is kept" in msg
-    assert [r["step"] for r in read_jsonl(tr.metrics_path)] == [1]  # the diverged step is not logged
-    assert sorted(p.name for p in tr.ckpt_dir.iterdir()) == ["step-1"]  # nor checkpointed
+    assert [r["step"] for r in read_jsonl(tr.run.metrics)] == [1]  # the diverged step is not logged
+    assert sorted(p.name for p in tr.run.checkpoints.iterdir()) == ["step-1"]  # nor checkpointed

@@ -111,7 +111,7 @@ def test_bad_checkpoint_and_bad_run_dir_fail_in_one_line(run, tmp_path, capsys):
 
 
 def test_unknown_settings_of_another_version_are_ignored(run, caplog):
-    from gadbench.eval_cli import load_spec
+    from gadbench.eval.cli import load_spec
 
     text = (run / "config.yaml").read_text()
     (run / "config.yaml").write_text(text.replace("rollout:\n", "rollout:\n  retired_option: 3\n"))
@@ -122,8 +122,8 @@ def test_unknown_settings_of_another_version_are_ignored(run, caplog):
 @pytest.mark.filterwarnings("ignore")
 def test_lm_eval_on_the_checkpoint_equals_run_lm_eval_on_its_weights(run, capsys, monkeypatch):
     pytest.importorskip("lm_eval")
-    from gadbench.eval_cli import load_models, load_spec
-    from gadbench.lmeval import run_lm_eval
+    from gadbench.eval.cli import load_context, load_spec
+    from gadbench.eval.lmeval import run_lm_eval
 
     argv = ["eval", str(run), "--checkpoint", "2", "--lm-eval", "gadbench_mc", "--lm-eval-include", str(LMEVAL),
             "--limit", "4", "--lm-eval-only"]
@@ -132,7 +132,7 @@ def test_lm_eval_on_the_checkpoint_equals_run_lm_eval_on_its_weights(run, capsys
     assert "gadbench_mc" in out and "acc,none" in out
     stored = json.loads((run / "eval" / "step-2" / "lm_eval.json").read_text())
     assert stored["step"] == 2 and stored["n-samples"]["gadbench_mc"]["effective"] == 4
-    g, _, _ = load_models(load_spec(run), run, 2)
+    g = load_context(load_spec(run), run, 2).g
     monkeypatch.chdir(LMEVAL)  # the task YAMLs name their jsonl files relative to this folder
     direct = run_lm_eval(g.model, g.tokenizer, ["gadbench_mc"], include_path=LMEVAL, limit=4, builtin_tasks=False)
     assert stored["results"]["gadbench_mc"]["acc,none"] == direct["results"]["gadbench_mc"]["acc,none"]

@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("lm_eval")
 
-from gadbench.lmeval import run_lm_eval  # noqa: E402
+from gadbench.eval.lmeval import run_lm_eval  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lmeval"
 

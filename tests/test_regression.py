@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from gadbench.regression import compare_to_baseline, current_metrics
+from gadbench.report.regression import compare_to_baseline, current_metrics
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results" / "smoke"
 

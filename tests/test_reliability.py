@@ -380,7 +380,7 @@ def test_bad_input_stops_with_one_line_naming_problem_and_fix(tmp_path, no_templ
         "no chat template": (cli(CRASH, tmp_path / "f", "--set", f"students.tiny.path={no_template_model}"),
                              ("has no chat template", "set `template: paper` or `template: plain`")),
         "not offline": (cli(CRASH, tmp_path / "g", "--set", "students.tiny.path=gadbench-test/no-such-model-7f3"),
-                        ("`gadbench-test/no-such-model-7f3` is not available offline", "huggingface-cli download")),
+                        ("`gadbench-test/no-such-model-7f3` is not available offline", "hf download")),
     }
     with ThreadPoolExecutor(3) as pool:
         procs = dict(zip(cases, pool.map(lambda c: run_cli(c[0]), cases.values()), strict=True))
@@ -411,7 +411,7 @@ def test_long_prompts_are_kept_and_left_truncated_to_max_prompt_tokens(tmp_path)
     train.max_prompt_tokens is kept whole in the data and in the results, and the model sees its last
     max_prompt_tokens tokens (the end of the prompt and the generation prompt: left truncation)."""
     from gadbench.config import run_spec_from_dict
-    from gadbench.methods.steps import Context
+    from gadbench.methods.context import Context
     from gadbench.models import load_causal_lm, prompt_ids
 
     path = FIX / "long_prompts.jsonl"

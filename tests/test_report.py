@@ -21,7 +21,7 @@ from gadbench.report import add_parser, build_report
 from gadbench.report.cells import aggregate
 from gadbench.report.load import load_suite
 from gadbench.report.naming import variant_of
-from gadbench.report.table import cell_parts
+from gadbench.report.typeset import cell_parts
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 SMOKE_GAD = "tiny-qwen--gad--s0--3f9c2a71"
@@ -250,6 +250,20 @@ def test_cli_builds_a_run_directory_with_toy_figure_and_intervals(run_dir, capsy
     missing = parser.parse_args(["report", str(run_dir / "nope")])
     assert missing.func(missing) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_cli_given_an_out_root_reports_each_suite_under_it(tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(FIXTURES / "smoke", out / "smoke")
+    (out / "cache").mkdir()  # what `gadbench run --out` leaves beside the suites
+    parser = argparse.ArgumentParser(prog="gadbench")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["report", str(out)])
+    assert args.func(args) == 0
+    assert f"wrote {out / 'smoke' / 'REPORT.md'}" in capsys.readouterr().out
+    assert not (out / "REPORT.md").exists() and not (out / "cache" / "REPORT.md").exists()
+    empty = parser.parse_args(["report", str(out / "cache")])
+    assert empty.func(empty) == 2 and "no runs or suites under" in capsys.readouterr().err
 
 
 def test_report_imports_no_torch_and_no_training_code(run_dir):

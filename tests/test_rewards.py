@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from gadbench.config import ConfigError, runs_of
+from gadbench.config import ConfigError, get_suite, runs_of
 from gadbench.io import read_jsonl
 from gadbench.methods.rewards import gold_reward, make_reward, rouge_l_reward
-from gadbench.rundata import load_run_data
-from gadbench.runner import make_teacher, run_suite
-from gadbench.suites import get_suite
+from gadbench.rundata import load_run_data, run_teacher
+from gadbench.runner import run_suite
 from gadbench.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,8 +40,8 @@ def _spec(reward: str):
 
 
 def _adversarial_rows(spec, tmp_path) -> list[dict]:
-    data = load_run_data(spec, make_teacher(spec))
-    Trainer(spec, tmp_path / spec.run_id, data, teacher_is_program=True, reward_fn=make_reward(spec),
+    data = load_run_data(spec, run_teacher(spec))
+    Trainer(spec, tmp_path / spec.run_id, data, reward_fn=make_reward(spec),
             progress=False).train()
     rows = [r for r in read_jsonl(tmp_path / spec.run_id / "metrics.jsonl") if r["stage"] == "adversarial"]
     assert len(rows) == 2

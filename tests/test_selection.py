@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gadbench.selection import CheckpointScores, select_checkpoint
+from gadbench.eval.selection import CheckpointScores, select_checkpoint
 
 TEACHER = {"lmsys": 300.0, "dolly": 150.0}
 CKPTS = [

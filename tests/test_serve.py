@@ -12,9 +12,10 @@ import pytest
 import torch
 from tinymodels import build_tiny_model
 
+from gadbench.config import ModelConfig
 from gadbench.llm import ChatClient, ChatRequest
-from gadbench.llm.local import load_causal_lm
-from gadbench.serve import add_parser, start_server
+from gadbench.llm.serve import add_parser, start_server
+from gadbench.models import load_causal_lm
 
 PROMPTS = ["def hello(world):", "import os and sys", "class Point:"]
 
@@ -99,8 +100,9 @@ def test_chat_client_and_loader_against_the_real_server(served, tiny):
     assert [r.text for r in results] == [reference_greedy(model, tokenizer, p, 10)[0] for p in PROMPTS]
     assert client.usage.requests_sent == 3 and client.usage.completion_tokens > 0
 
-    loaded, loaded_tok = load_causal_lm(str(folder))  # what `gadbench serve --model DIR` loads
-    assert reference_greedy(loaded, loaded_tok, PROMPTS[0], 10) == reference_greedy(model, tokenizer, PROMPTS[0], 10)
+    loaded = load_causal_lm(ModelConfig(path=str(folder)), download=False)  # what `gadbench serve --model DIR` loads
+    assert reference_greedy(loaded.model.eval(), loaded.tokenizer, PROMPTS[0], 10) == reference_greedy(
+        model, tokenizer, PROMPTS[0], 10)
 
 
 def test_model_not_available_offline_stops_with_one_sentence(capsys, tmp_path):

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from gadbench.cli import main
-from gadbench.config import runs_of
+from gadbench.config import get_suite, runs_of
 from gadbench.runner import plan
-from gadbench.suites import get_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,7 +17,7 @@ from loopback import LoopbackServer
 from tinymodels import build_tiny_model
 
 from gadbench.io import read_jsonl
-from gadbench.serve import start_server
+from gadbench.llm.serve import start_server
 from gadbench.teachers import make_teacher, register_teacher
 from gadbench.teachers.collect import cache_path_for, collect, main
 
@@ -179,15 +179,14 @@ def test_kill_9_mid_collection_then_resume_loses_nothing_and_reasks_nothing(tmp_
 def test_a_suites_api_teacher_asks_each_prompt_once_across_runs(tmp_path):
     """The runner's API teacher caches its answers under the suite's cache folder: a second run of the suite
     (another method, or another process of the same run) sends no request."""
-    from gadbench.config import runs_of
-    from gadbench.runner import make_teacher
-    from gadbench.suites import get_suite
+    from gadbench.config import get_suite, runs_of
+    from gadbench.rundata import run_teacher
 
     with LoopbackServer() as server:
         spec = runs_of(get_suite("smoke", [f"teacher.spec=openai:m@{server.url}"]))[0]
-        first = make_teacher(spec, tmp_path / "cache")
+        first = run_teacher(spec, tmp_path / "cache")
         assert first.respond(PROMPTS) == [f"echo: {p}" for p in PROMPTS]
-        second = make_teacher(spec, tmp_path / "cache")
+        second = run_teacher(spec, tmp_path / "cache")
         assert second.respond(PROMPTS) == [f"echo: {p}" for p in PROMPTS]
         assert len(server.received) == len(PROMPTS)
         assert second.usage.requests_sent == 0 and second.usage.cache_hits == len(PROMPTS)

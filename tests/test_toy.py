@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from gadbench.config import SuiteConfig, ToyConfig
+from gadbench.config import SuiteConfig, ToyConfig, get_suite
 from gadbench.io import read_json
 from gadbench.report import build_report
-from gadbench.suites import get_suite
 from gadbench.worlds import toy
 
 

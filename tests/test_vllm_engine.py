@@ -190,23 +190,6 @@ def test_weights_follow_updates_and_tied_embeddings_stay_in_sync(setup):
         model.load_state_dict(original)
 
 
-def test_timing_against_hf(setup):
-    """Not an assertion on speed: prints vLLM and hf sampling times on the same model and batch."""
-    model, tok, engine, prompts = setup
-    hf = HFRolloutEngine(tok)
-    engine.generate(model, prompts[:1], 1, 0.0, 2)
-    batch = prompts * 4  # 24 prompts x 4 samples x 24 tokens, like a GAD step of the tiny suites
-    t0 = time.perf_counter()
-    ours = engine.generate(model, batch, 4, 1.0, 24, seeds=list(range(len(batch))))
-    t1 = time.perf_counter()
-    ref = hf.generate(model, batch, 4, 1.0, 24, seeds=list(range(len(batch))))
-    t2 = time.perf_counter()
-    engine.update_weights(model)
-    print(f"\n24x4 samples: vllm {t1 - t0:.2f}s ({ours.generated_tokens} tokens), hf {t2 - t1:.2f}s "
-          f"({ref.generated_tokens} tokens); forced push {engine.stats['last_push_s'] * 1000:.0f} ms")
-    assert ours.generated_tokens > 0 and ref.generated_tokens > 0
-
-
 def test_gad_run_with_vllm_engine(tmp_path):
     """The tiny GAD suite end to end through the runner with rollout.engine=vllm; metrics finite."""
     path = build_student(tmp_path / "student")

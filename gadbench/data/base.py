@@ -11,10 +11,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gadbench import GadbenchError
+
 Tokenizer = Callable[[str], Sequence[int] | Mapping[str, Sequence[int]]]
 
 
-class DataError(ValueError):
+class DataError(GadbenchError, ValueError):
     """A dataset that cannot be loaded as asked; the message says what is wrong and how to fix it."""
 
 

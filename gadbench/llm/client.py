@@ -27,6 +27,7 @@ import httpx2  # the HTTP library under the openai SDK (openai>=3)
 import openai
 from tqdm import tqdm
 
+from gadbench import GadbenchError
 from gadbench.llm.cache import CachedResponse, ResponseCache, request_key
 from gadbench.llm.pricing import cost_usd, price_for
 
@@ -72,7 +73,7 @@ class Usage:
                 f"tokens, estimated cost {cost}")
 
 
-class FatalAPIError(RuntimeError):
+class FatalAPIError(GadbenchError, RuntimeError):
     """A failure retrying cannot fix (400/401/403/404, or a missing credential); the message is one sentence."""
 
 

@@ -1,4 +1,5 @@
-"""Local transformers chat models: offline loading and batched, left-padded chat generation.
+"""Chat generation with a local transformers model (loaded by gadbench.models.load_causal_lm): batched and
+left-padded.
 
 Sampling follows OpenAI semantics: temperature 0 is greedy; otherwise plain temperature + top-p sampling
 (no top-k, no repetition penalty, whatever the model's generation_config says).
@@ -7,14 +8,9 @@ Sampling follows OpenAI semantics: temperature 0 is greedy; otherwise plain temp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-
-
-class ModelNotAvailable(ValueError):
-    """The model cannot be loaded without a download; the message says how to provide it."""
+from transformers import GenerationConfig
 
 
 @dataclass(frozen=True)
@@ -23,39 +19,6 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int  # generated tokens, the stop token included
     finish_reason: str  # "stop" (an end-of-turn token) or "length"
-
-
-def load_causal_lm(name: str):
-    """(model, tokenizer) from a local folder, a .gguf file, or a Hub id already in the local HF cache.
-
-    Never downloads. The model is fp32 in eval mode; its tokenizer must have a chat template.
-    """
-    path = Path(name).expanduser()
-    extra: dict = {}
-    local = path.is_dir() or path.is_file()
-    if path.suffix == ".gguf" and path.is_file():
-        source, extra = str(path.parent), {"gguf_file": path.name}
-    elif path.is_dir():
-        source = str(path)
-    elif name.startswith(("/", ".", "~")) or path.suffix == ".gguf" or name.count("/") > 1:
-        raise ModelNotAvailable(f"there is no model folder or .gguf file at {name}; check the path "
-                                f"(models are never downloaded at run time).")
-    else:
-        source = name
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, **extra)
-        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True, dtype=torch.float32, **extra)
-    except (OSError, ValueError) as exc:
-        if local:  # a local folder or file that exists but does not load: show the real error
-            raise
-        raise ModelNotAvailable(
-            f"model {name!r} is not in the local Hugging Face cache and nothing is downloaded at run time; "
-            f"download it where there is network (`hf download {name} --local-dir DIR`) and pass that folder."
-        ) from exc
-    if not tokenizer.chat_template:
-        raise ValueError(f"the tokenizer of {name!r} has no chat template; use an instruct/chat model or add a "
-                         f"chat_template to its tokenizer_config.json.")
-    return model.eval(), tokenizer
 
 
 def generate_chat(model, tokenizer, conversations: list[list[dict]], *, max_new_tokens: int = 256,

@@ -8,7 +8,6 @@ one GRPO update of G with the rewards from before D's update.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import torch
 from torch.distributed.tensor import DTensor
@@ -16,39 +15,10 @@ from torch.distributed.tensor import DTensor
 from gadbench import algorithms as alg
 from gadbench import dist
 from gadbench.budget import Spend, inference_flops, train_flops
-from gadbench.config import RunSpec
-from gadbench.models import LoadedModel, encode_pair, prompt_ids, response_ids
+from gadbench.methods.context import Context
+from gadbench.models import encode_pair, response_ids
 from gadbench.rollout.sampling import sequence_seed
 from gadbench.sequences import micro_batches, pack, token_logprobs
-
-
-@dataclass
-class Context:
-    """The models, optimizers and engines of a run."""
-
-    spec: RunSpec
-    g: LoadedModel
-    d: LoadedModel | None
-    engine: object
-    device: torch.device
-    g_params: int
-    d_params: int = 0
-    ref: torch.nn.Module | None = None
-    g_opt: torch.optim.Optimizer | None = None
-    d_opt: torch.optim.Optimizer | None = None
-    reward_fn: object = None  # fixed reward (no-discriminator ablation): (prompts, texts, teachers) -> list[float]
-    gold_fn: object = None  # optional gold metrics of rollouts: (prompts, texts) -> dict
-    _prompt_cache: dict = field(default_factory=dict)
-
-    def prompt_ids(self, prompt: str) -> list[int]:
-        if prompt not in self._prompt_cache:
-            ids = prompt_ids(self.g.tokenizer, prompt, self.g.template)
-            self._prompt_cache[prompt] = ids[-self.spec.train.max_prompt_tokens :]
-        return self._prompt_cache[prompt]
-
-    def autocast(self):
-        enabled = self.device.type == "cuda" and self.spec.train.precision == "bf16"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def _mean(total: float, count: float) -> float:

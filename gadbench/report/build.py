@@ -14,8 +14,8 @@ from gadbench.report.figures import FIGURES
 from gadbench.report.load import load_suite
 from gadbench.report.notes import collect
 from gadbench.report.render import Report, html_page, markdown
-from gadbench.report.table import to_csv, to_latex, to_markdown
 from gadbench.report.tables import build_tables
+from gadbench.report.typeset import to_csv, to_latex, to_markdown
 
 
 def build_report(path: str | Path, ci: bool = False, baselines: str | Path | None = None) -> Path:

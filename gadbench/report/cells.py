@@ -6,7 +6,7 @@ from statistics import mean
 
 from gadbench.report.load import Run, Suite
 from gadbench.report.naming import OOD, OTHERS, dataset_label, dataset_order, higher_is_better
-from gadbench.report.table import Cell
+from gadbench.report.typeset import Cell
 
 NOT_METRICS = ("length", "ngram_f1", "pairwise")
 

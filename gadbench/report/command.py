@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from gadbench.report.build import build_report
+from gadbench.report.load import is_run
 
 
 def add_parser(subparsers) -> None:
@@ -16,7 +17,7 @@ def add_parser(subparsers) -> None:
         help="write REPORT.md, report.html, tables/ and figures/ from stored results (no torch needed)",
         description="Build the report of a run directory or of results/<suite>/ into that directory.",
     )
-    p.add_argument("dir", type=Path, help="a run directory or results/<suite>/")
+    p.add_argument("dir", type=Path, help="a run directory, results/<suite>/, or an --out folder of suites")
     p.add_argument(
         "--ci", action="store_true", help="show intervals in table cells: [lo, hi] n=.. or seeds=.."
     )
@@ -26,11 +27,28 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def report_dirs(path: Path) -> list[Path]:
+    """The directories to report: `path` itself when it is a run or a suite, else the suites under it (the
+    `--out` root of `gadbench run`, holding <suite>/ folders)."""
+    if is_run(path) or (path / "suite.json").exists() or any(is_run(p) for p in path.iterdir() if p.is_dir()):
+        return [path]
+    return sorted(p for p in path.iterdir() if p.is_dir() and ((p / "suite.json").exists() or
+                                                              any(is_run(q) for q in p.iterdir() if q.is_dir())))
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        path = build_report(args.dir, ci=args.ci, baselines=args.baselines)
+        if not args.dir.is_dir():
+            raise FileNotFoundError(f"{args.dir} is not a directory; pass a run directory, results/<suite>/ or "
+                                    "the --out folder of a run.")
+        dirs = report_dirs(args.dir)
+        if not dirs:
+            raise ValueError(f"no runs or suites under {args.dir}; pass a run directory, results/<suite>/ or the "
+                             "--out folder of a run.")
+        for d in dirs:
+            path = build_report(d, ci=args.ci, baselines=args.baselines)
+            print(f"wrote {path} and {path.with_name('report.html')}")
     except (FileNotFoundError, ValueError) as exc:
         print(f"gadbench report: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {path} and {path.with_name('report.html')}")
     return 0

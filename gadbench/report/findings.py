@@ -21,7 +21,7 @@ import numpy as np
 from gadbench.metrics import paired_bootstrap
 from gadbench.report.cells import eval_of
 from gadbench.report.load import Run, Suite
-from gadbench.report.table import Table
+from gadbench.report.typeset import Table
 
 STYLE_PREFIXES = ("gold-sampled/style_share/", "gold/style_share/")  # sampled answers first, else greedy
 

@@ -55,13 +55,13 @@ def load_suite(path: str | Path) -> Suite:
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a directory; pass a run directory or results/<suite>/.")
-    if _is_run(path):
+    if is_run(path):
         run = load_run(path)
         name = (run.summary or {}).get("suite") or path.parent.name
         return Suite(path, name, {}, [run])
     meta = read_json(path / "suite.json") if (path / "suite.json").exists() else {}
     listed = [str(r) for r in meta.get("runs", []) if isinstance(r, str)]
-    found = sorted(p.name for p in path.iterdir() if p.is_dir() and _is_run(p))
+    found = sorted(p.name for p in path.iterdir() if p.is_dir() and is_run(p))
     order = [r for r in listed if r in found] + [r for r in found if r not in listed]
     runs = [load_run(path / r) for r in order]
     if not runs:
@@ -111,7 +111,7 @@ def _load_evals(root: Path) -> dict[int, dict[str, list[dict]]]:
     return dict(sorted(out.items()))
 
 
-def _is_run(path: Path) -> bool:
+def is_run(path: Path) -> bool:
     return any((path / f).exists() for f in ("config.yaml", "summary.json", "metrics.jsonl"))
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from gadbench.report.load import Suite
 from gadbench.report.notes import Notes
-from gadbench.report.table import Table, to_html, to_markdown
+from gadbench.report.typeset import Table, to_html, to_markdown
 
 
 @dataclass

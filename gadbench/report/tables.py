@@ -27,7 +27,7 @@ from gadbench.report.naming import (
     method_order,
     student_label,
 )
-from gadbench.report.table import Cell, Table
+from gadbench.report.typeset import Cell, Table
 
 Rows = list[tuple[str, Variant, list[Run]]]  # (student, variant, seeds)
 

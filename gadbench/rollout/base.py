@@ -1,8 +1,9 @@
-"""The rollout contract shared by engines."""
+"""The rollout contract shared by engines: the `RolloutEngine` protocol and the `Rollout` it returns."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from gadbench.models import normalize_response
 
@@ -31,17 +32,16 @@ class Rollout:
         return sum(map(len, self.response_ids))
 
 
-def make_engine(spec, tokenizer):
-    """The rollout engine of a run (`spec.rollout.engine`); vLLM's is sized for the run's longest prompt plus
-    response or evaluation answer."""
-    r, t = spec.rollout, spec.train
-    if r.engine == "hf":
-        from gadbench.rollout.hf import HFRolloutEngine
+class RolloutEngine(Protocol):
+    """What the trainer and the evaluator need from an engine (`hf`: transformers; `vllm`: vLLM)."""
 
-        return HFRolloutEngine(tokenizer, r.batch_size)
-    if r.engine == "vllm":
-        from gadbench.rollout.vllm import VLLMRolloutEngine
+    def generate(self, model, prompts: list[list[int]], n: int, temperature: float, max_new_tokens: int,
+                 top_p: float = 1.0, seeds: list[int] | None = None) -> Rollout:
+        """`n` samples per prompt (token ids in, prompt-major `Rollout` out); greedy at temperature 0; sample
+        j of prompt i drawn from seeds[i] (from torch's RNG when `seeds` is None)."""
 
-        max_len = t.max_prompt_tokens + max(t.max_response_tokens, spec.eval.max_new_tokens)
-        return VLLMRolloutEngine(tokenizer, r, max_len, precision=t.precision, seed=spec.seed)
-    raise ValueError(f"unknown rollout engine {r.engine!r}; use `hf` or `vllm`.")
+    def update_weights(self, model) -> None:
+        """Make the engine generate from `model`'s current weights."""
+
+    def close(self) -> None:
+        """Release what the engine holds (a vLLM engine's memory)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from gadbench import GadbenchError
+
 
 @runtime_checkable
 class Teacher(Protocol):
@@ -17,7 +19,7 @@ class Teacher(Protocol):
     def respond(self, prompts: list[str]) -> list[str]: ...
 
 
-class TeacherError(RuntimeError):
+class TeacherError(GadbenchError, RuntimeError):
     """The teacher could not answer every prompt; the message says what to do."""
 
 

@@ -6,7 +6,9 @@ import sys
 
 from tqdm import tqdm
 
-from gadbench.llm.local import generate_chat, load_causal_lm
+from gadbench.config import ModelConfig
+from gadbench.llm.local import generate_chat
+from gadbench.models import load_causal_lm
 
 
 class HFTeacher:
@@ -38,5 +40,5 @@ def from_spec(arg: str, **opts) -> HFTeacher:
     """`hf:PATH` (a local folder, a .gguf file, or a Hub id already in the local cache)."""
     if not arg:
         raise ValueError("the hf teacher needs a model: write the spec as hf:PATH.")
-    model, tokenizer = load_causal_lm(arg)
-    return HFTeacher(model, tokenizer, **opts)
+    loaded = load_causal_lm(ModelConfig(path=arg), download=False)
+    return HFTeacher(loaded.model.eval(), loaded.tokenizer, **opts)

@@ -19,9 +19,16 @@ from gadbench.config import RunSpec
 from gadbench.io import atomic_write_json, atomic_write_text, read_json
 from gadbench.judge.types import JudgeItem
 from gadbench.metrics import corpus_ngram_f1, summarize
+from gadbench.models import response_tokens
 from gadbench.worlds import synthetic as world
 
 GOLD_PER_ITEM = ("teacher_logprob", "accuracy")
+
+
+def eval_seed(spec: RunSpec, step: int) -> int:
+    """The torch seed of the evaluation of `step` (sampled answers), the same at training time and in
+    `gadbench eval`; evaluation forks the RNG, so it never shifts training's stream."""
+    return spec.seed + 7919 * step
 
 
 def gold_item(prompt: str, answer: str) -> dict:
@@ -124,9 +131,8 @@ class Evaluator:
         with_teacher = [r for r in rows if r["teacher_response"]]
         if with_teacher:
             tok = ctx.g.tokenizer
-            stats["teacher_length"] = sum(
-                len(tok(r["teacher_response"], add_special_tokens=False)["input_ids"]) + 1 for r in with_teacher
-            ) / len(with_teacher)
+            stats["teacher_length"] = sum(response_tokens(tok, r["teacher_response"]) for r in with_teacher) / len(
+                with_teacher)
             stats["ngram_f1"] = corpus_ngram_f1([r["answer"] for r in with_teacher],
                                                 [r["teacher_response"] for r in with_teacher])
         atomic_write_text(out_dir / f"{name}.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))

@@ -145,13 +145,15 @@ def add_parser(subparsers) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gadbench.llm.local import load_causal_lm
+    from gadbench.config import ModelConfig
+    from gadbench.models import ModelUnavailableError, load_causal_lm
 
     try:
-        model, tokenizer = load_causal_lm(args.model)
-    except ValueError as exc:  # ModelNotAvailable included
+        loaded = load_causal_lm(ModelConfig(path=args.model), download=False)
+    except ModelUnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    model, tokenizer = loaded.model.eval(), loaded.tokenizer
     server = ChatServer((args.host, args.port), model, tokenizer, args.model, args.max_new_tokens)
     host, port = server.server_address[:2]
     print(f"serving {args.model} at http://{host}:{port}/v1 (Ctrl-C to stop)", file=sys.stderr, flush=True)

@@ -22,13 +22,15 @@ from pathlib import Path
 
 import yaml
 
+from gadbench import GadbenchError
 from gadbench.config import ConfigError, RunSpec, run_spec_from_dict
 from gadbench.io import atomic_write_json, read_json
+from gadbench.rundir import RunDir
 
 log = logging.getLogger("gadbench")
 
 
-class EvalError(ValueError):
+class EvalError(GadbenchError, ValueError):
     """A run directory or checkpoint that cannot be evaluated; the message says why and what to do."""
 
 
@@ -77,17 +79,9 @@ def _drop_unknown(cls, raw, where: str) -> list[str]:
     return dropped
 
 
-def checkpoints(run_dir: Path) -> list[int]:
-    d = run_dir / "checkpoints"
-    if not d.is_dir():
-        return []
-    return sorted(int(p.name.split("-")[1]) for p in d.glob("step-*")
-                  if p.name.split("-")[1].isdigit() and (p / "state.pt").exists())
-
-
 def choose_checkpoint(run_dir: Path, requested: int | None) -> int:
     """The requested step (0 = the initial student), else the summary's selection if kept, else the latest."""
-    have = checkpoints(run_dir)
+    have = RunDir(run_dir).checkpoint_steps()
     if requested is not None:
         if requested == 0 or requested in have:
             return requested
@@ -104,37 +98,29 @@ def choose_checkpoint(run_dir: Path, requested: int | None) -> int:
     return have[-1]
 
 
-def load_models(spec: RunSpec, run_dir: Path, step: int, with_d: bool = False):
-    """The run's student, and its discriminator when `with_d` and the run has one (else None), with the
-    weights of checkpoint `step` (their initial weights for step 0)."""
+def load_context(spec: RunSpec, run_dir: Path, step: int, with_d: bool = False):
+    """The run's context (`build_context`) with the weights of checkpoint `step` (the initial ones for step
+    0); D only when `with_d` and the run has one. Models are in eval mode."""
     import torch
 
-    from gadbench.config import ModelConfig
-    from gadbench.methods import uses_discriminator
-    from gadbench.models import build_discriminator, load_causal_lm
+    from gadbench.methods.context import build_context
     from gadbench.trainer import pick_device, seed_everything
 
     seed_everything(spec.seed)
     device = pick_device(spec.train.device)
     if device.type == "cpu" and spec.train.cpu_threads:
         torch.set_num_threads(spec.train.cpu_threads)
-    g = load_causal_lm(spec.student)
-    d = None
-    if with_d and uses_discriminator(spec):
-        m = spec.method
-        d_cfg = ModelConfig(path=m.d_model, template=spec.student.template) if m.d_model else None
-        d = build_discriminator(g, d_cfg, seed=spec.seed, d_loss=m.d_loss)
+    ctx = build_context(spec, device, with_d=with_d)
     if step:
-        state = torch.load(run_dir / "checkpoints" / f"step-{step}" / "state.pt", map_location="cpu",
-                           weights_only=False)
-        g.model.load_state_dict(state["g"])
-        if d is not None:
-            d.model.load_state_dict(state["d"])
+        state = RunDir(run_dir).load_checkpoint(step)
+        ctx.g.model.load_state_dict(state["g"])
+        if ctx.d is not None:
+            ctx.d.model.load_state_dict(state["d"])
         del state
-    g.model.to(device).eval()
-    if d is not None:
-        d.model.to(device).eval()
-    return g, d, device
+    for m in (ctx.g, ctx.d):
+        if m is not None:
+            m.model.eval()
+    return ctx
 
 
 def evaluate_checkpoint(run_dir: str | Path, checkpoint: int | None = None, judges: list[str] | None = None,
@@ -144,39 +130,34 @@ def evaluate_checkpoint(run_dir: str | Path, checkpoint: int | None = None, judg
     """Evaluate one checkpoint; returns {"step", "metrics" (per set, or None), "lm_eval" (or None)}."""
     import torch
 
-    from gadbench.evaluate import Evaluator
-    from gadbench.methods.steps import Context, d_diagnostics
-    from gadbench.models import count_params
-    from gadbench.rollout import make_engine
-    from gadbench.rundata import load_run_data
-    from gadbench.runner import make_teacher
+    from gadbench.eval.evaluator import Evaluator, eval_seed
+    from gadbench.methods.steps import d_diagnostics
+    from gadbench.rundata import load_run_data, run_teacher
 
-    run_dir = Path(run_dir).resolve()
-    spec = load_spec(run_dir, judges)
-    step = choose_checkpoint(run_dir, checkpoint)
-    out_dir = run_dir / "eval" / f"step-{step}"
-    g, d, device = load_models(spec, run_dir, step, with_d=sets)
+    run = RunDir(Path(run_dir).resolve())
+    spec = load_spec(run.path, judges)
+    step = choose_checkpoint(run.path, checkpoint)
+    out_dir = run.eval_dir(step)
+    ctx = load_context(spec, run.path, step, with_d=sets)
+    g = ctx.g
     result: dict = {"step": step, "metrics": None, "lm_eval": None}
-    if sets:
-        # The program teacher is cheap and samples from one stream: it answers the training prompts first, as
-        # during training, so the eval sets get the same teacher responses. Other teachers skip them.
-        data = load_run_data(spec, make_teacher(spec, run_dir.parent.parent / "cache"),
-                             fill_train=spec.teacher.spec.startswith("program"))
-        engine = make_engine(spec, g.tokenizer)
-        ctx = Context(spec=spec, g=g, d=d, engine=engine, device=device, g_params=count_params(g.model))
-        evaluator = Evaluator(spec, data, run_dir, run_dir.parent.parent / "cache")
-        try:
+    try:
+        if sets:
+            # The program teacher is cheap and samples from one stream: it answers the training prompts first,
+            # as during training, so the eval sets get the same teacher responses. Other teachers skip them.
+            data = load_run_data(spec, run_teacher(spec, run.cache), fill_train=spec.teacher.spec.startswith("program"))
+            evaluator = Evaluator(spec, data, run.path, run.cache)
             stored = read_json(out_dir / "metrics.json") if (out_dir / "metrics.json").exists() else {}
-            fresh = d is not None and data.validation and "d" not in stored.get("validation", {})
+            fresh = ctx.d is not None and data.validation and "d" not in stored.get("validation", {})
             extra = {"d": d_diagnostics(ctx, data.validation, step)} if fresh else None  # else the stored ones
             with torch.random.fork_rng(devices=[]):  # the seed the trainer's evaluation of this step used
-                torch.manual_seed(spec.seed + 7919 * step)
+                torch.manual_seed(eval_seed(spec, step))
                 result["metrics"] = evaluator.evaluate(step, ctx, reuse=True, extra=extra)
-        finally:
-            engine.close()
-        result["usage"] = evaluator.usage
+            result["usage"] = evaluator.usage
+    finally:
+        ctx.engine.close()
     if lm_eval_tasks:
-        from gadbench.lmeval import run_lm_eval
+        from gadbench.eval.lmeval import run_lm_eval
 
         include = Path(lm_eval_include).resolve() if lm_eval_include else None
         with contextlib.chdir(include) if include else contextlib.nullcontext():

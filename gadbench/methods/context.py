@@ -1,0 +1,91 @@
+"""The models, optimizers and engine that the step functions work on, and the one way to build them.
+
+`build_context` is used by the trainer, `gadbench bench` and `gadbench eval`; `begin_stage` gives a
+context the optimizers (and reference) of a stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from gadbench.config import ModelConfig, RunSpec
+from gadbench.methods import Stage, uses_discriminator
+from gadbench.methods.rewards import Reward
+from gadbench.models import LoadedModel, build_discriminator, count_params, load_causal_lm, prompt_ids
+from gadbench.rollout import RolloutEngine, make_engine
+
+GoldFn = Callable[[list[str], list[str]], dict[str, float]]  # (prompts, texts) -> mean gold metrics
+
+
+@dataclass
+class Context:
+    """The models, optimizers and engine of a run."""
+
+    spec: RunSpec
+    g: LoadedModel
+    d: LoadedModel | None
+    engine: RolloutEngine
+    device: torch.device
+    g_params: int
+    d_params: int = 0
+    ref: torch.nn.Module | None = None
+    g_opt: torch.optim.Optimizer | None = None
+    d_opt: torch.optim.Optimizer | None = None
+    reward_fn: Reward | None = None  # the fixed reward of `discriminator: none`
+    gold_fn: GoldFn | None = None  # the world's gold metrics of rollouts, logged per step
+    _prompt_cache: dict = field(default_factory=dict)
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        if prompt not in self._prompt_cache:
+            ids = prompt_ids(self.g.tokenizer, prompt, self.g.template)
+            self._prompt_cache[prompt] = ids[-self.spec.train.max_prompt_tokens :]
+        return self._prompt_cache[prompt]
+
+    def autocast(self):
+        enabled = self.device.type == "cuda" and self.spec.train.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def _world_gold(prompts: list[str], texts: list[str]) -> dict[str, float]:
+    from gadbench.worlds.synthetic import gold_metrics
+
+    m = gold_metrics(prompts, texts)
+    return {k: m[k] for k in ("teacher_logprob", "accuracy")}
+
+
+def build_context(spec: RunSpec, device: torch.device, *, g: LoadedModel | None = None, with_d: bool = True,
+                  reward_fn: Reward | None = None, place: Callable[[torch.nn.Module], None] | None = None) -> Context:
+    """G (the suite's student unless given), D when the method has one and `with_d` (from G's weights, or
+    `method.d_model`, built before G moves), both placed by `place` (default: moved to `device`), the rollout
+    engine, and the world's gold metrics of rollouts when the teacher is the world's program."""
+    g = g or load_causal_lm(spec.student)
+    d = None
+    if with_d and uses_discriminator(spec):
+        m = spec.method
+        d_cfg = ModelConfig(path=m.d_model, template=spec.student.template) if m.d_model else None
+        d = build_discriminator(g, d_cfg, seed=spec.seed, d_loss=m.d_loss)
+    for model in (g, d):
+        if model is not None:
+            place(model.model) if place else model.model.to(device)
+    gold = _world_gold if spec.teacher.spec.startswith("program") else None
+    return Context(spec=spec, g=g, d=d, engine=make_engine(spec, g.tokenizer), device=device,
+                   g_params=count_params(g.model), d_params=count_params(d.model) if d else 0,
+                   reward_fn=reward_fn, gold_fn=gold)
+
+
+def adamw(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=False)
+
+
+def begin_stage(ctx: Context, stage: Stage, frozen_copy: Callable[[torch.nn.Module], torch.nn.Module]) -> None:
+    """Fresh AdamW for G at the stage's learning rate (0 where G does not train) and for D (verl restarts its
+    optimizers between warmup and GAD); the reference, `frozen_copy(G)` as the stage starts, when the stage
+    needs one and kl_beta > 0."""
+    t = ctx.spec.train
+    ctx.g_opt = adamw(ctx.g.model.parameters(), getattr(t, stage.g_lr) if stage.g_lr else 0.0, t.weight_decay)
+    if ctx.d is not None:
+        ctx.d_opt = adamw(ctx.d.model.parameters(), t.lr_discriminator, t.weight_decay)
+    ctx.ref = frozen_copy(ctx.g.model) if stage.reference and t.kl_beta > 0 else None
