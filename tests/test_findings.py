@@ -1,86 +1,116 @@
-"""The findings table: each verdict follows the sign of the difference it names."""
+"""The findings table: every verdict comes from an interval over seeds and prompts, paired, and follows the
+stored per-item results when they change."""
 
 from __future__ import annotations
 
 import json
-import math
+import re
 import shutil
 from pathlib import Path
+
+import numpy as np
 
 from gadbench.report.findings import findings_table
 from gadbench.report.load import load_suite
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results" / "smoke"
+ID_ROW = "GAD beats SeqKD (in distribution)"
 
 
-def _summary(suite: Path, run: str) -> tuple[Path, dict]:
-    path = next(suite.glob(f"{run}/summary.json"))
-    return path, json.loads(path.read_text())
-
-
-def _mean(suite: Path, pattern: str, dataset: str, metric: str) -> float:
-    values = [json.loads(p.read_text())["eval"][dataset][metric]["mean"] for p in suite.glob(f"{pattern}/summary.json")]
-    return sum(values) / len(values)
-
-
-def test_verdicts_follow_the_fixture_numbers(tmp_path):
+def _copy(tmp_path: Path) -> Path:
     suite = tmp_path / "smoke"
     shutil.copytree(FIXTURE, suite)
-    table = findings_table(load_suite(suite))
-    rows = {r[0]: r for r in table.rows}
-    g = _mean(suite, "tiny-qwen--gad--s*", "world-id", "gold/teacher_logprob")
-    s = _mean(suite, "tiny-qwen--seqkd--s*", "world-id", "gold/teacher_logprob")
-    row = rows["GAD beats SeqKD (in distribution)"]
-    assert f"GAD {g:.3f} vs SeqKD {s:.3f}" in row[1]
-    assert row[2] == ("yes" if g > s else "no")
-
-    shares = {}
-    for p in suite.glob("tiny-qwen--gad--s*/summary.json"):
-        for k, v in json.loads(p.read_text())["eval"]["world-id"].items():
-            if k.startswith("gold/style_share/"):
-                shares.setdefault(k, []).append(v["mean"])
-    h = -sum(m * math.log(m) for m in (sum(v) / len(v) for v in shares.values()) if m > 0)
-    assert f"GAD {h:.3f}" in rows["SeqKD covers modes, GAD seeks them"][1]
+    return suite
 
 
-def test_flipping_the_numbers_flips_the_verdict(tmp_path):
-    suite = tmp_path / "smoke"
-    shutil.copytree(FIXTURE, suite)
-    before = {r[0]: r[2] for r in findings_table(load_suite(suite)).rows}
-    for pattern, value in (("tiny-qwen--gad--s*", -1.0), ("tiny-qwen--seqkd--s*", -5.0)):
-        for path in suite.glob(f"{pattern}/summary.json"):
-            s = json.loads(path.read_text())
-            s["eval"]["world-id"]["gold/teacher_logprob"]["mean"] = value
-            path.write_text(json.dumps(s))
-    after = {r[0]: r[2] for r in findings_table(load_suite(suite)).rows}
-    assert after["GAD beats SeqKD (in distribution)"] == "yes"
-    for path in suite.glob("tiny-qwen--gad--s*/summary.json"):
-        s = json.loads(path.read_text())
-        s["eval"]["world-id"]["gold/teacher_logprob"]["mean"] = -9.0
-        path.write_text(json.dumps(s))
-    assert {r[0]: r[2] for r in findings_table(load_suite(suite)).rows}["GAD beats SeqKD (in distribution)"] == "no"
-    assert before.keys() == after.keys()
+def _rows(run_dir: Path, dataset: str = "world-id") -> tuple[Path, list[dict]]:
+    step = json.loads((run_dir / "summary.json").read_text())["selection"]["checkpoint"]
+    path = run_dir / "eval" / f"step-{step}" / f"{dataset}.jsonl"
+    return path, [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_skipped_without_gad_and_seqkd(tmp_path):
-    suite = tmp_path / "smoke"
-    shutil.copytree(FIXTURE, suite)
+def _set_accuracy(suite: Path, pattern: str, value_of) -> None:
+    """Rewrite gold/accuracy of every world-id row of the runs matching `pattern`: value_of(seed, index)."""
+    for run_dir in suite.glob(pattern):
+        seed = int(re.search(r"--s(\d+)--", run_dir.name).group(1))
+        path, rows = _rows(run_dir)
+        for i, r in enumerate(rows):
+            r["judgments"]["gold"]["accuracy"] = value_of(seed, i)
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _finding(suite: Path, name: str) -> list:
+    return next(r for r in findings_table(load_suite(suite)).rows if r[0] == name)
+
+
+def _interval(evidence: str) -> tuple[float, float, float]:
+    m = re.search(r"GAD - SeqKD ([+-][\d.]+) \[([+-][\d.]+), ([+-][\d.]+)\]", evidence)
+    return tuple(float(x) for x in m.groups())
+
+
+def test_difference_is_paired_by_seed_and_prompt_and_stated_with_n(tmp_path):
+    suite = _copy(tmp_path)
+    row = _finding(suite, ID_ROW)
+    # by hand from the stored rows: mean over (seed, prompt) of GAD - SeqKD accuracy
+    diffs = []
+    for seed in (0, 1):
+        (g,), (q,) = (list(suite.glob(f"tiny-qwen--{m}--s{seed}--*")) for m in ("gad", "seqkd"))
+        ga = {r["id"]: r["judgments"]["gold"]["accuracy"] for r in _rows(g)[1]}
+        qa = {r["id"]: r["judgments"]["gold"]["accuracy"] for r in _rows(q)[1]}
+        diffs += [ga[k] - qa[k] for k in ga.keys() & qa.keys()]
+    diff, lo, hi = _interval(row[1])
+    assert diff == round(float(np.mean(diffs)), 3) and lo < diff < hi
+    assert row[2] == "2 x 100 prompts"
+    assert row[3] == ("reproduced" if lo > 0 else "not reproduced" if hi < 0 else "inconclusive")
+
+
+def test_verdicts_follow_the_interval(tmp_path):
+    suite = _copy(tmp_path)
+    _set_accuracy(suite, "tiny-qwen--seqkd--s*", lambda s, i: float(i % 2))  # SeqKD right on half the prompts
+    _set_accuracy(suite, "tiny-qwen--gad--s*", lambda s, i: 1.0)  # GAD on all of them
+    assert _finding(suite, ID_ROW)[3] == "reproduced"
+    _set_accuracy(suite, "tiny-qwen--gad--s*", lambda s, i: 0.0)
+    assert _finding(suite, ID_ROW)[3] == "not reproduced"
+    # GAD better on seed 0 and worse on seed 1 by as much: the prompts alone would call it, the seeds do not
+    _set_accuracy(suite, "tiny-qwen--gad--s*", lambda s, i: float(i % 2) + (0.4 if s == 0 else -0.4))
+    diff, lo, hi = _interval(_finding(suite, ID_ROW)[1])
+    assert diff == 0.0 and lo < -0.3 and hi > 0.3
+    assert _finding(suite, ID_ROW)[3] == "inconclusive"
+
+
+def test_mode_seeking_reads_the_style_shares(tmp_path):
+    suite = _copy(tmp_path)
+    row = _finding(suite, "SeqKD covers modes, GAD seeks them")
+    # fixture shares: GAD 0.89 / 0.11, SeqKD 0.69 / 0.31 -> entropies 0.347 and 0.619 nats
+    assert "GAD 0.347 vs SeqKD 0.619 nats" in row[1] and row[3] == "reproduced"
+    for pattern in ("tiny-qwen--gad--s*", "tiny-qwen--seqkd--s*"):  # every answer the same style: no difference
+        for run_dir in suite.glob(pattern):
+            path, rows = _rows(run_dir)
+            for r in rows:
+                r["judgments"]["gold"]["style"] = "formal"
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    row = _finding(suite, "SeqKD covers modes, GAD seeks them")
+    assert "GAD - SeqKD +0.000 [+0.000, +0.000]" in row[1] and row[3] == "inconclusive"
+
+
+def test_frozen_d_verdict_needs_reward_up_and_quality_down(tmp_path):
+    suite = _copy(tmp_path)
+    run = next(suite.glob("tiny-qwen--gad-frozen--s0--*"))
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    adversarial = [r for r in rows if r.get("stage") == "adversarial"]
+    assert len(adversarial) == 8
+    row = _finding(suite, "A frozen discriminator gets exploited")
+    assert "last vs first third of 8 adversarial steps" in row[1] and row[2] == "1 x 2 steps"
+    assert row[3] == "reproduced"  # the fixture's reward and length both rise (no gold metric in its curves)
+    for r in adversarial:
+        r["reward_mean"] = 0.5  # a flat reward: nothing is exploited
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert _finding(suite, "A frozen discriminator gets exploited")[3] == "inconclusive"
+
+
+def test_skipped_without_gad_and_seqkd_says_why(tmp_path):
+    suite = _copy(tmp_path)
     for p in suite.glob("tiny-qwen--seqkd--*"):
         shutil.rmtree(p)
-    assert isinstance(findings_table(load_suite(suite)), str)
-
-
-def test_paired_interval_from_stored_items(tmp_path):
-    suite = tmp_path / "smoke"
-    shutil.copytree(FIXTURE, suite)
-    for run, values in (("tiny-qwen--gad--s0--*", [-1.0, -2.0, -3.0]), ("tiny-qwen--seqkd--s0--*", [-2.0, -2.5, -3.0])):
-        run_dir = next(suite.glob(run))
-        step = json.loads((run_dir / "summary.json").read_text())["selection"]["checkpoint"]
-        rows = [{"id": f"p{i}", "prompt": "add 1 2", "answer": "x", "answer_tokens": 1, "teacher_response": "3",
-                 "judgments": {"gold": {"teacher_logprob": v, "valid": True}}} for i, v in enumerate(values)]
-        (run_dir / "eval" / f"step-{step}" / "world-id.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    row = next(r for r in findings_table(load_suite(suite)).rows if r[0] == "GAD beats SeqKD (in distribution)")
-    # per-prompt differences +1.0, +0.5, 0.0: mean +0.5; bootstrap means lie within [0, 1]
-    assert "paired difference +0.500 [" in row[1] and "n=3" in row[1]
-    lo, hi = (float(x) for x in row[1].split("paired difference +0.500 [")[1].split("]")[0].split(","))
-    assert 0.0 <= lo <= 0.5 <= hi <= 1.0
+    assert findings_table(load_suite(suite)) == (
+        "Findings table skipped: it needs `gad` and `seqkd` runs whose eval rows (eval/step-K/*.jsonl) are stored.")

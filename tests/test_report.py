@@ -16,6 +16,7 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+import yaml
 
 from gadbench.report import add_parser, build_report
 from gadbench.report.cells import aggregate
@@ -62,18 +63,22 @@ def test_smoke_main_table_aggregates_seeds_and_bolds_the_best(built):
     rows = _csv(t / "main.csv")
     assert [r["Method"] for r in rows] == ["SeqKD", "GAD"]  # ablations are not in the main table
     seqkd, gad = rows
-    assert float(seqkd["world-id gold/accuracy"]) == pytest.approx(0.53)  # mean of seeds 0.52 and 0.54
-    assert seqkd["world-id gold/accuracy seeds"] == "2"
-    assert float(gad["world-ood gold/teacher_logprob"]) == pytest.approx(-1.32)
-    assert "Others gold/accuracy" not in rows[0]  # no Dolly/SelfInst/Vicuna, no Others
+    # one primary metric per dataset (the runs' selection metric, gold/accuracy): the Table 2 layout
+    assert [k for k in seqkd if " " not in k] == ["Student", "Method", "world-id", "world-ood"]
+    assert float(seqkd["world-id"]) == pytest.approx(0.53)  # pooled over seeds 0.52 and 0.54 (100 prompts each)
+    assert seqkd["world-id seeds"] == "2" and seqkd["world-id n"] == "200"
+    assert float(seqkd["world-id lo"]) < 0.53 < float(seqkd["world-id hi"])  # seeds x prompts interval
+    assert float(gad["world-ood"]) == pytest.approx(0.51)
     md = (t / "main.md").read_text()
-    line = _md_row(md, "GAD", "**0.620**")
-    assert "**-1.120**" in line and "**0.510**" in line
-    assert "**0.890**" not in line  # style shares have no 'best'
-    assert "**" not in _md_row(md, "SeqKD")
+    assert "**0.620**" in _md_row(md, "GAD") and "**" not in _md_row(md, "SeqKD")
+    assert "Primary metric: gold/accuracy" in md
+    # the other metrics have a table per dataset; style shares get no 'best'
+    other = _csv(t / "metrics-world-id.csv")
+    assert float(other[1]["gold/teacher_logprob"]) == pytest.approx(-1.12)
+    line = _md_row((t / "metrics-world-id.md").read_text(), "GAD")
+    assert "**-1.120**" in line and "**0.890**" not in line
     tex = (t / "main.tex").read_text()
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"\textbf{0.620}" in tex
-    assert r"gold/style\_share/formal" in tex
     assert "(paper" not in md  # not the paper suite
 
 
@@ -103,22 +108,35 @@ def test_smoke_lengths_budget_and_judge_tables(built):
     assert _row(budget, Run="tiny-qwen GAD s1")["rollouts"] == "384"
     judge = _csv(t / "judge.csv")
     assert _row(judge, Run="total")["requests"] == "108"
-    assert _row(judge, Run="tiny-qwen SeqKD s0")["invalid at selected ckpt"] == "0/6"
+    assert _row(judge, Run="tiny-qwen SeqKD s0")["invalid at selected ckpt"] == "0/200"
 
 
 def test_smoke_departures_warnings_and_budget_failures(built):
     md = (built["smoke"] / "REPORT.md").read_text()
-    section = md[md.index("## Departures from the paper") : md.index("## Tables")]
+    section = md[md.index("## Departures and notes") : md.index("## Runs")]
     summary = json.loads((built["smoke"] / SMOKE_GAD / "summary.json").read_text())
     for d in summary["departures"]:
-        assert f"{d} — all 9 runs" in section
-    assert "chosen on a validation split" in section and "best gold/accuracy on world-val" in section
+        assert f"{d}: all 9 runs" in section
+    # one line per distinct rule, the runs counted (each run's chosen step is in the folded details)
+    assert "checkpoint chosen on a validation split, not on the test sets as in the paper: all 9 runs" in section
     assert "reward hacking: response length 3.5x" in section
     assert "no discriminator (reward: rouge-l) s0: budget ratio 1.25 outside tolerance 0.05" in section
     assert "suite smoke: matched-budget check failed" in section
     assert "tiny-qwen--gad--s2--3f9c2a71: listed in suite.json but has no directory" in section
     html = (built["smoke"] / "report.html").read_text()
-    assert "Departures from the paper" in html and "reward hacking: response length 3.5x" in html
+    assert "Departures and notes" in html and "reward hacking: response length 3.5x" in html
+    assert "<details><summary>9 run(s)</summary>" in html and "best gold/accuracy on world-val" in html
+
+
+def test_first_screen_order_summary_findings_main_table_figure(built):
+    md = (built["smoke"] / "REPORT.md").read_text()
+    order = [md.index(x) for x in ("Suite `smoke`: 9 runs", "### Paper findings in this suite",
+                                   "### Main results (Table 2 layout)", "figures/fig1_bars.png", "## More tables",
+                                   "## Departures and notes")]
+    assert order == sorted(order)
+    assert "2 seeds" in md.splitlines()[2] and "judged by gold" in md.splitlines()[2]
+    # the first screen always shows intervals, even without --ci
+    assert re.search(r"\*\*0.620\*\* \[0.5\d\d, 0.6\d\d\] n=2x100", md)
 
 
 def test_torn_metrics_line_is_ignored():
@@ -193,16 +211,18 @@ def test_paper_suite_shows_published_numbers_beside_ours(built):
     assert (float(pair["win %"]), float(pair["win % paper"])) == (60.0, 68.0)  # Figure 3
     report = (built["paper"] / "REPORT.md").read_text()
     assert "chosen on the test sets, as in the paper" in report
-    assert "judge: Qwen2.5-72B-Instruct (open judge) instead of GPT-4o — all 10 runs" in report
+    assert "judge: Qwen2.5-72B-Instruct (open judge) instead of GPT-4o: all 10 runs" in report
     assert _row(_csv(t / "judge.csv"), Run="total")["cost USD"] == "28.5000"
 
 
 def test_intervals_on_request():
     suite = load_suite(FIXTURES / "smoke")
     gad = [r for r in suite.runs if r.method == "gad"]
-    cell = aggregate(gad, "world-id", "gold/accuracy")
+    cell = aggregate(gad, "world-id", "gold/accuracy")  # 2 seeds x 100 prompts: a hierarchical interval
     cell.digits = 3
-    assert cell_parts(cell, ci=True) == ("0.620", " [0.610, 0.630] seeds=2")
+    value, rest = cell_parts(cell, ci=True)
+    assert value == "0.620" and re.fullmatch(r" \[0\.5\d\d, 0\.6\d\d\] n=2x100", rest), rest
+    assert cell.lo < 0.61 and cell.hi > 0.63  # wider than the range of the two seed means
     one = aggregate(gad[:1], "world-id", "gold/accuracy")
     one.digits = 3
     assert cell_parts(one, ci=True) == ("0.610", " [0.570, 0.650] n=200")
@@ -292,3 +312,59 @@ def test_unfinished_run_is_reported_as_such(tmp_path):
     assert "![Training curves](figures/training_curves.png)" in md  # the unfinished run's curves
     with pytest.raises(ValueError, match="no runs under"):
         build_report(tmp_path)
+
+
+def _searched_suite(tmp_path: Path) -> Path:
+    """The smoke fixture's SeqKD (2 seeds) as two points of a learning-rate search: point lr_sft=0.001 is
+    better on the validation split, point lr_sft=0.003 on the test sets; GAD evaluated at a third step."""
+    suite = tmp_path / "smoke"
+    shutil.copytree(FIXTURES / "smoke", suite)
+    for run in sorted(suite.glob("tiny-qwen--seqkd--s*")):
+        for lr, val, shift in ((0.001, 0.9, -0.2), (0.003, 0.5, +0.2)):
+            dst = suite / run.name.replace("seqkd--", f"seqkd+lr_sft={lr:g}--")
+            shutil.copytree(run, dst)
+            cfg = yaml.safe_load((dst / "config.yaml").read_text())
+            cfg["variant"] = {"lr_sft": lr}
+            (dst / "config.yaml").write_text(yaml.safe_dump(cfg))
+            summary = json.loads((dst / "summary.json").read_text())
+            summary["method"] = f"seqkd+lr_sft={lr:g}"
+            summary["selection"]["metric"] = "gold/accuracy"
+            summary["validation"] = {"gold/accuracy": {"mean": val}}
+            summary["eval"]["world-id"]["gold/accuracy"]["mean"] += shift
+            (dst / "summary.json").write_text(json.dumps(summary))
+            for rows_path in dst.glob("eval/step-*/world-id.jsonl"):
+                rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
+                for i, r in enumerate(rows):  # move the per-item accuracy by the same shift
+                    r["judgments"]["gold"]["accuracy"] = float(i < round((0.53 + shift) * len(rows)))
+                rows_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        shutil.rmtree(run)
+    return suite
+
+
+def test_a_search_keeps_the_point_the_validation_split_prefers(tmp_path):
+    suite = _searched_suite(tmp_path)
+    build_report(suite)
+    main = _csv(suite / "tables" / "main.csv")
+    seqkd = _row(main, Method="SeqKD")
+    assert float(seqkd["world-id"]) == pytest.approx(0.33)  # lr_sft=0.001's test score, though 0.003's is 0.73
+    search = _csv(suite / "tables" / "search.csv")
+    kept = [r for r in search if r[""] == "kept"]
+    assert [r["Setting"] for r in kept] == ["lr_sft=0.001"] and float(kept[0]["validation gold/accuracy"]) == 0.9
+    assert len(search) == 2 and {r["seeds"] for r in search} == {"2"}
+    assert "hyperparameter search are shown at the setting their validation score prefers" in (
+        suite / "REPORT.md").read_text()
+
+
+def test_budget_curve_pairs_gad_and_seqkd_at_each_step(tmp_path):
+    suite = tmp_path / "smoke"
+    shutil.copytree(FIXTURES / "smoke", suite)
+    for run in suite.glob("tiny-qwen--*--s*"):  # a third evaluation step, a copy of step 6 (same answers)
+        if (run / "eval" / "step-6").exists():
+            shutil.copytree(run / "eval" / "step-6", run / "eval" / "step-9")
+    build_report(suite)
+    rows = _csv(suite / "tables" / "budget-curve.csv")
+    gad = [r for r in rows if r["Method"] == "gad"]
+    assert [r["steps"] for r in gad] == ["6", "9", "12"]
+    assert gad[0]["world-id"] == gad[1]["world-id"]  # the same rows give the same difference
+    assert gad[0]["world-id seeds"] == "2" and gad[0]["world-id n"] == "200"
+    assert (suite / "figures" / "budget.png").exists()

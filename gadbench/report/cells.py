@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from statistics import mean
 
+from gadbench.metrics import seeds_and_items
 from gadbench.report.load import Run, Suite
 from gadbench.report.naming import OOD, OTHERS, dataset_label, dataset_order, higher_is_better
 from gadbench.report.typeset import Cell
 
-NOT_METRICS = ("length", "ngram_f1", "pairwise")
+NOT_METRICS = ("length", "ngram_f1", "pairwise", "d")
+BOOTSTRAP = 2000  # resamples of the intervals the report computes itself
 
 
 def eval_of(run: Run, label: str) -> dict:
@@ -63,16 +65,50 @@ def column_name(col: tuple[str, str], cols: list[tuple[str, str]]) -> str:
     return d if sum(c[0] == d for c in cols) == 1 else f"{d} {m}"
 
 
+def item_value(item: dict, metric: str) -> float | None:
+    """One eval row's value of `metric`: `length` is its answer's tokens; `J/K` is key K of judge J's
+    judgment (`gold/style_share/S`: whether the gold judge found style S); invalid judgments give None."""
+    if metric == "length":
+        v = item.get("answer_tokens")
+    else:
+        judge, _, key = metric.partition("/")
+        j = (item.get("judgments") or {}).get(judge)
+        if not isinstance(j, dict) or j.get("valid") is False:
+            return None
+        v = j.get(key)
+        if v is None and key.startswith("style_share/") and "style" in j:
+            v = float(j["style"] == key.split("/", 1)[1])
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def item_values(run: Run, label: str, metric: str, step: int | None = None) -> dict[str, float] | None:
+    """Item id -> value of `metric` on the dataset labelled `label`, at the run's selected checkpoint (or at
+    `step`); None when the run stores no rows for it."""
+    if step is None:
+        step = ((run.summary or {}).get("selection") or {}).get("checkpoint")
+    for stem, items in (run.evals.get(step) or {}).items():
+        if dataset_label(stem) == label and items:
+            values = {str(it.get("id", i)): item_value(it, metric) for i, it in enumerate(items)}
+            return {k: v for k, v in values.items() if v is not None} or None
+    return None
+
+
 def aggregate(runs: list[Run], label: str, metric: str) -> Cell:
-    """One seed: its mean and stored interval; several: the mean of seed means and their [min, max]."""
-    found = [s for s in (stat(r, label, metric) for r in runs) if s]
+    """One seed: its mean and stored interval over items. Several: the pooled mean over (seed, item) with a
+    hierarchical bootstrap interval (seeds, then items within each; gadbench.metrics.seeds_and_items) when
+    every run stores its rows, else the mean of seed means and their [min, max] (`kind="range"`)."""
+    found = [(r, s) for r in runs if (s := stat(r, label, metric))]
     if not found:
         return Cell()
     if len(found) == 1:
-        s = found[0]
+        s = found[0][1]
         return Cell(s["mean"], s.get("ci_low"), s.get("ci_high"), s.get("n_valid"))
-    means = [s["mean"] for s in found]
-    return Cell(mean(means), min(means), max(means), None, seeds=len(found))
+    items = {r.seed: item_values(r, label, metric) for r, _ in found}
+    if label != OTHERS and all(items.values()) and len(items) == len(found):
+        h = seeds_and_items(items, n_resamples=BOOTSTRAP)
+        return Cell(h["mean"], h["ci_low"], h["ci_high"], h["n_items"], seeds=h["n_seeds"])
+    means = [s["mean"] for _, s in found]
+    return Cell(mean(means), min(means), max(means), None, seeds=len(found), kind="range")
 
 
 def set_digits(cells: list[Cell]) -> None:

@@ -14,7 +14,7 @@ from matplotlib.lines import Line2D
 
 from gadbench.report.cells import aggregate, columns, datasets, eval_of, metrics_of, pairwise_results
 from gadbench.report.load import Run, Suite
-from gadbench.report.naming import OTHERS, dataset_label, dataset_order, student_label
+from gadbench.report.naming import dataset_label, dataset_order, student_label
 
 _COLORS = {"before": "#9e9e9e", "seqkd": "#f28e2b", "gad": "#4e79a7"}
 _CURVES = (
@@ -49,14 +49,12 @@ def _series(run: Run, key: str) -> tuple[list, list]:
 
 
 def fig_bars(suite: Suite) -> Figure | str:
-    """GAD vs SeqKD (and before distillation) per student; the teacher as a dashed line."""
+    """GAD vs SeqKD (and before distillation) on each dataset's primary metric, per student, with the
+    tables' 95% intervals as error bars; the teacher as a dashed line."""
     students = list(
         dict.fromkeys(student_label(r.student) for r in suite.runs if r.family in ("seqkd", "gad"))
     )
-    cols = columns(suite, primary_only=True)
-    panels = [cols[0]] if cols else []
-    others = [c for c in cols if c[0] == OTHERS]
-    panels += others or [c for c in cols[1:3] if c[0] != OTHERS]
+    panels = columns(suite, primary_only=True)[:5]
     fams = [
         f
         for f in ("before", "seqkd", "gad")
@@ -64,7 +62,7 @@ def fig_bars(suite: Suite) -> Figure | str:
     ]
     if not students or not panels or len(fams) < 2:
         return "skipped: needs eval results of at least two of before distillation, SeqKD and GAD."
-    fig = _figure(4.2 * len(panels), 3.4)
+    fig = _figure(3.6 * len(panels), 3.4)
     width = 0.8 / len(fams)
     for ax, (d, m) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
         for j, fam in enumerate(fams):
@@ -93,62 +91,78 @@ def fig_bars(suite: Suite) -> Figure | str:
             ax.axhline(teacher.value, color="black", linestyle="--", linewidth=1, label="teacher")
         ax.set_xticks(np.arange(len(students)), students, rotation=15, fontsize=8)
         ax.set_title(f"{d} ({m})", fontsize=10)
-        lo = np.nanmin([p.get_height() for p in ax.patches] + ([teacher.value] if teacher.value else []))
-        ax.set_ylim(bottom=lo - 0.1 * abs(lo) if lo > 0 else None)
+        heights = [p.get_height() for p in ax.patches] + ([teacher.value] if teacher.value is not None else [])
+        lo, hi = np.nanmin(heights), np.nanmax(heights)
+        if lo > 0:  # scores: start near the lowest bar; log-probabilities (negative) keep the zero line
+            ax.set_ylim(bottom=lo - 0.1 * abs(hi - lo + 1e-9) - 0.05 * lo)
     handles, labels = fig.axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8)
     return fig
 
 
+def _groups(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs that differ only by seed, under one legend label."""
+    out: dict[str, list[Run]] = {}
+    for r in runs:
+        out.setdefault(f"{student_label(r.student)} {r.variant.label}{r.search_label}", []).append(r)
+    return out
+
+
+def _band(ax, runs: list[Run], key: str, color, label: str, linestyle: str = "-") -> bool:
+    """The mean over runs of `key` per step, with the [min, max] over runs shaded; False if no run has it."""
+    series = [dict(zip(*_series(r, key), strict=True)) for r in runs]
+    steps = sorted(set().union(*series))
+    if not steps:
+        return False
+    ys = [[s[k] for s in series if k in s] for k in steps]
+    mean_ = [np.mean(y) for y in ys]
+    name = f"{label} ({len(runs)} runs: mean, range)" if len(runs) > 1 else label
+    ax.plot(steps, mean_, color=color, linewidth=1.2, linestyle=linestyle, label=name)
+    if len(runs) > 1:
+        ax.fill_between(steps, [min(y) for y in ys], [max(y) for y in ys], color=color, alpha=0.18, linewidth=0)
+    return True
+
+
 def fig_curves(suite: Suite) -> Figure | str:
-    """Training curves from metrics.jsonl, one line per run."""
+    """Training curves from metrics.jsonl: one line per method (the mean over its seeds, the range shaded)."""
     keys = [(k, t) for k, t in _CURVES if any(_series(r, k)[0] for r in suite.runs)]
     if not keys:
         return "skipped: no metrics.jsonl with d_loss, d_acc, reward_mean, kl or response_len."
-    fig = _figure(12, 3.2 * ((len(keys) + 2) // 3))
+    groups = _groups([r for r in suite.runs if r.metrics])
+    cmap = matplotlib.colormaps["tab10" if len(groups) <= 10 else "tab20"]
+    colors = {name: cmap(i % cmap.N) for i, name in enumerate(groups)}
+    fig = _figure(12, 3.2 * ((len(keys) + 2) // 3) + 0.3 * ((len(groups) + 2) // 3))
     axes = fig.subplots((len(keys) + 2) // 3, 3, squeeze=False).ravel()
     for ax, (k, title) in zip(axes, keys, strict=False):
-        for r in suite.runs:
-            x, y = _series(r, k)
-            if x:
-                ax.plot(x, y, linewidth=1.2, color=_color(suite, r))
+        for name, runs in groups.items():
+            _band(ax, runs, k, colors[name], name)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
     for ax in axes[len(keys) :]:
         ax.axis("off")
-    _run_legend(fig, suite, [r for r in suite.runs if r.metrics])
+    handles = [Line2D([], [], color=colors[n], label=f"{n} ({len(r)} runs: mean, range)" if len(r) > 1 else n)
+               for n, r in groups.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=7)
     return fig
 
 
 def fig_hacking(suite: Suite) -> Figure | str:
-    """Response length (and reward, and a gold metric) over steps: frozen vs online discriminator."""
-    frozen = [r for r in suite.runs if "frozen" in r.variant.key and _series(r, "response_len")[0]]
-    online = [
-        r
-        for r in suite.runs
-        if r.family == "gad"
-        and "frozen" not in r.variant.key
-        and "no-discriminator" not in r.variant.key
-        and _series(r, "response_len")[0]
-    ]
+    """Response length, reward and a gold metric over steps: frozen (off-policy) vs online discriminator, each
+    kind of run as the mean over its runs with the range shaded."""
+    frozen = [r for r in suite.runs if r.variant.group == "frozen discriminator" and _series(r, "response_len")[0]]
+    online = [r for r in suite.runs if r.variant.key == "gad" and _series(r, "response_len")[0]]
     if not frozen:
         return "skipped: no frozen-discriminator run with response_len in metrics.jsonl."
     runs = frozen + online
     gold = sorted({k for r in runs for m in r.metrics for k in m if k.startswith("gold/")})
     keys = ["response_len", "reward_mean"] + gold[:1]
-    fig = _figure(4.2 * len(keys), 3.4)
+    kinds = [(f"{v}", [r for r in frozen if r.variant.label == v], "#e15759", "-")
+             for v in dict.fromkeys(r.variant.label for r in frozen)]
+    kinds += [("online D (GAD)", online, "#4e79a7", "-")] if online else []
+    fig = _figure(4.2 * len(keys), 3.6)
     for ax, k in zip(fig.subplots(1, len(keys), squeeze=False)[0], keys, strict=True):
-        for r in runs:
-            x, y = _series(r, k)
-            label = f"frozen D: {r.label}" if r in frozen else f"online D ({len(online)} runs)"
-            ax.plot(
-                x,
-                y,
-                color="#e15759" if r in frozen else "#4e79a7",
-                alpha=0.9,
-                linewidth=1.2,
-                label=label if r in frozen or r is online[0] else None,
-            )
+        for j, (label, group, color, style) in enumerate(kinds):
+            _band(ax, group, k, color if j < 2 else "#76b7b2", label, "--" if j == 1 and len(kinds) > 2 else style)
         if k == "response_len":
             t = [v for r in runs for v in _series(r, "teacher_len")[1]]
             if t:
@@ -157,6 +171,65 @@ def fig_hacking(suite: Suite) -> Figure | str:
         ax.set_xlabel("step", fontsize=8)
     fig.axes[0].legend(fontsize=7)
     return fig
+
+
+def fig_budget(suite: Suite) -> Figure | str:
+    """GAD - SeqKD against the training budget (evaluation steps), one line per GAD-family method with its
+    95% interval shaded (gadbench.report.tables.budget_curve: settings chosen on validation per step)."""
+    from gadbench.report.tables import budget_curve
+
+    rows = budget_curve(suite)
+    sets = list(dict.fromkeys(r["dataset"] for r in rows))
+    if len({r["step"] for r in rows}) < 3:
+        return "skipped: needs GAD and SeqKD evaluated at 3 or more common steps."
+    fig = _figure(4.4 * len(sets), 3.6)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cmap = matplotlib.colormaps["tab10"]
+    for ax, d in zip(fig.subplots(1, len(sets), squeeze=False)[0], sets, strict=True):
+        for i, m in enumerate(methods):
+            pts = sorted((r["step"], r["diff"], r["ci_low"], r["ci_high"]) for r in rows
+                         if r["dataset"] == d and r["method"] == m)
+            if pts:
+                x, y, lo, hi = zip(*pts, strict=True)
+                ax.plot(x, y, marker=".", color=cmap(i), label=m)
+                ax.fill_between(x, lo, hi, color=cmap(i), alpha=0.15, linewidth=0)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_title(f"{d}: {rows[0]['metric']} (GAD - SeqKD)", fontsize=10)
+        ax.set_xlabel("training steps", fontsize=8)
+    fig.axes[0].legend(fontsize=7)
+    return fig
+
+
+def fig_discriminator(suite: Suite) -> Figure | str:
+    """D's validation accuracy and AUC at every evaluation step, per method (mean over seeds, range shaded)."""
+    runs = [r for r in suite.runs if any(((m.get("validation") or {}).get("d")) for m in r.eval_metrics.values())]
+    if not runs:
+        return "skipped: no run stores D's validation diagnostics."
+    groups = _groups(runs)
+    cmap = matplotlib.colormaps["tab10" if len(groups) <= 10 else "tab20"]
+    fig = _figure(10, 3.6)
+    for ax, (key, title) in zip(fig.subplots(1, 2)[0:2], (("accuracy", "D accuracy"), ("auc", "D AUC")), strict=True):
+        for i, (name, group) in enumerate(groups.items()):
+            series = [{k: _d_value(m, key) for k, m in r.eval_metrics.items() if _d_value(m, key) is not None}
+                      for r in group]
+            steps = sorted(set().union(*series))
+            ys = [[s[k] for s in series if k in s] for k in steps]
+            ax.plot(steps, [np.mean(y) for y in ys], marker=".", color=cmap(i % cmap.N),
+                    label=f"{name} ({len(group)} runs)" if len(group) > 1 else name)
+            if len(group) > 1:
+                ax.fill_between(steps, [min(y) for y in ys], [max(y) for y in ys], color=cmap(i % cmap.N), alpha=0.15)
+        ax.axhline(0.5, color="black", linestyle=":", linewidth=0.8)
+        ax.set_title(f"{title} on the validation split", fontsize=10)
+        ax.set_xlabel("step", fontsize=8)
+    fig.axes[0].legend(fontsize=7)
+    return fig
+
+
+def _d_value(metrics: dict, key: str) -> float | None:
+    d = (metrics.get("validation") or {}).get("d") or {}
+    v = d.get(key)
+    v = v.get("mean") if isinstance(v, dict) else v
+    return float(v) if isinstance(v, int | float) else None
 
 
 def fig_ngram(suite: Suite) -> Figure | str:
@@ -279,8 +352,10 @@ def _mean_score(items: list[dict], judge: str | None) -> float | None:
 
 
 FIGURES = (
-    ("fig1_bars", "GAD vs SeqKD per student (Figure 1 style)", fig_bars),
+    ("fig1_bars", "GAD vs SeqKD per dataset (Figure 1 style)", fig_bars),
+    ("budget", "GAD - SeqKD against the training budget", fig_budget),
     ("training_curves", "Training curves", fig_curves),
+    ("discriminator", "Discriminator diagnostics on the validation split", fig_discriminator),
     ("reward_hacking", "Reward hacking: frozen vs online discriminator (Figure 6 style)", fig_hacking),
     ("ngram_f1", "N-gram overlap F1 with the teacher (Figure 4 style)", fig_ngram),
     ("toy", "Toy distributions (Figure 5 style)", fig_toy),

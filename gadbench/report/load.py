@@ -21,6 +21,7 @@ class Run:
     metrics: list[dict]
     budget: dict | None
     evals: dict[int, dict[str, list[dict]]]  # step -> dataset file stem -> items
+    eval_metrics: dict[int, dict]  # step -> eval/step-K/metrics.json (dataset -> statistics)
     toy: dict | None
     student: str
     teacher: str
@@ -30,11 +31,26 @@ class Run:
 
     @property
     def label(self) -> str:
-        return f"{student_label(self.student)} {self.variant.label} s{self.seed}"
+        return f"{student_label(self.student)} {self.variant.label}{self.search_label} s{self.seed}"
+
+    @property
+    def base_method(self) -> str:
+        """The method's name without its search point (`seqkd+lr_sft=0.003` -> `seqkd`)."""
+        return self.method.split("+", 1)[0]
+
+    @property
+    def search_point(self) -> dict:
+        """The run's point of its method's hyperparameter search (config.yaml `variant`), {} without one."""
+        point = self.config.get("variant")
+        return point if isinstance(point, dict) else {}
+
+    @property
+    def search_label(self) -> str:
+        return "".join(f" {k}={v:g}" for k, v in self.search_point.items())
 
     @property
     def family(self) -> str:
-        return family(self.method)
+        return family(self.base_method)
 
 
 @dataclass
@@ -93,12 +109,13 @@ def load_run(path: Path) -> Run:
         metrics=list(read_jsonl(path / "metrics.jsonl")),
         budget=budget,
         evals=_load_evals(path / "eval"),
+        eval_metrics=_load_eval_metrics(path / "eval"),
         toy=toy,
         student=str(student),
         teacher=str(_name(config.get("teacher")) or ""),
         method=str(method),
         seed=int(seed),
-        variant=variant_of(str(method), method_cfg, str(student)),
+        variant=variant_of(str(method).split("+", 1)[0], method_cfg, str(student)),
     )
 
 
@@ -108,6 +125,15 @@ def _load_evals(root: Path) -> dict[int, dict[str, list[dict]]]:
         m = re.fullmatch(r"step-(\d+)", step_dir.name)
         if m:
             out[int(m.group(1))] = {f.stem: list(read_jsonl(f)) for f in sorted(step_dir.glob("*.jsonl"))}
+    return dict(sorted(out.items()))
+
+
+def _load_eval_metrics(root: Path) -> dict[int, dict]:
+    out = {}
+    for f in root.glob("step-*/metrics.json") if root.is_dir() else []:
+        m = re.fullmatch(r"step-(\d+)", f.parent.name)
+        if m:
+            out[int(m.group(1))] = read_json(f)
     return dict(sorted(out.items()))
 
 

@@ -8,7 +8,7 @@ from gadbench.report.load import Suite
 
 _RULES = {
     "paper": "chosen on the test sets, as in the paper (optimistic for every method)",
-    "validation": "chosen on a validation split (the paper chose on the test sets)",
+    "validation": "checkpoint chosen on a validation split, not on the test sets as in the paper",
     "last": "the last checkpoint (the paper chose the best on the test sets)",
     "initial": "the student before distillation",
 }
@@ -37,9 +37,8 @@ def collect(suite: Suite) -> Notes:
         sel = s.get("selection") or {}
         rule = str(sel.get("rule", "unknown"))
         text = f"rule `{rule}`: {_RULES.get(rule, 'unknown rule')}"
-        if sel.get("note"):
-            text += f" ({sel['note']})"
-        notes.selection.setdefault(text, []).append(f"{r.label} @ step {sel.get('checkpoint', '?')}")
+        detail = f" ({sel['note']})" if sel.get("note") else ""
+        notes.selection.setdefault(text, []).append(f"{r.label} @ step {sel.get('checkpoint', '?')}{detail}")
         notes.warnings += [f"{r.label}: {w}" for w in s.get("warnings") or []]
         check = s.get("budget_check") or {}
         if check.get("within") is False:

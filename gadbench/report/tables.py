@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
+from gadbench.metrics import paired_seeds_and_items
 from gadbench.report.baselines import Baselines
 from gadbench.report.cells import (
     aggregate,
@@ -11,6 +13,7 @@ from gadbench.report.cells import (
     columns,
     datasets,
     eval_of,
+    item_values,
     mark_best,
     metrics_of,
     pairwise_results,
@@ -27,22 +30,27 @@ from gadbench.report.naming import (
     method_order,
     student_label,
 )
+from gadbench.report.search import chosen_points, chosen_runs, points, selection_metric, validation_score
 from gadbench.report.typeset import Cell, Table
 
 Rows = list[tuple[str, Variant, list[Run]]]  # (student, variant, seeds)
 
 
 def build_tables(suite: Suite, base: Baselines | None) -> tuple[list[Table], list[str]]:
-    """All tables that have data, and one sentence per table skipped for lack of data."""
-    built, skipped = [], []
+    """All tables that have data, and one sentence per table skipped for lack of data. Tables of results
+    read the runs of each searched method's preferred point (`search.chosen_runs`); the search and budget
+    tables read every run."""
     from gadbench.report.findings import findings_table
 
-    for make in (findings_table, main_table, ablation_table, length_table, budget_table, judge_table, pairwise_table):
-        t = make(suite, base)
-        if isinstance(t, Table):
-            built.append(t)
-        else:
-            skipped.append(t)
+    chosen = dataclasses.replace(suite, runs=chosen_runs(suite))
+    built, skipped = [], []
+    for make, view in ((findings_table, chosen), (main_table, chosen), (metric_tables, chosen),
+                       (ablation_table, chosen), (length_table, chosen), (d_table, chosen),
+                       (budget_curve_table, suite), (search_table, suite), (budget_table, suite),
+                       (judge_table, suite), (pairwise_table, chosen)):
+        made = make(view, base)
+        for t in made if isinstance(made, list) else [made]:
+            (built if isinstance(t, Table) else skipped).append(t)
     return built, skipped
 
 
@@ -109,29 +117,48 @@ def _first(i: int, student: str, rows_before: list) -> str:
     return student if i == 0 or rows_before[i - 1][0] != student else ""
 
 
+def _seeds_note(rows: Rows) -> str:
+    seeds = sorted({len(runs) for _, _, runs in rows})
+    return ("Several seeds: the mean over (seed, prompt) with a 95% interval that resamples seeds, then prompts "
+            "(n = seeds x prompts). " if max(seeds, default=1) > 1 else "95% intervals resample prompts. ")
+
+
 def main_table(suite: Suite, base: Baselines | None) -> Table | str:
+    """Table 2's layout: one primary metric per dataset (the selection metric, else the judge's score)."""
     rows = _rows(suite, lambda r: r.variant.group is None and r.summary is not None)
-    cols = columns(suite)
+    cols = columns(suite, primary_only=True)
     if not rows or not cols:
         return "Main table skipped: no summary.json with eval results."
     grid, blocks = _grid(
         suite, base, rows, cols, lambda i, s, v, _: [_first(i, s, rows), v.label], _primary(suite, cols)
     )
-    note = "Best per student in bold (teacher excluded; no bold for style shares). "
+    metrics = sorted({m for _, m in cols})
+    note = f"Primary metric: {', '.join(metrics)}. Best per student in bold (teacher excluded). " + _seeds_note(rows)
     if OTHERS in {d for d, _ in cols}:
         note += "Others = unweighted mean of Dolly, SelfInst and Vicuna. "
     if suite.is_paper:
-        note += (
-            "Published values from baselines/paper.json (Table 2, or Table 7 for the Qwen2.5-14B teacher)."
-        )
-    return Table(
-        "main",
-        "Main results (Table 2 layout)",
-        ["Student", "Method"] + [column_name(c, cols) for c in cols],
-        grid,
-        blocks,
-        note.strip(),
-    )
+        note += "Published values from baselines/paper.json (Table 2, or Table 7 for the Qwen2.5-14B teacher)."
+    return Table("main", "Main results (Table 2 layout)", ["Student", "Method"] + [c[0] for c in cols], grid, blocks,
+                 note.strip())
+
+
+def metric_tables(suite: Suite, base: Baselines | None) -> list[Table] | str:
+    """Every other metric of each dataset (style shares, sampled metrics, ROUGE, ...), one table per dataset."""
+    rows = _rows(suite, lambda r: r.variant.group is None and r.summary is not None)
+    out = []
+    for d in datasets(suite):
+        cols = [(d, m) for m in metrics_of(suite, d)[1:]]
+        if not rows or not cols:
+            continue
+        grid, blocks = _grid(suite, base, rows, cols, lambda i, s, v, _: [_first(i, s, rows), v.label], set())
+        out.append(Table(f"metrics-{_slug(d)}", f"All metrics on {d}", ["Student", "Method"] + [m for _, m in cols],
+                         grid, blocks, ("Best per student in bold (no bold for style shares). " + _seeds_note(rows)
+                                        ).strip()))
+    return out or "Metric tables skipped: no dataset has a metric besides its primary one."
+
+
+def _slug(label: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in label.lower()).strip("-")
 
 
 def ablation_table(suite: Suite, base: Baselines | None) -> Table | str:
@@ -335,3 +362,128 @@ def pairwise_table(suite: Suite, base: Baselines | None) -> Table | str:
 def _vs_key(vs: str) -> str:
     parts = vs.split("--")
     return family(parts[1] if len(parts) > 1 else vs)
+
+
+def _d_stats(run: Run, step: int | None) -> dict | None:
+    """D's validation diagnostics (validation.d) at the selected checkpoint, or at evaluation `step`."""
+    block = (run.summary or {}).get("validation") if step is None else run.eval_metrics.get(step, {}).get("validation")
+    d = (block or {}).get("d")
+    return d if isinstance(d, dict) else None
+
+
+def _seed_cell(values: list[float]) -> Cell:
+    if not values:
+        return Cell()
+    mean_ = sum(values) / len(values)
+    if len(values) == 1:
+        return Cell(mean_, digits=3)
+    return Cell(mean_, min(values), max(values), None, seeds=len(values), digits=3, kind="range")
+
+
+def d_table(suite: Suite, base: Baselines | None) -> Table | str:
+    """D's held-out accuracy and AUC (validation split) and the largest identical-text gap, per method."""
+    grid, blocks = [], []
+    rows = _rows(suite, lambda r: r.summary is not None)
+    for student, variant, runs in rows:
+        sel = [d for r in runs if (d := _d_stats(r, None))]
+        last = [d for r in runs if r.eval_metrics and (d := _d_stats(r, max(r.eval_metrics)))]
+        if not sel and not last:
+            continue
+        if not grid or grid[-1][0] and grid[-1][0] != student_label(student):
+            blocks.append(len(grid))
+        gaps = [d["identical_gap_max"] for d in sel + last if isinstance(d.get("identical_gap_max"), int | float)]
+        grid.append([student_label(student), variant.label + (f" ({len(runs)} seeds)" if len(runs) > 1 else ""),
+                     _seed_cell([d["accuracy"]["mean"] for d in sel if (d.get("accuracy") or {}).get("mean") is not None]),
+                     _seed_cell([d["auc"] for d in sel if isinstance(d.get("auc"), int | float)]),
+                     _seed_cell([d["accuracy"]["mean"] for d in last if (d.get("accuracy") or {}).get("mean") is not None]),
+                     _seed_cell([d["auc"] for d in last if isinstance(d.get("auc"), int | float)]),
+                     f"{max(gaps):.1e}" if gaps else "–"])
+    if not grid:
+        return "Discriminator table skipped: no run stores D's validation diagnostics (validation.d)."
+    return Table("discriminator", "Discriminator diagnostics (validation split)",
+                 ["Student", "Method", "D acc (selected)", "AUC (selected)", "D acc (last)", "AUC (last)",
+                  "max identical gap"], grid, blocks,
+                 "D scores held-out teacher responses against the current student's samples: accuracy = pairs with "
+                 "the teacher ahead; AUC over all teacher x student scores (0.5: D cannot tell them apart). The "
+                 "identical gap is the largest |D(y) - D(y)| for a teacher text sent through both sides: it must be "
+                 "~0. Several seeds: mean [range over seeds].")
+
+
+def search_table(suite: Suite, base: Baselines | None) -> Table | str:
+    """Every searched point of every (student, method), its validation score over seeds, and the one kept."""
+    metric = selection_metric(suite.runs)
+    chosen = chosen_points(suite)
+    grid, blocks = [], []
+    for (student, method), by_point in points(suite).items():
+        if len(by_point) < 2:
+            continue
+        blocks.append(len(grid))
+        for label, runs in by_point.items():
+            scores = [s for r in runs if metric and (s := validation_score(r, metric)) is not None]
+            cell = _seed_cell(scores)
+            grid.append([student_label(student), method, label.strip(), cell, str(len(runs)),
+                         "kept" if chosen.get((student, method)) == label else ""])
+    if not grid:
+        return "Search table skipped: no method has a hyperparameter search (method.search)."
+    return Table("search", "Hyperparameter search (kept on the validation split)",
+                 ["Student", "Method", "Setting", f"validation {metric}", "seeds", ""], grid, blocks,
+                 f"Each method's settings are compared by the mean over seeds of the validation {metric} at each run's "
+                 "selected checkpoint [range over seeds]; the kept one is used in every other table. The test sets "
+                 "play no part in the choice.")
+
+
+def budget_curve(suite: Suite) -> list[dict]:
+    """GAD-family methods - SeqKD at every evaluation step both have: at each step every method keeps its
+    search point with the best validation score at that step; the difference of the primary metric on each
+    test set is paired by (seed, prompt). Rows: {method, step, dataset, metric, diff, ci_low, ci_high, n_seeds,
+    n_items, settings}."""
+    students = {r.student for r in suite.runs if r.family == "seqkd"}
+    steps = sorted({k for r in suite.runs if r.family == "seqkd" for k in r.evals if k > 0})
+    out = []
+    for student in sorted(students):
+        for k in steps:
+            chosen = chosen_points(suite, step=k)
+            runs = [r for r in suite.runs if r.student == student and k in r.evals
+                    and chosen.get((r.student, r.base_method), r.search_label) == r.search_label]
+            seqkd = [r for r in runs if r.variant.key == "seqkd"]
+            for method in dict.fromkeys(r.base_method for r in runs if r.family == "gad" and r.variant.group in
+                                        (None, "discriminator size", "frozen discriminator")):
+                gad = [r for r in runs if r.base_method == method]
+                for d in datasets(suite):
+                    metric = (metrics_of(suite, d) or [None])[0]
+                    a = {r.seed: v for r in gad if (v := item_values(r, d, metric, step=k))}
+                    b = {r.seed: v for r in seqkd if (v := item_values(r, d, metric, step=k))}
+                    if not a or not b:
+                        continue
+                    try:
+                        diff = paired_seeds_and_items(a, b)
+                    except ValueError:
+                        continue
+                    settings = {m: chosen.get((student, m), "") for m in (method, "seqkd")}
+                    out.append({"student": student, "method": method, "step": k, "dataset": d, "metric": metric,
+                                **diff, "settings": settings})
+    return out
+
+
+def budget_curve_table(suite: Suite, base: Baselines | None) -> Table | str:
+    rows = budget_curve(suite)
+    sets = list(dict.fromkeys(r["dataset"] for r in rows))
+    if len({r["step"] for r in rows}) < 3:
+        return "Budget table skipped: it needs GAD and SeqKD evaluated at 3 or more common steps."
+    grid, blocks, by = [], [], {}
+    for r in rows:
+        by.setdefault((r["student"], r["method"], r["step"]), {})[r["dataset"]] = r
+    for (student, method, step), per_set in by.items():
+        if not grid or grid[-1][1] != method:
+            blocks.append(len(grid))
+        cells = [Cell(x["diff"], x["ci_low"], x["ci_high"], x["n_items"], seeds=x["n_seeds"], digits=3)
+                 if (x := per_set.get(d)) else Cell() for d in sets]
+        any_row = next(iter(per_set.values()))
+        grid.append([student_label(student), method, str(step), *cells,
+                     " / ".join(f"{m}{s}" for m, s in any_row["settings"].items() if s)])
+    metric = ", ".join(sorted({r["metric"] for r in rows}))
+    return Table("budget-curve", f"GAD - SeqKD by training budget ({metric})",
+                 ["Student", "Method", "steps"] + sets + ["settings kept"], grid, blocks,
+                 "The difference at each evaluation step, each method's search setting chosen on the validation split "
+                 "at that step; 95% interval over seeds, then prompts, paired. A GAD-family run's first steps are its "
+                 "warmup.")

@@ -25,6 +25,7 @@ class Cell:
     bold: bool = False
     digits: int = 1
     second: Cell | None = None
+    kind: str = "interval"  # "range": [lo, hi] is the range of seed means, not an interval
 
 
 @dataclass
@@ -47,11 +48,15 @@ def cell_parts(cell: Cell, ci: bool) -> tuple[str, str]:
     pair = [cell] + ([cell.second] if cell.second else [])
     value = " / ".join(_num(c.value, c.digits) for c in pair)
     rest = ""
-    if ci:
-        if cell.seeds > 1 and cell.lo is not None:
-            rest += f" [{_num(cell.lo, cell.digits)}, {_num(cell.hi, cell.digits)}] seeds={cell.seeds}"
-        elif cell.lo is not None and cell.hi is not None:
-            rest += f" [{_num(cell.lo, cell.digits)}, {_num(cell.hi, cell.digits)}] n={cell.n}"
+    if ci and cell.lo is not None and cell.hi is not None:
+        bounds = f"[{_num(cell.lo, cell.digits)}, {_num(cell.hi, cell.digits)}]"
+        if cell.kind == "range":
+            rest += f" range {bounds} over {cell.seeds} seeds"
+        elif cell.seeds > 1:
+            rest += f" {bounds} n={cell.seeds}x{cell.n // cell.seeds}" if cell.n % cell.seeds == 0 else (
+                f" {bounds} {cell.seeds} seeds, n={cell.n}")
+        else:
+            rest += f" {bounds} n={cell.n}"
     if any(c.paper is not None for c in pair):
         paper = " / ".join(_num(c.paper, c.digits) for c in pair)
         diffs = [None if c.value is None or c.paper is None else c.value - c.paper for c in pair]
