@@ -24,6 +24,17 @@ from gadbench.judge.prompts import load_prompt
         ("Both answers are fine.\n8 9", (8.0, 9.0)),
         ("10/10 9 out of 10", (10.0, 9.0)),
         ("  \n7 7\n", (7.0, 7.0)),  # leading blank line
+        # labels name the scores: by label, whatever the order (issue 19, item 6)
+        ("I'd give Assistant 2 a 9 and Assistant 1 a 7.", (7.0, 9.0)),
+        ("Assistant 2: 9, Assistant 1: 7\nwhy", (7.0, 9.0)),
+        ("**Assistant 2**: 9/10 | **Assistant 1**: 6.5/10", (6.5, 9.0)),
+        ("Assistant 2 receives 8 while Assistant 1 receives 6.\nExplanation with 2 numbers 3.", (6.0, 8.0)),
+        ("9 for Assistant 2 and 7 for Assistant 1", (7.0, 9.0)),
+        ("Assistant 2's score is 4 out of 10 and Assistant 1's score is 8 out of 10.", (8.0, 4.0)),
+        ("Assistant 2 and Assistant 1 get 9 and 7", (7.0, 9.0)),
+        ("8 7 (Assistant 1 is more precise than Assistant 2)", (8.0, 7.0)),  # labels are commentary
+        ("Assistant 2: 9\nAssistant 1: 7", (7.0, 9.0)),  # one labelled score per line, reversed
+        ("Assistant 1: 8, Assistant 2: 7", (8.0, 7.0)),
     ],
 )
 def test_two_scores_accepted(text, expected):
@@ -42,6 +53,8 @@ def test_two_scores_accepted(text, expected):
         "-3 5",
         "Assistant 1 is better.\nAssistant 2 gave 3 examples",  # prose only
         "The answers are similar.\nI like both.",  # missing scores
+        "Assistant 2 gets 9 and 7 goes to Assistant 1",  # labelled, but which number is whose is a guess
+        "Assistant 2: 11, Assistant 1: 7",  # labelled, out of range
     ],
 )
 def test_two_scores_rejected(text):
