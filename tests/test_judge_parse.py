@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gadbench.judge import GadPaper, MtBenchSingle, Pairwise
+from gadbench.judge import GadPaper, JudgeItem, MtBenchSingle, Pairwise
 from gadbench.judge.parse import parse_rating, parse_two_scores, parse_verdict
 from gadbench.judge.prompts import load_prompt
 
@@ -89,7 +89,7 @@ def test_verdict(text, expected):
 
 
 def test_prompt_render_fills_fields_once():
-    p = load_prompt("gad-paper.v1")
+    p = load_prompt("gad-paper.v2")
     msgs = p.render(question="Q?", answer_1="has {answer_2} inside", answer_2="second")
     assert [m["role"] for m in msgs] == ["system", "user"]
     assert "has {answer_2} inside" in msgs[1]["content"]  # not substituted again
@@ -132,8 +132,20 @@ def test_pairwise_combines_orders(verdicts, outcome, score):
     assert (j.details["outcome"], j.score) == (outcome, score)
 
 
+def test_gad_paper_default_prompt_is_the_papers():
+    """Issue 19 item 4: the paper's prompt (Fig. 8) addresses position bias only; the length sentence lives in
+    the v1 variant, and the two versions never share cached judgments."""
+    paper = " ".join(m["content"] for m in GadPaper().requests(JudgeItem("i", "Q?", "student"), "reference")[0].messages)
+    assert "helpfulness, relevance, accuracy, and level of detail" in paper
+    assert "order in which the responses were presented does not affect your judgment" in paper
+    assert "length" not in paper.lower()
+    assert "length" in load_prompt("gad-paper.v1").user
+    assert GadPaper().namespace != GadPaper(version="v1").namespace
+
+
 def test_namespace_tracks_prompt_version_and_text():
-    assert GadPaper().namespace.startswith("gad-paper.v1@")
+    assert GadPaper().namespace.startswith("gad-paper.v2@")
+    assert GadPaper(version="v1").namespace.startswith("gad-paper.v1@")
     assert MtBenchSingle().namespace.count("@") == 2  # both prompt files of the protocol
     with pytest.raises(FileNotFoundError):
         _ = GadPaper(version="v9").namespace

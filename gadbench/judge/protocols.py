@@ -4,7 +4,8 @@
 into a Judgment and depends on nothing else, so stored raw text can be re-parsed without calling the judge.
 
 - gad-paper (paper section 8.1): the judge first answers each prompt itself (its reference, one per distinct
-  prompt); then it rates reference and student 1-10, both scores alone on the first line. Reference is
+  prompt); then it rates reference and student 1-10, both scores alone on the first line, with the paper's
+  prompt (`gad-paper.v2`; `version="v1"` is the variant that also tells the judge to ignore length). Reference is
   Assistant 1 and student Assistant 2; `swap=True` adds the swapped order and averages.
   Item score = 100 x s / (s + r), averaged over orders.
 - mtbench-single: reference-guided single-answer grading, "[[n]]" in 1-10; the reference is the teacher
@@ -50,6 +51,7 @@ class LLMProtocol:
 
 @dataclass(frozen=True)
 class GadPaper(LLMProtocol):
+    version: str = "v2"  # the paper's prompt (Fig. 8); "v1" adds "or their length" to the bias sentence
     swap: bool = False
     reference_max_tokens: int | None = None
     name = "gad-paper"
