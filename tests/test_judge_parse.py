@@ -108,6 +108,10 @@ def test_gad_paper_item_score_hand_computed():
     j = GadPaper(swap=True).parse(["8 6", "7 9"])
     assert j.score == pytest.approx((100 * 6 / 14 + 100 * 7 / 16) / 2)
     assert (j.details["student"], j.details["reference"]) == (6.5, 8.5)
+    assert j.details["orders_agree"]  # the reference scored higher in both orders
+    assert not GadPaper(swap=True).parse(["8 6", "9 7"]).details["orders_agree"]  # the first answer won twice
+    assert GadPaper(swap=True).parse(["7 7", "5 5"]).details["orders_agree"]  # a tie twice
+    assert "orders_agree" not in GadPaper().parse(["8 6"]).details
 
 
 def test_parse_failures_are_invalid_never_zero():
@@ -118,18 +122,18 @@ def test_parse_failures_are_invalid_never_zero():
 
 
 @pytest.mark.parametrize(
-    "verdicts, outcome, score",
+    "verdicts, outcome, score, agree",
     [
-        (["[[A]]", "[[B]]"], "win", 100.0),  # student is A first, B second: consistent win
-        (["[[B]]", "[[A]]"], "loss", 0.0),
-        (["[[C]]", "[[C]]"], "tie", 50.0),
-        (["[[A]]", "[[A]]"], "tie", 50.0),  # position bias: inconsistent -> tie
-        (["[[A]]", "[[C]]"], "tie", 50.0),
+        (["[[A]]", "[[B]]"], "win", 100.0, True),  # student is A first, B second: consistent win
+        (["[[B]]", "[[A]]"], "loss", 0.0, True),
+        (["[[C]]", "[[C]]"], "tie", 50.0, True),
+        (["[[A]]", "[[A]]"], "tie", 50.0, False),  # position bias: inconsistent -> tie
+        (["[[A]]", "[[C]]"], "tie", 50.0, False),
     ],
 )
-def test_pairwise_combines_orders(verdicts, outcome, score):
+def test_pairwise_combines_orders(verdicts, outcome, score, agree):
     j = Pairwise().parse(verdicts)
-    assert (j.details["outcome"], j.score) == (outcome, score)
+    assert (j.details["outcome"], j.score, j.details["orders_agree"]) == (outcome, score, agree)
 
 
 def test_gad_paper_default_prompt_is_the_papers():
