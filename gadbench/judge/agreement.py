@@ -16,8 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from scipy import stats
-
 from gadbench.metrics import summarize
 
 
@@ -47,6 +45,8 @@ def judge_agreement(a: Mapping[str, float | None], b: Mapping[str, float | None]
                     center: float | None = None) -> dict:
     """spearman, kendall (None with fewer than 2 shared items or a constant side), agreement (None without
     `center`) and n, the number of item ids valid under both judges."""
+    from scipy import stats  # here, not at module level: `import gadbench.judge` stays light
+
     ids = sorted(k for k in a.keys() & b.keys() if _ok(a[k]) and _ok(b[k]))
     x, y = [float(a[k]) for k in ids], [float(b[k]) for k in ids]
     out = {"spearman": None, "kendall": None, "agreement": None, "n": len(ids)}

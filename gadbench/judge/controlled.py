@@ -94,7 +94,7 @@ def judged_items(rows: Sequence[dict], judge: str) -> list[JudgedItem]:
     out = []
     for r in rows:
         j = (r.get("judgments") or {}).get(judge)
-        if not j or not j.get("valid") or j.get("score") is None:
+        if not j or not j.get("valid") or j.get("score") is None or r.get("answer") is None:
             continue
         if judge == "gad-paper":
             opponent = (j.get("details") or {}).get("judge_reference")
