@@ -4,6 +4,7 @@ judge: it answers reference requests, scores answers by a marker in their text a
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import pytest
 from loopback import LoopbackServer
@@ -152,6 +153,64 @@ def test_pairwise_both_orders(server, tmp_path):
     agg = aggregate(run, "pairwise", n_resamples=200)
     assert (agg["win"], agg["tie"], agg["loss"]) == pytest.approx((1 / 3, 1 / 3, 1 / 3))
     assert agg["score"]["mean"] == pytest.approx(50.0)
+    # the fake judge has no position bias: both orders agree on every item
+    assert agg["position_agreement"]["mean"] == 1.0 and agg["position_agreement"]["n_valid"] == 3
+    assert (run.usage["orders_compared"], run.usage["orders_agreed"]) == (3, 3)
+
+
+def first_answer_judge(body: dict) -> str:
+    """A pairwise judge with full position bias on "OK" pairs: it always prefers whichever answer is shown first."""
+    text = body["messages"][-1]["content"]
+    if "OK" in _between(text, "[Assistant A's answer]", "[End of assistant A's answer]"):
+        return "[[A]]"
+    return fake_judge(body)
+
+
+def test_pairwise_position_agreement_counts_orders_that_disagree(tmp_path):
+    items = [JudgeItem("w", "Q", "GOOD s", "BAD t"), JudgeItem("b1", "Q", "OK s", "OK t"),
+             JudgeItem("b2", "Q2", "GOOD s", "OK t"), JudgeItem("l", "Q", "BAD s", "GOOD t")]
+    with LoopbackServer(reply=first_answer_judge) as srv:
+        run = judge(items, Pairwise(), client_for(srv, tmp_path))
+    assert [j.details["orders_agree"] for j in run] == [True, False, False, True]
+    assert [j.details["outcome"] for j in run] == ["win", "tie", "tie", "loss"]  # disagreeing orders: a tie
+    agg = aggregate(run, "pairwise", n_resamples=200)
+    assert agg["position_agreement"]["mean"] == pytest.approx(0.5)
+    assert (run.usage["orders_compared"], run.usage["orders_agreed"]) == (4, 2)
+
+
+def garbage_first(body: dict, seen: Counter) -> str:
+    """fake_judge, except that the first reply to every distinct request text is unparseable."""
+    text = body["messages"][-1]["content"]
+    seen[text] += 1
+    return "I cannot decide between them." if seen[text] == 1 else fake_judge(body)
+
+
+def test_an_unparsed_reply_is_reasked_once_and_the_reask_is_cached(tmp_path):
+    seen: Counter = Counter()
+    items = [JudgeItem("w", "Q", "GOOD s", "BAD t")]
+    with LoopbackServer(reply=lambda body: garbage_first(body, seen)) as srv:
+        run = judge(items, Pairwise(), client_for(srv, tmp_path))
+        assert run[0].valid and run[0].details["outcome"] == "win"
+        assert len(srv.received) == 4  # two orders, each: garbage, then a verdict on the re-ask
+        assert (run.usage["requests"], run.usage["reasked"], run.usage["parse_failures"]) == (4, 2, 0)
+        assert run[0].details["reasked"] == 2
+        assert run[0].details["unparsed"] == ["I cannot decide between them."] * 2
+        # a later run re-uses the cached replies, the re-asks' included, and sends nothing
+        again = judge(items, Pairwise(), client_for(srv, tmp_path))
+        assert len(srv.received) == 4 and (again.usage["requests"], again.usage["cached"]) == (0, 4)
+        assert [j.to_json() for j in again] == [j.to_json() for j in run]
+        assert [j.to_json() for j in reparse(run, Pairwise())] == [j.to_json() for j in run]
+
+
+def test_reasks_are_bounded_and_a_reply_that_never_parses_is_invalid(tmp_path):
+    items = [JudgeItem("u", "Q", "UNPARSABLE s", None)]
+    with LoopbackServer(reply=fake_judge) as srv:
+        run = judge(items, GadPaper(reasks=2), client_for(srv, tmp_path))
+        assert not run[0].valid and run[0].details["error"] == "parse failure"
+        assert len(srv.received) == 1 + 3 and run.usage["reasked"] == 2  # reference, judgment, two re-asks
+        assert run[0].details["unparsed"] == ["Both answers are interesting."] * 2
+        none = judge(items, GadPaper(reasks=0), client_for(srv, tmp_path))
+        assert not none[0].valid and none.usage["reasked"] == 0 and len(srv.received) == 4  # all cached
 
 
 def test_reparse_uses_stored_raw_text_only(server, tmp_path):

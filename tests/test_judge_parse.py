@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gadbench.judge import GadPaper, MtBenchSingle, Pairwise
+from gadbench.judge import GadPaper, JudgeItem, MtBenchSingle, Pairwise
 from gadbench.judge.parse import parse_rating, parse_two_scores, parse_verdict
 from gadbench.judge.prompts import load_prompt
 
@@ -24,6 +24,17 @@ from gadbench.judge.prompts import load_prompt
         ("Both answers are fine.\n8 9", (8.0, 9.0)),
         ("10/10 9 out of 10", (10.0, 9.0)),
         ("  \n7 7\n", (7.0, 7.0)),  # leading blank line
+        # labels name the scores: by label, whatever the order (issue 19, item 6)
+        ("I'd give Assistant 2 a 9 and Assistant 1 a 7.", (7.0, 9.0)),
+        ("Assistant 2: 9, Assistant 1: 7\nwhy", (7.0, 9.0)),
+        ("**Assistant 2**: 9/10 | **Assistant 1**: 6.5/10", (6.5, 9.0)),
+        ("Assistant 2 receives 8 while Assistant 1 receives 6.\nExplanation with 2 numbers 3.", (6.0, 8.0)),
+        ("9 for Assistant 2 and 7 for Assistant 1", (7.0, 9.0)),
+        ("Assistant 2's score is 4 out of 10 and Assistant 1's score is 8 out of 10.", (8.0, 4.0)),
+        ("Assistant 2 and Assistant 1 get 9 and 7", (7.0, 9.0)),
+        ("8 7 (Assistant 1 is more precise than Assistant 2)", (8.0, 7.0)),  # labels are commentary
+        ("Assistant 2: 9\nAssistant 1: 7", (7.0, 9.0)),  # one labelled score per line, reversed
+        ("Assistant 1: 8, Assistant 2: 7", (8.0, 7.0)),
     ],
 )
 def test_two_scores_accepted(text, expected):
@@ -42,6 +53,8 @@ def test_two_scores_accepted(text, expected):
         "-3 5",
         "Assistant 1 is better.\nAssistant 2 gave 3 examples",  # prose only
         "The answers are similar.\nI like both.",  # missing scores
+        "Assistant 2 gets 9 and 7 goes to Assistant 1",  # labelled, but which number is whose is a guess
+        "Assistant 2: 11, Assistant 1: 7",  # labelled, out of range
     ],
 )
 def test_two_scores_rejected(text):
@@ -76,7 +89,7 @@ def test_verdict(text, expected):
 
 
 def test_prompt_render_fills_fields_once():
-    p = load_prompt("gad-paper.v1")
+    p = load_prompt("gad-paper.v2")
     msgs = p.render(question="Q?", answer_1="has {answer_2} inside", answer_2="second")
     assert [m["role"] for m in msgs] == ["system", "user"]
     assert "has {answer_2} inside" in msgs[1]["content"]  # not substituted again
@@ -95,6 +108,10 @@ def test_gad_paper_item_score_hand_computed():
     j = GadPaper(swap=True).parse(["8 6", "7 9"])
     assert j.score == pytest.approx((100 * 6 / 14 + 100 * 7 / 16) / 2)
     assert (j.details["student"], j.details["reference"]) == (6.5, 8.5)
+    assert j.details["orders_agree"]  # the reference scored higher in both orders
+    assert not GadPaper(swap=True).parse(["8 6", "9 7"]).details["orders_agree"]  # the first answer won twice
+    assert GadPaper(swap=True).parse(["7 7", "5 5"]).details["orders_agree"]  # a tie twice
+    assert "orders_agree" not in GadPaper().parse(["8 6"]).details
 
 
 def test_parse_failures_are_invalid_never_zero():
@@ -105,22 +122,34 @@ def test_parse_failures_are_invalid_never_zero():
 
 
 @pytest.mark.parametrize(
-    "verdicts, outcome, score",
+    "verdicts, outcome, score, agree",
     [
-        (["[[A]]", "[[B]]"], "win", 100.0),  # student is A first, B second: consistent win
-        (["[[B]]", "[[A]]"], "loss", 0.0),
-        (["[[C]]", "[[C]]"], "tie", 50.0),
-        (["[[A]]", "[[A]]"], "tie", 50.0),  # position bias: inconsistent -> tie
-        (["[[A]]", "[[C]]"], "tie", 50.0),
+        (["[[A]]", "[[B]]"], "win", 100.0, True),  # student is A first, B second: consistent win
+        (["[[B]]", "[[A]]"], "loss", 0.0, True),
+        (["[[C]]", "[[C]]"], "tie", 50.0, True),
+        (["[[A]]", "[[A]]"], "tie", 50.0, False),  # position bias: inconsistent -> tie
+        (["[[A]]", "[[C]]"], "tie", 50.0, False),
     ],
 )
-def test_pairwise_combines_orders(verdicts, outcome, score):
+def test_pairwise_combines_orders(verdicts, outcome, score, agree):
     j = Pairwise().parse(verdicts)
-    assert (j.details["outcome"], j.score) == (outcome, score)
+    assert (j.details["outcome"], j.score, j.details["orders_agree"]) == (outcome, score, agree)
+
+
+def test_gad_paper_default_prompt_is_the_papers():
+    """Issue 19 item 4: the paper's prompt (Fig. 8) addresses position bias only; the length sentence lives in
+    the v1 variant, and the two versions never share cached judgments."""
+    paper = " ".join(m["content"] for m in GadPaper().requests(JudgeItem("i", "Q?", "student"), "reference")[0].messages)
+    assert "helpfulness, relevance, accuracy, and level of detail" in paper
+    assert "order in which the responses were presented does not affect your judgment" in paper
+    assert "length" not in paper.lower()
+    assert "length" in load_prompt("gad-paper.v1").user
+    assert GadPaper().namespace != GadPaper(version="v1").namespace
 
 
 def test_namespace_tracks_prompt_version_and_text():
-    assert GadPaper().namespace.startswith("gad-paper.v1@")
+    assert GadPaper().namespace.startswith("gad-paper.v2@")
+    assert GadPaper(version="v1").namespace.startswith("gad-paper.v1@")
     assert MtBenchSingle().namespace.count("@") == 2  # both prompt files of the protocol
     with pytest.raises(FileNotFoundError):
         _ = GadPaper(version="v9").namespace

@@ -3,6 +3,9 @@
 
 LLM judges take `client=` plus the protocol's options, e.g. `get_judge("gad-paper", client=c, swap=True)`.
 Register more (e.g. the synthetic world's gold judge) with `register_judge(name, factory)`.
+Over stored judgments: `gadbench.judge.controlled` (length- and style-controlled scores) and
+`gadbench.judge.agreement` (position and judge agreement); import them from there (they load scikit-learn
+and scipy).
 """
 
 from gadbench.judge.aggregate import aggregate

@@ -4,13 +4,16 @@
   `parse_failure_rate` (parse failures / items judged with complete replies; None when there were none);
 - gad-paper also: `ratio_of_sums` = 100 x sum(student) / sum(student + reference) over valid items
   (`score` is then the paper's other reading, the mean of per-item ratios);
-- pairwise also: `win`, `tie`, `loss` = fractions of valid items (`score` = win rate with ties counted half).
+- pairwise also: `win`, `tie`, `loss` = fractions of valid items (`score` = win rate with ties counted half);
+- judged in two orders (pairwise; gad-paper with swap=True): `position_agreement`, the share of valid items
+  whose two orders agree, with an interval (`gadbench.judge.agreement.position_agreement`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gadbench.judge.agreement import position_agreement
 from gadbench.judge.protocols import PARSE_FAILURE
 from gadbench.judge.types import Judgment
 from gadbench.metrics import ratio_of_sums, summarize
@@ -31,4 +34,6 @@ def aggregate(judgments: Sequence[Judgment], judge_name: str, n_resamples: int =
     if judge_name == "pairwise":
         for outcome in ("win", "tie", "loss"):
             out[outcome] = sum(j.details["outcome"] == outcome for j in valid) / len(valid) if valid else None
+    if any("orders_agree" in j.details for j in valid):
+        out["position_agreement"] = position_agreement([j.to_json() for j in judgments], n_resamples, seed)
     return out

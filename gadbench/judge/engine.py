@@ -3,14 +3,18 @@
 Concurrency, retries and the SQLite cache belong to the client. The engine scopes the client's cache
 namespace to `<client namespace>/judge:<protocol namespace>` (prompt ids and hashes), and the gad-paper
 references to `<client namespace>/judge-reference`, so a re-run over the same items sends no request and
-re-parses the cached replies. An item whose call failed (API error) or whose reply does not parse is
-invalid, with details["error"] saying which; it is never scored.
+re-parses the cached replies. A request whose reply does not parse is re-sent up to `protocol.reasks` times;
+re-ask k is cached under `<judge namespace>/reask-<k>`, so it never gets the unparseable reply back from the
+cache, and a later run re-uses both replies without sending anything. An item whose call failed (API error)
+or whose reply still does not parse is invalid, with details["error"] saying which; it is never scored. A
+re-asked item keeps the replies it set aside in details["unparsed"] and their number in details["reasked"].
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from gadbench.judge.protocols import PARSE_FAILURE, LLMProtocol
@@ -21,7 +25,9 @@ from gadbench.llm.client import ChatClient, ChatResult
 class JudgeRun(list):
     """The judgments (a list, in item order) plus `usage`: this run's client usage delta (requests, cached,
     retries, failures, prompt_tokens, completion_tokens, cost_usd) and parse_failures, api_errors,
-    parse_failure_rate (parse failures / items whose calls all returned text), n_valid, n_total."""
+    parse_failure_rate (parse failures / items whose calls all returned text), reasked (re-asks made, from
+    the cache or not), orders_compared and orders_agreed (valid items judged in two orders, and those whose
+    orders agreed), n_valid, n_total."""
 
     def __init__(self, judgments: Sequence[Judgment], usage: dict):
         super().__init__(judgments)
@@ -55,20 +61,48 @@ def judge(items: Sequence[JudgeItem], protocol: LLMProtocol, client: ChatClient)
         else:
             planned.append(protocol.requests(it, ref.text if ref is not None else None))
     flat = [r for p in planned if isinstance(p, list) for r in p]
-    results = iter(_scoped(client, f"judge:{protocol.namespace}").run(flat, desc=f"{protocol.name} judge"))
+    results, unparsed, asked = _ask(flat, protocol, client)
     judgments = []
+    k = 0
     for it, p in zip(items, planned, strict=True):
         if isinstance(p, Judgment):
             judgments.append(p)
             continue
-        got = [next(results) for _ in p]
-        raws = [g.text for g in got]
-        errors = [g.error for g in got if g.error is not None]
+        span = range(k, k + len(p))
+        k += len(p)
+        raws = [results[i].text for i in span]
+        errors = [results[i].error for i in span if results[i].error is not None]
         j = invalid(f"api error: {errors[0]}", raws) if errors else protocol.parse(raws)
+        if sum(asked[i] for i in span):
+            j.details.update(reasked=sum(asked[i] for i in span), unparsed=[t for i in span for t in unparsed[i]])
         if it.prompt in refs:
             j.details["judge_reference"] = refs[it.prompt].text
         judgments.append(j)
-    return JudgeRun(judgments, _usage(judgments, before, dataclasses.asdict(client.usage)))
+    usage = _usage(judgments, before, dataclasses.asdict(client.usage))
+    usage["reasked"] = sum(asked.values())
+    return JudgeRun(judgments, usage)
+
+
+def _ask(requests: list, protocol: LLMProtocol, client: ChatClient) -> tuple[list[ChatResult], defaultdict, Counter]:
+    """Answer `requests`, re-sending each whose reply does not parse up to `protocol.reasks` times (re-ask k
+    under its own cache scope). Returns the replies kept and, per request index, the unparsed replies they
+    replaced and the number of re-asks sent."""
+    scope = f"judge:{protocol.namespace}"
+    results = _scoped(client, scope).run(requests, desc=f"{protocol.name} judge")
+    unparsed: defaultdict[int, list[str]] = defaultdict(list)
+    asked: Counter[int] = Counter()
+    for attempt in range(1, protocol.reasks + 1):
+        redo = [i for i, r in enumerate(results) if r.text is not None and protocol.parse_reply(r.text) is None]
+        if not redo:
+            break
+        again = _scoped(client, f"{scope}/reask-{attempt}").run([requests[i] for i in redo],
+                                                                desc=f"{protocol.name} re-ask {attempt}")
+        for i, r in zip(redo, again, strict=True):
+            asked[i] += 1
+            if r.text is not None:  # a failed re-ask keeps the unparsed reply: a parse failure, not an API error
+                unparsed[i].append(results[i].text)
+                results[i] = r
+    return results, unparsed, asked
 
 
 def reparse(judgments: Sequence[Judgment], protocol: LLMProtocol) -> list[Judgment]:
@@ -78,7 +112,8 @@ def reparse(judgments: Sequence[Judgment], protocol: LLMProtocol) -> list[Judgme
     for j in judgments:
         if j.raw and all(t is not None for t in j.raw):
             new = protocol.parse(list(j.raw))
-            new.details = {**{k: v for k, v in j.details.items() if k == "judge_reference"}, **new.details}
+            kept = {k: v for k, v in j.details.items() if k in ("judge_reference", "reasked", "unparsed")}
+            new.details = {**kept, **new.details}
             out.append(new)
         else:
             out.append(j)
@@ -92,6 +127,7 @@ def _usage(judgments: list[Judgment], before: dict, after: dict) -> dict:
     parse_failures = sum(e == PARSE_FAILURE for e in errors)
     api_errors = sum(e.startswith("api error") for e in errors)
     parsed = sum(1 for j in judgments if j.raw and all(t is not None for t in j.raw))
+    compared = [j.details["orders_agree"] for j in judgments if j.valid and "orders_agree" in j.details]
     return {
         "requests": delta["requests_sent"],
         "cached": delta["cache_hits"],
@@ -103,6 +139,8 @@ def _usage(judgments: list[Judgment], before: dict, after: dict) -> dict:
         "parse_failures": parse_failures,
         "api_errors": api_errors,
         "parse_failure_rate": parse_failures / parsed if parsed else None,
+        "orders_compared": len(compared),
+        "orders_agreed": sum(compared),
         "n_valid": sum(j.valid for j in judgments),
         "n_total": len(judgments),
     }

@@ -3,6 +3,12 @@
 Scores must lie in [1, 10] (decimals allowed); anything outside is a failure, not clipped.
 
 `parse_two_scores` (gad-paper, "Assistant 1 score, Assistant 2 score"), tried in this order:
+  0. the first non-empty line names both "Assistant 1" and "Assistant 2" (once each) and holds exactly two
+     numbers: by label. Each number follows its label ("I'd give Assistant 2 a 9 and Assistant 1 a 7" ->
+     (7, 9)), or each precedes it ("9 for Assistant 2, 7 for Assistant 1" -> (7, 9)), or both labels come
+     first and the numbers follow in the labels' order ("Assistant 2 and Assistant 1: 9 7" -> (7, 9)); both
+     numbers before both labels are read in the prompt's order (the labels are commentary); any other
+     arrangement is a failure, never a guess;
   1. the first non-empty line, after dropping markdown emphasis, "Assistant 1/2" labels, "/10" and
      "out of 10", holds exactly two numbers: those (e.g. "8 7", "8, 7", "Assistant 1: 8/10, Assistant 2: 7/10");
   2. the reply has labelled scores "Assistant 1: <n>" and "Assistant 2: <m>" (each once) on separate lines;
@@ -18,7 +24,7 @@ from __future__ import annotations
 import re
 
 _NUM = r"(?<![\d.])-?\d+(?:\.\d+)?"
-_OUT_OF_TEN = re.compile(rf"({_NUM})\s*(?:/\s*10|out\s+of\s+10)(?![\d.])", re.IGNORECASE)
+_OUT_OF_TEN = re.compile(rf"({_NUM})\s*(?:/\s*10|out\s+of\s+10)(?!\d|\.\d)", re.IGNORECASE)  # "10." ends a sentence
 _LABEL = re.compile(r"assistant\s*[12](?![\d.])\s*(?:'s)?\s*(?:score|rating)?", re.IGNORECASE)
 _MARKDOWN = re.compile(r"[*_`#>]")
 _ONLY_TWO = re.compile(
@@ -34,6 +40,7 @@ _RATING_PATTERNS = (
     re.compile(rf"rating\s*:?\s*({_NUM})", re.IGNORECASE),
 )
 _VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
+_TOKEN = re.compile(rf"(?P<label>assistant\s*(?P<k>[12])(?![\d.]))|(?P<num>{_NUM})", re.IGNORECASE)
 
 
 def _in_range(x: float) -> bool:
@@ -50,6 +57,26 @@ def _pair(a: float, b: float) -> tuple[float, float] | None:
     return (a, b) if _in_range(a) and _in_range(b) else None
 
 
+def _tokens(line: str) -> list[tuple[str | None, float | None]]:
+    """The line's "Assistant 1/2" labels (label, None) and numbers (None, value), in order ("/10" dropped)."""
+    return [(m.group("k"), None) if m.group("label") else (None, float(m.group("num")))
+            for m in _TOKEN.finditer(_OUT_OF_TEN.sub(r"\1", _MARKDOWN.sub("", line)))]
+
+
+def _by_label(tokens: list[tuple[str | None, float | None]]) -> tuple[float, float] | None:
+    """Rule 0: two labels and two numbers; the i-th label owns the i-th number unless both numbers come first."""
+    labels = [k for k, _ in tokens if k]
+    numbers = [x for k, x in tokens if not k]
+    shape = "".join("L" if k else "N" for k, _ in tokens)
+    if shape in ("LNLN", "NLNL", "LLNN"):
+        score = dict(zip(labels, numbers, strict=True))
+    elif shape == "NNLL":
+        score = {"1": numbers[0], "2": numbers[1]}
+    else:
+        return None
+    return _pair(score["1"], score["2"])
+
+
 def parse_two_scores(text: str | None) -> tuple[float, float] | None:
     """(Assistant 1 score, Assistant 2 score) from a gad-paper reply, or None (rules in the module doc)."""
     if not text:
@@ -57,6 +84,9 @@ def parse_two_scores(text: str | None) -> tuple[float, float] | None:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     if not lines:
         return None
+    tokens = _tokens(lines[0])
+    if sorted(k for k, _ in tokens if k) == ["1", "2"] and sum(k is None for k, _ in tokens) == 2:
+        return _by_label(tokens)
     first = [float(x) for x in re.findall(_NUM, _clean(lines[0]))]
     if len(first) == 2:
         return _pair(*first)

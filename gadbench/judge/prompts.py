@@ -20,7 +20,7 @@ _SECTION = re.compile(r"^\[(system|user)\]\s*$", re.MULTILINE)
 
 @dataclass(frozen=True)
 class PromptTemplate:
-    id: str  # e.g. "gad-paper.v1"
+    id: str  # e.g. "gad-paper.v2"
     system: str
     user: str
     sha: str  # first 8 hex of sha256 of the file
@@ -43,7 +43,7 @@ class PromptTemplate:
 
 @cache
 def load_prompt(prompt_id: str) -> PromptTemplate:
-    """Load `prompts/<prompt_id>.txt`, e.g. `load_prompt("gad-paper.v1")`."""
+    """Load `prompts/<prompt_id>.txt`, e.g. `load_prompt("gad-paper.v2")`."""
     path = PROMPT_DIR / f"{prompt_id}.txt"
     if not path.exists():
         known = sorted(p.stem for p in PROMPT_DIR.glob("*.txt"))

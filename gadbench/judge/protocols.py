@@ -3,8 +3,14 @@
 `requests(item, reference)` builds the calls for one item; `parse(raws)` turns their reply texts (same order)
 into a Judgment and depends on nothing else, so stored raw text can be re-parsed without calling the judge.
 
+Every protocol parses each reply on its own (`parse_reply`, None when it does not parse); the engine re-sends
+a request whose reply does not parse up to `reasks` times (default 1). With two orders (pairwise always,
+gad-paper with `swap=True`), details["orders_agree"] records whether the two orders gave the same outcome
+(pairwise: win/tie/loss; gad-paper: which answer scored higher, or a tie).
+
 - gad-paper (paper section 8.1): the judge first answers each prompt itself (its reference, one per distinct
-  prompt); then it rates reference and student 1-10, both scores alone on the first line. Reference is
+  prompt); then it rates reference and student 1-10, both scores alone on the first line, with the paper's
+  prompt (`gad-paper.v2`; `version="v1"` is the variant that also tells the judge to ignore length). Reference is
   Assistant 1 and student Assistant 2; `swap=True` adds the swapped order and averages.
   Item score = 100 x s / (s + r), averaged over orders.
 - mtbench-single: reference-guided single-answer grading, "[[n]]" in 1-10; the reference is the teacher
@@ -16,6 +22,7 @@ into a Judgment and depends on nothing else, so stored raw text can be re-parsed
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -35,7 +42,9 @@ class LLMProtocol:
     max_tokens: int | None = 2048
     seed: int | None = None
     version: str = "v1"
+    reasks: int = 1  # re-sends of a request whose reply does not parse
     name: ClassVar[str] = ""
+    parse_reply: ClassVar[Callable[[str | None], object]]  # one reply's parsed value, or None
     prompt_names: ClassVar[tuple[str, ...]] = ()
     writes_reference: ClassVar[bool] = False  # the judge first answers each prompt itself (gad-paper)
 
@@ -50,11 +59,13 @@ class LLMProtocol:
 
 @dataclass(frozen=True)
 class GadPaper(LLMProtocol):
+    version: str = "v2"  # the paper's prompt (Fig. 8); "v1" adds "or their length" to the bias sentence
     swap: bool = False
     reference_max_tokens: int | None = None
     name = "gad-paper"
     prompt_names = ("gad-paper",)
     writes_reference = True
+    parse_reply = staticmethod(parse_two_scores)
 
     def reference_request(self, prompt: str) -> ChatRequest:
         """The judge's own answer to the prompt (its reference), decoded like the judgments."""
@@ -66,7 +77,7 @@ class GadPaper(LLMProtocol):
         return [self.request(p.render(question=item.prompt, answer_1=a1, answer_2=a2)) for a1, a2 in orders]
 
     def parse(self, raws: list[str | None]) -> Judgment:
-        scores = [parse_two_scores(t) for t in raws]
+        scores = [self.parse_reply(t) for t in raws]
         if any(s is None for s in scores):
             return invalid(PARSE_FAILURE, raws, scores=scores)
         # order 0: (reference, student); order 1: (student, reference)
@@ -74,13 +85,17 @@ class GadPaper(LLMProtocol):
         student = sum(p[0] for p in pairs) / len(pairs)
         reference = sum(p[1] for p in pairs) / len(pairs)
         ratio = sum(100 * s / (s + r) for s, r in pairs) / len(pairs)
-        return Judgment(ratio, True, raws, {"student": student, "reference": reference, "scores": scores})
+        details = {"student": student, "reference": reference, "scores": scores}
+        if len(pairs) == 2:
+            details["orders_agree"] = len({(s > r) - (s < r) for s, r in pairs}) == 1
+        return Judgment(ratio, True, raws, details)
 
 
 @dataclass(frozen=True)
 class MtBenchSingle(LLMProtocol):
     name = "mtbench-single"
     prompt_names = ("mtbench-single", "mtbench-single-noref")
+    parse_reply = staticmethod(parse_rating)
 
     def requests(self, item: JudgeItem, reference: str | None) -> list[ChatRequest] | Judgment:
         if item.teacher_response is None:
@@ -90,7 +105,7 @@ class MtBenchSingle(LLMProtocol):
         return [self.request(p.render(question=item.prompt, reference=item.teacher_response, answer=item.answer))]
 
     def parse(self, raws: list[str | None]) -> Judgment:
-        rating = parse_rating(raws[0])
+        rating = self.parse_reply(raws[0])
         if rating is None:
             return invalid(PARSE_FAILURE, raws)
         return Judgment(rating, True, raws, {"rating": rating})
@@ -104,6 +119,7 @@ _POINTS = {"win": 100.0, "tie": 50.0, "loss": 0.0}
 class Pairwise(LLMProtocol):
     name = "pairwise"
     prompt_names = ("pairwise",)
+    parse_reply = staticmethod(parse_verdict)
 
     def requests(self, item: JudgeItem, reference: str | None) -> list[ChatRequest] | Judgment:
         other = item.other if item.other is not None else item.teacher_response
@@ -114,12 +130,13 @@ class Pairwise(LLMProtocol):
         return [self.request(p.render(question=item.prompt, answer_a=a, answer_b=b)) for a, b in orders]
 
     def parse(self, raws: list[str | None]) -> Judgment:
-        verdicts = [parse_verdict(t) for t in raws]
+        verdicts = [self.parse_reply(t) for t in raws]
         if any(v is None for v in verdicts):
             return invalid(PARSE_FAILURE, raws, verdicts=verdicts)
         outcomes = [_OUTCOME[v, k] for k, v in enumerate(verdicts)]
-        outcome = outcomes[0] if len(set(outcomes)) == 1 else "tie"
-        return Judgment(_POINTS[outcome], True, raws, {"outcome": outcome, "verdicts": verdicts})
+        agree = len(set(outcomes)) == 1
+        outcome = outcomes[0] if agree else "tie"
+        return Judgment(_POINTS[outcome], True, raws, {"outcome": outcome, "verdicts": verdicts, "orders_agree": agree})
 
 
 PROTOCOLS = {"gad-paper": GadPaper, "mtbench-single": MtBenchSingle, "pairwise": Pairwise}
