@@ -7,7 +7,7 @@ read at zero difference.
 
 Per valid judgment i: y_i, the item score (pairwise: 100 win, 50 tie, 0 loss; gad-paper: 100 s / (s + r));
 a_i, the student's answer; b_i, the answer it was judged against (pairwise: the row's teacher response, else
-its `reference`, as `gadbench.evaluate` passes them to the judge; gad-paper: the judge's own reference,
+its `reference`, as `gadbench.eval.evaluator` passes them to the judge; gad-paper: the judge's own reference,
 details["judge_reference"]). Items without b_i are left out.
 
 Lengths l are whitespace-separated words of both texts: rows store `answer_tokens` for the student only, the
