@@ -258,3 +258,14 @@ def test_concurrency_is_bounded(tmp_path):
         items = [JudgeItem(str(i), f"Q{i}", "OK s", "GOOD t") for i in range(12)]
         run = judge(items, MtBenchSingle(), client_for(srv, tmp_path, concurrency=3))
         assert all(j.valid for j in run) and srv.max_in_flight == 3
+
+
+def test_judge_max_tokens_setting_reaches_the_request(server, tmp_path):
+    """`judge.max_tokens` of a suite is what each judge request asks for (it was once never read)."""
+    from gadbench.config import JudgeConfig
+    from gadbench.judge.factory import make_judge
+
+    cfg = JudgeConfig(model="fake", base_url=server.url, api_key_env="GADBENCH_TEST_NO_KEY", max_tokens=77)
+    judge_ = make_judge("mtbench-single", cfg, tmp_path)
+    judge_.judge(ITEMS[:1])
+    assert [b["max_tokens"] for b in server.received] == [77]
