@@ -251,7 +251,8 @@ def uninterrupted(tmp_path_factory):
 
 
 def _rows(run_dir: Path) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "step_time"} for r in read_jsonl(run_dir / "metrics.jsonl")]
+    return [{k: v for k, v in r.items() if k != "step_time" and not k.startswith("time/")}
+            for r in read_jsonl(run_dir / "metrics.jsonl")]
 
 
 @pytest.mark.parametrize("resume_from", [4, 3])  # mid-adversarial, and the warmup -> adversarial hand-off
@@ -375,3 +376,17 @@ def test_nan_loss_stops_naming_step_and_checkpoint(tmp_path):
     assert "the last checkpoint written before it (step 1) is kept" in msg
     assert [r["step"] for r in read_jsonl(tr.run.metrics)] == [1]  # the diverged step is not logged
     assert sorted(p.name for p in tr.run.checkpoints.iterdir()) == ["step-1"]  # nor checkpointed
+
+
+def test_each_step_logs_the_time_of_its_phases(tmp_path):
+    tr = _trainer(tmp_path, "gad")
+    tr.train()
+    rows = list(read_jsonl(tr.run.metrics))
+    phases = {r["stage"]: {k for k in r if k.startswith("time/")} for r in rows}
+    assert phases["adversarial"] == {"time/rollout", "time/d", "time/ref", "time/g"}
+    assert phases["warmup"] == {"time/rollout", "time/d", "time/g"}  # D and SFT; no reference in warmup
+    first = rows[0]  # the D-only warmup step: no G phase
+    assert {k for k in first if k.startswith("time/")} == {"time/rollout", "time/d"}
+    for r in rows:
+        parts = sum(v for k, v in r.items() if k.startswith("time/"))
+        assert 0 < parts <= r["step_time"], r

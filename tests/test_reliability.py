@@ -65,7 +65,7 @@ def run_dir_of(out: Path, suite: str = "crash") -> Path | None:
 
 
 def no_row_times(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "step_time"} for r in rows]
+    return [{k: v for k, v in r.items() if k != "step_time" and not k.startswith("time/")} for r in rows]
 
 
 def same_models(a: dict, b: dict) -> bool:

@@ -6,6 +6,8 @@ context the optimizers (and reference) of a stage.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,6 +39,20 @@ class Context:
     reward_fn: Reward | None = None  # the fixed reward of `discriminator: none`
     gold_fn: GoldFn | None = None  # the world's gold metrics of rollouts, logged per step
     _prompt_cache: dict = field(default_factory=dict)
+    phase_times: dict[str, float] = field(default_factory=dict)  # seconds per phase of the step in progress
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        """Add the wall time of the block to `phase_times[name]` (CUDA synchronised at both ends, so the time
+        is the block's own work)."""
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            sync()
+            self.phase_times[name] = self.phase_times.get(name, 0.0) + time.perf_counter() - start
 
     def prompt_ids(self, prompt: str) -> list[int]:
         if prompt not in self._prompt_cache:

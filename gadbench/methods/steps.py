@@ -49,15 +49,16 @@ def sft_update(ctx: Context, batch: list) -> tuple[dict, Spend]:
     n_tokens = dist.all_sum([packed.response_tokens])[0]
     total = 0.0
     ctx.g.model.train()
-    for a, b in micro_batches(len(packed), t.micro_batch_size):
-        mb = packed.slice(a, b)
-        with ctx.autocast():
-            logits = ctx.g.model(input_ids=mb.input_ids, attention_mask=mb.attention_mask).logits[:, :-1]
-        loss = alg.sft_loss(logits, mb.input_ids[:, 1:], mb.target_mask, num_tokens=n_tokens)
-        loss.backward()
-        total += float(loss.detach())
-    dist.sync_grads(ctx.g.model)
-    norm = _clip_and_step(ctx.g.model.parameters(), ctx.g_opt, t.grad_clip)
+    with ctx.phase("g"):
+        for a, b in micro_batches(len(packed), t.micro_batch_size):
+            mb = packed.slice(a, b)
+            with ctx.autocast():
+                logits = ctx.g.model(input_ids=mb.input_ids, attention_mask=mb.attention_mask).logits[:, :-1]
+            loss = alg.sft_loss(logits, mb.input_ids[:, 1:], mb.target_mask, num_tokens=n_tokens)
+            loss.backward()
+            total += float(loss.detach())
+        dist.sync_grads(ctx.g.model)
+        norm = _clip_and_step(ctx.g.model.parameters(), ctx.g_opt, t.grad_clip)
     tokens = int(packed.attention_mask.sum())
     spend = Spend(prompts=len(batch), teacher_responses=len(batch), g_trained_tokens=tokens,
                   g_optimizer_steps=1, flops=train_flops(ctx.g_params, tokens))
@@ -73,7 +74,7 @@ def rollout(ctx: Context, batch: list, step: int) -> tuple[object, Spend]:
     # Seeds from (run seed, global step, position in the global batch): other samples at every step, and the
     # same samples whatever the sharding or an interruption and resume.
     seeds = [sequence_seed(ctx.spec.seed, step, dist.rank() + dist.world() * i) for i in range(len(batch))]
-    with ctx.autocast():
+    with ctx.autocast(), ctx.phase("rollout"):
         roll = ctx.engine.generate(ctx.g.model, prompts, t.group_size, t.temperature, t.max_response_tokens, t.top_p,
                                    seeds=seeds)
     prompt_tokens = sum(len(prompts[i]) for i in roll.prompt_index)
@@ -108,20 +109,22 @@ def grpo_update(ctx: Context, batch: list, roll, rewards: torch.Tensor) -> tuple
         mb = packed.slice(a, b)
         ref_logp = None
         if ctx.ref is not None and t.kl_beta > 0:
-            with torch.no_grad(), ctx.autocast():
+            with torch.no_grad(), ctx.autocast(), ctx.phase("ref"):
                 ref_logp = token_logprobs(ctx.ref, mb, t.temperature)
-        with ctx.autocast():
-            logp = token_logprobs(ctx.g.model, mb, t.temperature)
-        # One update per rollout batch (the paper's setting): the sampling policy is the current one, so
-        # old log-probs equal the current ones and the ratio is exactly 1 at this update.
-        loss, s = alg.grpo_loss(logp, logp.detach(), ref_logp, adv[a:b], mb.target_mask,
-                                clip_ratio=t.clip_ratio, beta=t.kl_beta, num_tokens=n_tokens)
-        loss.backward()
+        with ctx.phase("g"):
+            with ctx.autocast():
+                logp = token_logprobs(ctx.g.model, mb, t.temperature)
+            # One update per rollout batch (the paper's setting): the sampling policy is the current one, so
+            # old log-probs equal the current ones and the ratio is exactly 1 at this update.
+            loss, s = alg.grpo_loss(logp, logp.detach(), ref_logp, adv[a:b], mb.target_mask,
+                                    clip_ratio=t.clip_ratio, beta=t.kl_beta, num_tokens=n_tokens)
+            loss.backward()
         for k in stats:
             stats[k] += s[k]
-    dist.sync_grads(ctx.g.model)
+    with ctx.phase("g"):
+        dist.sync_grads(ctx.g.model)
+        norm = _clip_and_step(ctx.g.model.parameters(), ctx.g_opt, t.grad_clip)
     stats = dict(zip(stats, dist.all_sum(list(stats.values())), strict=True))
-    norm = _clip_and_step(ctx.g.model.parameters(), ctx.g_opt, t.grad_clip)
     tokens = int(packed.attention_mask.sum())
     ref_flops = inference_flops(ctx.g_params, tokens) if ctx.ref is not None and t.kl_beta > 0 else 0.0
     spend = Spend(prompts=len(batch), g_trained_tokens=tokens, g_optimizer_steps=1,
@@ -165,7 +168,7 @@ def d_score_and_update(ctx: Context, batch: list, roll, update: bool) -> tuple[t
     loss_fn = alg.bradley_terry_loss if m.d_loss == "bt" else alg.cross_entropy_d_loss
     t_scores, s_scores, loss_total = [], [], 0.0
     ctx.d.model.train(update)
-    with torch.set_grad_enabled(update):
+    with torch.set_grad_enabled(update), ctx.phase("d"):
         for a, b in micro_batches(B, per_mb):
             scores = _d_forward(ctx, teacher_seqs[a:b] + student_seqs[a * n : b * n])
             ts, ss = scores[: b - a], scores[b - a :]
@@ -180,9 +183,10 @@ def d_score_and_update(ctx: Context, batch: list, roll, update: bool) -> tuple[t
     metrics = {"teacher_score": _mean(float(ts.sum()), B), "student_score": _mean(float(ss.sum()), B * n),
                "d_acc": _mean(alg.discriminator_accuracy(ts, ss) * B * n, B * n)}
     if update:
-        dist.sync_grads(ctx.d.model)
+        with ctx.phase("d"):
+            dist.sync_grads(ctx.d.model)
+            metrics["d_grad_norm"] = _clip_and_step(ctx.d.model.parameters(), ctx.d_opt, t.grad_clip)
         metrics["d_loss"] = dist.all_sum([loss_total])[0]
-        metrics["d_grad_norm"] = _clip_and_step(ctx.d.model.parameters(), ctx.d_opt, t.grad_clip)
         spend = Spend(d_trained_tokens=tokens, d_optimizer_steps=1, flops=train_flops(ctx.d_params, tokens))
     else:
         with torch.no_grad():
@@ -320,10 +324,13 @@ def adversarial_frozen_d_step(ctx: Context, batch: list, step: int, step_in_stag
 
 
 def timed(fn, ctx, batch, step: int, step_in_stage: int):
-    """fn(ctx, batch, step, step_in_stage) with its wall-clock time in the spend and the metrics."""
+    """fn(ctx, batch, step, step_in_stage) with its wall-clock time in the spend and the metrics, and the time
+    of each phase (`time/rollout`, `time/ref`, `time/g`: G's forward, backward and update, `time/d`)."""
+    ctx.phase_times.clear()
     start = time.perf_counter()
     metrics, spend = fn(ctx, batch, step, step_in_stage)
     spend.steps = 1
     spend.wall_s = time.perf_counter() - start
     metrics["step_time"] = spend.wall_s
+    metrics.update({f"time/{k}": v for k, v in ctx.phase_times.items()})
     return metrics, spend
