@@ -150,7 +150,7 @@ def response_ids(tok, response: str, max_tokens: int) -> tuple[list[int], bool]:
     """(ids, truncated): the normalised response's tokens, cut to `max_tokens - 1`, then always the EOS token.
 
     Every response, teacher or student, complete or truncated, ends in exactly one EOS: the rule that keeps
-    D from telling the two sides apart by their ending (paper.md, pitfall 1).
+    D from telling the two sides apart by their ending (docs/paper.md, section 7, item 1).
     """
     ids = tok(normalize_response(response), add_special_tokens=False)["input_ids"]
     truncated = len(ids) > max_tokens - 1

@@ -3,8 +3,9 @@
 - `validation` (default): the highest validation-split score; the test sets are never looked at.
 - `paper`: the highest judged test score (unweighted mean over the test sets) among checkpoints whose mean
   response length on every test set lies within [lo, hi] x the teacher's (default [0.5, 1.5]). The paper
-  (section 8.3) selects by "score with length in an acceptable range" on the test sets themselves and
-  publishes no range: the range is our assumption, and the result is flagged as selection on test sets.
+  (docs/paper.md, section 5.4) selects by "score with length in an acceptable range" on the test sets
+  themselves and publishes no range: the range is our assumption, and the result is flagged as selection
+  on test sets.
   If no checkpoint is within range, the best test score is taken and the note says so.
 - `last`: the latest step.
 Ties go to the earliest step.

@@ -30,7 +30,7 @@ pairwise: logistic regression with soft labels p_i = y_i / 100 (a tie is half a 
 gad-paper: least squares on the 0-100 item score:
     length: y_i = alpha + beta z_i;   style: y_i = alpha + sum_k beta_k x_ik;   controlled = alpha.
 
-Departures from the anchors:
+Departures from AlpacaEval and Arena-Hard:
 - No per-instruction term. AlpacaEval's instruction difficulty is estimated once over many models and
   downloaded. gadbench has one comparison per instruction and method (per seed), where such a term is not
   identifiable (it would absorb each item's outcome); shared across methods, it would make one method's

@@ -8,10 +8,10 @@ a request whose reply does not parse up to `reasks` times (default 1). With two 
 gad-paper with `swap=True`), details["orders_agree"] records whether the two orders gave the same outcome
 (pairwise: win/tie/loss; gad-paper: which answer scored higher, or a tie).
 
-- gad-paper (paper section 8.1): the judge first answers each prompt itself (its reference, one per distinct
-  prompt); then it rates reference and student 1-10, both scores alone on the first line, with the paper's
-  prompt (`gad-paper.v2`; `version="v1"` is the variant that also tells the judge to ignore length). Reference is
-  Assistant 1 and student Assistant 2; `swap=True` adds the swapped order and averages.
+- gad-paper (docs/paper.md, section 5.1): the judge first answers each prompt itself (its reference, one per
+  distinct prompt); then it rates reference and student 1-10, both scores alone on the first line, with the
+  paper's prompt (`gad-paper.v2`; `version="v1"` is the variant that also tells the judge to ignore length).
+  Reference is Assistant 1 and student Assistant 2; `swap=True` adds the swapped order and averages.
   Item score = 100 x s / (s + r), averaged over orders.
 - mtbench-single: reference-guided single-answer grading, "[[n]]" in 1-10; the reference is the teacher
   response, and the plain single-answer prompt is used when an item has none. Item score = n.
