@@ -166,7 +166,7 @@ class TrainConfig:
                               paper="8", lo=2)
     temperature: float = setting(0.8, "sampling temperature of rollouts; log-probs are of this tempered policy",
                                  paper="0.8", lo=0.0)
-    top_p: float = setting(1.0, "nucleus of rollout sampling", paper="1.0", lo=0.0, hi=1.0)
+    top_p: float = setting(1.0, "nucleus of rollout sampling", paper="1.0 (verl default)", lo=0.0, hi=1.0)
     max_prompt_tokens: int = setting(2048, "prompts are left-truncated to this", paper="2048", lo=1)
     max_response_tokens: int = setting(1536, "rollouts stop here; teacher responses are cut to it (then EOS)",
                                        paper="1536", lo=1)
@@ -187,7 +187,7 @@ class TrainConfig:
                                           lo=1.0)
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "where to train (auto: cuda when visible)")
     precision: Literal["fp32", "bf16"] = setting("fp32", "bf16: autocast on GPUs over fp32 weights and optimizer "
-                                                         "states", paper="bf16")
+                                                         "states")
     gradient_checkpointing: bool = setting(False, "recompute activations in backward (G and D)", paper="true")
     sharding: Literal["none", "fsdp", "hsdp"] = setting(
         "none", "several processes: a replica each, FSDP2 shards over all, or shards within a node and replicas "
