@@ -390,3 +390,28 @@ def test_each_step_logs_the_time_of_its_phases(tmp_path):
     for r in rows:
         parts = sum(v for k, v in r.items() if k.startswith("time/"))
         assert 0 < parts <= r["step_time"], r
+
+
+def test_sft_update_trains_on_response_tokens_and_eos_only(tmp_path):
+    """The SFT loss a step reports is the mean NLL over each teacher response's tokens and its EOS, computed
+    here by hand from a plain forward pass: prompt tokens (and padding) carry no loss."""
+    from gadbench.methods.steps import sft_update
+    from gadbench.models import response_ids
+
+    tr = _trainer(tmp_path, "seqkd")
+    tr._begin_stage(0)
+    ctx = tr.ctx
+    batch = [Example("add 3 5", "answer : 8", {}), Example("rev c a b d", "the answer is b a c d .", {})]
+    nll, count = 0.0, 0
+    with torch.no_grad():
+        for ex in batch:
+            p, r = ctx.prompt_ids(ex.prompt), response_ids(ctx.g.tokenizer, ex.teacher_response, 24)[0]
+            assert r[-1] == ctx.g.tokenizer.eos_token_id and len(r) == len(ex.teacher_response.split()) + 1
+            ids = torch.tensor([p + r])
+            logp = torch.log_softmax(ctx.g.model(input_ids=ids).logits[0].double(), dim=-1)
+            nll -= sum(logp[len(p) - 1 + j, tok].item() for j, tok in enumerate(r))  # position t predicts t + 1
+            count += len(r)
+    metrics, spend = sft_update(ctx, batch)
+    assert metrics["sft_loss"] == pytest.approx(nll / count, abs=1e-5), (metrics["sft_loss"], nll / count)
+    assert spend.g_trained_tokens == sum(len(ctx.prompt_ids(ex.prompt)) + len(ex.teacher_response.split()) + 1
+                                         for ex in batch)

@@ -53,8 +53,8 @@ def sft_update(ctx: Context, batch: list) -> tuple[dict, Spend]:
         for a, b in micro_batches(len(packed), t.micro_batch_size):
             mb = packed.slice(a, b)
             with ctx.autocast():
-                logits = ctx.g.model(input_ids=mb.input_ids, attention_mask=mb.attention_mask).logits[:, :-1]
-            loss = alg.sft_loss(logits, mb.input_ids[:, 1:], mb.target_mask, num_tokens=n_tokens)
+                logp = token_logprobs(ctx.g.model, mb)  # the LM head runs on response positions only
+            loss = alg.sft_loss(logp, mb.target_mask, num_tokens=n_tokens)
             loss.backward()
             total += float(loss.detach())
         dist.sync_grads(ctx.g.model)

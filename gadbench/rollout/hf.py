@@ -7,7 +7,7 @@ from transformers import GenerationConfig, LogitsProcessorList
 
 from gadbench import dist
 from gadbench.rollout.base import Rollout, decode_response
-from gadbench.rollout.sampling import GumbelSampler, sequence_seed
+from gadbench.rollout.sampling import SeededSampler, sequence_seed
 
 
 class HFRolloutEngine:
@@ -50,7 +50,7 @@ class HFRolloutEngine:
         processors = LogitsProcessorList()
         if temperature > 0:
             row_seeds = torch.tensor([sequence_seed(s, j) for s in seeds for j in range(n)])
-            processors.append(GumbelSampler(row_seeds, temperature, top_p, width))
+            processors.append(SeededSampler(row_seeds, temperature, top_p, width))
         # A fresh config: a checkpoint's own generation defaults (top_k, repetition penalty, ...) never apply.
         config = GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos,
                                   num_beams=1)
