@@ -12,6 +12,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from gadbench.config import ConfigError
+from gadbench.errors import OneLineError
 
 
 def _human(x: float) -> str:
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError) as e:
+    except (OneLineError, FileNotFoundError) as e:  # ConfigError and the other one-line errors
         print(f"gadbench: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # one readable line for the errors gadbench raises on purpose
