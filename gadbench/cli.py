@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gadbench: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # one readable line for the errors gadbench raises on purpose
-        if type(e).__name__ in ("MissingRequirement", "ModelUnavailableError", "TrainingDiverged", "DataError",
+        if type(e).__name__ in ("MissingRequirement", "ModelUnavailableError", "TrainingDiverged",
                                 "FatalAPIError", "CheckpointWriteError"):
             print(f"gadbench: {e}", file=sys.stderr)
             return 2
