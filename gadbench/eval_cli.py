@@ -24,6 +24,7 @@ import yaml
 
 from gadbench.config import ConfigError, RunSpec, run_spec_from_dict
 from gadbench.io import atomic_write_json, read_json
+from gadbench.runlock import RunLock
 
 log = logging.getLogger("gadbench")
 
@@ -137,11 +138,23 @@ def load_models(spec: RunSpec, run_dir: Path, step: int, with_d: bool = False):
     return g, d, device
 
 
+EVAL_IN_USE_FIX = "the run is incomplete and its files are changing; run `gadbench eval` again when it has ended"
+
+
 def evaluate_checkpoint(run_dir: str | Path, checkpoint: int | None = None, judges: list[str] | None = None,
                         sets: bool = True, lm_eval_tasks: list[str] | None = None,
                         lm_eval_include: str | Path | None = None, limit: int | float | None = None,
                         lm_eval_batch_size: int = 4) -> dict:
-    """Evaluate one checkpoint; returns {"step", "metrics" (per set, or None), "lm_eval" (or None)}."""
+    """Evaluate one checkpoint; returns {"step", "metrics" (per set, or None), "lm_eval" (or None)}. The run
+    must not be in use by another process (gadbench.runlock)."""
+    run_dir = Path(run_dir).resolve()
+    spec = load_spec(run_dir, judges)
+    with RunLock(run_dir, EVAL_IN_USE_FIX):  # it writes into the run: not while another process does
+        return _evaluate(spec, run_dir, checkpoint, sets, lm_eval_tasks, lm_eval_include, limit, lm_eval_batch_size)
+
+
+def _evaluate(spec: RunSpec, run_dir: Path, checkpoint: int | None, sets: bool, lm_eval_tasks: list[str] | None,
+              lm_eval_include: str | Path | None, limit: int | float | None, lm_eval_batch_size: int) -> dict:
     import torch
 
     from gadbench.evaluate import Evaluator
@@ -151,8 +164,6 @@ def evaluate_checkpoint(run_dir: str | Path, checkpoint: int | None = None, judg
     from gadbench.rundata import load_run_data
     from gadbench.runner import make_teacher
 
-    run_dir = Path(run_dir).resolve()
-    spec = load_spec(run_dir, judges)
     step = choose_checkpoint(run_dir, checkpoint)
     out_dir = run_dir / "eval" / f"step-{step}"
     g, d, device = load_models(spec, run_dir, step, with_d=sets)
