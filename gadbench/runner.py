@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from gadbench import dist
@@ -217,6 +217,8 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
     cache_dir = run_dir.parent.parent / "cache"
     # Process 0 alone builds and asks the teacher (an hf teacher is a whole model); the others get the data.
     data = dist.from_main(lambda: load_run_data(spec, make_teacher(spec, cache_dir)))
+    for report in data.reports:  # nothing is dropped silently (docs/data.md)
+        log.info("%s: data %s", spec.run_id, report.summary())
     evaluator = Evaluator(spec, data, run_dir, cache_dir)
     trainer = Trainer(spec, run_dir, data, teacher_is_program=spec.teacher.spec.startswith("program"),
                       reward_fn=make_reward(spec), on_eval=evaluator, steps=steps, progress=progress)
@@ -284,6 +286,7 @@ def summarize_run(spec: RunSpec, run_dir: Path, totals: dict, data, evaluator) -
         "eval": {d: s for d, s in chosen.items() if d != "validation"},
         "validation": chosen.get("validation"),
         "budget": totals, "judge_usage": evaluator.usage, "warnings": warnings, "departures": departures,
+        "data": [asdict(r) for r in data.reports],
     }
 
 

@@ -759,3 +759,22 @@ def test_skip_locked_lets_processes_share_a_suite(tmp_path):
     assert sorted(checks) == sorted([gad.name, Path(seqkd).name])
     for run in (gad, Path(seqkd)):
         assert read_json(run / "summary.json")["budget_check"] == checks[run.name]
+
+
+def test_a_run_logs_and_records_what_each_data_load_kept_and_skipped(tmp_path):
+    """bad_rows.jsonl: 10 lines, of which one is Latin-1 (not UTF-8), one torn JSON, one without a prompt and
+    one with an empty prompt; the run keeps and trains on the other 6 and says so in its log and summary."""
+    path = FIX / "bad_rows.jsonl"
+    proc = run_cli(cli(FIX / "data.yaml", tmp_path, "--set", f"data.train.path={path}"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = glob.glob(str(tmp_path / "data" / "tiny--seqkd--*"))
+    line = (f"{Path(run).name}: data jsonl ({path}): kept 6 of 10 rows; skipped: empty_prompt=1, invalid_json=1, "
+            "missing_fields=1, not_utf8=1")
+    assert line in proc.stderr
+    assert read_json(Path(run) / "summary.json")["data"] == [
+        {"source": "jsonl", "path": str(path), "total": 10, "kept": 6, "first_turn_only": 0,
+         "skipped": {"empty_prompt": 1, "invalid_json": 1, "missing_fields": 1, "not_utf8": 1}}]
+    strict = run_cli(cli(FIX / "data.yaml", tmp_path / "strict", "--set", f"data.train.path={path}",
+                         "--set", "data.train.bad_rows=error"))
+    one_line_error(strict, f"{path}: row 3: the line is not UTF-8 text (byte 0xe9 at column 16)",
+                   "save the file as UTF-8")
