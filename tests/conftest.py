@@ -9,3 +9,12 @@ from gadbench.cli import pin_portable_cpu_numerics
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 pin_portable_cpu_numerics()
+
+# Hypothesis (tests/test_fuzz.py): by default each fuzz test runs its bounded number of cases from a fixed seed
+# (derandomised), so every run checks the same cases in seconds and writes no example database.
+# GADBENCH_FUZZ_SCALE=20 runs 20x the cases with fresh randomness, to search further.
+from hypothesis import settings  # noqa: E402
+
+FUZZ_SCALE = int(os.environ.get("GADBENCH_FUZZ_SCALE", "1"))
+settings.register_profile("gadbench", derandomize=FUZZ_SCALE == 1, deadline=None, database=None, print_blob=True)
+settings.load_profile("gadbench")
