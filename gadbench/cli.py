@@ -59,7 +59,8 @@ def cmd_run(args) -> int:
     dist.init()
     if not dist.is_main():  # one log, from process 0; warnings from every process
         logging.getLogger("gadbench").setLevel(logging.WARNING)
-    suite_dir = run_suite(suite, Path(args.out), resume=args.resume, progress=not args.quiet)
+    suite_dir = run_suite(suite, Path(args.out), resume=args.resume, progress=not args.quiet,
+                          skip_locked=args.skip_locked)
     if not dist.is_main():
         return 0
     from gadbench.report import build_report
@@ -154,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="results", help="results root (default: results)")
     r.add_argument("--dry-run", action="store_true", help="print the plan without loading models")
     r.add_argument("--resume", action="store_true", help="continue from the last complete checkpoints")
+    r.add_argument("--skip-locked", action="store_true",
+                   help="skip the runs that another process is writing (default: stop at once)")
     r.add_argument("--update-baseline", action="store_true", help="rewrite the suite's regression baseline")
     r.set_defaults(func=cmd_run)
 

@@ -2,14 +2,18 @@
 
 results/<suite>/suite.json   resolved suite, run ids, budget check
 results/<suite>/<run_id>/    config.yaml, metrics.jsonl, budget.json, eval/, summary.json (docs/results-format.md)
+
+A process owns each run it writes (gadbench.rundir): it takes the run's lock before the run's first write
+and holds it until the suite ends, because the suite's closing budget check writes into the runs' summaries.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from gadbench import GadbenchError, dist
@@ -18,7 +22,7 @@ from gadbench.config import RunSpec, SuiteConfig, runs_of, to_dict, to_yaml
 from gadbench.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from gadbench.methods import estimate_run, stage_plan, uses_discriminator
 from gadbench.methods.rewards import make_reward
-from gadbench.rundir import RunDir
+from gadbench.rundir import RunDir, RunLock, RunLockError
 
 log = logging.getLogger("gadbench")
 
@@ -103,7 +107,14 @@ def check_requirements(suite: SuiteConfig) -> None:
 # --------------------------------------------------------------------------------------------------- run
 
 
-def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress: bool = True) -> Path:
+RUN_IN_USE_FIX = ("wait for it to end and rerun with --resume, or use another --out (--skip-locked runs the "
+                  "suite's other runs)")
+
+
+def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress: bool = True,
+              skip_locked: bool = False) -> Path:
+    """Train, evaluate and summarize every run of `suite` under `out_root/<suite>/`. A run that another process
+    owns stops the suite before anything is written, or with `skip_locked` is skipped with a warning."""
     check_requirements(suite)
     for r in runs_of(suite):
         make_reward(r)  # an unimportable reward stops the suite before any model loads
@@ -112,23 +123,67 @@ def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress
 
         return write_toy_run(suite, Path(out_root))
     suite_dir = Path(out_root) / suite.name
-    suite_dir.mkdir(parents=True, exist_ok=True)
     steps = steps_for(suite)
     runs = runs_of(suite)
-    if dist.is_main():
-        atomic_write_json(suite_dir / "suite.json", {"suite": suite.name, "config": to_dict(suite),
-                                                     "runs": [r.run_id for r in runs],
-                                                     "paper_baseline": suite.paper_baseline, "steps": steps})
-    for r in runs:
-        run_one(r, suite_dir / r.run_id, steps[r.run_id], resume=resume, progress=progress)
-    if dist.is_main():
-        write_before_rows(suite, suite_dir, runs)
-        record_budget_check(suite, suite_dir, runs)
-    dist.barrier()
+    with owning() as held:
+        if not skip_locked:  # all or nothing, before the first write: a second process stops at once
+            for r in runs:
+                if problem := own(held, suite_dir, r.run_id):
+                    raise RunLockError(problem)
+        suite_dir.mkdir(parents=True, exist_ok=True)
+        if dist.is_main():
+            atomic_write_json(suite_dir / "suite.json", {"suite": suite.name, "config": to_dict(suite),
+                                                         "runs": [r.run_id for r in runs],
+                                                         "paper_baseline": suite.paper_baseline, "steps": steps})
+        skipped = []
+        for r in runs:
+            if problem := own(held, suite_dir, r.run_id):
+                log.warning("%s; skipped (--skip-locked)", problem)
+                skipped.append(r.run_id)
+                continue
+            run_one(r, suite_dir / r.run_id, steps[r.run_id], resume=resume, progress=progress)
+        for r in runs:  # the runs others have finished meanwhile get their budget check too
+            own(held, suite_dir, r.run_id)
+        if dist.is_main():
+            write_before_rows(suite, suite_dir, runs)
+            record_budget_check(suite, suite_dir, [r for r in runs if r.run_id in held])
+        dist.barrier()
+    if skipped:
+        log.warning("%d run(s) skipped, in use by other processes: %s; when they end, rerun with --resume to "
+                    "complete the suite", len(skipped), ", ".join(skipped))
     return suite_dir
 
 
+@contextlib.contextmanager
+def owning():
+    """run_id -> RunLock of the runs this process owns (process 0's locks); all given up when the block ends."""
+    held: dict[str, RunLock] = {}
+    try:
+        yield held
+    finally:
+        for lock in held.values():
+            lock.release()
+
+
+def own(held: dict[str, RunLock], suite_dir: Path, run_id: str) -> str | None:
+    """Own run `run_id` unless this process does already: None when it does, else why not (another process
+    holds it). Process 0 takes the lock for all processes of a launch and every process gets its answer."""
+
+    def take() -> str | None:
+        if run_id not in held:
+            lock = RunLock(suite_dir / run_id, RUN_IN_USE_FIX)
+            try:
+                lock.acquire()
+            except RunLockError as e:
+                return str(e)
+            held[run_id] = lock
+        return None
+
+    return dist.from_main(take)
+
+
 def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bool) -> dict:
+    """Train, evaluate and summarize one run; the caller owns the run (see `own`)."""
     from gadbench.eval.evaluator import Evaluator
     from gadbench.rundata import load_run_data, run_teacher
     from gadbench.trainer import Trainer
@@ -146,6 +201,8 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
     log.info("%s: %d steps", spec.run_id, steps)
     # Process 0 alone builds and asks the teacher (an hf teacher is a whole model); the others get the data.
     data = dist.from_main(lambda: load_run_data(spec, run_teacher(spec, run.cache)))
+    for report in data.reports:  # nothing is dropped silently (docs/data.md)
+        log.info("%s: data %s", spec.run_id, report.summary())
     evaluator = Evaluator(spec, data, run.path, run.cache)
     trainer = Trainer(spec, run.path, data, reward_fn=make_reward(spec), on_eval=evaluator, steps=steps,
                       progress=progress)
@@ -206,6 +263,7 @@ def summarize_run(spec: RunSpec, run: RunDir, totals: dict, data, evaluator) -> 
         "eval": {d: s for d, s in chosen.items() if d != "validation"},
         "validation": chosen.get("validation"),
         "budget": totals, "judge_usage": evaluator.usage, "warnings": warnings, "departures": departures,
+        "data": [asdict(r) for r in data.reports],
     }
 
 
@@ -228,12 +286,13 @@ def write_before_rows(suite: SuiteConfig, suite_dir: Path, runs: list[RunSpec]) 
 
 
 def record_budget_check(suite: SuiteConfig, suite_dir: Path, runs: list[RunSpec]) -> None:
-    """Compare what each run spent within each (student, seed) group; flag runs outside the tolerance."""
+    """Compare what each complete run of `runs` (runs this process owns) spent within each (student, seed)
+    group; flag runs outside the tolerance. Checking again replaces the previous check and its warning."""
     groups: dict[tuple, dict[str, dict]] = {}
     for r in runs:
-        b = suite_dir / r.run_id / "budget.json"
-        if b.exists():
-            groups.setdefault((r.student_name, r.seed), {})[r.run_id] = read_json(b)["totals"]
+        run_dir = suite_dir / r.run_id
+        if (run_dir / "summary.json").exists():  # written after budget.json: the run is complete
+            groups.setdefault((r.student_name, r.seed), {})[r.run_id] = read_json(run_dir / "budget.json")["totals"]
     checks = {}
     for totals in groups.values():
         checks.update(check_matched(totals, suite.budget.match, suite.budget.tolerance))
@@ -241,6 +300,7 @@ def record_budget_check(suite: SuiteConfig, suite_dir: Path, runs: list[RunSpec]
         path = suite_dir / run_id / "summary.json"
         summary = read_json(path)
         summary["budget_check"] = check
+        summary["warnings"] = [w for w in summary["warnings"] if not w.startswith("budget outside the ")]
         if not check["within"]:
             summary["warnings"].append(f"budget outside the {suite.budget.match} tolerance (ratio {check['ratio']})")
         atomic_write_json(path, summary)

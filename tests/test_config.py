@@ -24,6 +24,15 @@ def _error(name: str, overrides: list[str] = ()) -> str:
     return msg
 
 
+def _message(path: Path, overrides: list[str] = ()) -> str:
+    """The one-line ConfigError of loading `path`; it names the file."""
+    with pytest.raises(ConfigError) as e:
+        load_suite(path, overrides)
+    msg = str(e.value)
+    assert len(msg.splitlines()) == 1 and str(path) in msg, msg
+    return msg
+
+
 # ------------------------------------------------------------------------------------------- validation
 
 
@@ -100,6 +109,77 @@ def test_extends_cycle_and_missing_parent(tmp_path):
     (tmp_path / "c.yaml").write_text("extends: nowhere\nname: c\n")
     with pytest.raises(ConfigError, match="`extends: nowhere` names no suite file"):
         load_suite(tmp_path / "c.yaml")
+
+
+def test_extends_a_file_by_path(tmp_path):
+    """`extends: b.yaml` is a path (relative to the extending file), not a suite name that gets `.yaml` again."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.yaml").write_text("name: b\nseeds: [7]\ntrain: {steps: 3}\n")
+    (tmp_path / "a.yaml").write_text("extends: sub/b.yaml\nname: a\ntrain: {warmup_steps: 1}\n")
+    s = load_suite(tmp_path / "a.yaml", search_dir=tmp_path / "elsewhere")
+    assert (s.name, s.seeds, s.train.steps, s.train.warmup_steps) == ("a", (7,), 3, 1)
+    (tmp_path / "sub" / "c.yaml").write_text(f"extends: {tmp_path / 'a.yaml'}\nname: c\n")  # absolute, chained
+    assert load_suite(tmp_path / "sub" / "c.yaml").train.steps == 3
+    (tmp_path / "d.yaml").write_text("extends: b.yaml\nname: d\n")
+    msg = _message(tmp_path / "d.yaml")
+    assert f"`extends: b.yaml` names no suite file {tmp_path / 'b.yaml'} (a path is read from the folder of d.yaml)" in msg
+    (tmp_path / "e.yaml").write_text("extends: ./sub/../e.yaml\nname: e\n")  # a cycle spelt another way
+    assert "`extends` forms a cycle" in _message(tmp_path / "e.yaml")
+
+
+@pytest.mark.parametrize("parent", ["3", "[smoke]", "{name: x}", "''", '"a\\0b"'])
+def test_extends_must_be_a_name_or_a_yaml_path(tmp_path, parent):
+    (tmp_path / "s.yaml").write_text(f"extends: {parent}\nname: s\n")
+    assert "is neither a suite name nor a .yaml path; write e.g. `extends: smoke`" in _message(tmp_path / "s.yaml")
+
+
+def test_a_suite_file_that_is_not_utf8_names_the_line(tmp_path):
+    (tmp_path / "s.yaml").write_bytes(b"name: s\ndescription: caf\xe9\n")  # Latin-1
+    msg = _message(tmp_path / "s.yaml")
+    assert "byte 0xe9 at line 2 is not UTF-8 text; save the file as UTF-8" in msg
+    (tmp_path / "bom.yaml").write_bytes(b"\xef\xbb\xbfname: bom\n")
+    assert load_suite(tmp_path / "bom.yaml").name == "bom"
+
+
+@pytest.mark.parametrize("value, needle", [
+    ("2025-13-45", "a value cannot be read (month must be in 1..12); fix it, or quote it"),
+    ("9" * 5000, "a value cannot be read (Exceeds the limit (4300 digits) for integer string conversion"),
+    ("[" * 600 + "]" * 600, "the YAML is nested too deeply to read"),
+    ("\x00", "malformed YAML (special characters are not allowed)"),
+])
+def test_yaml_values_python_cannot_hold_stop_in_one_line(tmp_path, value, needle):
+    (tmp_path / "s.yaml").write_text(f"name: s\ndescription: {value}\n")
+    assert needle in _message(tmp_path / "s.yaml")
+
+
+def test_messages_stay_one_line_whatever_the_input_holds(tmp_path):
+    (tmp_path / "s.yaml").write_text('name: s\n"tra\\nin": {steps: 2}\n')
+    assert "unknown key `tra\\nin`; did you mean `train`?" in _message(tmp_path / "s.yaml")  # shown escaped
+    huge = "0x" + "f" * 5000  # a 20000-bit integer: its decimal repr() raises
+    msg = _message(FIX / "base.yaml", [f"train.top_p={huge}"])
+    assert "`train.top_p` = <a 20000-bit integer> is too large for a float" in msg
+    msg = _message(FIX / "base.yaml", [f"train.batch_size=[{huge}]"])
+    assert "`train.batch_size` = <a list holding a huge integer> should be of type int" in msg
+
+
+@pytest.mark.parametrize("override", ["train.steps=0x" + "f" * 5000, "seeds=[0x" + "f" * 20 + "]",
+                                      "train.steps=-0x" + "f" * 20])
+def test_integer_settings_are_at_most_64_bit(override):
+    """A larger integer passed validation, then stopped the run ids (its decimal form is over Python's limit)."""
+    assert "is out of range [-9223372036854775807, 9223372036854775807]" in _message(FIX / "base.yaml", [override])
+
+
+def test_set_values_python_cannot_hold_are_strings():
+    s = load_suite(FIX / "base.yaml", ["description=2025-13-45"])
+    assert s.description == "2025-13-45"
+    msg = _message(FIX / "base.yaml", ["train.steps=" + "9" * 5000])
+    assert "`train.steps` = '99999" in msg and "9... should be of type int" in msg and len(msg) < 300
+
+
+def test_float_settings_reject_nan_and_numbers_too_large():
+    assert "`train.lr_generator` is NaN; write a number" in _message(FIX / "base.yaml", ["train.lr_generator=.nan"])
+    msg = _message(FIX / "base.yaml", ["train.lr_generator=1" + "0" * 400])
+    assert "`train.lr_generator` = <a 1329-bit integer> is too large for a float" in msg
 
 
 # ------------------------------------------------------------------------------------------------ --set

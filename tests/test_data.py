@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -70,6 +71,73 @@ def test_error_policy_names_file_row_reason_and_fix():
     message = str(err.value)
     assert message.startswith(f"{path}: row 3: the prompt is empty;") and "bad_rows='skip'" in message
     assert "\n" not in message
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+GOOD = b'{"prompt": "What is 2 + 2?", "response": "4"}\n'
+
+
+def test_a_non_utf8_line_is_skipped_and_counted_or_reported_with_file_and_line(tmp_path):
+    """The issue's file: a 0xff byte at position 52 of line 2 stopped the load with a bare UnicodeDecodeError."""
+    bad = b'{"prompt": "The capital of France", "response": "Par\xffs"}\n'
+    assert bad.index(b"\xff") == 52
+    path = _write(tmp_path / "mixed.jsonl", GOOD + bad + GOOD)
+    examples, report = load("jsonl", path)
+    assert report.skipped == {"not_utf8": 1} and [e.meta["row"] for e in examples] == [1, 3]
+    with pytest.raises(DataError) as err:
+        load("jsonl", path, bad_rows="error")
+    assert str(err.value) == (f"{path}: row 2: the line is not UTF-8 text (byte 0xff at column 53); save the file "
+                              "as UTF-8, or repair or delete that line (or set bad_rows='skip' to drop and count "
+                              "such rows).")
+
+
+@pytest.mark.parametrize("line, detail", [
+    (b'{"prompt": ' + b"9" * 5000 + b"}", "(a number has more than 4300 digits)"),
+    (b"[" * 100_000 + b"]" * 100_000, "(nested too deeply)"),
+    (b'{"prompt": "a",}', "(Expecting property name enclosed in double quotes at column 16)"),
+])
+def test_json_lines_python_cannot_decode_are_invalid_json_rows(tmp_path, line, detail):
+    path = _write(tmp_path / "d.jsonl", GOOD + line + b"\n")
+    _, report = load("jsonl", path)
+    assert report.skipped == {"invalid_json": 1} and report.kept == 1
+    with pytest.raises(DataError, match=f"row 2: the line is not valid JSON {re.escape(detail)}; repair"):
+        load("jsonl", path, bad_rows="error")
+
+
+def test_a_byte_order_mark_and_windows_line_ends_change_nothing(tmp_path):
+    crlf = _write(tmp_path / "bom.jsonl", b"\xef\xbb\xbf" + GOOD.replace(b"\n", b"\r\n") * 2)
+    examples, report = load("jsonl", crlf)
+    assert report.kept == 2 and report.skipped == {} and examples[0].prompt == "What is 2 + 2?"
+    assert load("jsonl", _write(tmp_path / "only.jsonl", b"\xef\xbb\xbf"))[1].total == 0
+    assert load("jsonl", _write(tmp_path / "cat.jsonl", GOOD + b"\xef\xbb\xbf" + GOOD))[1].kept == 2  # cat a b
+    assert load("jsonl", _write(tmp_path / "arr.json", b"\xef\xbb\xbf[" + GOOD + b"]"))[1].kept == 1
+
+
+def test_a_lone_surrogate_escape_is_a_bad_row(tmp_path):
+    """JSON may escape half a surrogate pair; such a prompt is no text (a tokenizer raises TypeError on it)."""
+    path = _write(tmp_path / "s.jsonl", GOOD + b'{"prompt": "a\\ud800b"}\n' + b'{"prompt": "a", "response": "\\udfff"}\n')
+    _, report = load("jsonl", path)
+    assert report.skipped == {"invalid_unicode": 2} and report.kept == 1
+
+
+def test_whole_files_that_cannot_be_read_stop_with_one_line_naming_them(tmp_path):
+    latin1 = _write(tmp_path / "a.json", b'[{"prompt": "caf\xe9"}]')
+    with pytest.raises(DataError, match=f"^{re.escape(str(latin1))}: byte 0xe9 at line 1 is not UTF-8 text"):
+        load("jsonl", latin1)
+    deep = _write(tmp_path / "deep.json", b"[" * 100_000 + b"]" * 100_000)
+    with pytest.raises(DataError, match="nesting too deep to read"):
+        load("jsonl", deep)
+    sharegpt = _write(tmp_path / "sg.json", b'[{"id": "x", "conversations": []}, \xff]')
+    with pytest.raises(DataError, match="sg.json: byte 0xff at line 1 is not UTF-8 text"):
+        load("sharegpt", sharegpt)
+    for name, data in (("empty.parquet", b""), ("text.parquet", GOOD), ("cut.parquet", b"PAR1\x00\x00PAR1")):
+        with pytest.raises(DataError, match=f"{name}: not a readable Parquet file \\(.+\\); rewrite it") as err:
+            load("parquet", _write(tmp_path / name, data))
+        assert len(str(err.value).splitlines()) == 1
 
 
 def test_dolly_reads_minillm_files_with_escaped_newlines_and_alpaca_wrapper():

@@ -180,3 +180,27 @@ def test_resuming_with_another_sharding_stops_with_one_line(tmp_path):
     assert "gadbench/trainer.py" not in proc.stderr  # no traceback from gadbench (the launcher prints its own)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
 
+
+
+def test_the_processes_of_one_launch_are_one_owner_and_stop_together(tmp_path):
+    """Process 0 takes the run's lock for the launch (the 2-process runs above would stop otherwise); when
+    another process holds the run, every process of the launch stops with the one line instead of waiting."""
+    from gadbench.config import get_suite, runs_of
+
+    (spec,) = runs_of(get_suite(str(SUITE)))
+    run = tmp_path / "out" / "dp" / spec.run_id
+    holder = subprocess.Popen([sys.executable, str(REPO / "tests" / "fixtures" / "reliability" / "lock_holder.py"),
+                               str(run)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(holder.stdout.readline())  # the holder owns the run once its forked child prints
+        env = {**os.environ, "GADBENCH_EXPERIMENTS": str(REPO / "experiments"), "PYTHONWARNINGS": "ignore"}
+        proc = subprocess.run([*TWO, "-q", "run", "--suite", str(SUITE), "--out", str(tmp_path / "out")], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        holder.kill()
+        holder.wait()
+        os.kill(child, 9)
+    assert proc.returncode != 0
+    line = f"gadbench: run {spec.run_id} is in use by PID {holder.pid} on host"
+    assert proc.stderr.count(line) == 2, proc.stderr[-3000:]  # both processes, from process 0's answer
+    assert not run.exists() and not (tmp_path / "out" / "dp" / "suite.json").exists()

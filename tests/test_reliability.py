@@ -11,10 +11,14 @@ up (or RLIMIT_FSIZE), real HTTP servers on 127.0.0.1 (tests/loopback.py) that mi
 4. API faults through the judge engine: cut chunked bodies, resets, HTML and error bodies with status 200,
    garbage usage, non-text content, 502/503 bursts, a refused connection, and 401 (no retry).
 5. secrets: the judge's API key reaches the server and nothing else (no result, cache or log file).
+6. one owner per run: a second process on a run stops at once and changes nothing, `gadbench eval` of a run
+   being written stops in one line and the report builds, kill -9 frees the run for `--resume` at once, and
+   `--skip-locked` shares a suite between processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -25,6 +29,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -42,6 +47,7 @@ from loopback import LoopbackServer
 from gadbench.io import read_json, read_jsonl
 from gadbench.judge import GadPaper, JudgeItem, MtBenchSingle, judge
 from gadbench.llm import ChatClient, FatalAPIError
+from gadbench.rundir import RunLock, RunLockError
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures" / "reliability"
@@ -604,3 +610,171 @@ def test_the_judge_api_key_reaches_the_server_and_no_file(tmp_path):
     assert SECRET not in proc.stderr + proc.stdout
     hits = scan_for(tmp_path, needles)
     assert not hits, hits
+
+
+# ================================================================================ 6. one owner per run
+
+
+class Paused:
+    """A CLI run stopped (SIGSTOP) once it has logged training step `step`: alive, owning its run, its files
+    half written. Leaving the block lets it go on (SIGCONT), or kills it when the block failed."""
+
+    def __init__(self, argv: list[str], step: int):
+        self.proc = Proc(argv)
+        self.proc.wait_until(lambda: step in self.proc.steps)
+        assert self.proc.p.poll() is None, "".join(self.proc.lines[-30:])
+        os.kill(self.proc.p.pid, signal.SIGSTOP)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.p.pid
+
+    def __enter__(self) -> Paused:
+        return self
+
+    def __exit__(self, failed, *exc) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+        if failed:
+            self.proc.kill()
+
+    def finish(self) -> str:
+        """Wait for the run to end; its output."""
+        assert self.proc.p.wait(timeout=600) == 0, "".join(self.proc.lines[-30:])
+        self.proc.reader.join(10)
+        return "".join(self.proc.lines)
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+CLOCK = ("wall_s", "step_time")  # wall-clock fields (and every `time/<phase>`): they differ between any two runs
+
+
+def without_clock(obj):
+    if isinstance(obj, dict):
+        return {k: without_clock(v) for k, v in obj.items() if k not in CLOCK and not k.startswith("time/")}
+    if isinstance(obj, list):
+        return [without_clock(v) for v in obj]
+    return obj
+
+
+def assert_same_run(got: Path, want: Path) -> None:
+    """Same files; each byte-identical, except for wall-clock fields (in JSON, JSONL and checkpoints)."""
+    files = sorted(str(p.relative_to(want)) for p in want.rglob("*") if p.is_file())
+    assert sorted(str(p.relative_to(got)) for p in got.rglob("*") if p.is_file()) == files
+    for name in files:
+        a, b = got / name, want / name
+        if a.suffix == ".pt":
+            sa, sb = (torch.load(x, weights_only=False) for x in (a, b))
+            assert sa["step"] == sb["step"] and same_models(sa, sb), name
+            assert without_clock(sa["meter"]) == without_clock(sb["meter"]), name
+        elif a.name in ("metrics.jsonl", "budget.json", "summary.json"):
+            load = (lambda p: list(read_jsonl(p))) if a.suffix == ".jsonl" else read_json
+            assert without_clock(load(a)) == without_clock(load(b)), name
+        else:
+            assert a.read_bytes() == b.read_bytes(), name
+
+
+def test_a_second_process_on_a_run_stops_at_once_and_the_first_ends_as_if_alone(reference, tmp_path):
+    out, keep = tmp_path / "shared", ("--set", "train.keep_checkpoints=100")  # the reference run's settings
+    host = socket.gethostname()
+    with Paused(cli(CRASH, out, *keep), step=3) as first:
+        run = run_dir_of(out)
+        before = snapshot(out)
+        for flags in ((), ("--resume",)):
+            second = run_cli(cli(CRASH, out, *keep, *flags), timeout=120)
+            one_line_error(second, f"run {run.name} is in use by PID {first.pid} on host {host} (since ",
+                           "wait for it to end and rerun with --resume, or use another --out")
+            assert snapshot(out) == before, "the second process wrote into the first's folder"
+    first.finish()
+    assert_same_run(run, reference.run)
+
+
+def test_report_and_eval_of_a_run_being_written_do_not_crash(tmp_path):
+    with Paused(cli(CRASH, tmp_path), step=5) as first:
+        run = run_dir_of(tmp_path)
+        before = snapshot(run)
+        report = run_cli([sys.executable, "-m", "gadbench.cli", "report", str(tmp_path / "crash")], timeout=120)
+        assert report.returncode == 0 and "Traceback" not in report.stderr, report.stderr[-3000:]
+        assert (tmp_path / "crash" / "REPORT.md").exists()  # (today it notes the run as unfinished)
+        ev = run_cli([sys.executable, "-m", "gadbench.cli", "eval", str(run)], timeout=120)
+        one_line_error(ev, f"run {run.name} is in use by PID {first.pid}", "the run is incomplete",
+                       "run `gadbench eval` again when it has ended")
+        assert snapshot(run) == before
+    first.finish()
+    ev = run_cli([sys.executable, "-m", "gadbench.cli", "eval", str(run), "--checkpoint", "8"], timeout=300)
+    assert ev.returncode == 0 and "checkpoint: step 8" in ev.stdout, ev.stderr[-3000:]
+
+
+def test_kill_9_frees_the_run_so_resume_starts_at_once(tmp_path):
+    proc = Proc(cli(CRASH, tmp_path))
+    proc.wait_until(lambda: 3 in proc.steps)
+    assert proc.kill()
+    done = run_cli(cli(CRASH, tmp_path, "--resume"), timeout=300)
+    assert done.returncode == 0 and "in use" not in done.stderr, done.stderr[-3000:]
+    assert [r["step"] for r in read_jsonl(run_dir_of(tmp_path) / "metrics.jsonl")] == list(range(1, STEPS + 1))
+
+
+def test_a_lock_ends_with_its_owner_not_with_the_children_it_forked(tmp_path):
+    """A forked child (a rollout engine's worker, say) shares its parent's lock descriptor; the child closes its
+    copy, so after kill -9 of the owner the run is free although the child lives on."""
+    run = tmp_path / "suite" / "run"
+    holder = subprocess.Popen([sys.executable, str(FIX / "lock_holder.py"), str(run)], cwd=ROOT, env=ENV,
+                              stdout=subprocess.PIPE, text=True)
+    child = None
+    try:
+        child = int(holder.stdout.readline())
+        with pytest.raises(RunLockError, match=f"run run is in use by PID {holder.pid} on host"):
+            RunLock(run, "try later").acquire()
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+        os.kill(child, 0)  # the child is still alive
+        with RunLock(run, "try later"):
+            pass
+    finally:
+        holder.kill()
+        if child:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+
+
+def test_skip_locked_lets_processes_share_a_suite(tmp_path):
+    """Two processes, each `--resume --skip-locked` (array tasks): each trains the runs the other is not on."""
+    two = ("--set", "methods.seqkd={kind: seqkd}")  # gad first, then seqkd
+    with Paused(cli(CRASH, tmp_path, *two, "--resume", "--skip-locked"), step=2) as first:
+        gad = run_dir_of(tmp_path)
+        alone = run_cli(cli(CRASH, tmp_path, *two), timeout=120)  # without --skip-locked: stops, writes nothing
+        one_line_error(alone, f"run {gad.name} is in use by PID {first.pid}", "--skip-locked runs the suite's other runs")
+        assert not glob.glob(str(tmp_path / "crash" / "tiny--seqkd--*"))
+        shared = run_cli(cli(CRASH, tmp_path, *two, "--resume", "--skip-locked"), timeout=300)
+        assert shared.returncode == 0, shared.stderr[-3000:]
+        assert f"run {gad.name} is in use by PID {first.pid}" in shared.stderr and "skipped (--skip-locked)" in shared.stderr
+        assert f"1 run(s) skipped, in use by other processes: {gad.name}; when they end, rerun with --resume" in shared.stderr
+        (seqkd,) = glob.glob(str(tmp_path / "crash" / "tiny--seqkd--*"))
+        assert (Path(seqkd) / "summary.json").exists() and not (gad / "summary.json").exists()
+    log = first.finish()
+    assert f"{Path(seqkd).name}: already complete, skipped" in log
+    checks = read_json(tmp_path / "crash" / "suite.json")["budget_check"]
+    assert sorted(checks) == sorted([gad.name, Path(seqkd).name])
+    for run in (gad, Path(seqkd)):
+        assert read_json(run / "summary.json")["budget_check"] == checks[run.name]
+
+
+def test_a_run_logs_and_records_what_each_data_load_kept_and_skipped(tmp_path):
+    """bad_rows.jsonl: 10 lines, of which one is Latin-1 (not UTF-8), one torn JSON, one without a prompt and
+    one with an empty prompt; the run keeps and trains on the other 6 and says so in its log and summary."""
+    path = FIX / "bad_rows.jsonl"
+    proc = run_cli(cli(FIX / "data.yaml", tmp_path, "--set", f"data.train.path={path}"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = glob.glob(str(tmp_path / "data" / "tiny--seqkd--*"))
+    line = (f"{Path(run).name}: data jsonl ({path}): kept 6 of 10 rows; skipped: empty_prompt=1, invalid_json=1, "
+            "missing_fields=1, not_utf8=1")
+    assert line in proc.stderr
+    assert read_json(Path(run) / "summary.json")["data"] == [
+        {"source": "jsonl", "path": str(path), "total": 10, "kept": 6, "first_turn_only": 0,
+         "skipped": {"empty_prompt": 1, "invalid_json": 1, "missing_fields": 1, "not_utf8": 1}}]
+    strict = run_cli(cli(FIX / "data.yaml", tmp_path / "strict", "--set", f"data.train.path={path}",
+                         "--set", "data.train.bad_rows=error"))
+    one_line_error(strict, f"{path}: row 3: the line is not UTF-8 text (byte 0xe9 at column 16)",
+                   "save the file as UTF-8")

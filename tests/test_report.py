@@ -368,3 +368,19 @@ def test_budget_curve_pairs_gad_and_seqkd_at_each_step(tmp_path):
     assert gad[0]["world-id"] == gad[1]["world-id"]  # the same rows give the same difference
     assert gad[0]["world-id seeds"] == "2" and gad[0]["world-id n"] == "200"
     assert (suite / "figures" / "budget.png").exists()
+
+
+def test_what_each_data_load_kept_and_skipped_is_in_the_report(tmp_path):
+    suite = tmp_path / "smoke"
+    shutil.copytree(FIXTURES / "smoke", suite)
+    load = {"source": "jsonl", "path": "train.jsonl", "total": 10, "kept": 6, "first_turn_only": 0,
+            "skipped": {"not_utf8": 2, "empty_prompt": 2}}
+    for name in ("tiny-qwen--seqkd--s0--3f9c2a71", "tiny-qwen--gad--s0--3f9c2a71"):
+        path = suite / name / "summary.json"
+        summary = json.loads(path.read_text())
+        summary["data"] = [load]
+        path.write_text(json.dumps(summary))
+    build_report(suite)
+    md = (suite / "REPORT.md").read_text()
+    section = md[md.index("### Data loaded"):]
+    assert "- jsonl (train.jsonl): kept 6 of 10 rows; skipped: empty_prompt 2, not_utf8 2: 2 runs" in section

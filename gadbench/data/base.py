@@ -105,6 +105,7 @@ class Row:
 
 # reason -> (what is wrong, how to fix it); the keys are the skip reasons of LoadReport.skipped
 REASONS: dict[str, tuple[str, str]] = {
+    "not_utf8": ("the line is not UTF-8 text", "save the file as UTF-8, or repair or delete that line"),
     "invalid_json": ("the line is not valid JSON", "repair or delete that line"),
     "not_an_object": ("the row is not a JSON object", "make every row an object with the source's fields"),
     "missing_fields": (
@@ -119,6 +120,10 @@ REASONS: dict[str, tuple[str, str]] = {
     ),
     "prompt_not_string": ("the prompt is not a string", "store the prompt as text"),
     "empty_prompt": ("the prompt is empty", "write the prompt or delete the row"),
+    "invalid_unicode": (
+        "the prompt or response holds an unpaired surrogate escape (\\ud800-\\udfff), which is not text",
+        "repair the escape or delete the row",
+    ),
     "multi_turn": (
         "the conversation has more than one user turn",
         "set multi_turn='first' to keep its first turn",
@@ -203,6 +208,8 @@ def _check(row: Row, spec: DataSpec, tokenizer: Tokenizer | None) -> str | None:
         return "prompt_not_string"
     if not row.prompt.strip():
         return "empty_prompt"
+    if not _unicode(row.prompt) or (isinstance(row.response, str) and not _unicode(row.response)):
+        return "invalid_unicode"
     if row.user_turns > 1 and spec.multi_turn == "skip":
         return "multi_turn"
     response = _response(row.response)
@@ -219,6 +226,15 @@ def _check(row: Row, spec: DataSpec, tokenizer: Tokenizer | None) -> str | None:
     ):
         return "response_too_long"
     return None
+
+
+def _unicode(text: str) -> bool:
+    """False for text that no file or tokenizer takes: a lone surrogate, from a JSON escape like "\\ud800"."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _n_tokens(tokenizer: Tokenizer, text: str) -> int:

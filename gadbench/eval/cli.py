@@ -25,7 +25,7 @@ import yaml
 from gadbench import GadbenchError
 from gadbench.config import ConfigError, RunSpec, run_spec_from_dict
 from gadbench.io import atomic_write_json, read_json
-from gadbench.rundir import RunDir
+from gadbench.rundir import RunDir, RunLock
 
 log = logging.getLogger("gadbench")
 
@@ -123,19 +123,30 @@ def load_context(spec: RunSpec, run_dir: Path, step: int, with_d: bool = False):
     return ctx
 
 
+EVAL_IN_USE_FIX = "the run is incomplete and its files are changing; run `gadbench eval` again when it has ended"
+
+
 def evaluate_checkpoint(run_dir: str | Path, checkpoint: int | None = None, judges: list[str] | None = None,
                         sets: bool = True, lm_eval_tasks: list[str] | None = None,
                         lm_eval_include: str | Path | None = None, limit: int | float | None = None,
                         lm_eval_batch_size: int = 4) -> dict:
-    """Evaluate one checkpoint; returns {"step", "metrics" (per set, or None), "lm_eval" (or None)}."""
+    """Evaluate one checkpoint; returns {"step", "metrics" (per set, or None), "lm_eval" (or None)}. The run
+    must not be in use by another process (gadbench.rundir.RunLock)."""
+    run_dir = Path(run_dir).resolve()
+    spec = load_spec(run_dir, judges)
+    with RunLock(run_dir, EVAL_IN_USE_FIX):  # it writes into the run: not while another process does
+        return _evaluate(spec, run_dir, checkpoint, sets, lm_eval_tasks, lm_eval_include, limit, lm_eval_batch_size)
+
+
+def _evaluate(spec: RunSpec, run_dir: Path, checkpoint: int | None, sets: bool, lm_eval_tasks: list[str] | None,
+              lm_eval_include: str | Path | None, limit: int | float | None, lm_eval_batch_size: int) -> dict:
     import torch
 
     from gadbench.eval.evaluator import Evaluator, eval_seed
     from gadbench.methods.steps import d_diagnostics
     from gadbench.rundata import load_run_data, run_teacher
 
-    run = RunDir(Path(run_dir).resolve())
-    spec = load_spec(run.path, judges)
+    run = RunDir(run_dir)
     step = choose_checkpoint(run.path, checkpoint)
     out_dir = run.eval_dir(step)
     ctx = load_context(spec, run.path, step, with_d=sets)

@@ -20,6 +20,7 @@ class Notes:
     selection: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     budget: list[str] = field(default_factory=list)
+    data: dict[str, list[str]] = field(default_factory=dict)  # what a data load kept and skipped -> run labels
 
 
 def collect(suite: Suite) -> Notes:
@@ -40,6 +41,8 @@ def collect(suite: Suite) -> Notes:
         detail = f" ({sel['note']})" if sel.get("note") else ""
         notes.selection.setdefault(text, []).append(f"{r.label} @ step {sel.get('checkpoint', '?')}{detail}")
         notes.warnings += [f"{r.label}: {w}" for w in s.get("warnings") or []]
+        for load in s.get("data") or []:
+            notes.data.setdefault(_load_line(load), []).append(r.label)
         check = s.get("budget_check") or {}
         if check.get("within") is False:
             notes.budget.append(
@@ -54,3 +57,12 @@ def collect(suite: Suite) -> Notes:
         )
     notes.warnings += [f"{rid}: listed in suite.json but has no directory." for rid in suite.missing]
     return notes
+
+
+def _load_line(load: dict) -> str:
+    """One data load as a sentence: what it kept of what it read, and what it skipped, by reason."""
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted((load.get("skipped") or {}).items())) or "nothing"
+    first = f"; {load['first_turn_only']} multi-turn rows reduced to their first turn" if load.get(
+        "first_turn_only") else ""
+    return (f"{load.get('source', '?')} ({load.get('path', '?')}): kept {load.get('kept', '?')} of "
+            f"{load.get('total', '?')} rows; skipped: {skipped}{first}")

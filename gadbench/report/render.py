@@ -71,6 +71,7 @@ def _sections(notes: Notes, n_runs: int) -> list[tuple[str, list[tuple[str, list
     return [
         ("Departures from the paper", grouped(notes.departures)),
         ("Checkpoint selection", grouped(notes.selection)),
+        ("Data loaded", grouped(notes.data)),
         ("Warnings", [(w, []) for w in notes.warnings]),
         ("Budget-check failures", [(b, []) for b in notes.budget]),
     ]
