@@ -131,6 +131,16 @@ class DatasetConfig:
     bad_rows: Literal["skip", "error"] = setting("skip", "a malformed row is skipped and counted, or stops the load "
                                                          "naming file and row")
     max_chars: int | None = setting(None, "skip (and count) rows whose prompt is longer than this", lo=1)
+    max_response_chars: int | None = setting(None, "skip (and count) rows whose teacher response is longer than "
+                                                   "this", lo=1)
+    max_repetition: float | None = setting(None, "skip (and count) rows whose teacher response repeats itself: "
+                                                 "the share of repeated word 4-grams above this (0.5 catches "
+                                                 "degenerate loops)", lo=0.0, hi=1.0)
+    multi_turn: Literal["first", "skip"] = setting("first", "a conversation with several user turns: keep its "
+                                                            "first turn, or skip it", paper="first (unconfirmed)")
+    hub_id: str | None = setting(None, "read this hub dataset instead of the source's default")
+    test_fraction: float = setting(0.02, "sharegpt: the share of conversation ids hashed into the test split",
+                                   lo=0.0, hi=1.0)
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,10 @@ def _world_examples(cfg: DatasetConfig, offset: int) -> list[Example]:
 
 def _load(cfg: DatasetConfig, require_teacher: bool) -> tuple[list[Example], LoadReport | None]:
     fields = {k: v for k, v in (("prompt", cfg.prompt_field), ("response", cfg.response_field), ("id", cfg.id_field)) if v}
-    spec = DataSpec(source=cfg.source, path=cfg.path, split=cfg.split, limit=cfg.limit, fields=fields,
-                    bad_rows=cfg.bad_rows, require_teacher=require_teacher, max_chars=cfg.max_chars)
+    spec = DataSpec(source=cfg.source, path=cfg.path, hub_id=cfg.hub_id, split=cfg.split, limit=cfg.limit,
+                    fields=fields, bad_rows=cfg.bad_rows, require_teacher=require_teacher, multi_turn=cfg.multi_turn,
+                    max_chars=cfg.max_chars, max_response_chars=cfg.max_response_chars,
+                    max_repetition=cfg.max_repetition, test_fraction=cfg.test_fraction)
     return load_examples(spec)
 
 

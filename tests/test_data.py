@@ -266,23 +266,41 @@ def test_generic_jsonl_and_parquet_with_field_mapping():
         load("jsonl")
 
 
-def test_token_limits_need_a_tokenizer_and_count_skips():
-    path = FIX / "lmsys" / "lmsys_gpt5_chat_filtered_test.parquet"
-    with pytest.raises(DataError, match="need a tokenizer"):
-        load_examples(DataSpec("lmsys-gad", path=str(path), max_prompt_tokens=8))
+def test_response_length_and_repetition_filters_count_their_skips(tmp_path):
+    loop = " ".join(["Sorry, I cannot."] * 15)  # a degenerate loop of one sentence (254 characters)
+    rows = [{"prompt": "a", "response": "A short, ordinary answer with no repeats at all in it."},
+            {"prompt": "b", "response": loop},
+            {"prompt": "c", "response": "x" * 500},
+            {"prompt": "d", "response": "fine"}]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fields = {"prompt": "prompt", "response": "response"}
+    examples, report = load_examples(DataSpec("jsonl", path=str(path), fields=fields, max_response_chars=300,
+                                              max_repetition=0.5))
+    assert [e.prompt for e in examples] == ["a", "d"]
+    assert report.skipped == {"response_repetitive": 1, "response_over_max_chars": 1}
+    with pytest.raises(DataError, match="row 2: the teacher response repeats itself"):
+        load_examples(DataSpec("jsonl", path=str(path), fields=fields, max_repetition=0.5, bad_rows="error"))
 
-    def words(text):
-        return text.split()
 
-    def hf_style(text):  # an HF tokenizer's __call__ returns a mapping
-        return {"input_ids": text.split()}
+def test_repetition_by_hand():
+    from gadbench.data.base import repetition
 
-    for tok in (words, hf_style):
-        examples, report = load_examples(
-            DataSpec("lmsys-gad", path=str(path), max_prompt_tokens=10, max_response_tokens=10), tokenizer=tok
-        )
-        assert report.skipped == {"empty_prompt": 1, "prompt_too_long": 1, "response_too_long": 1}
-        assert [e.meta["row"] for e in examples] == [2, 4]
+    assert repetition("a b c d e") == 0.0  # 2 four-grams, both distinct
+    assert repetition("a b c d a b c d") == pytest.approx(1 - 4 / 5)  # 5 four-grams, 4 distinct
+    assert repetition("too short") == 0.0
+    assert repetition(" ".join(["x"] * 100)) == pytest.approx(1 - 1 / 97)
+
+
+def test_every_load_setting_of_a_suite_reaches_the_loader(tmp_path):
+    """DatasetConfig's fields are the loader's: a suite can set each one (none is unreachable)."""
+    import dataclasses
+
+    from gadbench.config import DatasetConfig
+
+    spec_fields = {f.name for f in dataclasses.fields(DataSpec)} - {"fields", "require_teacher"}
+    config_fields = {f.name for f in dataclasses.fields(DatasetConfig)} - {"prompt_field", "response_field", "id_field"}
+    assert spec_fields == config_fields, spec_fields ^ config_fields
 
 
 def test_limit_stops_after_kept_examples():

@@ -7,13 +7,11 @@ policy of `DataSpec` to every row, so that each row is either an `Example` or a 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from gadbench import GadbenchError
-
-Tokenizer = Callable[[str], Sequence[int] | Mapping[str, Sequence[int]]]
 
 
 class DataError(GadbenchError, ValueError):
@@ -55,6 +53,9 @@ class DataSpec:
     `hub_id` overrides the source's default hub dataset. `split=None` means the source's default.
     `fields` maps `prompt`/`response`/`id` to column names (sources `jsonl` and `parquet`).
     `test_fraction` is the share of conversation ids hashed into `test` (source `sharegpt`).
+    `max_chars` / `max_response_chars` skip rows whose prompt / teacher response is longer; `max_repetition`
+    skips rows whose teacher response repeats itself: the share of its word 4-grams that repeat an earlier
+    one is above it (a degenerate loop of one phrase is near 1, ordinary prose near 0).
     """
 
     source: str
@@ -67,8 +68,8 @@ class DataSpec:
     require_teacher: bool = False
     multi_turn: str = "first"
     max_chars: int | None = None
-    max_prompt_tokens: int | None = None
-    max_response_tokens: int | None = None
+    max_response_chars: int | None = None
+    max_repetition: float | None = None
     test_fraction: float = 0.02
 
     def __post_init__(self) -> None:
@@ -76,10 +77,12 @@ class DataSpec:
             raise DataError(f"bad_rows must be 'skip' or 'error', not {self.bad_rows!r}.")
         if self.multi_turn not in ("first", "skip"):
             raise DataError(f"multi_turn must be 'first' or 'skip', not {self.multi_turn!r}.")
-        for name in ("limit", "max_chars", "max_prompt_tokens", "max_response_tokens"):
+        for name in ("limit", "max_chars", "max_response_chars"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise DataError(f"{name} must be a non-negative integer or None, not {value!r}.")
+        if self.max_repetition is not None and not 0.0 <= self.max_repetition <= 1.0:
+            raise DataError(f"max_repetition must lie in [0, 1] or be None, not {self.max_repetition!r}.")
         if not 0.0 < self.test_fraction < 1.0:
             raise DataError(f"test_fraction must lie strictly between 0 and 1, not {self.test_fraction!r}.")
         unknown = set(self.fields) - {"prompt", "response", "id"}
@@ -133,10 +136,10 @@ REASONS: dict[str, tuple[str, str]] = {
         "fill it in, or set require_teacher=False to let a teacher answer",
     ),
     "prompt_over_max_chars": ("the prompt is longer than max_chars", "raise max_chars"),
-    "prompt_too_long": ("the prompt has more tokens than max_prompt_tokens", "raise max_prompt_tokens"),
-    "response_too_long": (
-        "the teacher response has more tokens than max_response_tokens",
-        "raise max_response_tokens",
+    "response_over_max_chars": ("the teacher response is longer than max_response_chars", "raise max_response_chars"),
+    "response_repetitive": (
+        "the teacher response repeats itself (its share of repeated word 4-grams is above max_repetition)",
+        "raise max_repetition, or repair the response",
     ),
 }
 
@@ -160,18 +163,10 @@ def list_sources() -> list[str]:
     return sorted(_SOURCES)
 
 
-def load_examples(spec: DataSpec, tokenizer: Tokenizer | None = None) -> tuple[list[Example], LoadReport]:
-    """Load `spec.source` and apply the bad-row policy; stop after `spec.limit` kept examples.
-
-    `tokenizer` maps text to token ids (e.g. `tok.encode`; an HF tokenizer's call also works) and is
-    needed only for `max_prompt_tokens` / `max_response_tokens`.
-    """
+def load_examples(spec: DataSpec) -> tuple[list[Example], LoadReport]:
+    """Load `spec.source` and apply the bad-row policy; stop after `spec.limit` kept examples."""
     if spec.source not in _SOURCES:
         raise DataError(f"unknown data source {spec.source!r}; choose one of {', '.join(list_sources())}.")
-    if tokenizer is None and (spec.max_prompt_tokens is not None or spec.max_response_tokens is not None):
-        raise DataError(
-            "max_prompt_tokens/max_response_tokens need a tokenizer; pass tokenizer= to load_examples."
-        )
     where, rows = _SOURCES[spec.source](spec)
     report = LoadReport(spec.source, where)
     examples: list[Example] = []
@@ -179,7 +174,7 @@ def load_examples(spec: DataSpec, tokenizer: Tokenizer | None = None) -> tuple[l
         if spec.limit is not None and report.kept >= spec.limit:
             break
         report.total += 1
-        reason = row.problem or _check(row, spec, tokenizer)
+        reason = row.problem or _check(row, spec)
         if reason is not None:
             if spec.bad_rows == "error":
                 what, fix = REASONS[reason]
@@ -203,7 +198,7 @@ def _response(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def _check(row: Row, spec: DataSpec, tokenizer: Tokenizer | None) -> str | None:
+def _check(row: Row, spec: DataSpec) -> str | None:
     if not isinstance(row.prompt, str):
         return "prompt_not_string"
     if not row.prompt.strip():
@@ -217,15 +212,18 @@ def _check(row: Row, spec: DataSpec, tokenizer: Tokenizer | None) -> str | None:
         return "missing_response"
     if spec.max_chars is not None and len(row.prompt) > spec.max_chars:
         return "prompt_over_max_chars"
-    if spec.max_prompt_tokens is not None and _n_tokens(tokenizer, row.prompt) > spec.max_prompt_tokens:
-        return "prompt_too_long"
-    if (
-        spec.max_response_tokens is not None
-        and response is not None
-        and _n_tokens(tokenizer, response) > spec.max_response_tokens
-    ):
-        return "response_too_long"
+    if response is not None and spec.max_response_chars is not None and len(response) > spec.max_response_chars:
+        return "response_over_max_chars"
+    if response is not None and spec.max_repetition is not None and repetition(response) > spec.max_repetition:
+        return "response_repetitive"
     return None
+
+
+def repetition(text: str, n: int = 4) -> float:
+    """The share of the text's word n-grams that repeat an earlier one: 1 - distinct / all (0 under n+1 words)."""
+    words = text.split()
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
 
 
 def _unicode(text: str) -> bool:
@@ -235,10 +233,3 @@ def _unicode(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _n_tokens(tokenizer: Tokenizer, text: str) -> int:
-    ids = tokenizer(text)
-    if isinstance(ids, Mapping):  # an HF tokenizer called directly returns a BatchEncoding
-        ids = ids["input_ids"]
-    return len(ids)
