@@ -208,6 +208,9 @@ class TrainConfig:
         "none", "several processes: a replica each, FSDP2 shards over all, or shards within a node and replicas "
         "across nodes (docs/scale.md)")
     cpu_threads: int = setting(0, "torch threads on CPU (0: torch's default)", lo=0)
+    shared_prefix: bool = setting(True, "training forwards compute each prompt once for its group of samples (G, "
+                                        "reference, D); the same numbers up to rounding, 37-40% fewer tokens; "
+                                        "off under FSDP or gradient checkpointing")
     portable_cpu: bool = setting(False, "pin x86 CPU kernels to their AVX2 code paths, so a CPU run gives the same "
                                         "bits on AVX2 and AVX-512 machines")
 

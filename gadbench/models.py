@@ -23,6 +23,7 @@ from torch import nn
 
 from gadbench import GadbenchError
 from gadbench.config import ModelConfig
+from gadbench.sequences import Groups, group_hidden
 from gadbench.worlds.student import cache_root, load_world_student
 
 PAPER_TEMPLATE = (
@@ -163,8 +164,8 @@ def response_tokens(tok, response: str) -> int:
 
 
 def encode_pair(tok, template: str, prompt: str, response: str, max_prompt: int, max_response: int,
-                prompt_cache: dict | None = None) -> list[int]:
-    """The discriminator's input for (prompt, response): prompt ids (left-truncated) + response ids + EOS.
+                prompt_cache: dict | None = None) -> tuple[list[int], list[int]]:
+    """The discriminator's input for (prompt, response): (prompt ids, left-truncated; response ids + EOS).
     `prompt_cache` (prompt -> ids) spares re-encoding a prompt shared by several responses."""
     p = prompt_cache.get(prompt) if prompt_cache is not None else None
     if p is None:
@@ -172,7 +173,7 @@ def encode_pair(tok, template: str, prompt: str, response: str, max_prompt: int,
         if prompt_cache is not None:
             prompt_cache[prompt] = p
     r, _ = response_ids(tok, response, max_response)
-    return p + r
+    return p, r
 
 
 # ------------------------------------------------------------------------------------------ discriminator
@@ -202,6 +203,14 @@ class Discriminator(nn.Module):
         """Scores [B] for right-padded sequences."""
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         last = attention_mask.sum(dim=1) - 1
+        h = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        return self.head(h.to(self.head.weight.dtype)).squeeze(-1)
+
+    def score_groups(self, g: Groups) -> torch.Tensor:
+        """Scores [R] of prompt-grouped sequences, each prompt computed once (gadbench.sequences.group_hidden);
+        the same scores as `forward` on the whole sequences."""
+        _, hidden = group_hidden(self.backbone, g)
+        last = g.response_mask.sum(dim=1) - 1
         h = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
         return self.head(h.to(self.head.weight.dtype)).squeeze(-1)
 

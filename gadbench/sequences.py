@@ -1,4 +1,14 @@
-"""Packing (prompt, response) token lists into right-padded tensors, and per-token log-probabilities."""
+"""Packing (prompt, response) token lists into right-padded tensors, and per-token log-probabilities.
+
+Two layouts compute the same numbers (up to float rounding; tests/test_sequences.py):
+- `Packed`: every sequence whole, prompt + response, right-padded;
+- `Groups`: prompt-major groups of `repeats` responses per prompt (GRPO's N samples, or D's teacher
+  response and N samples): each prompt goes through the model once, its key/value cache is repeated for
+  its responses, and only the responses are computed per row. With 128-token prompts and responses this
+  is 37% fewer tokens for G and the reference, 40% for D. It calls the model's body and head itself, so
+  it is not used under FSDP (whose root unit gathers those) or gradient checkpointing (which turns the
+  cache off).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +34,19 @@ class Packed:
     @property
     def response_tokens(self) -> int:
         return int(self.target_mask.sum())
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """1 where `logprobs` holds a response token's log-probability."""
+        return self.target_mask
+
+    @property
+    def tokens(self) -> int:
+        """Prompt and response tokens of every sequence."""
+        return int(self.attention_mask.sum())
+
+    def logprobs(self, model, temperature: float = 1.0) -> torch.Tensor:
+        return token_logprobs(model, self, temperature)
 
 
 def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int, device="cpu") -> Packed:
@@ -57,7 +80,116 @@ def token_logprobs(model, packed: Packed, temperature: float = 1.0) -> torch.Ten
     return torch.nn.functional.pad(lp, (first, 0))
 
 
+@dataclass
+class Groups:
+    """`repeats` responses per prompt, prompt-major (row r answers prompt r // repeats); both right-padded.
+    `response_mask[r, j]` is 1 on real response tokens."""
+
+    prompt_ids: torch.Tensor  # [U, Pw]
+    prompt_mask: torch.Tensor
+    prompt_len: torch.Tensor  # [U]
+    response_ids: torch.Tensor  # [R, Rw], R = U * repeats
+    response_mask: torch.Tensor
+    repeats: int
+
+    def __len__(self) -> int:
+        return self.response_ids.shape[0]
+
+    def slice(self, start: int, stop: int) -> Groups:
+        """Prompts start..stop with their responses."""
+        r = self.repeats
+        return Groups(self.prompt_ids[start:stop], self.prompt_mask[start:stop], self.prompt_len[start:stop],
+                      self.response_ids[start * r : stop * r], self.response_mask[start * r : stop * r], r)
+
+    @property
+    def response_tokens(self) -> int:
+        return int(self.response_mask.sum())
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.response_mask
+
+    @property
+    def tokens(self) -> int:
+        """Prompt and response tokens of every sequence (as `Packed.tokens` counts them)."""
+        return int(self.prompt_len.repeat_interleave(self.repeats).sum()) + self.response_tokens
+
+    def logprobs(self, model, temperature: float = 1.0) -> torch.Tensor:
+        return group_logprobs(model, self, temperature)
+
+
+def _right_padded(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, row in enumerate(rows):
+        ids[b, : len(row)] = torch.tensor(row)
+        mask[b, : len(row)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def group(prompts: list[list[int]], responses: list[list[int]], repeats: int, pad_id: int, device="cpu") -> Groups:
+    """`prompts` holds each prompt once; `responses` holds `repeats` (non-empty) responses per prompt, in order."""
+    if len(responses) != len(prompts) * repeats:
+        raise ValueError(f"{len(responses)} responses are not {repeats} for each of {len(prompts)} prompts")
+    p_ids, p_mask = _right_padded(prompts, pad_id, device)
+    r_ids, r_mask = _right_padded(responses, pad_id, device)
+    return Groups(p_ids, p_mask, p_mask.sum(dim=1), r_ids, r_mask, repeats)
+
+
+def body_of(model) -> torch.nn.Module:
+    """The transformer body of a causal LM (everything but its LM head)."""
+    return getattr(model, model.base_model_prefix)
+
+
+def group_hidden(body, g: Groups) -> tuple[torch.Tensor, torch.Tensor]:
+    """Final hidden states: at each prompt's last token [U, H], and at every response position [R, Rw, H].
+
+    The prompts pass once with the cache on; the cache is repeated `repeats` times, and the responses pass
+    with their true positions (prompt length + offset) and a mask that hides the prompts' padding."""
+    pre = body(input_ids=g.prompt_ids, attention_mask=g.prompt_mask, use_cache=True)
+    cache = pre.cache
+    cache.batch_repeat_interleave(g.repeats)
+    width = g.response_ids.shape[1]
+    positions = g.prompt_len.repeat_interleave(g.repeats)[:, None] + torch.arange(width, device=g.response_ids.device)
+    post = body(input_ids=g.response_ids, attention_mask=_response_mask(g, body.get_input_embeddings().weight.dtype),
+                position_ids=positions, cache=cache, use_cache=True)
+    last = pre.last_hidden_state[torch.arange(len(g.prompt_len), device=g.prompt_len.device), g.prompt_len - 1]
+    return last, post.last_hidden_state
+
+
+def _response_mask(g: Groups, dtype: torch.dtype) -> torch.Tensor:
+    """The responses' additive 4D attention mask [R, 1, Rw, Pw + Rw]: response token j sees its prompt's real
+    tokens and its own response up to j (given whole, so the cache's padded prompt slots are never seen)."""
+    prompt = g.prompt_mask.repeat_interleave(g.repeats, dim=0).bool()[:, None, :]  # [R, 1, Pw]
+    width = g.response_ids.shape[1]
+    causal = torch.ones(width, width, dtype=torch.bool, device=prompt.device).tril()
+    response = causal[None] & g.response_mask.bool()[:, None, :]  # [R, Rw, Rw]
+    allowed = torch.cat([prompt.expand(-1, width, -1), response], dim=-1)[:, None]
+    return torch.zeros(allowed.shape, dtype=dtype, device=prompt.device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+def group_logprobs(model, g: Groups, temperature: float = 1.0) -> torch.Tensor:
+    """log softmax(logits / T) of each response token given its prompt and the tokens before it: [R, Rw]
+    (0 where `response_mask` is 0); T as in `token_logprobs`."""
+    last, hidden = group_hidden(body_of(model), g)
+    head = model.get_output_embeddings()
+    logits = torch.cat([head(last).repeat_interleave(g.repeats, dim=0)[:, None], head(hidden[:, :-1])], dim=1)
+    scale = 1.0 / temperature if temperature > 0 else 1.0
+    lp = torch.log_softmax(logits.float() * scale, dim=-1).gather(-1, g.response_ids.unsqueeze(-1)).squeeze(-1)
+    return lp * g.response_mask
+
+
 def micro_batches(n: int, size: int):
     """(start, stop) ranges covering range(n) in chunks of `size` (one chunk when size is 0)."""
     size = size or n
     return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def chunks(x: Packed | Groups, rows: int) -> list[tuple[int, int, Packed | Groups]]:
+    """Micro-batches of about `rows` sequences (all of them when 0) as (first row, end row, part); whole groups
+    for `Groups`."""
+    if isinstance(x, Groups):
+        per = max(1, rows // x.repeats) if rows else len(x.prompt_len)
+        return [(a * x.repeats, b * x.repeats, x.slice(a, b)) for a, b in micro_batches(len(x.prompt_len), per)]
+    return [(a, b, x.slice(a, b)) for a, b in micro_batches(len(x), rows)]

@@ -73,8 +73,9 @@ def test_d_scores_a_text_the_same_as_teacher_or_as_rollout(tmp_path):
     teacher, student = _d_sequences(ctx, batch, roll)
     # identical token sequences: prompt ids + response words + exactly one EOS
     assert student[0] == teacher[0] and student[2] == teacher[1] and student[3] == teacher[1]
-    assert teacher[0][-1] == tok.eos_token_id and teacher[0][-2] != tok.eos_token_id
-    assert teacher[0][-6:-1] == tok("answer : a b c", add_special_tokens=False)["input_ids"]
+    prompt, response = teacher[0]
+    assert prompt == ctx.prompt_ids("sort c a b")
+    assert response == tok("answer : a b c", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
 
     ss, m, spend = d_score_and_update(ctx, batch, roll, update=False)
     with torch.no_grad():
@@ -116,7 +117,8 @@ def test_one_d_update_lowers_its_loss_on_the_batch(tmp_path):
     assert torch.allclose(ss1, ss0, atol=1e-5)  # the rewards are the scores from before the update
     assert m1["d_loss"] == pytest.approx(m0["d_loss"], abs=1e-5)
     assert spend.d_optimizer_steps == 1
-    assert spend.d_trained_tokens == sum(map(len, teacher)) + sum(map(len, _d_sequences(ctx, batch, roll)[1]))
+    whole = lambda seqs: sum(len(p) + len(r) for p, r in seqs)  # noqa: E731
+    assert spend.d_trained_tokens == whole(teacher) + whole(_d_sequences(ctx, batch, roll)[1])
 
     _, m2, _ = d_score_and_update(ctx, batch, roll, update=False)
     assert m2["d_loss"] < m0["d_loss"] - 1e-3

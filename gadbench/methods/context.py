@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from gadbench import dist
 from gadbench.config import ModelConfig, RunSpec
 from gadbench.methods import Stage, uses_discriminator
 from gadbench.methods.rewards import Reward
 from gadbench.models import LoadedModel, build_discriminator, count_params, load_causal_lm, prompt_ids
 from gadbench.rollout import RolloutEngine, make_engine
+from gadbench.sequences import group, pack
 
 GoldFn = Callable[[list[str], list[str]], dict[str, float]]  # (prompts, texts) -> mean gold metrics
 
@@ -59,6 +61,19 @@ class Context:
             ids = prompt_ids(self.g.tokenizer, prompt, self.g.template)
             self._prompt_cache[prompt] = ids[-self.spec.train.max_prompt_tokens :]
         return self._prompt_cache[prompt]
+
+    @property
+    def shares_prompts(self) -> bool:
+        """Whether training forwards compute each prompt once per group (train.shared_prefix; not under FSDP
+        or gradient checkpointing, see gadbench.sequences)."""
+        t = self.spec.train
+        return t.shared_prefix and not t.gradient_checkpointing and not dist.is_sharded(self.g.model)
+
+    def sequences(self, prompts: list[list[int]], responses: list[list[int]], repeats: int, pad_id: int):
+        """`repeats` responses per prompt (prompt-major) in the layout forwards use: Groups or Packed."""
+        if self.shares_prompts:
+            return group(prompts, responses, repeats, pad_id, self.device)
+        return pack([p for p in prompts for _ in range(repeats)], responses, pad_id, self.device)
 
     def autocast(self):
         enabled = self.device.type == "cuda" and self.spec.train.precision == "bf16"

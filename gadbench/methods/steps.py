@@ -18,7 +18,7 @@ from gadbench.budget import Spend, inference_flops, train_flops
 from gadbench.methods.context import Context
 from gadbench.models import encode_pair, response_ids
 from gadbench.rollout.sampling import sequence_seed
-from gadbench.sequences import micro_batches, pack, token_logprobs
+from gadbench.sequences import chunks, group, micro_batches, pack, token_logprobs
 
 
 def _mean(total: float, count: float) -> float:
@@ -99,24 +99,23 @@ def grpo_update(ctx: Context, batch: list, roll, rewards: torch.Tensor) -> tuple
     """One GRPO step on the rollouts with group-normalised advantages and k3 KL to the reference."""
     t = ctx.spec.train
     adv = alg.group_advantages(rewards, t.group_size)
-    prompts = [ctx.prompt_ids(batch[i].prompt) for i in roll.prompt_index]
-    packed = pack(prompts, roll.response_ids, ctx.g.tokenizer.pad_token_id, ctx.device)
-    n_tokens = dist.all_sum([packed.response_tokens])[0]
+    prompts = [ctx.prompt_ids(ex.prompt) for ex in batch]  # the rollout is prompt-major, group_size per prompt
+    seqs = ctx.sequences(prompts, roll.response_ids, t.group_size, ctx.g.tokenizer.pad_token_id)
+    n_tokens = dist.all_sum([seqs.response_tokens])[0]
     adv = adv.to(ctx.device)
     stats = {"pg_loss": 0.0, "kl": 0.0, "clip_frac": 0.0}
     ctx.g.model.train()
-    for a, b in micro_batches(len(packed), t.micro_batch_size):
-        mb = packed.slice(a, b)
+    for a, b, mb in chunks(seqs, t.micro_batch_size):
         ref_logp = None
         if ctx.ref is not None and t.kl_beta > 0:
             with torch.no_grad(), ctx.autocast(), ctx.phase("ref"):
-                ref_logp = token_logprobs(ctx.ref, mb, t.temperature)
+                ref_logp = mb.logprobs(ctx.ref, t.temperature)
         with ctx.phase("g"):
             with ctx.autocast():
-                logp = token_logprobs(ctx.g.model, mb, t.temperature)
+                logp = mb.logprobs(ctx.g.model, t.temperature)
             # One update per rollout batch (the paper's setting): the sampling policy is the current one, so
             # old log-probs equal the current ones and the ratio is exactly 1 at this update.
-            loss, s = alg.grpo_loss(logp, logp.detach(), ref_logp, adv[a:b], mb.target_mask,
+            loss, s = alg.grpo_loss(logp, logp.detach(), ref_logp, adv[a:b], mb.mask,
                                     clip_ratio=t.clip_ratio, beta=t.kl_beta, num_tokens=n_tokens)
             loss.backward()
         for k in stats:
@@ -125,7 +124,7 @@ def grpo_update(ctx: Context, batch: list, roll, rewards: torch.Tensor) -> tuple
         dist.sync_grads(ctx.g.model)
         norm = _clip_and_step(ctx.g.model.parameters(), ctx.g_opt, t.grad_clip)
     stats = dict(zip(stats, dist.all_sum(list(stats.values())), strict=True))
-    tokens = int(packed.attention_mask.sum())
+    tokens = seqs.tokens
     ref_flops = inference_flops(ctx.g_params, tokens) if ctx.ref is not None and t.kl_beta > 0 else 0.0
     spend = Spend(prompts=len(batch), g_trained_tokens=tokens, g_optimizer_steps=1,
                   flops=train_flops(ctx.g_params, tokens) + ref_flops)
@@ -135,8 +134,9 @@ def grpo_update(ctx: Context, batch: list, roll, rewards: torch.Tensor) -> tuple
 # --------------------------------------------------------------------------------------- discriminator
 
 
-def _d_sequences(ctx: Context, batch: list, roll) -> tuple[list[list[int]], list[list[int]]]:
-    """Teacher and student inputs for D, encoded by one function (identical template, EOS and truncation)."""
+def _d_sequences(ctx: Context, batch: list, roll) -> tuple[list[tuple], list[tuple]]:
+    """Teacher and student inputs for D as (prompt ids, response ids), encoded by one function (identical
+    template, EOS and truncation)."""
     t, d = ctx.spec.train, ctx.d
     cache: dict = {}  # each prompt is encoded once for its teacher response and its N samples
     enc = lambda prompt, text: encode_pair(d.tokenizer, d.template, prompt, text, t.max_prompt_tokens,  # noqa: E731
@@ -146,11 +146,25 @@ def _d_sequences(ctx: Context, batch: list, roll) -> tuple[list[list[int]], list
     return teacher, student
 
 
-def _d_forward(ctx: Context, seqs: list[list[int]]) -> torch.Tensor:
-    pad = ctx.d.tokenizer.pad_token_id
-    packed = pack([s[:1] for s in seqs], [s[1:] for s in seqs], pad, ctx.device)
+def _d_forward(ctx: Context, seqs: list[tuple]) -> torch.Tensor:
+    """D's scores of (prompt ids, response ids) pairs, each sequence whole."""
+    packed = pack([p for p, _ in seqs], [r for _, r in seqs], ctx.d.tokenizer.pad_token_id, ctx.device)
     with ctx.autocast():
         return ctx.d.model(packed.input_ids, packed.attention_mask).float()
+
+
+def _d_group_scores(ctx: Context, teacher: list[tuple], student: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
+    """D's scores of the teacher responses [B] and their N samples each [B*N], in the layout of
+    `ctx.sequences` (each prompt once for its N + 1 responses when prompts are shared)."""
+    n = len(student) // len(teacher)
+    rows = [seq for b, tseq in enumerate(teacher) for seq in (tseq, *student[b * n : (b + 1) * n])]
+    if not ctx.shares_prompts:
+        scores = _d_forward(ctx, rows).view(len(teacher), n + 1)
+    else:
+        g = group([p for p, _ in teacher], [r for _, r in rows], n + 1, ctx.d.tokenizer.pad_token_id, ctx.device)
+        with ctx.autocast():
+            scores = ctx.d.model.score_groups(g).float().view(len(teacher), n + 1)
+    return scores[:, 0], scores[:, 1:].reshape(-1)
 
 
 def d_score_and_update(ctx: Context, batch: list, roll, update: bool) -> tuple[torch.Tensor, dict, Spend]:
@@ -170,8 +184,7 @@ def d_score_and_update(ctx: Context, batch: list, roll, update: bool) -> tuple[t
     ctx.d.model.train(update)
     with torch.set_grad_enabled(update), ctx.phase("d"):
         for a, b in micro_batches(B, per_mb):
-            scores = _d_forward(ctx, teacher_seqs[a:b] + student_seqs[a * n : b * n])
-            ts, ss = scores[: b - a], scores[b - a :]
+            ts, ss = _d_group_scores(ctx, teacher_seqs[a:b], student_seqs[a * n : b * n])
             if update:
                 loss = loss_fn(ts, ss) * (b - a) / B_global
                 loss.backward()
@@ -179,7 +192,7 @@ def d_score_and_update(ctx: Context, batch: list, roll, update: bool) -> tuple[t
             t_scores.append(ts.detach())
             s_scores.append(ss.detach())
     ts, ss = torch.cat(t_scores), torch.cat(s_scores)
-    tokens = sum(map(len, teacher_seqs)) + sum(map(len, student_seqs))
+    tokens = sum(len(p) + len(r) for p, r in teacher_seqs + student_seqs)
     metrics = {"teacher_score": _mean(float(ts.sum()), B), "student_score": _mean(float(ss.sum()), B * n),
                "d_acc": _mean(alg.discriminator_accuracy(ts, ss) * B * n, B * n)}
     if update:
