@@ -58,20 +58,28 @@ class Meter:
         return m
 
 
-def check_matched(totals: dict[str, dict], match: str, tolerance: float) -> dict[str, dict]:
-    """Per run: {match, tolerance, ratio, within}. The reference is the largest spend among the runs.
+def check_matched(budgets: dict[str, dict], match: str, tolerance: float) -> dict[str, dict]:
+    """Per run (`budgets`: run -> budget.json): {match, tolerance, ratio, within[, extra_d_fit_steps]}. The
+    reference is the largest spend among the runs.
 
-    `steps` compares training steps (each step sees one batch of prompts, whatever it updates); `flops`
-    compares estimated FLOPs. A run is within budget when |ratio - 1| <= tolerance.
+    `steps` compares training steps (each step sees one batch of prompts, whatever it updates), except the
+    off-policy baseline's D-fit stage: the paper trains that D for two extra epochs on top of the schedule,
+    so those steps are reported (`extra_d_fit_steps`) and not matched. `flops` compares estimated FLOPs,
+    everything included. A run is within budget when |ratio - 1| <= tolerance.
     """
-    def amount(t: dict) -> float:
-        return t["flops"] if match == "flops" else t["steps"]
+    def extra(b: dict) -> int:
+        return int(b.get("per_stage", {}).get("d-fit", {}).get("steps", 0)) if match == "steps" else 0
 
-    ref = max((amount(t) for t in totals.values()), default=0.0) or 1.0
+    def amount(b: dict) -> float:
+        return b["totals"]["flops"] if match == "flops" else b["totals"]["steps"] - extra(b)
+
+    ref = max((amount(b) for b in budgets.values()), default=0.0) or 1.0
     out = {}
-    for run, t in totals.items():
-        ratio = amount(t) / ref
+    for run, b in budgets.items():
+        ratio = amount(b) / ref
         out[run] = {"match": match, "tolerance": tolerance, "ratio": round(ratio, 4), "within": abs(ratio - 1) <= tolerance}
+        if extra(b):
+            out[run]["extra_d_fit_steps"] = extra(b)
     return out
 
 

@@ -292,10 +292,10 @@ def record_budget_check(suite: SuiteConfig, suite_dir: Path, runs: list[RunSpec]
     for r in runs:
         run_dir = suite_dir / r.run_id
         if (run_dir / "summary.json").exists():  # written after budget.json: the run is complete
-            groups.setdefault((r.student_name, r.seed), {})[r.run_id] = read_json(run_dir / "budget.json")["totals"]
+            groups.setdefault((r.student_name, r.seed), {})[r.run_id] = read_json(run_dir / "budget.json")
     checks = {}
-    for totals in groups.values():
-        checks.update(check_matched(totals, suite.budget.match, suite.budget.tolerance))
+    for budgets in groups.values():
+        checks.update(check_matched(budgets, suite.budget.match, suite.budget.tolerance))
     for run_id, check in checks.items():
         path = suite_dir / run_id / "summary.json"
         summary = read_json(path)

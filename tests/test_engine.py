@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from gadbench.budget import check_matched
 from gadbench.config import get_suite, runs_of
 from gadbench.data import Example
 from gadbench.io import read_json, read_jsonl
@@ -206,6 +207,17 @@ def test_offpolicy_d_is_fitted_to_the_frozen_seqkd_student_then_frozen(tmp_path)
     assert (fit.g_optimizer_steps, fit.d_optimizer_steps, fit.rollouts) == (0, 2, 2 * 4 * 2)
     assert (t.g_optimizer_steps, t.d_optimizer_steps) == (4, 2)
     assert meter.per_stage["adversarial"].d_optimizer_steps == 0
+
+    # matched on steps, the 2 D-fit steps are the paper's extra D epochs: 4 schedule steps against SeqKD's 4
+    seqkd = _trainer(tmp_path / "seqkd", "seqkd").train().state()
+    check = check_matched({"offpolicy": meter.state(), "seqkd": seqkd}, "steps", 0.05)
+    assert check["offpolicy"] == {"match": "steps", "tolerance": 0.05, "ratio": 1.0, "within": True,
+                                  "extra_d_fit_steps": 2}, check
+    assert check["seqkd"] == {"match": "steps", "tolerance": 0.05, "ratio": 1.0, "within": True}, check
+    # matched on FLOPs, everything counts
+    flops = check_matched({"offpolicy": meter.state(), "seqkd": seqkd}, "flops", 0.05)
+    assert flops["seqkd"]["ratio"] == pytest.approx(seqkd["totals"]["flops"] / t.flops, abs=1e-4), flops
+    assert "extra_d_fit_steps" not in flops["offpolicy"]
 
 
 def test_budget_counters_seqkd_and_gad(tmp_path):

@@ -244,13 +244,15 @@ _BUDGET = (
 
 
 def budget_table(suite: Suite, base: Baselines | None) -> Table | str:
-    rows = []
+    rows, extra = [], set()
     for r in suite.runs:
         totals = (r.budget or {}).get("totals") or (r.summary or {}).get("budget")
         if not totals:
             continue
         check = (r.summary or {}).get("budget_check") or {}
         within = check.get("within")
+        if check.get("extra_d_fit_steps"):
+            extra.add(check["extra_d_fit_steps"])
         rows.append(
             [r.label]
             + [_count(totals.get(k)) for k, _ in _BUDGET]
@@ -267,7 +269,9 @@ def budget_table(suite: Suite, base: Baselines | None) -> Table | str:
         "Matched budget",
         ["Run"] + [h for _, h in _BUDGET] + ["match", "ratio", "within"],
         rows,
-        note="Totals from budget.json; the check from summary.json's budget_check.",
+        note="Totals from budget.json; the check from summary.json's budget_check."
+        + (f" Off-policy D runs also train D alone for {'/'.join(map(str, sorted(extra)))} steps (the paper's "
+           "two extra D epochs): counted in the totals, not matched on steps." if extra else ""),
     )
 
 
