@@ -154,7 +154,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
     "suite, figures",
     [
         ("smoke", {"fig1_bars", "training_curves", "reward_hacking", "ngram_f1", "eval_steps"}),
-        ("paper", {"fig1_bars", "training_curves", "ngram_f1", "pairwise"}),
+        ("paper", {"fig1_bars", "training_curves", "ngram_f1", "pairwise", "score_vs_length"}),
     ],
 )
 def test_figures_are_decodable_png_and_svg_and_embedded(built, suite, figures):
@@ -289,8 +289,9 @@ def test_cli_given_an_out_root_reports_each_suite_under_it(tmp_path, capsys):
 def test_report_imports_no_torch_and_no_training_code(run_dir):
     code = (
         "import sys; from gadbench.report import build_report; build_report(sys.argv[1]); "
-        "bad = [m for m in sys.modules if m == 'torch' or m.startswith('torch.') or "
-        "(m.startswith('gadbench.') and not m.startswith(('gadbench.report', 'gadbench.io', 'gadbench.metrics')))]; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'openai') or "
+        "(m.startswith('gadbench.') and not m.startswith(('gadbench.report', 'gadbench.io', 'gadbench.metrics', "
+        "'gadbench.judge.controlled', 'gadbench.judge.agreement')) and m != 'gadbench.judge')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     proc = subprocess.run(
@@ -384,3 +385,59 @@ def test_what_each_data_load_kept_and_skipped_is_in_the_report(tmp_path):
     md = (suite / "REPORT.md").read_text()
     section = md[md.index("### Data loaded"):]
     assert "- jsonl (train.jsonl): kept 6 of 10 rows; skipped: empty_prompt 2, not_utf8 2: 2 runs" in section
+
+
+# ---------------------------------------------------------------- judging: controlled scores and agreement
+
+PAPER_ROWS = FIXTURES / "paper_rows.py"  # the fixture's synthetic gad-paper judge: SLOPE points per word
+
+
+def _fixture_rows(run: str, dataset: str) -> list[dict]:
+    path = next((FIXTURES / "paper").glob(f"{run}/eval/step-*/{dataset}.jsonl"))
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_controlled_scores_undo_the_fixture_judges_known_length_preference(built):
+    """The fixture's judge adds SLOPE points per word of length difference to its 300-word reference. Raw is
+    the rows' mean; the length-controlled score is the score at zero difference, which by construction is
+    raw - SLOPE * mean(length - 300) up to the noise: it must lie in the controlled interval."""
+    sys.path.insert(0, str(PAPER_ROWS.parent))
+    from paper_rows import REFERENCE_WORDS, SLOPE
+
+    rows = _csv(built["paper"] / "tables" / "controlled.csv")
+    gad = _row(rows, Student="Qwen2.5-3B-Instruct", Method="GAD", Dataset="LMSYS", Judge="gad-paper")
+    items = _fixture_rows("Qwen2.5-3B-Instruct--gad--*", "lmsys")
+    raw = np.mean([r["judgments"]["gad-paper"]["score"] for r in items])
+    expected = raw - SLOPE * np.mean([r["answer_tokens"] - REFERENCE_WORDS for r in items])
+    assert float(gad["raw"]) == pytest.approx(raw, abs=0.05), (gad, raw)
+    lo, hi = float(gad["length-controlled lo"]), float(gad["length-controlled hi"])
+    assert lo <= expected <= hi and lo <= float(gad["length-controlled"]) <= hi, (gad, expected)
+    assert abs(expected - raw) > 1.0  # GAD's answers run long: the control matters on this row
+    assert gad["n (seeds x items)"] == "1 x 40"
+    assert not [r for r in rows if r["Method"] in ("Teacher", "Before distill.")]
+
+
+def test_the_length_control_finding_agrees_with_the_controlled_table(built):
+    findings = _csv(built["paper"] / "tables" / "findings.csv")
+    rows = [r for r in findings if "survives length control" in r["Finding"]]
+    assert len(rows) == 2, findings  # one per student
+    row = next(r for r in rows if r["Finding"].startswith("Qwen2.5-3B-Instruct"))
+    diff = float(re.search(r"GAD - SeqKD ([+-][\d.]+)", row["Evidence (difference, 95% interval)"]).group(1))
+    table = _csv(built["paper"] / "tables" / "controlled.csv")
+    lc = {m: float(_row(table, Student="Qwen2.5-3B-Instruct", Method=m, Dataset="LMSYS")["length-controlled"])
+          for m in ("GAD", "SeqKD")}
+    assert diff == pytest.approx(lc["GAD"] - lc["SeqKD"], abs=0.06), (row, lc)
+    lo, hi = map(float, re.search(r"\[([+-][\d.]+), ([+-][\d.]+)\]", row["Evidence (difference, 95% interval)"]).groups())
+    expected = "reproduced" if lo > 0 else "not reproduced" if hi < 0 else "inconclusive"
+    assert row["Verdict"] == expected and row["n (seeds x items)"] == "1 x 40 prompts"
+
+
+def test_position_agreement_is_the_share_of_items_whose_two_orders_agree(built):
+    rows = _csv(built["paper"] / "tables" / "judge-agreement.csv")
+    row = _row(rows, Dataset="LMSYS", Judges="gad-paper: answer orders swapped")
+    student_runs = [p.name for p in (FIXTURES / "paper").iterdir() if p.is_dir() and "--teacher--" not in p.name
+                    and "--before--" not in p.name]
+    agree = [r["judgments"]["gad-paper"]["details"]["orders_agree"] for run in student_runs
+             for r in _fixture_rows(run, "lmsys")]
+    assert row["n"] == str(len(agree)) == str(7 * 40)  # 7 student runs (not the teacher or before) x 40 items
+    assert row["agreement"].startswith(f"{100 * np.mean(agree):.0f}% ["), (row, np.mean(agree))

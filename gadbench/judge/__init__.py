@@ -4,25 +4,25 @@
 LLM judges take `client=` plus the protocol's options, e.g. `get_judge("gad-paper", client=c, swap=True)`.
 Register more (e.g. the synthetic world's gold judge) with `register_judge(name, factory)`.
 Over stored judgments: `gadbench.judge.controlled` (length- and style-controlled scores) and
-`gadbench.judge.agreement` (position and judge agreement); import them from there (they load scikit-learn
-and scipy).
+`gadbench.judge.agreement` (position and judge agreement). Names below load on first use, so those two
+modules (which the report reads) import without the LLM client.
 """
 
-from gadbench.judge.aggregate import aggregate
-from gadbench.judge.engine import JudgeRun, judge, reparse
-from gadbench.judge.llm_judge import LLMJudge
-from gadbench.judge.offline import EmbeddingJudge, RougeLJudge
-from gadbench.judge.protocols import PROTOCOLS, GadPaper, LLMProtocol, MtBenchSingle, Pairwise
-from gadbench.judge.registry import available_judges, get_judge, register_judge
-from gadbench.judge.types import Judge, JudgeItem, Judgment
+from importlib import import_module
 
-for _name, _cls in PROTOCOLS.items():
-    register_judge(_name, lambda client, _cls=_cls, **options: LLMJudge(_cls(**options), client))
-register_judge("rouge-l", RougeLJudge)
-register_judge("embedding", EmbeddingJudge)
+_HOMES = {
+    "aggregate": "aggregation", "JudgeRun": "engine", "judge": "engine", "reparse": "engine",
+    "LLMJudge": "llm_judge", "EmbeddingJudge": "offline", "RougeLJudge": "offline",
+    "PROTOCOLS": "protocols", "GadPaper": "protocols", "LLMProtocol": "protocols",
+    "MtBenchSingle": "protocols", "Pairwise": "protocols",
+    "available_judges": "registry", "get_judge": "registry", "register_judge": "registry",
+    "Judge": "types", "JudgeItem": "types", "Judgment": "types",
+}
 
-__all__ = [
-    "EmbeddingJudge", "GadPaper", "Judge", "JudgeItem", "JudgeRun", "Judgment", "LLMJudge", "LLMProtocol",
-    "MtBenchSingle", "Pairwise", "RougeLJudge", "aggregate", "available_judges", "get_judge", "judge",
-    "register_judge", "reparse",
-]
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'gadbench.judge' has no attribute {name!r}")
+    return getattr(import_module(f"gadbench.judge.{_HOMES[name]}"), name)

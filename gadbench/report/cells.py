@@ -93,6 +93,12 @@ def item_values(run: Run, label: str, metric: str, step: int | None = None) -> d
     return None
 
 
+def selected_rows(run: Run, label: str) -> list[dict]:
+    """The run's eval rows of the dataset labelled `label` at its selected checkpoint ([] without them)."""
+    step = ((run.summary or {}).get("selection") or {}).get("checkpoint")
+    return next((items for stem, items in (run.evals.get(step) or {}).items() if dataset_label(stem) == label), [])
+
+
 def aggregate(runs: list[Run], label: str, metric: str) -> Cell:
     """One seed: its mean and stored interval over items. Several: the pooled mean over (seed, item) with a
     hierarchical bootstrap interval (seeds, then items within each; gadbench.metrics.seeds_and_items) when

@@ -336,6 +336,38 @@ def fig_eval_steps(suite: Suite) -> Figure | str:
     return fig
 
 
+def fig_length_scatter(suite: Suite) -> Figure | str:
+    """Judge score against answer length (tokens) per method, one panel per dataset (up to 4), with each
+    method's least-squares line: the picture of a judge's length preference (docs/judging.md)."""
+    from gadbench.report.judging import length_points
+    from gadbench.report.search import chosen_runs
+
+    runs = chosen_runs(suite)
+    panels = [(d, pts) for d in datasets(suite) if (pts := length_points(suite, runs, d))][:4]
+    if not panels:
+        return "skipped: no stored eval rows with answer lengths and judge scores."
+    fig = _figure(4.4 * min(len(panels), 2), 3.4 * ((len(panels) + 1) // 2))
+    axes = fig.subplots((len(panels) + 1) // 2, min(len(panels), 2), squeeze=False).ravel()
+    cmap = matplotlib.colormaps["tab10"]
+    methods = list(dict.fromkeys(m for _, pts in panels for m in pts))
+    for ax, (d, pts) in zip(axes, panels, strict=False):
+        judges = sorted({j for j, _, _ in pts.values()})
+        for m, (_, x, y) in pts.items():
+            color = cmap(methods.index(m) % 10)
+            ax.scatter(x, y, s=8, alpha=0.45, color=color, label=m)
+            if np.ptp(x) > 0:
+                slope, intercept = np.polyfit(x, y, 1)
+                xs = np.array([x.min(), x.max()])
+                ax.plot(xs, intercept + slope * xs, color=color, linewidth=1.2)
+        ax.set_title(f"{d}: {' / '.join(judges)} score vs length", fontsize=10)
+        ax.set_xlabel("answer tokens", fontsize=8)
+    for ax in axes[len(panels):]:
+        ax.axis("off")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=min(len(methods), 4),
+               fontsize=7)
+    return fig
+
+
 def _judge(suite: Suite, run: Run, dataset: str) -> str | None:
     ms = metrics_of(suite, dataset_label(dataset))
     return ms[0].split("/")[0] if ms else None
@@ -358,6 +390,7 @@ FIGURES = (
     ("discriminator", "Discriminator diagnostics on the validation split", fig_discriminator),
     ("reward_hacking", "Reward hacking: frozen vs online discriminator (Figure 6 style)", fig_hacking),
     ("ngram_f1", "N-gram overlap F1 with the teacher (Figure 4 style)", fig_ngram),
+    ("score_vs_length", "Judge score against answer length", fig_length_scatter),
     ("toy", "Toy distributions (Figure 5 style)", fig_toy),
     ("pairwise", "Pairwise win / tie / loss (Figure 3 style)", fig_pairwise),
     ("eval_steps", "Score per evaluated checkpoint", fig_eval_steps),

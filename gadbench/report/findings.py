@@ -5,6 +5,7 @@
 | GAD beats SeqKD (in distribution) | GAD - SeqKD on the primary metric of the first dataset, paired by (seed, prompt) | interval > 0 |
 | GAD generalises better | the same on each further (out-of-distribution) dataset | interval > 0 |
 | SeqKD covers modes, GAD seeks them | entropy of the answer-style shares (world; sampled answers when stored), GAD - SeqKD | interval < 0 |
+| GAD's gain survives length control | length-controlled GAD - SeqKD (gadbench.judge.controlled) on the first dataset with a gad-paper or pairwise judge | interval > 0 |
 | a frozen D gets exploited | over the off-policy (frozen) D run's adversarial stage, last third - first third of the steps: D's reward, and the rollouts' gold log-prob (world) or response length | reward > 0 and gold < 0 (length > 0) |
 
 Verdicts (gadbench.metrics.verdict): "reproduced" (the interval lies on the paper's side of 0), "not
@@ -19,9 +20,10 @@ from __future__ import annotations
 import numpy as np
 
 from gadbench.metrics import hierarchical_means, paired_seeds_and_items, verdict
-from gadbench.report.cells import datasets, item_value, item_values, metrics_of
+from gadbench.report.cells import datasets, item_value, item_values, metrics_of, selected_rows
+from gadbench.report.judging import survives_length_control
 from gadbench.report.load import Run, Suite
-from gadbench.report.naming import dataset_label, higher_is_better, student_label
+from gadbench.report.naming import higher_is_better, student_label
 from gadbench.report.typeset import Table
 
 STYLE_JUDGES = ("gold-sampled", "gold")  # sampled answers first, else greedy
@@ -54,11 +56,6 @@ def _difference_row(finding: str, gad: list[Run], seqkd: list[Run], label: str, 
     return [finding, evidence, _n(r), verdict(r["ci_low"], r["ci_high"], sign)]
 
 
-def _rows(run: Run, label: str) -> list[dict]:
-    step = ((run.summary or {}).get("selection") or {}).get("checkpoint")
-    return next((items for stem, items in (run.evals.get(step) or {}).items() if dataset_label(stem) == label), [])
-
-
 def _style_keys(items: list[dict]) -> tuple[str, list[str]] | None:
     """(judge, style-share keys) that the rows carry: sampled answers' shares, else the greedy gold style."""
     for judge in STYLE_JUDGES:
@@ -85,7 +82,7 @@ def _mode_row(gad: list[Run], seqkd: list[Run], label: str) -> list | None:
     joint mean share vectors, the entropy difference taken on each resample."""
     groups = []
     for s in sorted({r.seed for r in gad} & {r.seed for r in seqkd}):
-        g, q = (_rows(next(r for r in runs if r.seed == s), label) for runs in (gad, seqkd))
+        g, q = (selected_rows(next(r for r in runs if r.seed == s), label) for runs in (gad, seqkd))
         found = _style_keys(g + q)
         if not found:
             continue
@@ -159,6 +156,7 @@ def findings_table(suite: Suite, base=None) -> Table | str:
             found.append(_difference_row(finding, gad, seqkd, label, metrics_of(suite, label)[0]))
         found.append(_mode_row(gad, seqkd, labels[0]) if labels else None)
         found.append(_frozen_row(suite, student))
+        found.append(survives_length_control(gad, seqkd, labels))
         prefix = f"{student_label(student)}: " if len(students) > 1 else ""
         rows += [[prefix + r[0], *r[1:]] for r in found if r]
     if not rows:

@@ -41,13 +41,15 @@ def build_tables(suite: Suite, base: Baselines | None) -> tuple[list[Table], lis
     read the runs of each searched method's preferred point (`search.chosen_runs`); the search and budget
     tables read every run."""
     from gadbench.report.findings import findings_table
+    from gadbench.report.judging import agreement_table, controlled_table
 
     chosen = dataclasses.replace(suite, runs=chosen_runs(suite))
     built, skipped = [], []
     for make, view in ((findings_table, chosen), (main_table, chosen), (metric_tables, chosen),
                        (ablation_table, chosen), (length_table, chosen), (d_table, chosen),
                        (budget_curve_table, suite), (search_table, suite), (budget_table, suite),
-                       (judge_table, suite), (pairwise_table, chosen)):
+                       (judge_table, suite), (pairwise_table, chosen), (controlled_table, chosen),
+                       (agreement_table, chosen)):
         made = make(view, base)
         for t in made if isinstance(made, list) else [made]:
             (built if isinstance(t, Table) else skipped).append(t)
