@@ -402,7 +402,7 @@ def load_suite(path: str | Path, overrides: list[str] = (), search_dir: Path | N
     path = Path(path)
     raw = _resolve_extends(path, search_dir or path.parent, seen=())
     for item in overrides:
-        _apply_override(raw, item, path)
+        apply_override(raw, item)
     return build(SuiteConfig, raw, str(path), "")
 
 
@@ -479,7 +479,8 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _apply_override(raw: dict, item: str, path: Path) -> None:
+def apply_override(raw: dict, item: str) -> None:
+    """Apply one `--set KEY=VALUE` (VALUE parsed as YAML; null removes the key) to a raw config mapping."""
     if "=" not in item:
         raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.steps=20.")
     key, _, value = item.partition("=")

@@ -85,21 +85,29 @@ def test_checkpoint_0_is_the_initial_student(run):
 
 
 def test_a_missing_judge_runs_alone_on_the_stored_answers(run, monkeypatch):
-    step_dir = run / "eval" / "step-1"
+    """At the checkpoint the summary reports: rouge-l forgotten everywhere, then asked alone. Its judgments
+    and statistics come back as they were, the other judges' statistics stay, and summary.json shows it."""
+    summary_path = run / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    step_dir = run / "eval" / f"step-{summary['selection']['checkpoint']}"
     original = _rows(step_dir / "world-id.jsonl")
+    metrics_before = json.loads((step_dir / "metrics.json").read_text())
     for name in ("world-id", "validation"):  # forget the rouge-l judgments
         rows = _rows(step_dir / f"{name}.jsonl")
         for r in rows:
             r["judgments"].pop("rouge-l")
         (step_dir / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rouge = summary["eval"]["world-id"].pop("rouge-l/score")
+    summary_path.write_text(json.dumps(summary))
     monkeypatch.setattr("gadbench.rollout.hf.HFRolloutEngine.generate",
                         lambda *a, **k: pytest.fail("stored answers must be re-used"))
-    assert main(["eval", str(run), "--checkpoint", "1", "--judges", "rouge-l"]) == 0
+    assert main(["eval", str(run), "--judges", "rouge-l"]) == 0
     again = _rows(step_dir / "world-id.jsonl")
     assert [r["judgments"]["rouge-l"] for r in again] == [r["judgments"]["rouge-l"] for r in original]
+    assert [r["judgments"]["gold"] for r in again] == [r["judgments"]["gold"] for r in original]
     metrics = json.loads((step_dir / "metrics.json").read_text())
-    assert set(metrics) == {"validation", "world-id"}
-    assert "rouge-l/score" in metrics["world-id"] and "gold/accuracy" not in metrics["world-id"]
+    assert metrics == metrics_before  # rouge-l recomputed the same; gold's statistics kept, not dropped
+    assert json.loads(summary_path.read_text())["eval"]["world-id"]["rouge-l/score"] == rouge
 
 
 def test_bad_checkpoint_and_bad_run_dir_fail_in_one_line(run, tmp_path, capsys):

@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from gadbench import GadbenchError
-from gadbench.config import ConfigError, RunSpec, run_spec_from_dict
+from gadbench.config import ConfigError, RunSpec, apply_override, run_spec_from_dict
 from gadbench.io import atomic_write_json, read_json
 from gadbench.rundir import RunDir, RunLock
 
@@ -34,7 +34,9 @@ class EvalError(GadbenchError, ValueError):
     """A run directory or checkpoint that cannot be evaluated; the message says why and what to do."""
 
 
-def load_spec(run_dir: Path, judges: list[str] | None = None) -> RunSpec:
+def load_spec(run_dir: Path, judges: list[str] | None = None, overrides: list[str] = ()) -> RunSpec:
+    """The run's spec from its config.yaml, with `overrides` (`--set KEY=VALUE`, e.g. judge.base_url) applied
+    and `judges` replacing eval.judges."""
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise EvalError(f"{run_dir} is not a run directory (no config.yaml); pass a results/<suite>/<run_id> folder.")
@@ -42,6 +44,8 @@ def load_spec(run_dir: Path, judges: list[str] | None = None) -> RunSpec:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise EvalError(f"{path} is not valid YAML ({e}); the run directory is damaged.") from None
+    for item in overrides:
+        apply_override(raw, item)
     dropped = _drop_unknown(RunSpec, raw, "")
     if dropped:  # a run written by another gadbench version: settings this version no longer has
         log.warning("%s: ignoring settings this gadbench version does not know: %s", path, ", ".join(dropped))
@@ -127,13 +131,13 @@ EVAL_IN_USE_FIX = "the run is incomplete and its files are changing; run `gadben
 
 
 def evaluate_checkpoint(run_dir: str | Path, checkpoint: int | None = None, judges: list[str] | None = None,
-                        sets: bool = True, lm_eval_tasks: list[str] | None = None,
+                        overrides: list[str] = (), sets: bool = True, lm_eval_tasks: list[str] | None = None,
                         lm_eval_include: str | Path | None = None, limit: int | float | None = None,
                         lm_eval_batch_size: int = 4) -> dict:
     """Evaluate one checkpoint; returns {"step", "metrics" (per set, or None), "lm_eval" (or None)}. The run
     must not be in use by another process (gadbench.rundir.RunLock)."""
     run_dir = Path(run_dir).resolve()
-    spec = load_spec(run_dir, judges)
+    spec = load_spec(run_dir, judges, overrides)
     with RunLock(run_dir, EVAL_IN_USE_FIX):  # it writes into the run: not while another process does
         return _evaluate(spec, run_dir, checkpoint, sets, lm_eval_tasks, lm_eval_include, limit, lm_eval_batch_size)
 
@@ -165,6 +169,7 @@ def _evaluate(spec: RunSpec, run_dir: Path, checkpoint: int | None, sets: bool, 
                 torch.manual_seed(eval_seed(spec, step))
                 result["metrics"] = evaluator.evaluate(step, ctx, reuse=True, extra=extra)
             result["usage"] = evaluator.usage
+            _update_summary(run, step, result["metrics"])
     finally:
         ctx.engine.close()
     if lm_eval_tasks:
@@ -177,6 +182,19 @@ def _evaluate(spec: RunSpec, run_dir: Path, checkpoint: int | None, sets: bool, 
         atomic_write_json(out_dir / "lm_eval.json", {"step": step, "tasks": list(lm_eval_tasks), "limit": limit, **out})
         result["lm_eval"] = out
     return result
+
+
+def _update_summary(run: RunDir, step: int, metrics: dict) -> None:
+    """When `step` is the checkpoint the run's summary reports, its eval block takes the new statistics
+    (the report's tables read it)."""
+    path = run.path / "summary.json"
+    if not path.exists():
+        return
+    summary = read_json(path)
+    if (summary.get("selection") or {}).get("checkpoint") != step:
+        return
+    summary["eval"] = {**(summary.get("eval") or {}), **{d: s for d, s in metrics.items() if d != "validation"}}
+    atomic_write_json(path, summary)
 
 
 # ------------------------------------------------------------------------------------------------ output
@@ -227,6 +245,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--checkpoint", type=int, default=None, metavar="K",
                    help="step to evaluate (default: the summary's selected checkpoint, else the latest; 0 = initial)")
     p.add_argument("--judges", default=None, help="comma-separated judges instead of the run's, e.g. gold,rouge-l")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting of the run's config for this evaluation, e.g. "
+                        "judge.base_url=http://127.0.0.1:8000/v1 (repeatable)")
     p.add_argument("--lm-eval", default=None, metavar="TASKS", help="comma-separated lm_eval task names")
     p.add_argument("--lm-eval-include", default=None, metavar="DIR", help="folder of local lm_eval task YAMLs")
     p.add_argument("--limit", type=float, default=None, help="lm_eval: documents per task (a fraction if < 1)")
@@ -242,11 +263,11 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     limit = None if args.limit is None else (int(args.limit) if args.limit >= 1 else args.limit)
     try:
-        if load_spec(Path(args.run_dir).resolve(), judges).train.portable_cpu:
+        if load_spec(Path(args.run_dir).resolve(), judges, args.overrides).train.portable_cpu:
             from gadbench.cli import pin_portable_cpu_numerics
 
             pin_portable_cpu_numerics()
-        out = evaluate_checkpoint(args.run_dir, args.checkpoint, judges, sets=not args.lm_eval_only,
+        out = evaluate_checkpoint(args.run_dir, args.checkpoint, judges, args.overrides, sets=not args.lm_eval_only,
                                   lm_eval_tasks=tasks, lm_eval_include=args.lm_eval_include, limit=limit)
     except (EvalError, ConfigError) as e:
         print(f"gadbench eval: {e}", file=sys.stderr)

@@ -63,13 +63,16 @@ class Evaluator:
     def evaluate(self, step: int, ctx, reuse: bool = True, extra: dict | None = None) -> dict:
         """Evaluate every set at `step` and (re)write metrics.json. With `reuse`, a set whose stored rows
         (`<set>.jsonl`) hold the same ids and prompts keeps its answers and the judgments already made; only
-        missing judges run (`gadbench eval`). `extra` (the trainer's discriminator diagnostics) is stored with
-        the validation split's metrics; a re-evaluation keeps the stored ones."""
+        missing judges run, and the statistics of judges not asked are kept (`gadbench eval`). `extra` (the
+        trainer's discriminator diagnostics) is stored with the validation split's metrics; a re-evaluation
+        keeps the stored ones."""
         out_dir = self.run_dir / "eval" / f"step-{step}"
         stored = read_json(out_dir / "metrics.json") if (out_dir / "metrics.json").exists() else {}
         results = {name: self._evaluate_set(name, examples, ctx, out_dir, self._cached_rows(out_dir, name, examples)
                                             if reuse else None)
                    for name, examples in self.sets().items()}
+        if reuse:  # a judge not asked this time keeps its stored statistics
+            results = {name: {**stored.get(name, {}), **stats} for name, stats in results.items()}
         if "validation" in results:
             kept = {k: v for k, v in stored.get("validation", {}).items() if k == "d"}
             results["validation"].update(extra or kept)
