@@ -44,17 +44,17 @@ def test_plan_without_loading_a_model(capsys):
     p = plan(get_suite("sharegpt-smol"))
     assert p["judge_calls"] == 0 and p["llm_judges"] == []
     rows = {r["method"]: r for r in p["runs"]}
-    assert rows["seqkd"]["stages"] == "sft 8"
-    assert rows["gad"]["stages"] == "warmup 4 + adversarial 4"
+    assert rows["seqkd"]["stages"] == "sft 12"
+    assert rows["gad"]["stages"] == "warmup 4 + adversarial 8"
     assert all(r["params"] == 135_000_000 for r in rows.values())  # from the file name: no model loaded
     assert rows["gad"]["generated_tokens"] > 0 and rows["seqkd"]["generated_tokens"] == 0
     assert main(["run", "--suite", "sharegpt-smol", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "suite sharegpt-smol: 2 runs" in out and "warmup 4 + adversarial 4" in out
+    assert "suite sharegpt-smol: 4 runs" in out and "warmup 4 + adversarial 8" in out
 
 
 def test_overrides_keep_the_plan_valid():
-    s = get_suite("sharegpt-smol", ["train.steps=1", "train.warmup_steps=1", "methods.seqkd=null"])
+    s = get_suite("sharegpt-smol", ["seeds=[0]", "train.steps=1", "train.warmup_steps=1", "methods.seqkd=null"])
     (r,) = runs_of(s)
     assert plan(s)["runs"][0]["stages"] == "warmup 1" and r.method_name == "gad"
 
