@@ -94,3 +94,16 @@ def test_an_unimportable_reward_stops_the_suite_before_any_run(tmp_path):
         run_suite(suite, tmp_path, progress=False)
     assert "\n" not in str(e.value)
     assert not (tmp_path / "smoke").exists()  # nothing was trained or written
+
+
+@pytest.mark.parametrize(("reward", "words"), [
+    ("no_such_module:reward", "cannot be imported (No module named 'no_such_module'); give an importable "
+                              "`package.module:function`."),
+    ("math:pi", "is not callable; point it at a function (prompts, texts, teacher_responses) -> list[float]."),
+])
+def test_a_bad_dotted_reward_says_what_to_give(reward, words):
+    spec = next(r for r in runs_of(get_suite("smoke", [f"methods.grpo-rouge.reward={reward}"]))
+                if r.method_name == "grpo-rouge")
+    with pytest.raises(ConfigError) as e:
+        make_reward(spec)
+    assert str(e.value) == f"method.reward `{reward}` {words}", str(e.value)
