@@ -293,3 +293,13 @@ def test_grpo_loss_matches_trl_bnpo(tmp_path):
         ours, _ = alg.grpo_loss(logp, old, ref, adv, mask, clip_ratio=0.2, beta=0.001, num_tokens=20)
         theirs = trainer._compute_loss(trainer.model, inputs)
     assert ours.item() == pytest.approx(theirs.item(), abs=1e-5)
+
+
+def test_the_tie_threshold_is_relative_to_each_groups_own_reward_scale():
+    """Tied when std <= 1e-6 * max(1, mean |r|) of the group itself: a spread of 5e-4 around 1000 is rounding
+    (tied, zeros), a spread of 1.5e-6 around 1 is a preference (threshold 1e-6, not 2e-6, and not the
+    batch's mean |r|), so its advantages are +-(d/2) / (d/sqrt(2) + eps)."""
+    d = 1.5e-6
+    adv = alg.group_advantages(torch.tensor([1000.0, 1000.0 + 5e-4, 1.0, 1.0 + d], dtype=torch.float64), 2)
+    a = (d / 2) / (d / math.sqrt(2) + 1e-6)
+    assert adv.tolist() == pytest.approx([0.0, 0.0, -a, a], rel=1e-9, abs=0.0), adv.tolist()

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from gadbench.config import ModelConfig, get_suite, runs_of
+from gadbench.config import ConfigError, ModelConfig, get_suite, runs_of
 from gadbench.data import Example
-from gadbench.methods import ADVERSARIAL, ADVERSARIAL_FROZEN_D, D_FIT, SFT, WARMUP
-from gadbench.methods.rewards import gold_reward, rouge_l_reward
+from gadbench.methods import ADVERSARIAL, ADVERSARIAL_FROZEN_D, D_FIT, SFT, WARMUP, stage_plan
+from gadbench.methods.rewards import gold_reward, make_reward, rouge_l_reward
 from gadbench.methods.steps import DIAGNOSTIC_SEED, _d_forward, _d_sequences, d_diagnostics
 from gadbench.metrics import summarize
 from gadbench.models import build_discriminator, load_causal_lm
@@ -161,3 +161,38 @@ def test_fixed_rewards_refuse_lists_of_different_lengths():
         rouge_l_reward(["p", "q"], ["a b", "c"], ["a b"])
     with pytest.raises(ValueError):
         gold_reward(["add 1 2"], ["3", "4"], ["3"])
+
+
+# ------------------------------------------------------------------------------------------ stage plans
+
+
+@pytest.mark.parametrize(("method", "extra", "expected"), [
+    ("seqkd", [], [(SFT, 12)]),
+    ("gad", [], [(WARMUP, 4), (ADVERSARIAL, 8)]),
+    ("grpo-rouge", [], [(WARMUP, 4), (ADVERSARIAL, 8)]),  # a fixed reward: the online step with no D
+    ("gad", ["methods.gad.discriminator=frozen-after-warmup"], [(WARMUP, 4), (ADVERSARIAL_FROZEN_D, 8)]),
+    ("gad-offpolicy", [], [(SFT, 4), (D_FIT, 3), (ADVERSARIAL_FROZEN_D, 8)]),
+    ("gad", ["train.warmup_steps=12"], [(WARMUP, 12)]),  # a stage of 0 steps is dropped
+    ("gad", ["train.warmup_steps=11"], [(WARMUP, 11), (ADVERSARIAL, 1)]),  # a stage of 1 step is kept
+])
+def test_each_method_plans_its_stages(method, extra, expected):
+    spec = _spec(method, ["train.steps=12", "train.warmup_steps=4", "train.offpolicy_d_steps=3", *extra])
+    got = [(p.stage, p.steps) for p in stage_plan(spec)]
+    assert got == expected, [(s.name, s.step, n) for s, n in got]
+
+
+@pytest.mark.parametrize("switch", ["discriminator=frozen-after-warmup", "generator_warmup=false",
+                                    "discriminator_warmup=false"])
+def test_the_offpolicy_method_refuses_switches_that_change_its_schedule(switch):
+    with pytest.raises(ConfigError) as e:
+        get_suite("smoke", [f"methods.gad-offpolicy.{switch}"])
+    assert ("kind gad-offpolicy fixes its own schedule (SeqKD, then D alone, then RL against the frozen D); "
+            "leave discriminator, generator_warmup and discriminator_warmup at their defaults") in str(e.value)
+
+
+def test_the_gold_reward_outside_the_world_says_what_to_use():
+    spec = _spec("grpo-rouge", ["methods.grpo-rouge.reward=gold", "teacher.spec=dataset"])
+    with pytest.raises(ConfigError) as e:
+        make_reward(spec)
+    assert str(e.value) == ("method `grpo-rouge`: reward `gold` exists only in the synthetic world (teacher: "
+                            "program); use rouge-l or a dotted path."), str(e.value)
