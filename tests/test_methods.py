@@ -82,13 +82,17 @@ def ctx(tmp_path_factory):
     spec = next(r for r in runs_of(suite) if r.method_name == "gad")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GADBENCH_CACHE", str(REPO / "results" / "cache"))
-        trainer = Trainer(spec, tmp_path_factory.mktemp("run"), None, progress=False)
-    trainer.ctx.examples = load_run_data(spec, run_teacher(spec)).validation  # world prompts and answers
-    return trainer.ctx
+        return Trainer(spec, tmp_path_factory.mktemp("run"), None, progress=False).ctx
 
 
-def test_d_diagnostics_equal_a_hand_computation_from_ds_own_scores(ctx):
-    examples = ctx.examples[:3]
+@pytest.fixture(scope="module")
+def examples(ctx) -> list[Example]:
+    """World prompts with the teacher's answers (the run's validation split)."""
+    return load_run_data(ctx.spec, run_teacher(ctx.spec)).validation
+
+
+def test_d_diagnostics_equal_a_hand_computation_from_ds_own_scores(ctx, examples):
+    examples = examples[:3]
     step, t = 7, ctx.spec.train
     got = d_diagnostics(ctx, examples, step)
 
@@ -119,10 +123,10 @@ def test_d_diagnostics_equal_a_hand_computation_from_ds_own_scores(ctx):
                                            for i, text in zip(roll.prompt_index, roll.texts, strict=True))
 
 
-def test_a_sample_equal_to_its_teacher_counts_as_identical_and_its_gap_is_measured(ctx):
+def test_a_sample_equal_to_its_teacher_counts_as_identical_and_its_gap_is_measured(ctx, examples):
     """Teacher responses set to what the diagnostics' own rollouts will say: every sample whose text equals
     its teacher's is counted, and its score gap is (rounding) zero."""
-    examples = ctx.examples[3:5]
+    examples = examples[3:5]
     step, t = 3, ctx.spec.train
     seeds = [sequence_seed(ctx.spec.seed, DIAGNOSTIC_SEED + step, i) for i in range(2)]
     roll = ctx.engine.generate(ctx.g.model, [ctx.prompt_ids(ex.prompt) for ex in examples], 3, t.temperature,

@@ -343,7 +343,7 @@ def fig_length_scatter(suite: Suite) -> Figure | str:
     from gadbench.report.search import chosen_runs
 
     runs = chosen_runs(suite)
-    panels = [(d, pts) for d in datasets(suite) if (pts := length_points(suite, runs, d))][:4]
+    panels = [(d, pts) for d in datasets(suite) if (pts := length_points(runs, d))][:4]
     if not panels:
         return "skipped: no stored eval rows with answer lengths and judge scores."
     fig = _figure(4.4 * min(len(panels), 2), 3.4 * ((len(panels) + 1) // 2))

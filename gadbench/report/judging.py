@@ -35,10 +35,10 @@ def _judges(rows_per_seed: dict[int, list[dict]]) -> list[str]:
     return sorted(found)
 
 
-def _groups(suite: Suite) -> list[tuple[str, str, list[Run]]]:
-    """(student, variant label, seeds) of the students' runs, in the suite's order."""
+def _groups(runs: list[Run]) -> list[tuple[str, str, list[Run]]]:
+    """(student, variant label, seeds) of the students' runs, in the given order."""
     groups: dict[tuple[str, str], list[Run]] = {}
-    for r in suite.runs:
+    for r in runs:
         if r.variant.key not in ("teacher", "before") and r.summary:
             groups.setdefault((r.student, r.variant.label), []).append(r)
     return [(s, v, runs) for (s, v), runs in groups.items()]
@@ -51,7 +51,7 @@ def _cell(part: dict) -> Cell:
 def controlled_table(suite: Suite, base=None) -> Table | str:
     """Per student, method, dataset and controllable judge: raw, length- and style-controlled score."""
     rows, warnings = [], []
-    for student, variant, runs in _groups(suite):
+    for student, variant, runs in _groups(suite.runs):
         for label in datasets(suite):
             per_seed = by_seed(runs, label)
             for judge in (j for j in _judges(per_seed) if j in CONTROLLED_JUDGES):
@@ -114,7 +114,7 @@ def _num(v: float | None, fmt: str = ".2f") -> str:
 
 def agreement_table(suite: Suite, base=None) -> Table | str:
     """Per dataset: each pair of judges on the same answers, and each judge's two answer orders."""
-    groups, rows = _groups(suite), []
+    groups, rows = _groups(suite.runs), []
     for label in datasets(suite):
         judges = sorted({j for _, _, runs in groups for j in _judges(by_seed(runs, label))})
         scores = {j: _pooled(groups, label, j) for j in judges}
@@ -142,18 +142,19 @@ def agreement_table(suite: Suite, base=None) -> Table | str:
                        "judgments whose orders agree (a judge without position bias: 100%), 95% interval."))
 
 
-def length_points(suite: Suite, runs: list[Run], label: str) -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
+def length_points(runs: list[Run], label: str) -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
     """Method label -> (judge, answer tokens, score) of its selected rows on a dataset, for the primary judge
     the rows carry (gad-paper or pairwise first, else the first judge)."""
     out = {}
-    for student, variant, group in _groups(Suite(suite.path, suite.name, suite.meta, runs)):
-        rows = [r for rows in by_seed(group, label).values() for r in rows]
-        judges = _judges({0: rows})
+    for student, variant, group in _groups(runs):
+        per_seed = by_seed(group, label)
+        judges = _judges(per_seed)
         judge = next((j for j in CONTROLLED_JUDGES if j in judges), judges[0] if judges else None)
-        pts = [(r["answer_tokens"], r["judgments"][judge]["score"]) for r in rows
-               if judge and isinstance(r.get("answer_tokens"), int | float)
-               and (r.get("judgments") or {}).get(judge, {}).get("valid", True) is not False
-               and isinstance((r.get("judgments") or {}).get(judge, {}).get("score"), int | float)]
+        pts = []
+        for rows in per_seed.values():
+            scores = item_scores(rows, judge)  # valid scores only
+            pts += [(r["answer_tokens"], scores[str(r["id"])]) for r in rows
+                    if isinstance(r.get("answer_tokens"), int | float) and scores.get(str(r["id"])) is not None]
         if len(pts) >= 2:
             x, y = (np.array(v, dtype=float) for v in zip(*pts, strict=True))
             prefix = f"{student_label(student)} " if len({r.student for r in runs}) > 1 else ""
