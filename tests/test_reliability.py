@@ -193,9 +193,9 @@ def kill_one(out: Path, resume: bool, kind: str, rng: random.Random) -> dict:
         kind = "report"  # nothing left to train
     proc = Proc(cli(CRASH, out, *(["--resume"] if resume else [])))
     info = {"kind": kind, "resume": resume, "mid_checkpoint_write": False}
-    if kind == "startup":  # imports, data and model loading, the step-0 evaluation
-        delay = rng.uniform(0.3, 6.0)
-        proc.wait_until(lambda: False, timeout=delay, poll=delay)
+    if kind == "startup":  # imports, data and model loading, the step-0 evaluation: before step 1 ends
+        delay = rng.uniform(0.3, 6.0)  # at most; a fast machine reaches step 1 sooner, and the kill follows it
+        proc.wait_until(lambda: bool(proc.steps), timeout=delay)
     elif kind == "step":  # anywhere in a training step, its evaluation or its checkpoint
         k = rng.randint(first_open, STEPS)
         proc.wait_until(lambda: k in proc.steps)
