@@ -201,8 +201,9 @@ class TrainConfig:
     length_warning_ratio: float = setting(2.0, "warn when rollouts grow past this many times the teacher's length",
                                           lo=1.0)
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "where to train (auto: cuda when visible)")
-    precision: Literal["fp32", "bf16"] = setting("fp32", "bf16: autocast on GPUs over fp32 weights and optimizer "
-                                                         "states")
+    precision: Literal["fp32", "bf16"] = setting("fp32", "bf16: forwards autocast to bf16 over fp32 weights and "
+                                                         "optimizer states, and hf rollouts generate from a bf16 "
+                                                         "copy of G (GPUs, or CPUs with AVX512-BF16 or AMX)")
     gradient_checkpointing: bool = setting(False, "recompute activations in backward (G and D)", paper="true")
     sharding: Literal["none", "fsdp", "hsdp"] = setting(
         "none", "several processes: a replica each, FSDP2 shards over all, or shards within a node and replicas "

@@ -76,8 +76,8 @@ class Context:
         return pack([p for p in prompts for _ in range(repeats)], responses, pad_id, self.device)
 
     def autocast(self):
-        enabled = self.device.type == "cuda" and self.spec.train.precision == "bf16"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        """bf16 autocast of forwards (on GPUs and CPUs alike) when `train.precision` is bf16."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.spec.train.precision == "bf16")
 
 
 def _world_gold(prompts: list[str], texts: list[str]) -> dict[str, float]:

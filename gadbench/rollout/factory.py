@@ -10,9 +10,11 @@ def make_engine(spec, tokenizer) -> RolloutEngine:
     response or evaluation answer."""
     r, t = spec.rollout, spec.train
     if r.engine == "hf":
+        import torch
+
         from gadbench.rollout.hf import HFRolloutEngine
 
-        return HFRolloutEngine(tokenizer, r.batch_size)
+        return HFRolloutEngine(tokenizer, r.batch_size, torch.bfloat16 if t.precision == "bf16" else None)
     if r.engine == "vllm":
         from gadbench.rollout.vllm import VLLMRolloutEngine
 
