@@ -113,9 +113,49 @@ def test_a_missing_judge_runs_alone_on_the_stored_answers(run, monkeypatch):
 def test_bad_checkpoint_and_bad_run_dir_fail_in_one_line(run, tmp_path, capsys):
     assert main(["eval", str(run), "--checkpoint", "5"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "no checkpoint of step 5" in err and "kept: 1, 2" in err and "\n" not in err
+    assert "no checkpoint or stored answers of step 5" in err and "checkpoints: 1, 2;" in err and "\n" not in err
     assert main(["eval", str(tmp_path)]) == 2
     assert "no config.yaml" in capsys.readouterr().err
+
+
+def test_a_step_whose_checkpoint_is_gone_is_judged_on_its_stored_answers(run, capsys, monkeypatch):
+    """Checkpoints deleted (as in a results folder kept without them): a judge runs on the stored answers of
+    the selected step without loading a model; a set without stored answers, or lm_eval, stops in one line."""
+    step = json.loads((run / "summary.json").read_text())["selection"]["checkpoint"]
+    step_dir = run / "eval" / f"step-{step}"
+    original = _rows(step_dir / "world-id.jsonl")
+    rows = [{**r, "judgments": {k: v for k, v in r["judgments"].items() if k != "rouge-l"}} for r in original]
+    (step_dir / "world-id.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shutil.rmtree(run / "checkpoints")
+    monkeypatch.setattr("gadbench.eval.cli.load_context", lambda *a, **k: pytest.fail("no model may be loaded"))
+    assert main(["eval", str(run), "--judges", "rouge-l"]) == 0
+    assert f"checkpoint: step {step}" in capsys.readouterr().out
+    again = _rows(step_dir / "world-id.jsonl")
+    assert [r["judgments"]["rouge-l"] for r in again] == [r["judgments"]["rouge-l"] for r in original]
+    assert [r["answer"] for r in again] == [r["answer"] for r in original]
+
+    assert main(["eval", str(run), "--lm-eval", "any_task"]) == 2
+    assert "lm_eval tasks need the model" in capsys.readouterr().err
+    (step_dir / "world-id.jsonl").unlink()
+    assert main(["eval", str(run), "--judges", "rouge-l"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"step {step} of" in err and "no stored answers for world-id" in err and "\n" not in err
+
+
+def test_step_0_updates_the_suites_before_row_of_the_student_and_seed(tiny_run, run, monkeypatch):
+    """The runner's `before` row (the initial student) takes a judge added to step 0 of any of its runs."""
+    (before,) = [p for p in tiny_run.parent.iterdir() if "--before--" in p.name]
+    row = run.parent / before.name
+    shutil.copytree(before, row)
+    summary = json.loads((row / "summary.json").read_text())
+    rouge = summary["eval"]["world-id"].pop("rouge-l/score")
+    (row / "summary.json").write_text(json.dumps(summary))
+    monkeypatch.setattr("gadbench.rollout.hf.HFRolloutEngine.generate",
+                        lambda *a, **k: pytest.fail("stored answers must be re-used"))
+    assert main(["eval", str(run), "--checkpoint", "0", "--judges", "rouge-l"]) == 0
+    after = json.loads((row / "summary.json").read_text())
+    assert after["eval"]["world-id"]["rouge-l/score"] == rouge
+    assert after["eval"]["world-id"]["gold/teacher_logprob"] == summary["eval"]["world-id"]["gold/teacher_logprob"]
 
 
 def test_unknown_settings_of_another_version_are_ignored(run, caplog):

@@ -3,10 +3,12 @@ or with lm-evaluation-harness tasks, without retraining.
 
 The run's spec is rebuilt from RUN_DIR/config.yaml; the generator's weights come from
 RUN_DIR/checkpoints/step-K/state.pt (key "g"). K defaults to the checkpoint the run's summary selected when
-it is still on disk, else the latest checkpoint; `--checkpoint 0` evaluates the student before distillation
-(the base weights, no checkpoint needed). The run's eval sets (and validation split) are evaluated into
-RUN_DIR/eval/step-K/ as during training; answers and judgments already stored there for the same prompts are
-re-used, so adding a judge only runs that judge. `--lm-eval` runs lm_eval tasks on the in-memory student and
+it is still on disk or its answers are stored, else the latest checkpoint; `--checkpoint 0` evaluates the
+student before distillation (the base weights, no checkpoint needed). The run's eval sets (and validation
+split) are evaluated into RUN_DIR/eval/step-K/ as during training; answers and judgments already stored there
+for the same prompts are re-used, so adding a judge only runs that judge. A step whose checkpoint is gone
+(pruned, or a run kept without checkpoints) is judged on its stored answers alone, without loading a model,
+when every set's answers are stored. `--lm-eval` runs lm_eval tasks on the in-memory student and
 writes RUN_DIR/eval/step-K/lm_eval.json; relative `data_files` in the task YAMLs resolve against
 `--lm-eval-include`.
 """
@@ -84,17 +86,22 @@ def _drop_unknown(cls, raw, where: str) -> list[str]:
 
 
 def choose_checkpoint(run_dir: Path, requested: int | None) -> int:
-    """The requested step (0 = the initial student), else the summary's selection if kept, else the latest."""
-    have = RunDir(run_dir).checkpoint_steps()
+    """The requested step (0 = the initial student), else the summary's selection if kept or answered, else the
+    latest checkpoint. A step is usable when its checkpoint is kept or its answers are stored."""
+    run = RunDir(run_dir)
+    have = run.checkpoint_steps()
+    usable = {0, *have, *run.eval_steps()}
     if requested is not None:
-        if requested == 0 or requested in have:
+        if requested in usable:
             return requested
         kept = ", ".join(map(str, have)) or "none"
-        raise EvalError(f"{run_dir} has no checkpoint of step {requested} (kept: {kept}; 0 = the initial student).")
+        answered = ", ".join(map(str, run.eval_steps())) or "none"
+        raise EvalError(f"{run_dir} has no checkpoint or stored answers of step {requested} (checkpoints: {kept}; "
+                        f"answers: {answered}; 0 = the initial student).")
     summary = run_dir / "summary.json"
     if summary.exists():
         chosen = (read_json(summary).get("selection") or {}).get("checkpoint")
-        if isinstance(chosen, int) and (chosen in have or chosen == 0):
+        if isinstance(chosen, int) and chosen in usable:
             return chosen
     if not have:
         raise EvalError(f"{run_dir} has no checkpoint (checkpoints/step-K/state.pt); pass --checkpoint 0 to "
@@ -153,26 +160,38 @@ def _evaluate(spec: RunSpec, run_dir: Path, checkpoint: int | None, sets: bool, 
     run = RunDir(run_dir)
     step = choose_checkpoint(run.path, checkpoint)
     out_dir = run.eval_dir(step)
-    ctx = load_context(spec, run.path, step, with_d=sets)
-    g = ctx.g
+    weights = step == 0 or step in run.checkpoint_steps()
+    if lm_eval_tasks and not weights:
+        raise EvalError(f"step {step} of {run.path} has no checkpoint, and lm_eval tasks need the model; pass a "
+                        "kept --checkpoint (or 0 for the initial student).")
+    data = None
+    if sets:
+        # The program teacher is cheap and samples from one stream: it answers the training prompts first,
+        # as during training, so the eval sets get the same teacher responses. Other teachers skip them.
+        data = load_run_data(spec, run_teacher(spec, run.cache), fill_train=spec.teacher.spec.startswith("program"))
+        evaluator = Evaluator(spec, data, run.path, run.cache)
+        missing = [name for name, examples in evaluator.sets().items()
+                   if Evaluator.cached_rows(out_dir, name, examples) is None]
+        if missing and not weights:
+            raise EvalError(f"step {step} of {run.path} has no checkpoint and no stored answers for "
+                            f"{', '.join(missing)}; pass a kept --checkpoint (or 0 for the initial student).")
+    ctx = load_context(spec, run.path, step, with_d=sets) if weights else None  # None: stored answers only
     result: dict = {"step": step, "metrics": None, "lm_eval": None}
     try:
         if sets:
-            # The program teacher is cheap and samples from one stream: it answers the training prompts first,
-            # as during training, so the eval sets get the same teacher responses. Other teachers skip them.
-            data = load_run_data(spec, run_teacher(spec, run.cache), fill_train=spec.teacher.spec.startswith("program"))
-            evaluator = Evaluator(spec, data, run.path, run.cache)
             stored = read_json(out_dir / "metrics.json") if (out_dir / "metrics.json").exists() else {}
-            fresh = ctx.d is not None and data.validation and "d" not in stored.get("validation", {})
+            fresh = ctx is not None and ctx.d is not None and data.validation and "d" not in stored.get("validation", {})
             extra = {"d": d_diagnostics(ctx, data.validation, step)} if fresh else None  # else the stored ones
             with torch.random.fork_rng(devices=[]):  # the seed the trainer's evaluation of this step used
                 torch.manual_seed(eval_seed(spec, step))
                 result["metrics"] = evaluator.evaluate(step, ctx, reuse=True, extra=extra)
             result["usage"] = evaluator.usage
-            _update_summary(run, step, result["metrics"])
+            _update_summary(run, spec, step, result["metrics"])
     finally:
-        ctx.engine.close()
+        if ctx is not None:
+            ctx.engine.close()
     if lm_eval_tasks:
+        g = ctx.g
         from gadbench.eval.lmeval import run_lm_eval
 
         include = Path(lm_eval_include).resolve() if lm_eval_include else None
@@ -184,17 +203,21 @@ def _evaluate(spec: RunSpec, run_dir: Path, checkpoint: int | None, sets: bool, 
     return result
 
 
-def _update_summary(run: RunDir, step: int, metrics: dict) -> None:
-    """When `step` is the checkpoint the run's summary reports, its eval block takes the new statistics
-    (the report's tables read it)."""
-    path = run.path / "summary.json"
-    if not path.exists():
-        return
-    summary = read_json(path)
-    if (summary.get("selection") or {}).get("checkpoint") != step:
-        return
-    summary["eval"] = {**(summary.get("eval") or {}), **{d: s for d, s in metrics.items() if d != "validation"}}
-    atomic_write_json(path, summary)
+def _update_summary(run: RunDir, spec: RunSpec, step: int, metrics: dict) -> None:
+    """The summaries whose eval block shows `step` take the new statistics (the report's tables read them): the
+    run's own when `step` is its reported checkpoint, and for step 0 the suite's `before` row of the run's
+    student and seed (every run of a student and seed starts from the same weights and answers)."""
+    paths = [run.path / "summary.json"]
+    if step == 0:
+        paths.append(run.path.parent / f"{spec.student_name}--before--s{spec.seed}" / "summary.json")
+    for path in paths:
+        if not path.exists():
+            continue
+        summary = read_json(path)
+        if (summary.get("selection") or {}).get("checkpoint") != step:
+            continue
+        summary["eval"] = {**(summary.get("eval") or {}), **{d: s for d, s in metrics.items() if d != "validation"}}
+        atomic_write_json(path, summary)
 
 
 # ------------------------------------------------------------------------------------------------ output

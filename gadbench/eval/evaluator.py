@@ -65,10 +65,11 @@ class Evaluator:
         (`<set>.jsonl`) hold the same ids and prompts keeps its answers and the judgments already made; only
         missing judges run, and the statistics of judges not asked are kept (`gadbench eval`). `extra` (the
         trainer's discriminator diagnostics) is stored with the validation split's metrics; a re-evaluation
-        keeps the stored ones."""
+        keeps the stored ones. `ctx` None judges stored answers only (every set must have them), and keeps the
+        stored teacher lengths."""
         out_dir = self.run_dir / "eval" / f"step-{step}"
         stored = read_json(out_dir / "metrics.json") if (out_dir / "metrics.json").exists() else {}
-        results = {name: self._evaluate_set(name, examples, ctx, out_dir, self._cached_rows(out_dir, name, examples)
+        results = {name: self._evaluate_set(name, examples, ctx, out_dir, self.cached_rows(out_dir, name, examples)
                                             if reuse else None)
                    for name, examples in self.sets().items()}
         if reuse:  # a judge not asked this time keeps its stored statistics
@@ -80,7 +81,8 @@ class Evaluator:
         return results
 
     @staticmethod
-    def _cached_rows(out_dir: Path, name: str, examples: list) -> list[dict] | None:
+    def cached_rows(out_dir: Path, name: str, examples: list) -> list[dict] | None:
+        """The rows stored for set `name` when they answer exactly `examples` (same ids and prompts), else None."""
         path = out_dir / f"{name}.jsonl"
         if not path.exists():
             return None
@@ -94,6 +96,8 @@ class Evaluator:
         e = self.spec.eval
         if cached is not None:
             rows = cached
+        elif ctx is None:
+            raise ValueError(f"no stored answers for {name} and no model to answer with")
         else:
             prompts = [ctx.prompt_ids(ex.prompt) for ex in examples]
             roll = ctx.engine.generate(ctx.g.model, prompts, 1, 0.0, e.max_new_tokens)
@@ -110,6 +114,8 @@ class Evaluator:
                 stats[f"gold/{key}"] = summarize([r["judgments"]["gold"][key] for r in rows], e.bootstrap)
             if e.samples:
                 if not all("gold-sampled" in r["judgments"] for r in rows):
+                    if ctx is None:
+                        raise ValueError(f"no stored sampled answers for {name} and no model to sample from")
                     for r, sampled in zip(rows, self._sampled_gold(examples, ctx), strict=True):
                         r["judgments"]["gold-sampled"] = sampled
                 for key in rows[0]["judgments"]["gold-sampled"]:
@@ -132,7 +138,7 @@ class Evaluator:
             stats[f"{jname}/score"] = summarize([j["score"] if j["valid"] else None for j in scores], e.bootstrap)
         stats["length"] = summarize([r["answer_tokens"] for r in rows], e.bootstrap)
         with_teacher = [r for r in rows if r["teacher_response"]]
-        if with_teacher:
+        if with_teacher and ctx is not None:
             tok = ctx.g.tokenizer
             stats["teacher_length"] = sum(response_tokens(tok, r["teacher_response"]) for r in with_teacher) / len(
                 with_teacher)
