@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -103,6 +104,70 @@ def test_chat_client_and_loader_against_the_real_server(served, tiny):
     loaded = load_causal_lm(ModelConfig(path=str(folder)), download=False)  # what `gadbench serve --model DIR` loads
     assert reference_greedy(loaded.model.eval(), loaded.tokenizer, PROMPTS[0], 10) == reference_greedy(
         model, tokenizer, PROMPTS[0], 10)
+
+
+def test_waiting_requests_are_generated_together_with_the_answers_they_get_alone(tiny):
+    """The first request's generation is held until 5 more wait: 4 greedy ones with its settings form the next
+    batch, and one with other settings goes alone. Every answer is the one a lone request gets; a request
+    that fails inside a batch fails alone."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, model, tokenizer = tiny
+    server, thread = start_server(model, tokenizer, "127.0.0.1", 0, model_name="tiny", max_batch=4)
+    batcher, inner = server.batcher, server.batcher.generate
+    release = threading.Event()
+
+    def held(conversations, settings):
+        if not release.is_set():
+            release.wait(60)
+        if any(m["content"] == "boom" for c in conversations for m in c):
+            raise RuntimeError("a request that cannot be generated")
+        return inner(conversations, settings)
+
+    batcher.generate = held
+    api = openai.OpenAI(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", api_key="unused", max_retries=0)
+    prompts = ["def hello(world):", "import os and sys", "class Point:", "x = 1", "for i in range(3):"]
+
+    def ask(prompt, max_tokens=10):
+        r = api.chat.completions.create(model="tiny", messages=[{"role": "user", "content": prompt}],
+                                        temperature=0, max_tokens=max_tokens)
+        return r.choices[0].message.content
+
+    try:
+        with ThreadPoolExecutor(7) as pool:
+            first = pool.submit(ask, prompts[0])
+            while len(batcher.batches) < 1:
+                time.sleep(0.01)
+            rest = [pool.submit(ask, p) for p in prompts[1:]] + [pool.submit(ask, prompts[1], 6)]
+            while len(batcher.waiting) < 5:
+                time.sleep(0.01)
+            release.set()
+            together = [first.result(), *(f.result() for f in rest)]
+        assert batcher.batches == [1, 4, 1], batcher.batches  # 4 = max_batch; max_tokens 6 alone
+        alone = [ask(p) for p in prompts] + [ask(prompts[1], 6)]
+        assert together == alone
+        assert together == [reference_greedy(model, tokenizer, p, 10)[0] for p in prompts] + [
+            reference_greedy(model, tokenizer, prompts[1], 6)[0]]
+
+        release.clear()
+        seen = len(batcher.batches)
+        with ThreadPoolExecutor(3) as pool:
+            held_one = pool.submit(ask, prompts[2])
+            while len(batcher.batches) == seen:
+                time.sleep(0.01)
+            bad, good = pool.submit(ask, "boom"), pool.submit(ask, prompts[3])
+            while len(batcher.waiting) < 2:
+                time.sleep(0.01)
+            release.set()
+            assert held_one.result() == alone[2] and good.result() == alone[3]
+            with pytest.raises(openai.InternalServerError, match="cannot be generated"):
+                bad.result()
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def test_model_not_available_offline_stops_with_one_sentence(capsys, tmp_path):

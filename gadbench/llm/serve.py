@@ -2,8 +2,13 @@
 
 Routes: POST /v1/chat/completions (messages, temperature [default 1; 0 = greedy], top_p, max_tokens or
 max_completion_tokens, seed, n; no streaming), GET /v1/models, GET /health. Any model name in a request is
-accepted. Generation is serialised by a lock; the API key is ignored. There is no authentication, so bind to
-127.0.0.1 unless the network is trusted.
+accepted; the API key is ignored. There is no authentication, so bind to 127.0.0.1 unless the network is
+trusted.
+
+One thread generates. Requests that wait together with the same settings (max_tokens, temperature, top_p, n)
+are generated as one left-padded batch of at most `max_batch` conversations, so concurrent clients (a judge
+pass) share each decoding step. A seeded request is generated alone, since its samples would depend on its
+batch. A batch that fails is retried one request at a time, so one bad request fails alone.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -21,20 +28,113 @@ class _BadRequest(ValueError):
     pass
 
 
+@dataclass(frozen=True)
+class Settings:
+    max_tokens: int
+    temperature: float
+    top_p: float
+    n: int
+    seed: int | None
+
+
+@dataclass(eq=False)
+class _Pending:
+    messages: list[dict]
+    settings: Settings
+    done: threading.Event = field(default_factory=threading.Event)
+    result: list | None = None
+    error: Exception | None = None
+
+
+class Batcher:
+    """The generation thread: each batch is the oldest waiting request plus the later ones with equal settings
+    (none for a seeded request), at most `max_batch`; `generate(conversations, settings)` returns one list of
+    completions per conversation. `batches` records each batch's size."""
+
+    def __init__(self, generate, max_batch: int):
+        self.generate, self.max_batch = generate, max_batch
+        self.waiting: deque[_Pending] = deque()
+        self.cond = threading.Condition()
+        self.batches: list[int] = []
+        self.closed = False
+        self.thread = threading.Thread(target=self._loop, name="gadbench-serve-generate", daemon=True)
+        self.thread.start()
+
+    def submit(self, messages: list[dict], settings: Settings) -> list:
+        item = _Pending(messages, settings)
+        with self.cond:
+            self.waiting.append(item)
+            self.cond.notify()
+        item.done.wait()
+        if item.error is not None:
+            raise item.error
+        return item.result
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify()
+        self.thread.join()
+
+    def _take(self) -> list[_Pending] | None:
+        with self.cond:
+            while not self.waiting and not self.closed:
+                self.cond.wait()
+            if self.closed:
+                return None
+            batch = [self.waiting.popleft()]
+            if batch[0].settings.seed is None:
+                for item in list(self.waiting):
+                    if len(batch) == self.max_batch:
+                        break
+                    if item.settings == batch[0].settings:
+                        self.waiting.remove(item)
+                        batch.append(item)
+            return batch
+
+    def _loop(self) -> None:
+        while (batch := self._take()) is not None:
+            self.batches.append(len(batch))
+            self._run(batch)
+            if len(batch) > 1 and any(item.error for item in batch):
+                for item in batch:  # one request's fault must not fail the others
+                    item.error = None
+                    self._run([item])
+            for item in batch:
+                item.done.set()
+
+    def _run(self, batch: list[_Pending]) -> None:
+        try:
+            results = self.generate([item.messages for item in batch], batch[0].settings)
+            for item, result in zip(batch, results, strict=True):
+                item.result = result
+        except Exception as exc:  # noqa: BLE001 - reported to the request as a 500
+            for item in batch:
+                item.error = exc
+
+
 class ChatServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address, model, tokenizer, model_name: str, max_new_tokens: int):
+    def __init__(self, address, model, tokenizer, model_name: str, max_new_tokens: int, max_batch: int = 8):
         super().__init__(address, _Handler)
         self.model, self.tokenizer = model, tokenizer
         self.model_name = model_name
         self.max_new_tokens = max_new_tokens
-        self.lock = threading.Lock()
+        self.batcher = Batcher(self._generate, max_batch)
+
+    def _generate(self, conversations: list[list[dict]], s: Settings) -> list[list]:
+        from gadbench.llm.local import generate_chat  # torch loads on first use, not on `gadbench --help`
+
+        return generate_chat(self.model, self.tokenizer, conversations, max_new_tokens=s.max_tokens,
+                             temperature=s.temperature, top_p=s.top_p, seed=s.seed, n=s.n)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.batcher.close()
 
     def complete(self, body: dict) -> dict:
         """The chat.completion object for one request body; raises _BadRequest on invalid input."""
-        from gadbench.llm.local import generate_chat  # torch loads on first use, not on `gadbench --help`
-
         messages = _messages(body.get("messages"))
         if body.get("stream"):
             raise _BadRequest("streaming is not supported; send stream=false")
@@ -50,9 +150,7 @@ class ChatServer(ThreadingHTTPServer):
             raise _BadRequest("temperature must be >= 0 and top_p in (0, 1]")
         if seed is not None and not isinstance(seed, int):
             raise _BadRequest("seed must be an integer")
-        with self.lock:
-            [outs] = generate_chat(self.model, self.tokenizer, [messages], max_new_tokens=max_tokens,
-                                   temperature=temperature, top_p=top_p, seed=seed, n=n)
+        outs = self.batcher.submit(messages, Settings(max_tokens, temperature, top_p, n, seed))
         completion_tokens = sum(o.completion_tokens for o in outs)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
@@ -125,10 +223,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def start_server(model, tokenizer, host: str = "127.0.0.1", port: int = 0, *, model_name: str = "local",
-                 max_new_tokens: int = 256) -> tuple[ChatServer, threading.Thread]:
+                 max_new_tokens: int = 256, max_batch: int = 8) -> tuple[ChatServer, threading.Thread]:
     """Serve in a daemon thread (port 0 picks a free port: see server.server_address); stop with
     server.shutdown(); server.server_close()."""
-    server = ChatServer((host, port), model, tokenizer, model_name, max_new_tokens)
+    server = ChatServer((host, port), model, tokenizer, model_name, max_new_tokens, max_batch)
     thread = threading.Thread(target=server.serve_forever, name="gadbench-serve", daemon=True)
     thread.start()
     return server, thread
@@ -141,6 +239,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-new-tokens", type=int, default=256, help="when a request gives no max_tokens")
+    p.add_argument("--max-batch", type=int, default=8, help="most waiting requests generated together")
     p.set_defaults(func=_serve)
 
 
@@ -154,7 +253,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     model, tokenizer = loaded.model.eval(), loaded.tokenizer
-    server = ChatServer((args.host, args.port), model, tokenizer, args.model, args.max_new_tokens)
+    if args.max_batch < 1:
+        print("error: --max-batch must be at least 1.", file=sys.stderr)
+        return 2
+    server = ChatServer((args.host, args.port), model, tokenizer, args.model, args.max_new_tokens, args.max_batch)
     host, port = server.server_address[:2]
     print(f"serving {args.model} at http://{host}:{port}/v1 (Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
