@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("httpx", "transformers", "urllib3", "openai"):
+    for noisy in ("httpx", "httpx2", "transformers", "urllib3", "openai"):  # httpx2: the HTTP client of openai>=3
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
