@@ -53,6 +53,9 @@ P, G, L = (4, 4, 128) if MODEL == "smollm2" else (4, 4, 32)
 PROMPT_TOKENS = 128 if MODEL == "smollm2" else None  # None: the tiny model's equal-length prompts
 THREADS = int(os.environ.get("GADBENCH_BENCH_THREADS", "1"))
 ROUNDS = int(os.environ.get("GADBENCH_BENCH_ROUNDS", "3" if MODEL == "smollm2" else "15"))
+# GADBENCH_BENCH_PRECISION=bf16: train.precision bf16 on our side (bf16 autocast, rollouts from a bf16 copy of G)
+# and TRL's bf16=True (accelerate's bf16 autocast); fp32 on both sides by default.
+PRECISION = os.environ.get("GADBENCH_BENCH_PRECISION", "fp32")
 # SmolLM2: SeqKD left out, so that three trained copies (G; G and D; TRL's G) with their references and AdamW
 # states fit in 24 GB (with SeqKD's fourth copy the process was killed for memory).
 METHODS = ("seqkd", "grpo", "gad", "trl_grpo") if MODEL == "tiny" else ("grpo", "gad", "trl_grpo")
@@ -227,13 +230,14 @@ class Engine:
             if name == "trl_grpo":
                 continue
             kind, disc = {"seqkd": ("seqkd", "none"), "grpo": ("gad", "none"), "gad": ("gad", "online")}[name]
-            spec = make_spec(kind, disc, prompts=P, group=G, max_new=L, max_prompt=PROMPT_TOKENS or 2048)
+            spec = make_spec(kind, disc, prompts=P, group=G, max_new=L, max_prompt=PROMPT_TOKENS or 2048,
+                             precision=PRECISION)
             ctx = bench_context(spec, copy.deepcopy(base), tok, torch.device("cpu"), with_d=disc == "online",
                                 reward_fn=fixed_reward if disc == "none" else None)
             if kind == "seqkd":
                 fn = lambda ctx=ctx: timed(sft_step, ctx, self.batch, 1, 0)  # noqa: E731
             else:
-                self.timers[name] = GenerateTimer(ctx.g.model, L)
+                self.timers[name] = GenerateTimer(ctx.engine.generator_for(ctx.g.model), L)
                 fn = lambda ctx=ctx: timed(adversarial_step, ctx, self.batch, 1, 0)  # noqa: E731
             self.steps[name] = self._recording(name, fn)
         if "trl_grpo" in methods:
@@ -255,8 +259,8 @@ class Engine:
         args = GRPOConfig(
             output_dir=str(tmp / "trl"), per_device_train_batch_size=P * G, num_generations=G,
             max_completion_length=L, max_steps=100_000, learning_rate=1e-6, beta=0.001, loss_type="bnpo",
-            max_grad_norm=0.2, temperature=0.8, bf16=False, gradient_checkpointing=False, use_vllm=False,
-            report_to="none", save_strategy="no", dataloader_num_workers=0, disable_tqdm=True, seed=0,
+            max_grad_norm=0.2, temperature=0.8, bf16=PRECISION == "bf16", gradient_checkpointing=False, use_vllm=False,
+            report_to="none", save_strategy="no", dataloader_num_workers=0, disable_tqdm=True, seed=0, use_cpu=True,
         )
         model = copy.deepcopy(base)
         trainer = GRPOTrainer(model=model, reward_funcs=[FixedReward()], args=args, train_dataset=data,
@@ -319,7 +323,7 @@ def _rates(engine: Engine, name: str, step_times: list[float]) -> dict:
 def _shape_info(engine: Engine) -> dict:
     model = SMOL + " (134.5M params)" if MODEL == "smollm2" else "tests/tinymodels.build_tiny_model (qwen2, 0.75M params)"
     return {"prompts": P, "group_size": G, "completion_tokens": L, "prompt_tokens": engine.prompt_len,
-            "torch_threads": THREADS, "model": model}
+            "torch_threads": THREADS, "precision": PRECISION, "model": model}
 
 
 def _phase_medians(engine: Engine, name: str, skip: int = 1) -> dict:
