@@ -191,12 +191,11 @@ def _evaluate(spec: RunSpec, run_dir: Path, checkpoint: int | None, sets: bool, 
         if ctx is not None:
             ctx.engine.close()
     if lm_eval_tasks:
-        g = ctx.g
         from gadbench.eval.lmeval import run_lm_eval
 
         include = Path(lm_eval_include).resolve() if lm_eval_include else None
         with contextlib.chdir(include) if include else contextlib.nullcontext():
-            out = run_lm_eval(g.model, g.tokenizer, lm_eval_tasks, include_path=include, limit=limit,
+            out = run_lm_eval(ctx.g.model, ctx.g.tokenizer, lm_eval_tasks, include_path=include, limit=limit,
                               batch_size=lm_eval_batch_size, builtin_tasks=include is None)
         atomic_write_json(out_dir / "lm_eval.json", {"step": step, "tasks": list(lm_eval_tasks), "limit": limit, **out})
         result["lm_eval"] = out
