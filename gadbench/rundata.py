@@ -8,7 +8,7 @@ the suite's black-box teacher.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gadbench.config import DatasetConfig, RunSpec
@@ -22,6 +22,7 @@ class RunData:
     validation: list[Example]
     eval: dict[str, list[Example]]
     reports: list[LoadReport]
+    teacher_usage: dict = field(default_factory=dict)  # an API teacher's requests, cache hits, tokens and cost
 
     def batch(self, step: int, size: int) -> list[Example]:
         """The examples of global step `step` (1-based): consecutive slices of the epoch-ordered list."""
@@ -87,7 +88,8 @@ def load_run_data(spec: RunSpec, teacher, fill_train: bool = True) -> RunData:
             evals[name] = examples
     validation = fill_teacher(validation, teacher)
     evals = {k: fill_teacher(v, teacher) for k, v in evals.items()}
-    return RunData(train, validation, evals, reports)
+    usage = getattr(teacher, "usage", None)
+    return RunData(train, validation, evals, reports, asdict(usage) if usage is not None else {})
 
 
 def fill_teacher(examples: list[Example], teacher) -> list[Example]:

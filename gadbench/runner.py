@@ -185,6 +185,7 @@ def own(held: dict[str, RunLock], suite_dir: Path, run_id: str) -> str | None:
 def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bool) -> dict:
     """Train, evaluate and summarize one run; the caller owns the run (see `own`)."""
     from gadbench.eval.evaluator import Evaluator
+    from gadbench.llm.client import Usage
     from gadbench.rundata import load_run_data, run_teacher
     from gadbench.trainer import Trainer
 
@@ -203,6 +204,8 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
     data = dist.from_main(lambda: load_run_data(spec, run_teacher(spec, run.cache)))
     for report in data.reports:  # nothing is dropped silently (docs/data.md)
         log.info("%s: data %s", spec.run_id, report.summary())
+    if data.teacher_usage:
+        log.info("%s: teacher %s", spec.run_id, Usage(**data.teacher_usage).summary())
     evaluator = Evaluator(spec, data, run.path, run.cache)
     trainer = Trainer(spec, run.path, data, reward_fn=make_reward(spec), on_eval=evaluator, steps=steps,
                       progress=progress)
@@ -262,8 +265,8 @@ def summarize_run(spec: RunSpec, run: RunDir, totals: dict, data, evaluator) -> 
         "seed": spec.seed, "selection": {**sel.to_json(), "metric": metric},
         "eval": {d: s for d, s in chosen.items() if d != "validation"},
         "validation": chosen.get("validation"),
-        "budget": totals, "judge_usage": evaluator.usage, "warnings": warnings, "departures": departures,
-        "data": [asdict(r) for r in data.reports],
+        "budget": totals, "judge_usage": evaluator.usage, "teacher_usage": data.teacher_usage, "warnings": warnings,
+        "departures": departures, "data": [asdict(r) for r in data.reports],
     }
 
 

@@ -190,3 +190,23 @@ def test_a_suites_api_teacher_asks_each_prompt_once_across_runs(tmp_path):
         assert second.respond(PROMPTS) == [f"echo: {p}" for p in PROMPTS]
         assert len(server.received) == len(PROMPTS)
         assert second.usage.requests_sent == 0 and second.usage.cache_hits == len(PROMPTS)
+
+
+def test_run_data_records_what_the_api_teacher_cost(tmp_path):
+    """load_run_data (the runner's data load) keeps the teacher's usage: the first load sends one request per
+    prompt without a response, the second answers them all from the suite's cache."""
+    from gadbench.config import get_suite, runs_of
+    from gadbench.rundata import load_run_data, run_teacher
+
+    with LoopbackServer() as server:
+        spec = runs_of(get_suite("smoke", [f"teacher.spec=openai:m@{server.url}", "data.train.limit=6",
+                                           "data.validation_size=2", "data.eval.world-ood=null",
+                                           "data.eval.world-id.limit=8"]))[0]
+        first = load_run_data(spec, run_teacher(spec, tmp_path / "cache"))
+        asked = len(first.train) + len(first.validation) + sum(map(len, first.eval.values()))
+        assert all(ex.teacher_response == f"echo: {ex.prompt}" for ex in first.train)
+        assert (first.teacher_usage["requests_sent"], first.teacher_usage["cache_hits"]) == (asked, 0)
+        again = load_run_data(spec, run_teacher(spec, tmp_path / "cache"))
+        assert (again.teacher_usage["requests_sent"], again.teacher_usage["cache_hits"]) == (0, asked)
+        assert len(server.received) == asked
+    assert load_run_data(spec, None).teacher_usage == {}  # the dataset teacher costs nothing
