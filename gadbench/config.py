@@ -253,6 +253,9 @@ class JudgeConfig:
     price_per_mtok: tuple[float, ...] = setting((2.5, 10.0), "USD per million prompt and completion tokens, for the "
                                                              "cost estimate and report")
     max_tokens: int = setting(1024, "the most tokens a judge reply may take", lo=1)
+    guided: bool = setting(False, "constrain each verdict reply to the protocol's verdict lines (vLLM's "
+                                  "guided_choice, honoured by gadbench serve): for small judges that cannot follow "
+                                  "the format; not the paper's protocol", paper="false")
 
 
 @dataclass(frozen=True)

@@ -255,6 +255,8 @@ def summarize_run(spec: RunSpec, run: RunDir, totals: dict, data, evaluator) -> 
         departures.append("no validation split: the last checkpoint is reported")
     if spec.judge.model != "gpt-4o" and any(j in JUDGE_CALLS_PER_ITEM for j in spec.eval.judges):
         departures.append(f"judge model {spec.judge.model} instead of GPT-4o")
+    if spec.judge.guided and any(j in JUDGE_CALLS_PER_ITEM for j in spec.eval.judges):
+        departures.append("judge verdicts constrained to the protocol's verdict lines (judge.guided)")
     warnings = []
     lengths = [r for r in read_jsonl(run.metrics) if r.get("length_warning")]
     if lengths:

@@ -153,3 +153,14 @@ def test_namespace_tracks_prompt_version_and_text():
     assert MtBenchSingle().namespace.count("@") == 2  # both prompt files of the protocol
     with pytest.raises(FileNotFoundError):
         _ = GadPaper(version="v9").namespace
+
+
+def test_every_guided_choice_parses_to_its_verdict():
+    from gadbench.judge.protocols import GadPaper, MtBenchSingle, Pairwise
+
+    assert [GadPaper.parse_reply(c) for c in GadPaper.choices] == [
+        (float(a), float(b)) for a in range(1, 11) for b in range(1, 11)]
+    assert [MtBenchSingle.parse_reply(c) for c in MtBenchSingle.choices] == [float(n) for n in range(1, 11)]
+    assert [Pairwise.parse_reply(c) for c in Pairwise.choices] == ["A", "B", "C"]
+    request = GadPaper(guided=True).request([{"role": "user", "content": "x"}])
+    assert request.choices == GadPaper.choices and GadPaper().request([{"role": "user", "content": "x"}]).choices is None

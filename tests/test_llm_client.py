@@ -185,3 +185,23 @@ def test_malformed_request_is_rejected_before_sending(server):
     with pytest.raises(ValueError, match="request 1 needs a non-empty list"):
         client(server).run([ask("ok"), ChatRequest([])])
     assert server.received == []
+
+
+def test_choices_are_sent_as_guided_choice_and_keyed_apart(server, tmp_path):
+    """A constrained request carries `guided_choice` and has its own cache key; an unconstrained request keeps
+    the key it had before choices existed (sha256 of the canonical JSON below, computed here by hand)."""
+    import hashlib
+    import json
+
+    from gadbench.llm.cache import request_key
+
+    c = client(server, cache_path=tmp_path / "cache.sqlite")
+    c.run([ask("q", max_tokens=4), ask("q", max_tokens=4, choices=("[[A]]", "[[B]]"))])
+    assert len(server.received) == 2 and "guided_choice" not in server.received[0]
+    assert server.received[1]["guided_choice"] == ["[[A]]", "[[B]]"]
+    c.close()
+    messages = [{"role": "user", "content": "q"}]
+    canon = json.dumps({"model": "m", "namespace": "ns", "messages": messages, "temperature": 0.0,
+                        "max_tokens": 4, "seed": None}, sort_keys=True, separators=(",", ":"))
+    assert request_key("m", "ns", messages, 0.0, 4, None) == hashlib.sha256(canon.encode()).hexdigest()
+    assert request_key("m", "ns", messages, 0.0, 4, None, ("[[A]]",)) != request_key("m", "ns", messages, 0.0, 4, None)

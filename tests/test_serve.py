@@ -170,6 +170,65 @@ def test_waiting_requests_are_generated_together_with_the_answers_they_get_alone
         thread.join()
 
 
+def constrained_greedy(model, tokenizer, prompt: str, choices) -> str:
+    """Greedy decoding by hand among the choices: at each step the likeliest token that keeps the reply a
+    prefix of some choice, or EOS once the reply is a whole choice."""
+    enc = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)
+    ids, reply = enc["input_ids"], []
+    seqs = [tokenizer.encode(c, add_special_tokens=False) for c in choices]
+    eos = tokenizer.eos_token_id
+    while True:
+        allowed = {s[len(reply)] for s in seqs if len(s) > len(reply) and s[: len(reply)] == reply}
+        if reply in seqs:
+            allowed.add(eos)
+        with torch.no_grad():
+            logits = model(torch.cat([ids, torch.tensor([reply], dtype=torch.long)], dim=1)).logits[0, -1]
+        token = max(allowed, key=lambda t: logits[t].item())
+        if token == eos:
+            return tokenizer.decode(reply)
+        reply.append(token)
+
+
+def test_guided_choice_answers_are_the_likeliest_allowed_choice(served, tiny):
+    from gadbench.judge.protocols import GadPaper
+
+    _, model, tokenizer = tiny
+    api = openai.OpenAI(base_url=served, api_key="unused", max_retries=0)
+    choices = list(GadPaper.choices)
+    free = []
+    for prompt in PROMPTS:
+        messages = [{"role": "user", "content": prompt}]
+        r = api.chat.completions.create(model="tiny", messages=messages, temperature=0, max_tokens=10,
+                                        extra_body={"guided_choice": choices})
+        assert r.choices[0].message.content == constrained_greedy(model, tokenizer, prompt, choices)
+        assert r.choices[0].message.content in choices and r.choices[0].finish_reason == "stop"
+        free.append(api.chat.completions.create(model="tiny", messages=messages, temperature=0,
+                                                max_tokens=10).choices[0].message.content)
+    assert not set(free) & set(choices)  # unconstrained, the tiny model never answers in the format
+    with pytest.raises(openai.BadRequestError, match="guided_choice"):
+        api.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "a"}],
+                                    extra_body={"guided_choice": "7 8"})
+
+
+def test_a_guided_judge_gives_valid_verdicts_where_a_free_one_cannot(served, tmp_path):
+    """gad-paper through ChatClient and the served tiny model: free replies do not parse; guided ones all do,
+    and each score is one of the protocol's verdict lines."""
+    from gadbench.judge import get_judge
+    from gadbench.judge.types import JudgeItem
+
+    items = [JudgeItem(str(i), p, f"answer {i}", None) for i, p in enumerate(PROMPTS)]
+    results = {}
+    for guided in (False, True):
+        client = ChatClient("tiny", base_url=served, cache_path=tmp_path / "judge.sqlite", progress=False)
+        results[guided] = get_judge("gad-paper", client=client, max_tokens=10, guided=guided).judge(items)
+    assert not any(j.valid for j in results[False])
+    assert all(j.valid for j in results[True]), [j.details for j in results[True]]
+    for j in results[True]:
+        s, r = j.details["scores"][0][1], j.details["scores"][0][0]
+        assert j.score == pytest.approx(100 * s / (s + r)) and {s, r} <= set(range(1, 11))
+
+
 def test_model_not_available_offline_stops_with_one_sentence(capsys, tmp_path):
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())

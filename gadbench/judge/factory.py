@@ -11,7 +11,8 @@ from gadbench.judge import PROTOCOLS, get_judge
 def make_judge(name: str, cfg: JudgeConfig, cache_dir: Path):
     """A Judge; LLM protocols share the SQLite cache `cache_dir/judge.sqlite` (keyed by model, protocol
     version, messages and decoding parameters), so re-runs never pay twice. `cfg.max_tokens` caps every
-    judge reply (the judge's own reference answers of gad-paper are not capped)."""
+    judge reply (the judge's own reference answers of gad-paper are not capped); `cfg.guided` constrains the
+    verdict replies to the protocol's choices."""
     if name not in PROTOCOLS:
         return get_judge(name)
     from gadbench.llm.client import ChatClient
@@ -19,4 +20,4 @@ def make_judge(name: str, cfg: JudgeConfig, cache_dir: Path):
     price = tuple(cfg.price_per_mtok[:2]) if len(cfg.price_per_mtok) >= 2 else None
     client = ChatClient(cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env, concurrency=cfg.concurrency,
                         cache_path=Path(cache_dir) / "judge.sqlite", price_per_mtok=price)
-    return get_judge(name, client=client, max_tokens=cfg.max_tokens)
+    return get_judge(name, client=client, max_tokens=cfg.max_tokens, guided=cfg.guided)

@@ -4,7 +4,11 @@
 into a Judgment and depends on nothing else, so stored raw text can be re-parsed without calling the judge.
 
 Every protocol parses each reply on its own (`parse_reply`, None when it does not parse); the engine re-sends
-a request whose reply does not parse up to `reasks` times (default 1). With two orders (pairwise always,
+a request whose reply does not parse up to `reasks` times (default 1). With `guided=True` every judgment
+request carries the protocol's `choices` (gad-paper: "s1 s2" for s1, s2 in 1..10; mtbench-single: "[[n]]";
+pairwise: "[[A]]", "[[B]]", "[[C]]"), so a judge that cannot follow the format (a small local model) still
+returns a verdict: the constrained reply is the verdict line the prompt asks for first, without the
+explanation after it. Not the paper's protocol, which leaves the reply free. With two orders (pairwise always,
 gad-paper with `swap=True`), details["orders_agree"] records whether the two orders gave the same outcome
 (pairwise: win/tie/loss; gad-paper: which answer scored higher, or a tie).
 
@@ -43,10 +47,12 @@ class LLMProtocol:
     seed: int | None = None
     version: str = "v1"
     reasks: int = 1  # re-sends of a request whose reply does not parse
+    guided: bool = False  # replies constrained to `choices` (see the module docstring)
     name: ClassVar[str] = ""
     parse_reply: ClassVar[Callable[[str | None], object]]  # one reply's parsed value, or None
     prompt_names: ClassVar[tuple[str, ...]] = ()
     writes_reference: ClassVar[bool] = False  # the judge first answers each prompt itself (gad-paper)
+    choices: ClassVar[tuple[str, ...]] = ()  # every verdict line the protocol parses
 
     @property
     def namespace(self) -> str:
@@ -54,7 +60,8 @@ class LLMProtocol:
         return "+".join(f"{p.id}@{p.sha}" for p in prompts)
 
     def request(self, messages: list[dict]) -> ChatRequest:
-        return ChatRequest(tuple(messages), self.temperature, self.max_tokens, self.seed)
+        return ChatRequest(tuple(messages), self.temperature, self.max_tokens, self.seed,
+                           self.choices if self.guided else None)
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ class GadPaper(LLMProtocol):
     prompt_names = ("gad-paper",)
     writes_reference = True
     parse_reply = staticmethod(parse_two_scores)
+    choices = tuple(f"{a} {b}" for a in range(1, 11) for b in range(1, 11))
 
     def reference_request(self, prompt: str) -> ChatRequest:
         """The judge's own answer to the prompt (its reference), decoded like the judgments."""
@@ -96,6 +104,7 @@ class MtBenchSingle(LLMProtocol):
     name = "mtbench-single"
     prompt_names = ("mtbench-single", "mtbench-single-noref")
     parse_reply = staticmethod(parse_rating)
+    choices = tuple(f"[[{n}]]" for n in range(1, 11))
 
     def requests(self, item: JudgeItem, reference: str | None) -> list[ChatRequest] | Judgment:
         if item.teacher_response is None:
@@ -120,6 +129,7 @@ class Pairwise(LLMProtocol):
     name = "pairwise"
     prompt_names = ("pairwise",)
     parse_reply = staticmethod(parse_verdict)
+    choices = ("[[A]]", "[[B]]", "[[C]]")
 
     def requests(self, item: JudgeItem, reference: str | None) -> list[ChatRequest] | Judgment:
         other = item.other if item.other is not None else item.teacher_response

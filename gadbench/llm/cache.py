@@ -28,10 +28,13 @@ class CachedResponse:
 
 
 def request_key(model: str, namespace: str, messages: list[dict], temperature: float,
-                max_tokens: int | None, seed: int | None) -> str:
-    """sha256 over the canonical JSON of everything that determines an answer (never the API key)."""
+                max_tokens: int | None, seed: int | None, choices: tuple[str, ...] | None = None) -> str:
+    """sha256 over the canonical JSON of everything that determines an answer (never the API key); `choices`
+    enters only when set, so keys of unconstrained requests are those of earlier versions."""
     payload = {"model": model, "namespace": namespace, "messages": messages,
                "temperature": float(temperature), "max_tokens": max_tokens, "seed": seed}
+    if choices is not None:
+        payload["choices"] = list(choices)
     canon = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canon.encode("utf-8")).hexdigest()
 

@@ -36,10 +36,14 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 @dataclass(frozen=True)
 class ChatRequest:
+    """One chat completion. `choices`: the reply must be one of these strings, sent as `guided_choice` (the
+    structured-output field of vLLM's OpenAI server, which `gadbench serve` also honours)."""
+
     messages: tuple[dict, ...] | list[dict]
     temperature: float = 0.0
     max_tokens: int | None = None
     seed: int | None = None
+    choices: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -197,7 +201,8 @@ class ChatClient:
         if not messages or not all(isinstance(m, dict) and "role" in m for m in messages):
             raise ValueError(f"request {index} needs a non-empty list of message dicts with a 'role'; "
                              f"build it as ChatRequest([{{'role': 'user', 'content': ...}}]).")
-        return request_key(self.model, self.namespace, messages, req.temperature, req.max_tokens, req.seed)
+        return request_key(self.model, self.namespace, messages, req.temperature, req.max_tokens, req.seed,
+                           req.choices)
 
     async def _one(self, client: openai.AsyncOpenAI, req: ChatRequest, key: str) -> ChatResult:
         """Send one request, retrying transient failures; a success is cached before it is returned."""
@@ -225,6 +230,8 @@ class ChatClient:
             body["max_tokens"] = req.max_tokens
         if req.seed is not None:
             body["seed"] = req.seed
+        if req.choices is not None:
+            body["guided_choice"] = list(req.choices)
         try:
             # The SDK's plain `post` (its documented way to send a raw body), not `chat.completions.create`:
             # the same auth, headers, status errors and timeouts, without `create`'s walk of the typed

@@ -1,12 +1,12 @@
 """`gadbench serve`: an OpenAI-compatible HTTP server over a local transformers chat model.
 
 Routes: POST /v1/chat/completions (messages, temperature [default 1; 0 = greedy], top_p, max_tokens or
-max_completion_tokens, seed, n; no streaming), GET /v1/models, GET /health. Any model name in a request is
+max_completion_tokens, seed, n, guided_choice [vLLM's: the reply is one of these strings]; no streaming), GET /v1/models, GET /health. Any model name in a request is
 accepted; the API key is ignored. There is no authentication, so bind to 127.0.0.1 unless the network is
 trusted.
 
-One thread generates. Requests that wait together with the same settings (max_tokens, temperature, top_p, n)
-are generated as one left-padded batch of at most `max_batch` conversations, so concurrent clients (a judge
+One thread generates. Requests that wait together with the same settings (max_tokens, temperature, top_p, n,
+guided_choice) are generated as one left-padded batch of at most `max_batch` conversations, so concurrent clients (a judge
 pass) share each decoding step. A seeded request is generated alone, since its samples would depend on its
 batch. A batch that fails is retried one request at a time, so one bad request fails alone.
 """
@@ -35,6 +35,7 @@ class Settings:
     top_p: float
     n: int
     seed: int | None
+    choices: tuple[str, ...] | None = None
 
 
 @dataclass(eq=False)
@@ -127,7 +128,7 @@ class ChatServer(ThreadingHTTPServer):
         from gadbench.llm.local import generate_chat  # torch loads on first use, not on `gadbench --help`
 
         return generate_chat(self.model, self.tokenizer, conversations, max_new_tokens=s.max_tokens,
-                             temperature=s.temperature, top_p=s.top_p, seed=s.seed, n=s.n)
+                             temperature=s.temperature, top_p=s.top_p, seed=s.seed, n=s.n, choices=s.choices)
 
     def server_close(self) -> None:
         super().server_close()
@@ -150,7 +151,12 @@ class ChatServer(ThreadingHTTPServer):
             raise _BadRequest("temperature must be >= 0 and top_p in (0, 1]")
         if seed is not None and not isinstance(seed, int):
             raise _BadRequest("seed must be an integer")
-        outs = self.batcher.submit(messages, Settings(max_tokens, temperature, top_p, n, seed))
+        choices = body.get("guided_choice")
+        if choices is not None and not (isinstance(choices, list) and choices
+                                        and all(isinstance(c, str) and c for c in choices)):
+            raise _BadRequest("guided_choice must be a non-empty list of non-empty strings")
+        settings = Settings(max_tokens, temperature, top_p, n, seed, tuple(choices) if choices else None)
+        outs = self.batcher.submit(messages, settings)
         completion_tokens = sum(o.completion_tokens for o in outs)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
