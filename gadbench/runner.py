@@ -228,6 +228,16 @@ def selection_metric(spec: RunSpec) -> str:
     return "gold/teacher_logprob" if j == "gold" else f"{j}/score"
 
 
+def judge_departures(spec: RunSpec) -> list[str]:
+    """How the run's LLM judging departs from the paper's (GPT-4o, free replies); none without an LLM judge."""
+    if not any(j in JUDGE_CALLS_PER_ITEM for j in spec.eval.judges):
+        return []
+    out = [f"judge model {spec.judge.model} instead of GPT-4o"] if spec.judge.model != "gpt-4o" else []
+    if spec.judge.guided:
+        out.append("judge verdicts constrained to the protocol's verdict lines (judge.guided)")
+    return out
+
+
 def summarize_run(spec: RunSpec, run: RunDir, totals: dict, data, evaluator) -> dict:
     from gadbench.eval.selection import CheckpointScores, select_checkpoint
 
@@ -253,10 +263,7 @@ def summarize_run(spec: RunSpec, run: RunDir, totals: dict, data, evaluator) -> 
                           "not on the test sets as in the paper")
     if rule == "last" and spec.eval.selection == "validation":
         departures.append("no validation split: the last checkpoint is reported")
-    if spec.judge.model != "gpt-4o" and any(j in JUDGE_CALLS_PER_ITEM for j in spec.eval.judges):
-        departures.append(f"judge model {spec.judge.model} instead of GPT-4o")
-    if spec.judge.guided and any(j in JUDGE_CALLS_PER_ITEM for j in spec.eval.judges):
-        departures.append("judge verdicts constrained to the protocol's verdict lines (judge.guided)")
+    departures += judge_departures(spec)
     warnings = []
     lengths = [r for r in read_jsonl(run.metrics) if r.get("length_warning")]
     if lengths:

@@ -142,6 +142,25 @@ def test_a_step_whose_checkpoint_is_gone_is_judged_on_its_stored_answers(run, ca
     assert f"step {step} of" in err and "no stored answers for world-id" in err and "\n" not in err
 
 
+def test_an_llm_judge_added_later_records_its_departures_and_usage_in_the_summary(run):
+    """A gad-paper judge run by `gadbench eval` (here a loopback endpoint that answers "ok") leaves what a run
+    judged at training time would: its departures from the paper and its request counts."""
+    from loopback import LoopbackServer
+
+    with LoopbackServer() as server:
+        argv = ["eval", str(run), "--judges", "gad-paper", "--set", f"judge.base_url={server.url}",
+                "--set", "judge.model=small-judge", "--set", "judge.guided=true"]
+        assert main(argv) == 0
+        sent = len(server.received)
+    summary = json.loads((run / "summary.json").read_text())
+    assert "judge model small-judge instead of GPT-4o" in summary["departures"]
+    assert "judge verdicts constrained to the protocol's verdict lines (judge.guided)" in summary["departures"]
+    assert summary["judge_usage"]["requests"] == sent > 0
+    assert main(argv) == 0  # the same judgments again: cached, nothing new sent, departures not repeated
+    again = json.loads((run / "summary.json").read_text())
+    assert again["judge_usage"]["requests"] == sent and again["departures"] == summary["departures"]
+
+
 def test_step_0_updates_the_suites_before_row_of_the_student_and_seed(tiny_run, run, monkeypatch):
     """The runner's `before` row (the initial student) takes a judge added to step 0 of any of its runs."""
     (before,) = [p for p in tiny_run.parent.iterdir() if "--before--" in p.name]

@@ -186,7 +186,7 @@ def _evaluate(spec: RunSpec, run_dir: Path, checkpoint: int | None, sets: bool, 
                 torch.manual_seed(eval_seed(spec, step))
                 result["metrics"] = evaluator.evaluate(step, ctx, reuse=True, extra=extra)
             result["usage"] = evaluator.usage
-            _update_summary(run, spec, step, result["metrics"])
+            _update_summary(run, spec, step, result["metrics"], evaluator.usage)
     finally:
         if ctx is not None:
             ctx.engine.close()
@@ -202,10 +202,13 @@ def _evaluate(spec: RunSpec, run_dir: Path, checkpoint: int | None, sets: bool, 
     return result
 
 
-def _update_summary(run: RunDir, spec: RunSpec, step: int, metrics: dict) -> None:
+def _update_summary(run: RunDir, spec: RunSpec, step: int, metrics: dict, usage: dict) -> None:
     """The summaries whose eval block shows `step` take the new statistics (the report's tables read them): the
     run's own when `step` is its reported checkpoint, and for step 0 the suite's `before` row of the run's
-    student and seed (every run of a student and seed starts from the same weights and answers)."""
+    student and seed (every run of a student and seed starts from the same weights and answers). They also
+    take the judges' departures from the paper, and the judge usage is added to the one they hold."""
+    from gadbench.runner import judge_departures
+
     paths = [run.path / "summary.json"]
     if step == 0:
         paths.append(run.path.parent / f"{spec.student_name}--before--s{spec.seed}" / "summary.json")
@@ -216,6 +219,10 @@ def _update_summary(run: RunDir, spec: RunSpec, step: int, metrics: dict) -> Non
         if (summary.get("selection") or {}).get("checkpoint") != step:
             continue
         summary["eval"] = {**(summary.get("eval") or {}), **{d: s for d, s in metrics.items() if d != "validation"}}
+        departures = summary.get("departures") or []
+        summary["departures"] = departures + [d for d in judge_departures(spec) if d not in departures]
+        held = summary.get("judge_usage") or {}
+        summary["judge_usage"] = {k: (held.get(k) or 0) + (usage.get(k) or 0) for k in {*held, *usage}}
         atomic_write_json(path, summary)
 
 
