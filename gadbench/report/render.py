@@ -37,6 +37,10 @@ def summary(rep: Report) -> str:
     train = cfg.get("train") or next((r.config.get("train") for r in s.runs if r.config.get("train")), {}) or {}
     judges = cfg.get("eval", {}).get("judges") or next(
         (r.config.get("eval", {}).get("judges") for r in s.runs if r.config.get("eval")), [])
+    # and judges added after training (`gadbench eval --judges`): each leaves `<judge>/score` in the summaries
+    added = [key.removesuffix("/score") for r in s.runs for stats in ((r.summary or {}).get("eval") or {}).values()
+             for key in stats if key.endswith("/score")]
+    judges = list(dict.fromkeys([*judges, *added]))
     parts = [f"Suite `{s.name}`: {len(s.runs)} runs"]
     if students:
         parts.append(f"student{'s' if len(students) > 1 else ''} {', '.join(student_label(x) for x in students)}")
