@@ -170,6 +170,42 @@ def test_waiting_requests_are_generated_together_with_the_answers_they_get_alone
         thread.join()
 
 
+def test_closing_the_batcher_fails_the_requests_still_waiting():
+    import threading
+
+    from gadbench.llm.serve import Batcher, Settings
+
+    started, release = threading.Event(), threading.Event()
+
+    def generate(conversations, settings):
+        started.set()
+        release.wait(10)
+        return [["done"] for _ in conversations]
+
+    batcher = Batcher(generate, max_batch=1)
+    results = {}
+
+    def ask(name):
+        try:
+            results[name] = batcher.submit([{"role": "user", "content": name}], Settings(4, 0.0, 1.0, 1, None))
+        except RuntimeError as exc:
+            results[name] = str(exc)
+
+    threads = [threading.Thread(target=ask, args=(name,)) for name in ("first", "second")]
+    threads[0].start()
+    started.wait(10)
+    threads[1].start()
+    while not batcher.waiting:
+        time.sleep(0.01)
+    closing = threading.Thread(target=batcher.close)
+    closing.start()
+    threads[1].join(10)
+    release.set()
+    closing.join(10)
+    threads[0].join(10)
+    assert results == {"first": ["done"], "second": "the server is shutting down"}
+
+
 def constrained_greedy(model, tokenizer, prompt: str, choices) -> str:
     """Greedy decoding by hand among the choices: at each step the likeliest token that keeps the reply a
     prefix of some choice, or EOS once the reply is a whole choice."""

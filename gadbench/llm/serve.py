@@ -1,14 +1,14 @@
 """`gadbench serve`: an OpenAI-compatible HTTP server over a local transformers chat model.
 
 Routes: POST /v1/chat/completions (messages, temperature [default 1; 0 = greedy], top_p, max_tokens or
-max_completion_tokens, seed, n, guided_choice [vLLM's: the reply is one of these strings]; no streaming), GET /v1/models, GET /health. Any model name in a request is
-accepted; the API key is ignored. There is no authentication, so bind to 127.0.0.1 unless the network is
-trusted.
+max_completion_tokens, seed, n, guided_choice [vLLM's: the reply is one of these strings]; no streaming),
+GET /v1/models, GET /health. Any model name in a request is accepted; the API key is ignored. There is no
+authentication, so bind to 127.0.0.1 unless the network is trusted.
 
 One thread generates. Requests that wait together with the same settings (max_tokens, temperature, top_p, n,
-guided_choice) are generated as one left-padded batch of at most `max_batch` conversations, so concurrent clients (a judge
-pass) share each decoding step. A seeded request is generated alone, since its samples would depend on its
-batch. A batch that fails is retried one request at a time, so one bad request fails alone.
+guided_choice) are generated as one left-padded batch of at most `max_batch` conversations, so concurrent
+clients (a judge pass) share each decoding step. A seeded request is generated alone, since its samples would
+depend on its batch. A batch that fails is retried one request at a time, so one bad request fails alone.
 """
 
 from __future__ import annotations
@@ -72,8 +72,13 @@ class Batcher:
         return item.result
 
     def close(self) -> None:
+        """Stop after the batch in progress; requests still waiting fail."""
         with self.cond:
             self.closed = True
+            for item in self.waiting:
+                item.error = RuntimeError("the server is shutting down")
+                item.done.set()
+            self.waiting.clear()
             self.cond.notify()
         self.thread.join()
 
