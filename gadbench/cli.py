@@ -61,7 +61,9 @@ def cmd_run(args) -> int:
         logging.getLogger("gadbench").setLevel(logging.WARNING)
     suite_dir = run_suite(suite, Path(args.out), resume=args.resume, progress=not args.quiet,
                           skip_locked=args.skip_locked)
-    if not dist.is_main():
+    main_process = dist.is_main()
+    dist.close()
+    if not main_process:
         return 0
     from gadbench.report import build_report
 

@@ -45,6 +45,15 @@ def init() -> None:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def close() -> None:
+    """Leave the process group once every process is done with collectives. A process that exits while still
+    in the group leaves gloo's threads to the interpreter's shutdown, which can abort it ("terminate called
+    without an active exception")."""
+    if dist.is_available() and dist.is_initialized():
+        barrier()
+        dist.destroy_process_group()
+
+
 def active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
