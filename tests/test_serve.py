@@ -106,6 +106,13 @@ def test_chat_client_and_loader_against_the_real_server(served, tiny):
         model, tokenizer, PROMPTS[0], 10)
 
 
+def wait_until(condition, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.01)
+
+
 def test_waiting_requests_are_generated_together_with_the_answers_they_get_alone(tiny):
     """The first request's generation is held until 5 more wait: 4 greedy ones with its settings form the next
     batch, and one with other settings goes alone. Every answer is the one a lone request gets; a request
@@ -137,11 +144,9 @@ def test_waiting_requests_are_generated_together_with_the_answers_they_get_alone
     try:
         with ThreadPoolExecutor(7) as pool:
             first = pool.submit(ask, prompts[0])
-            while len(batcher.batches) < 1:
-                time.sleep(0.01)
+            wait_until(lambda: len(batcher.batches) == 1, "the first request's batch to start")
             rest = [pool.submit(ask, p) for p in prompts[1:]] + [pool.submit(ask, prompts[1], 6)]
-            while len(batcher.waiting) < 5:
-                time.sleep(0.01)
+            wait_until(lambda: len(batcher.waiting) == 5, "5 requests waiting")
             release.set()
             together = [first.result(), *(f.result() for f in rest)]
         assert batcher.batches == [1, 4, 1], batcher.batches  # 4 = max_batch; max_tokens 6 alone
@@ -154,11 +159,9 @@ def test_waiting_requests_are_generated_together_with_the_answers_they_get_alone
         seen = len(batcher.batches)
         with ThreadPoolExecutor(3) as pool:
             held_one = pool.submit(ask, prompts[2])
-            while len(batcher.batches) == seen:
-                time.sleep(0.01)
+            wait_until(lambda: len(batcher.batches) > seen, "the held batch to start")
             bad, good = pool.submit(ask, "boom"), pool.submit(ask, prompts[3])
-            while len(batcher.waiting) < 2:
-                time.sleep(0.01)
+            wait_until(lambda: len(batcher.waiting) == 2, "2 requests waiting")
             release.set()
             assert held_one.result() == alone[2] and good.result() == alone[3]
             with pytest.raises(openai.InternalServerError, match="cannot be generated"):
@@ -195,8 +198,7 @@ def test_closing_the_batcher_fails_the_requests_still_waiting():
     threads[0].start()
     started.wait(10)
     threads[1].start()
-    while not batcher.waiting:
-        time.sleep(0.01)
+    wait_until(lambda: batcher.waiting, "the second request waiting")
     closing = threading.Thread(target=batcher.close)
     closing.start()
     threads[1].join(10)
