@@ -26,10 +26,11 @@ class HFRolloutEngine:
         self._copy: tuple[torch.nn.Module, torch.nn.Module] | None = None  # (source model, its low-precision copy)
 
     def update_weights(self, model) -> None:
-        """Transformers generates from the live model: nothing to synchronise."""
+        """Nothing to push: `generate` reads the live weights (or refreshes its low-precision copy from them)."""
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Release the low-precision copy, if any."""
+        self._copy = None
 
     @torch.no_grad()
     def generate(
