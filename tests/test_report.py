@@ -239,6 +239,10 @@ def test_variant_inference_from_config_and_name():
     assert variant_of("gad", {"d_model": "Qwen/Qwen2.5-7B-Instruct"}, "Qwen2.5-7B-Instruct").key == "gad"
     assert variant_of("gad", {"d_loss": "ce"}, "s").key == "gad:d_loss=ce"
     assert variant_of("seqkd", {"d_loss": "ce"}, "s").key == "seqkd"
+    rouge = variant_of("grpo-rouge", {"kind": "gad", "discriminator": "none", "reward": "rouge-l"}, "s")
+    assert (rouge.group, rouge.key, rouge.label) == ("no discriminator", "gad:no-discriminator",
+                                                     "GAD, no discriminator (reward: rouge-l)")
+    assert variant_of("my-method", {}, "s").key == "my-method" and variant_of("sft", {"kind": "seqkd"}, "s").key == "seqkd"
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from gadbench.io import read_json, read_jsonl
-from gadbench.report.naming import Variant, family, student_label, variant_of
+from gadbench.report.naming import Variant, student_label, variant_of
 
 
 @dataclass
@@ -50,7 +50,8 @@ class Run:
 
     @property
     def family(self) -> str:
-        return family(self.base_method)
+        """teacher, before, seqkd, gad (the config's kind first, see `variant_of`), or the method name."""
+        return self.variant.key.split(":")[0]
 
 
 @dataclass

@@ -70,8 +70,9 @@ class Variant:
 
 
 def variant_of(method_name: str, method_cfg: dict, student: str) -> Variant:
-    """Infer the ablation variant from the config's method section, falling back on the method name."""
-    fam = family(method_name)
+    """Infer the ablation variant from the config's method section, falling back on the method name; the
+    family is the method's `kind` when the config names one (`grpo-rouge` of kind gad is a GAD variant)."""
+    fam = family(str(method_cfg.get("kind") or method_name))
     tokens = set(re.split(r"[-_]", method_name.lower()))
     found: list[tuple[str, str, str]] = []  # (group, key suffix, label)
     disc = str(method_cfg.get("discriminator", "")).lower()
