@@ -87,8 +87,10 @@ def print_plan(p: dict) -> None:
     print(tabulate([[r["run_id"], f"{r['flops'] / ref:.2f}"] for r in p["runs"]], headers=["run", "FLOPs ratio"],
                    tablefmt="github"))
     judges = ", ".join(p["llm_judges"]) or "offline only"
+    cost = p["judge_cost_usd"]
+    cost = "unknown (no list price for judge.model: set judge.price_per_mtok)" if cost is None else f"${cost:.2f}"
     print(f"\njudge calls: {p['judge_calls']} ({judges}; {p['eval_items']} items x {p['eval_points_per_run']} "
-          f"eval points per run), estimated cost ${p['judge_cost_usd']:.2f}")
+          f"eval points per run), estimated cost {cost}")
 
 
 def cmd_suites(args) -> int:

@@ -250,8 +250,9 @@ class JudgeConfig:
     base_url: str | None = setting(None, "an OpenAI-compatible endpoint (default: OpenAI's)")
     api_key_env: str = setting("OPENAI_API_KEY", "the environment variable holding the judge's key")
     concurrency: int = setting(8, "judge requests in flight", lo=1)
-    price_per_mtok: tuple[float, ...] = setting((2.5, 10.0), "USD per million prompt and completion tokens, for the "
-                                                             "cost estimate and report")
+    price_per_mtok: tuple[float, ...] = setting((), "USD per million prompt and completion tokens, for the cost "
+                                                    "estimate and report; empty: the list price of `model` "
+                                                    "(gadbench/llm/pricing.py), unknown for other models")
     max_tokens: int = setting(1024, "the most tokens a judge reply may take", lo=1)
     guided: bool = setting(False, "constrain each verdict reply to the protocol's verdict lines (vLLM's "
                                   "guided_choice, honoured by gadbench serve): for small judges that cannot follow "

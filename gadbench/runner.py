@@ -77,9 +77,11 @@ def plan(suite: SuiteConfig) -> dict:
     n_points = max(1, suite.train.steps // suite.eval.every) + 2
     items = sum(d.limit or KNOWN_EVAL_SIZES.get(d.source, 0) for d in suite.data.eval.values()) + suite.data.validation_size
     calls = sum(JUDGE_CALLS_PER_ITEM[j] for j in llm_judges) * items * n_points * len(rows)
-    pin, pout = suite.judge.price_per_mtok[:2] if len(suite.judge.price_per_mtok) >= 2 else (0.0, 0.0)
-    cost = calls * (ASSUMED_JUDGE_TOKENS[0] * pin + ASSUMED_JUDGE_TOKENS[1] * pout) / 1e6
-    return {"suite": suite.name, "runs": rows, "judge_calls": calls, "judge_cost_usd": round(cost, 2),
+    from gadbench.llm.pricing import cost_usd, resolve_price  # not the client: plans stay light
+
+    price = resolve_price(suite.judge.model, suite.judge.price_per_mtok)
+    cost = None if price is None else round(calls * cost_usd(*ASSUMED_JUDGE_TOKENS, price), 2)
+    return {"suite": suite.name, "runs": rows, "judge_calls": calls, "judge_cost_usd": cost,
             "eval_points_per_run": n_points, "eval_items": items, "llm_judges": llm_judges}
 
 

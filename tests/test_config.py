@@ -324,6 +324,21 @@ def test_dry_run_of_the_paper_suite(tmp_path):
     assert "judge calls:" in out and "estimated cost $" in out
 
 
+def test_judge_cost_follows_the_judge_model():
+    """The plan prices judge calls at judge.price_per_mtok, else at the judge model's list price (gpt-4o: $2.50
+    and $10 per million tokens, 900 + 300 tokens per call), else not at all: a local judge has no price."""
+    from gadbench.config import get_suite
+
+    base = ["judge.model=gpt-4o", "data.eval.sharegpt-test.limit=10", "data.eval.mtbench=null", "seeds=[0]",
+            "methods.gad=null", "methods.gad-offpolicy=null", "methods.grpo-rouge=null", "eval.judges=[gad-paper]"]
+    p = plan(get_suite("sharegpt-smol", base))
+    assert p["judge_calls"] > 0
+    assert p["judge_cost_usd"] == pytest.approx(round(p["judge_calls"] * (900 * 2.5 + 300 * 10.0) / 1e6, 2))
+    assert plan(get_suite("sharegpt-smol", base + ["judge.model=smollm2"]))["judge_cost_usd"] is None
+    own = plan(get_suite("sharegpt-smol", base + ["judge.model=smollm2", "judge.price_per_mtok=[1.0, 2.0]"]))
+    assert own["judge_cost_usd"] == pytest.approx(round(p["judge_calls"] * (900 * 1.0 + 300 * 2.0) / 1e6, 2))
+
+
 def test_requires_gpu_stops_with_one_line(tmp_path):
     import torch
 

@@ -156,6 +156,7 @@ def test_an_llm_judge_added_later_records_its_departures_and_usage_in_the_summar
     assert "judge model small-judge instead of GPT-4o" in summary["departures"]
     assert "judge verdicts constrained to the protocol's verdict lines (judge.guided)" in summary["departures"]
     assert summary["judge_usage"]["requests"] == sent > 0
+    assert summary["judge_usage"]["cost_usd"] is None  # a local judge has no price: unknown, never $0 or GPT-4o's
     assert main(argv) == 0  # the same judgments again: cached, nothing new sent, departures not repeated
     again = json.loads((run / "summary.json").read_text())
     assert again["judge_usage"]["requests"] == sent and again["departures"] == summary["departures"]

@@ -21,6 +21,7 @@ from gadbench.judge import (
     prompts,
     reparse,
 )
+from gadbench.judge.usage import add_usage
 from gadbench.llm import ChatClient
 
 QUALITY = {"GOOD": 9, "OK": 6, "BAD": 3}
@@ -109,9 +110,23 @@ def test_parse_failures_are_recorded_and_excluded(server, tmp_path):
     assert not run[2].valid and run[2].score is None and run[2].details["error"] == "parse failure"
     assert run[2].raw == ["Both answers are interesting."]
     assert run.usage["parse_failures"] == 1 and run.usage["parse_failure_rate"] == pytest.approx(1 / 3)
+    assert run.usage["parsed"] == 3
     agg = aggregate(run, "gad-paper", n_resamples=200)
     assert agg["score"]["n_valid"] == 2 and agg["score"]["n_total"] == 3
     assert agg["score"]["mean"] == pytest.approx((100 * 9 / 17 + 100 * 3 / 11) / 2)  # failure not scored 0
+
+
+def test_usage_adds_counts_and_recomputes_what_is_derived():
+    """Two passes: 1 failure of 3 parsed, then 2 of 5: the rate is 3/8 (not 1/3 + 2/5); a cost adds up while
+    both are known and is unknown (None) as soon as one is; an empty side adds nothing."""
+    a = {"requests": 4, "cached": 0, "parsed": 3, "parse_failures": 1, "parse_failure_rate": 1 / 3, "cost_usd": 0.5}
+    b = {"requests": 6, "cached": 2, "parsed": 5, "parse_failures": 2, "parse_failure_rate": 2 / 5, "cost_usd": 0.25}
+    total = add_usage(a, b)
+    assert total == {"requests": 10, "cached": 2, "parsed": 8, "parse_failures": 3,
+                     "parse_failure_rate": pytest.approx(3 / 8), "cost_usd": pytest.approx(0.75)}
+    assert add_usage(a, {**b, "cost_usd": None})["cost_usd"] is None
+    assert add_usage({}, a) == a and add_usage(a, {}) == a
+    assert add_usage({**a, "parsed": 0, "parse_failures": 0}, {"requests": 1, "cost_usd": 0.0})["parse_failure_rate"] is None
 
 
 def test_api_errors_are_invalid_not_cached_and_retried_next_time(tmp_path):

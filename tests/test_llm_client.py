@@ -181,6 +181,18 @@ def test_usage_and_cost_are_counted(server):
     assert ChatClient("my-local-model", base_url=server.url).usage.cost_usd is None
 
 
+def test_a_suite_judge_is_priced_by_its_own_model(server, tmp_path):
+    """A locally served judge has no price unless judge.price_per_mtok gives one; gpt-4o has its list price."""
+    from gadbench.config import JudgeConfig
+    from gadbench.judge.factory import make_judge
+
+    def price(**kw):
+        return make_judge("gad-paper", JudgeConfig(base_url=server.url, **kw), tmp_path).client.price
+
+    assert price(model="smollm2") is None and price(model="gpt-4o") == (2.5, 10.0)
+    assert price(model="smollm2", price_per_mtok=(1.0, 2.0)) == (1.0, 2.0)
+
+
 def test_malformed_request_is_rejected_before_sending(server):
     with pytest.raises(ValueError, match="request 1 needs a non-empty list"):
         client(server).run([ask("ok"), ChatRequest([])])

@@ -295,7 +295,8 @@ def test_report_imports_no_torch_and_no_training_code(run_dir):
         "import sys; from gadbench.report import build_report; build_report(sys.argv[1]); "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'openai') or "
         "(m.startswith('gadbench.') and not m.startswith(('gadbench.report', 'gadbench.io', 'gadbench.metrics', "
-        "'gadbench.judge.controlled', 'gadbench.judge.agreement')) and m != 'gadbench.judge')]; "
+        "'gadbench.judge.controlled', 'gadbench.judge.agreement', 'gadbench.judge.usage')) "
+        "and m != 'gadbench.judge')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     proc = subprocess.run(

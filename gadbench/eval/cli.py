@@ -207,6 +207,7 @@ def _update_summary(run: RunDir, spec: RunSpec, step: int, metrics: dict, usage:
     run's own when `step` is its reported checkpoint, and for step 0 the suite's `before` row of the run's
     student and seed (every run of a student and seed starts from the same weights and answers). They also
     take the judges' departures from the paper, and the judge usage is added to the one they hold."""
+    from gadbench.judge.usage import add_usage
     from gadbench.runner import judge_departures
 
     paths = [run.path / "summary.json"]
@@ -221,8 +222,7 @@ def _update_summary(run: RunDir, spec: RunSpec, step: int, metrics: dict, usage:
         summary["eval"] = {**(summary.get("eval") or {}), **{d: s for d, s in metrics.items() if d != "validation"}}
         departures = summary.get("departures") or []
         summary["departures"] = departures + [d for d in judge_departures(spec) if d not in departures]
-        held = summary.get("judge_usage") or {}
-        summary["judge_usage"] = {k: (held.get(k) or 0) + (usage.get(k) or 0) for k in {*held, *usage}}
+        summary["judge_usage"] = add_usage(summary.get("judge_usage") or {}, usage)
         atomic_write_json(path, summary)
 
 

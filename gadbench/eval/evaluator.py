@@ -18,6 +18,7 @@ from pathlib import Path
 from gadbench.config import RunSpec
 from gadbench.io import atomic_write_json, atomic_write_text, read_json
 from gadbench.judge.types import JudgeItem
+from gadbench.judge.usage import add_usage
 from gadbench.metrics import corpus_ngram_f1, summarize
 from gadbench.models import response_tokens
 from gadbench.worlds import synthetic as world
@@ -48,7 +49,7 @@ class Evaluator:
     def __init__(self, spec: RunSpec, data, run_dir: Path, cache_dir: Path):
         self.spec, self.data, self.run_dir = spec, data, Path(run_dir)
         self.judges = _judges(spec.eval.judges, spec, cache_dir)
-        self.usage: dict[str, float] = {}
+        self.usage: dict = {}  # gadbench.judge.usage.add_usage over every judge call
 
     def sets(self) -> dict[str, list]:
         out = {"validation": self.data.validation} if self.data.validation else {}
@@ -129,9 +130,7 @@ class Evaluator:
         for jname, judge in self.judges.items():
             if not all(jname in r["judgments"] for r in rows):
                 judgments = judge.judge(items)
-                for k, v in getattr(judgments, "usage", {}).items():
-                    if isinstance(v, int | float):
-                        self.usage[k] = self.usage.get(k, 0) + v
+                self.usage = add_usage(self.usage, getattr(judgments, "usage", {}))
                 for r, j in zip(rows, judgments, strict=True):
                     r["judgments"][jname] = j.to_json()
             scores = [r["judgments"][jname] for r in rows]

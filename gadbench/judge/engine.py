@@ -25,7 +25,7 @@ from gadbench.llm.client import ChatClient, ChatResult
 class JudgeRun(list):
     """The judgments (a list, in item order) plus `usage`: this run's client usage delta (requests, cached,
     retries, failures, prompt_tokens, completion_tokens, cost_usd) and parse_failures, api_errors,
-    parse_failure_rate (parse failures / items whose calls all returned text), reasked (re-asks made, from
+    parsed (items whose calls all returned text), parse_failure_rate (parse failures / parsed), reasked (re-asks made, from
     the cache or not), orders_compared and orders_agreed (valid items judged in two orders, and those whose
     orders agreed), n_valid, n_total."""
 
@@ -138,6 +138,7 @@ def _usage(judgments: list[Judgment], before: dict, after: dict) -> dict:
         "cost_usd": cost,
         "parse_failures": parse_failures,
         "api_errors": api_errors,
+        "parsed": parsed,
         "parse_failure_rate": parse_failures / parsed if parsed else None,
         "orders_compared": len(compared),
         "orders_agreed": sum(compared),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from gadbench.judge.usage import add_usage
 from gadbench.metrics import paired_seeds_and_items
 from gadbench.report.baselines import Baselines
 from gadbench.report.cells import (
@@ -286,14 +287,12 @@ def _count(v, fmt: str | None = None) -> str:
 
 
 def judge_table(suite: Suite, base: Baselines | None) -> Table | str:
-    keys = ("requests", "cached", "prompt_tokens", "completion_tokens", "parse_failures")
-    rows, totals = [], dict.fromkeys(keys + ("cost_usd",), 0)
+    rows, totals = [], {}
     for r in suite.runs:
         u = (r.summary or {}).get("judge_usage")
         if not u:
             continue
-        for k in totals:
-            totals[k] += u.get(k) or 0
+        totals = add_usage(totals, u)
         rows.append([r.label] + _usage(u) + [_invalid(r)])
     if not rows:
         return "Judge table skipped: no judge_usage in any summary."
@@ -314,14 +313,15 @@ def judge_table(suite: Suite, base: Baselines | None) -> Table | str:
         ],
         rows,
         [len(rows) - 1],
-        "fail rate = parse_failures / requests; invalid = judgments with valid=false in eval/step-K.",
+        "fail rate = parse_failures / requests; cost – = no known price for the judge model (a local judge); "
+        "invalid = judgments with valid=false in eval/step-K.",
     )
 
 
 def _usage(u: dict) -> list[str]:
     rate = (u.get("parse_failures") or 0) / u["requests"] if u.get("requests") else None
     return [_count(u.get(k)) for k in ("requests", "cached", "prompt_tokens", "completion_tokens")] + [
-        f"{u.get('cost_usd') or 0:.4f}",
+        "–" if u.get("cost_usd") is None else f"{u['cost_usd']:.4f}",
         _count(u.get("parse_failures")),
         "–" if rate is None else f"{rate:.1%}",
     ]
