@@ -450,12 +450,17 @@ def test_position_agreement_is_the_share_of_items_whose_two_orders_agree(built):
 
 def test_the_sharegpt_smol_reference_rebuilds_with_its_later_llm_judge(tmp_path):
     """baselines/reference/sharegpt-smol (real stored results, gad-paper added by `gadbench eval` after training):
-    the header names every judge, the controlled table has gad-paper rows, and the judge's departures show."""
+    the header names every judge, the controlled table has gad-paper rows, the judge's departures show, and the
+    no-D and off-policy-D runs land in the ablation table and the Figure 6 plot."""
     dst = tmp_path / "sharegpt-smol"
     shutil.copytree(Path(__file__).parents[1] / "baselines" / "reference" / "sharegpt-smol", dst)
     md = build_report(dst).read_text()
     assert "judged by embedding, rouge-l, gad-paper." in md.splitlines()[2]
     controlled = (dst / "tables" / "controlled.csv").read_text()
-    assert controlled.count("gad-paper") == 2, controlled  # SeqKD and GAD
-    assert "judge model smollm2 instead of GPT-4o: all 6 runs" in md
+    assert controlled.count("gad-paper") == 4, controlled  # SeqKD, GAD and the two ablations
+    assert "judge model smollm2 instead of GPT-4o: all 10 runs" in md
+    ablations = (dst / "tables" / "ablations.csv").read_text()
+    assert "frozen discriminator,\"GAD, off-policy D (paper)\"" in ablations, ablations
+    assert "no discriminator,\"GAD, no discriminator (reward: rouge-l)\"" in ablations, ablations
+    assert (dst / "figures" / "reward_hacking.png").exists() and "A frozen discriminator gets exploited" in md
     assert "GAD's gain survives length control" in md

@@ -35,7 +35,9 @@ def test_suite_loads_with_the_packaged_student_and_offline_judges():
     assert {d.source for d in s.data.eval.values()} == {"sharegpt", "mtbench"}
     assert s.data.eval["sharegpt-test"].split == "test" and s.data.train.split == "train"
     assert set(s.eval.judges) == {"embedding", "rouge-l"}
-    assert {m.kind for m in s.methods.values()} == {"seqkd", "gad"}
+    assert {n: m.kind for n, m in s.methods.items()} == {"seqkd": "seqkd", "gad": "gad", "gad-offpolicy": "gad-offpolicy",
+                                                         "grpo-rouge": "gad"}
+    assert s.methods["grpo-rouge"].discriminator == "none" and s.train.offpolicy_d_steps == 2 * s.train.warmup_steps
     assert s.train.device == "cpu" and s.train.cpu_threads == 2
     assert not (s.requires.gpu or s.requires.judge_endpoint or s.requires.online_data)
 
@@ -50,11 +52,13 @@ def test_plan_without_loading_a_model(capsys):
     assert rows["gad"]["generated_tokens"] > 0 and rows["seqkd"]["generated_tokens"] == 0
     assert main(["run", "--suite", "sharegpt-smol", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "suite sharegpt-smol: 4 runs" in out and "warmup 4 + adversarial 8" in out
+    assert "suite sharegpt-smol: 8 runs" in out and "warmup 4 + adversarial 8" in out
+    assert rows["gad-offpolicy"]["stages"] == "sft 4 + d-fit 8 + adversarial 8"
 
 
 def test_overrides_keep_the_plan_valid():
-    s = get_suite("sharegpt-smol", ["seeds=[0]", "train.steps=1", "train.warmup_steps=1", "methods.seqkd=null"])
+    s = get_suite("sharegpt-smol", ["seeds=[0]", "train.steps=1", "train.warmup_steps=1", "methods.seqkd=null",
+                                    "methods.gad-offpolicy=null", "methods.grpo-rouge=null"])
     (r,) = runs_of(s)
     assert plan(s)["runs"][0]["stages"] == "warmup 1" and r.method_name == "gad"
 
@@ -92,7 +96,8 @@ def test_one_step_run_of_both_methods(tmp_path, monkeypatch):
             "--set", "train.steps=1", "--set", "train.warmup_steps=1", "--set", "train.d_only_steps=0",
             "--set", "train.max_prompt_tokens=64", "--set", "train.max_response_tokens=16",
             "--set", "eval.max_new_tokens=16", "--set", "train.cpu_threads=1",
-            "--set", "data.eval.sharegpt-test.limit=2", "--set", "data.eval.mtbench.limit=2"]
+            "--set", "data.eval.sharegpt-test.limit=2", "--set", "data.eval.mtbench.limit=2",
+            "--set", "methods.gad-offpolicy=null", "--set", "methods.grpo-rouge=null"]
     assert main(argv) == 0
     suite_dir = tmp_path / "sharegpt-smol"
     for method in ("seqkd", "gad"):
