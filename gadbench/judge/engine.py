@@ -24,10 +24,10 @@ from gadbench.llm.client import ChatClient, ChatResult
 
 class JudgeRun(list):
     """The judgments (a list, in item order) plus `usage`: this run's client usage delta (requests, cached,
-    retries, failures, prompt_tokens, completion_tokens, cost_usd) and parse_failures, api_errors,
-    parsed (items whose calls all returned text), parse_failure_rate (parse failures / parsed), reasked (re-asks made, from
-    the cache or not), orders_compared and orders_agreed (valid items judged in two orders, and those whose
-    orders agreed), n_valid, n_total."""
+    retries, failures, prompt_tokens, completion_tokens, cost_usd) and parse_failures, api_errors, parsed
+    (items whose calls all returned text), parse_failure_rate (parse failures / parsed), reasked (re-asks made,
+    from the cache or not), orders_compared and orders_agreed (valid items judged in two orders, and those whose
+    orders agreed), n_valid, n_total. Several runs add up with gadbench.judge.usage.add_usage."""
 
     def __init__(self, judgments: Sequence[Judgment], usage: dict):
         super().__init__(judgments)
