@@ -77,7 +77,8 @@ def plan(suite: SuiteConfig) -> dict:
     n_points = max(1, suite.train.steps // suite.eval.every) + 2
     items = sum(d.limit or KNOWN_EVAL_SIZES.get(d.source, 0) for d in suite.data.eval.values()) + suite.data.validation_size
     calls = sum(JUDGE_CALLS_PER_ITEM[j] for j in llm_judges) * items * n_points * len(rows)
-    from gadbench.llm.pricing import cost_usd, resolve_price  # lazy: the gadbench.llm package loads the openai SDK
+    # imported here: the gadbench.llm package loads the openai SDK
+    from gadbench.llm.pricing import cost_usd, resolve_price
 
     price = resolve_price(suite.judge.model, suite.judge.price_per_mtok)
     cost = None if price is None else round(calls * cost_usd(*ASSUMED_JUDGE_TOKENS, price), 2)
