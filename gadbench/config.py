@@ -258,6 +258,12 @@ class JudgeConfig:
                                   "guided_choice, honoured by gadbench serve): for small judges that cannot follow "
                                   "the format; not the paper's protocol", paper="false")
 
+    def check(self) -> str | None:
+        if self.price_per_mtok and (len(self.price_per_mtok) != 2 or min(self.price_per_mtok) < 0):
+            return (f"price_per_mtok = {list(self.price_per_mtok)} must be two prices >= 0 (USD per million prompt "
+                    "and completion tokens), or [] for the judge model's list price")
+        return None
+
 
 @dataclass(frozen=True)
 class BudgetConfig:

@@ -20,6 +20,7 @@ from gadbench import GadbenchError, dist
 from gadbench.budget import check_matched, estimate_params
 from gadbench.config import RunSpec, SuiteConfig, runs_of, to_dict, to_yaml
 from gadbench.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
+from gadbench.llm.pricing import cost_usd, resolve_price
 from gadbench.methods import estimate_run, stage_plan, uses_discriminator
 from gadbench.methods.rewards import make_reward
 from gadbench.rundir import RunDir, RunLock, RunLockError
@@ -77,9 +78,6 @@ def plan(suite: SuiteConfig) -> dict:
     n_points = max(1, suite.train.steps // suite.eval.every) + 2
     items = sum(d.limit or KNOWN_EVAL_SIZES.get(d.source, 0) for d in suite.data.eval.values()) + suite.data.validation_size
     calls = sum(JUDGE_CALLS_PER_ITEM[j] for j in llm_judges) * items * n_points * len(rows)
-    # imported here: the gadbench.llm package loads the openai SDK
-    from gadbench.llm.pricing import cost_usd, resolve_price
-
     price = resolve_price(suite.judge.model, suite.judge.price_per_mtok)
     cost = None if price is None else round(calls * cost_usd(*ASSUMED_JUDGE_TOKENS, price), 2)
     return {"suite": suite.name, "runs": rows, "judge_calls": calls, "judge_cost_usd": cost,

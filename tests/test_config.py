@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gadbench.config import ConfigError, SuiteConfig, load_suite, runs_of
+from gadbench.config import ConfigError, SuiteConfig, get_suite, load_suite, runs_of
 from gadbench.runner import plan
 
 REPO = Path(__file__).resolve().parent.parent
@@ -326,9 +326,8 @@ def test_dry_run_of_the_paper_suite(tmp_path):
 
 def test_judge_cost_follows_the_judge_model():
     """The plan prices judge calls at judge.price_per_mtok, else at the judge model's list price (gpt-4o: $2.50
-    and $10 per million tokens, 900 + 300 tokens per call), else not at all: a local judge has no price."""
-    from gadbench.config import get_suite
-
+    and $10 per million tokens, 900 + 300 tokens per call), else not at all: a local judge has no price. Planning
+    loads no API client, and a price that is not two numbers stops the suite."""
     base = ["judge.model=gpt-4o", "data.eval.sharegpt-test.limit=10", "data.eval.mtbench=null", "seeds=[0]",
             "methods.gad=null", "methods.gad-offpolicy=null", "methods.grpo-rouge=null", "eval.judges=[gad-paper]"]
     p = plan(get_suite("sharegpt-smol", base))
@@ -337,6 +336,13 @@ def test_judge_cost_follows_the_judge_model():
     assert plan(get_suite("sharegpt-smol", base + ["judge.model=smollm2"]))["judge_cost_usd"] is None
     own = plan(get_suite("sharegpt-smol", base + ["judge.model=smollm2", "judge.price_per_mtok=[1.0, 2.0]"]))
     assert own["judge_cost_usd"] == pytest.approx(round(p["judge_calls"] * (900 * 1.0 + 300 * 2.0) / 1e6, 2))
+    with pytest.raises(ConfigError, match=r"price_per_mtok = \[1.0\] must be two prices >= 0"):
+        get_suite("sharegpt-smol", base + ["judge.price_per_mtok=[1.0]"])
+    code = ("import sys; from gadbench.config import get_suite; from gadbench.runner import plan; "
+            "plan(get_suite('sharegpt-smol', ['eval.judges=[gad-paper]'])); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('openai', 'httpx2')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
 
 
 def test_requires_gpu_stops_with_one_line(tmp_path):

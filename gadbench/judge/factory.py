@@ -16,9 +16,7 @@ def make_judge(name: str, cfg: JudgeConfig, cache_dir: Path):
     if name not in PROTOCOLS:
         return get_judge(name)
     from gadbench.llm.client import ChatClient
-    from gadbench.llm.pricing import resolve_price
 
     client = ChatClient(cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env, concurrency=cfg.concurrency,
-                        cache_path=Path(cache_dir) / "judge.sqlite",
-                        price_per_mtok=resolve_price(cfg.model, cfg.price_per_mtok))
+                        cache_path=Path(cache_dir) / "judge.sqlite", price_per_mtok=cfg.price_per_mtok or None)
     return get_judge(name, client=client, max_tokens=cfg.max_tokens, guided=cfg.guided)

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from gadbench import GadbenchError
 from gadbench.llm.cache import CachedResponse, ResponseCache, request_key
-from gadbench.llm.pricing import cost_usd, price_for
+from gadbench.llm.pricing import cost_usd, resolve_price
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -113,7 +113,7 @@ class ChatClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.namespace = namespace
-        self.price = price_per_mtok or price_for(model)
+        self.price = resolve_price(model, price_per_mtok)
         self.progress = progress
         self.cache = ResponseCache(cache_path) if cache_path is not None else None
         self.usage = Usage(cost_usd=cost_usd(0, 0, self.price))

@@ -30,9 +30,9 @@ def price_for(model: str) -> tuple[float, float] | None:
     return PRICES_PER_MTOK[max(matches, key=len)] if matches else None
 
 
-def resolve_price(model: str, per_mtok: tuple[float, ...] = ()) -> tuple[float, float] | None:
+def resolve_price(model: str, per_mtok: tuple[float, ...] | None = None) -> tuple[float, float] | None:
     """`per_mtok` (input, output) when given, else the table price of `model`, else None (unknown)."""
-    return (float(per_mtok[0]), float(per_mtok[1])) if len(per_mtok) >= 2 else price_for(model)
+    return (float(per_mtok[0]), float(per_mtok[1])) if per_mtok else price_for(model)
 
 
 def cost_usd(prompt_tokens: int, completion_tokens: int, price: tuple[float, float] | None) -> float | None:
