@@ -463,4 +463,6 @@ def test_the_sharegpt_smol_reference_rebuilds_with_its_later_llm_judge(tmp_path)
     assert "frozen discriminator,\"GAD, off-policy D (paper)\"" in ablations, ablations
     assert "no discriminator,\"GAD, no discriminator (reward: rouge-l)\"" in ablations, ablations
     assert (dst / "figures" / "reward_hacking.png").exists() and "A frozen discriminator gets exploited" in md
+    families = {r.method: r.family for r in load_suite(dst).runs}  # the config's kind, not the method name
+    assert families == {"before": "before", "seqkd": "seqkd", "gad": "gad", "gad-offpolicy": "gad", "grpo-rouge": "gad"}
     assert "GAD's gain survives length control" in md
