@@ -21,15 +21,11 @@ update with a k3 KL reference), with no warmup. CUDA runs under bf16 autocast (f
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
-import os
 import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -192,7 +188,7 @@ def run_bench(device: str = "cpu", shape: str = "tiny", steps: int = 3, prompts:
     import torch
 
     from gadbench.methods.steps import adversarial_step
-    from gadbench.trainer import pick_device
+    from gadbench.runtime import pick_device
 
     dev = pick_device(device)
     if dev.type == "cpu" and threads:
@@ -267,47 +263,3 @@ def print_summary(result: dict, out=None) -> None:
     else:
         print(f"mfu: n/a ({result['peak_source']})", file=out)
     print(f"peak_memory_mb: {s['peak_memory_mb']:.1f} ({result['memory_source']})", file=out)
-
-
-def cmd_bench(args) -> int:
-    import torch
-
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("gadbench bench: --device cuda but no CUDA GPU is visible", file=sys.stderr)
-        return 2
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    result = run_bench(args.device, args.model_shape, args.steps, args.prompts, args.group_size,
-                       args.max_new_tokens, args.prompt_words, args.threads, args.peak_tflops, args.seed)
-    print_summary(result)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    return 0
-
-
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("bench", help="time GAD steps on a random-initialised student (no download)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--model-shape", choices=tuple(SHAPES), default="tiny")
-    p.add_argument("--steps", type=int, default=3, help="GAD steps; the first is excluded from the medians")
-    p.add_argument("--prompts", type=int, default=0, help="prompts per step (default per shape)")
-    p.add_argument("--group-size", type=int, default=0, help="samples per prompt (default per shape)")
-    p.add_argument("--max-new-tokens", type=int, default=0, help="rollout length limit (default per shape)")
-    p.add_argument("--prompt-words", type=int, default=0, help="prompt length in words (default per shape)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
-    p.add_argument("--peak-tflops", type=float, default=None, help="peak device TFLOP/s for the MFU")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", help="also write the result to this JSON file")
-    p.set_defaults(func=cmd_bench)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gadbench")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gadbench import GadbenchError, dist
+from gadbench import GadbenchError, dist, runtime
 from gadbench.budget import Meter, Spend
 from gadbench.config import ConfigError, RunSpec
 from gadbench.eval.evaluator import eval_seed
@@ -34,21 +34,6 @@ log = logging.getLogger("gadbench")
 
 class TrainingDiverged(GadbenchError, RuntimeError):
     """A NaN or infinite loss; the checkpoints written before it are kept."""
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device is `cuda` but no CUDA GPU is visible; set train.device=cpu or run on a "
-                          "GPU machine.")
-    return torch.device(name)
 
 
 def global_spend(spend: Spend) -> Spend:
@@ -78,10 +63,7 @@ class Trainer:
         if t.batch_size % dist.world():
             raise ConfigError(f"train.batch_size={t.batch_size} does not split over {dist.world()} processes; "
                               "use a multiple of the process count.")
-        seed_everything(spec.seed)
-        device = pick_device(t.device)
-        if device.type == "cpu" and t.cpu_threads:
-            torch.set_num_threads(t.cpu_threads)
+        device = runtime.setup(t, spec.seed)
         # Sharded (FSDP) models keep an unsharded skeleton on the meta device for the reference and for
         # the full copy that evaluation generates from.
         self.sharded = t.sharding != "none" and dist.world() > 1

@@ -13,9 +13,10 @@ import pytest
 import torch
 from tinymodels import build_tiny_model
 
+from gadbench.commands.serve import add_parser
 from gadbench.config import ModelConfig
 from gadbench.llm import ChatClient, ChatRequest
-from gadbench.llm.serve import add_parser, start_server
+from gadbench.llm.serve import start_server
 from gadbench.models import load_causal_lm
 
 PROMPTS = ["def hello(world):", "import os and sys", "class Point:"]

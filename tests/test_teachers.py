@@ -16,10 +16,11 @@ import torch
 from loopback import LoopbackServer
 from tinymodels import build_tiny_model
 
+from gadbench.cli import main
 from gadbench.io import read_jsonl
 from gadbench.llm.serve import start_server
 from gadbench.teachers import make_teacher, register_teacher
-from gadbench.teachers.collect import cache_path_for, collect, main
+from gadbench.teachers.collect import cache_path_for, collect
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["def hello(world):", "x", "import os and sys and json", "class Point:"]

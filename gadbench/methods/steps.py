@@ -12,8 +12,8 @@ import time
 import torch
 from torch.distributed.tensor import DTensor
 
-from gadbench import algorithms as alg
 from gadbench import dist
+from gadbench import losses as alg
 from gadbench.budget import Spend, inference_flops, train_flops
 from gadbench.methods.context import Context
 from gadbench.models import encode_pair, response_ids
