@@ -23,8 +23,8 @@ from gadbench.config import ConfigError, RunSpec
 from gadbench.eval.evaluator import eval_seed
 from gadbench.io import append_jsonl, read_jsonl, truncate_jsonl
 from gadbench.methods import stage_plan
-from gadbench.methods.context import begin_stage, build_context
-from gadbench.methods.steps import d_diagnostics, timed
+from gadbench.methods.context import begin_stage, build_context, timed
+from gadbench.methods.updates import d_diagnostics
 from gadbench.models import Discriminator, count_params, load_causal_lm, response_tokens
 from gadbench.progress import progress_bar
 from gadbench.rundir import RunDir
@@ -50,7 +50,7 @@ class Trainer:
     steps, at stage ends and at the end) before the checkpoint of that step is written; `extra` holds the
     discriminator diagnostics on the validation split (`d_diagnostics`) when the run has D and a split."""
 
-    def __init__(self, spec: RunSpec, run_dir: Path, data, reward_fn=None, on_eval=None, steps: int | None = None,
+    def __init__(self, spec: RunSpec, run_dir: Path, data, on_eval=None, steps: int | None = None,
                  progress: bool = True):
         self.spec, self.run, self.data = spec, RunDir(run_dir), data
         self.plan = stage_plan(spec, steps)
@@ -81,7 +81,7 @@ class Trainer:
                 body.gradient_checkpointing_enable()
             self.fsdp_wrap(model) if self.sharded else model.to(device)
 
-        self.ctx = build_context(spec, device, g=g, reward_fn=reward_fn, place=place)
+        self.ctx = build_context(spec, device, g=g, place=place)
         if self.sharded:
             local = sum(p.to_local().numel() for p in g.model.parameters())
             log.info("%s over %d processes: this rank holds %d of G's %d parameters", t.sharding.upper(),
@@ -125,7 +125,7 @@ class Trainer:
                 self._begin_stage(i)
             stage = self.plan[i].name
             batch = self.data.batch(step, self.spec.train.batch_size)
-            metrics, spend = timed(self.plan[i].stage.run(), self.ctx, dist.local_part(batch), step, k)
+            metrics, spend = timed(self.plan[i].stage.step, self.ctx, dist.local_part(batch), step, k)
             self._check_finite(step, metrics)
             self.meter.record(stage, global_spend(spend))
             if dist.is_main():

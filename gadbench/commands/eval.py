@@ -1,5 +1,17 @@
-"""`gadbench eval RUN_DIR`: evaluate a stored checkpoint again, with other judges or lm-evaluation-harness tasks
-(gadbench.eval.rerun)."""
+"""`gadbench eval RUN_DIR`: evaluate a checkpoint of a finished (or interrupted) run again, with other judges
+or with lm-evaluation-harness tasks, without retraining.
+
+The run's spec is rebuilt from RUN_DIR/config.yaml; the generator's weights come from
+RUN_DIR/checkpoints/step-K/state.pt (key "g"). K defaults to the checkpoint the run's summary selected when
+it is still on disk or its answers are stored, else the latest checkpoint; `--checkpoint 0` evaluates the
+student before distillation (the base weights, no checkpoint needed). The run's eval sets (and validation
+split) are evaluated into RUN_DIR/eval/step-K/ as during training; answers and judgments already stored there
+for the same prompts are re-used, so adding a judge only runs that judge. A step whose checkpoint is gone
+(pruned, or a run kept without checkpoints) is judged on its stored answers alone, without loading a model,
+when every set's answers are stored. `--lm-eval` runs lm_eval tasks on the in-memory student and
+writes RUN_DIR/eval/step-K/lm_eval.json; relative `data_files` in the task YAMLs resolve against
+`--lm-eval-include`.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +19,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from gadbench.eval import rerun
-
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a run's checkpoint again (other judges, lm_eval tasks)",
-                              description=rerun.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, results/<suite>/<run_id>")
     p.add_argument("--checkpoint", type=int, default=None, metavar="K",
                    help="step to evaluate (default: the summary's selected checkpoint, else the latest; 0 = initial)")
@@ -29,6 +39,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gadbench.config import ConfigError
+    from gadbench.eval import rerun
     from gadbench.runtime import pin_portable_cpu_numerics
 
     judges = [j.strip() for j in args.judges.split(",") if j.strip()] if args.judges else None

@@ -31,12 +31,15 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from gadbench.config import read_suite_file
     from gadbench.runtime import pin_portable_cpu_numerics
-    from gadbench.suite import get_suite
+    from gadbench.suite import check_suite, experiments_dir, suite_path
 
-    suite = get_suite(args.suite, args.set or [])
-    if suite.train.portable_cpu:
+    path = suite_path(args.suite)
+    suite = read_suite_file(path, args.set or [], search_dir=experiments_dir())
+    if suite.train.portable_cpu:  # before torch is imported (checking the suite's methods imports it)
         pin_portable_cpu_numerics()
+    check_suite(suite, str(path))
     from gadbench.runner import plan, run_suite
 
     if args.dry_run:

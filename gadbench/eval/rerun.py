@@ -1,17 +1,5 @@
-"""`gadbench eval RUN_DIR` (gadbench.commands.eval): evaluate a checkpoint of a finished (or interrupted) run again, with other judges
-or with lm-evaluation-harness tasks, without retraining.
-
-The run's spec is rebuilt from RUN_DIR/config.yaml; the generator's weights come from
-RUN_DIR/checkpoints/step-K/state.pt (key "g"). K defaults to the checkpoint the run's summary selected when
-it is still on disk or its answers are stored, else the latest checkpoint; `--checkpoint 0` evaluates the
-student before distillation (the base weights, no checkpoint needed). The run's eval sets (and validation
-split) are evaluated into RUN_DIR/eval/step-K/ as during training; answers and judgments already stored there
-for the same prompts are re-used, so adding a judge only runs that judge. A step whose checkpoint is gone
-(pruned, or a run kept without checkpoints) is judged on its stored answers alone, without loading a model,
-when every set's answers are stored. `--lm-eval` runs lm_eval tasks on the in-memory student and
-writes RUN_DIR/eval/step-K/lm_eval.json; relative `data_files` in the task YAMLs resolve against
-`--lm-eval-include`.
-"""
+"""Evaluating a stored run's checkpoint again (`gadbench eval`, gadbench.commands.eval): its spec, the
+checkpoint to read, the model context, and the summaries the new statistics update."""
 
 from __future__ import annotations
 
@@ -135,8 +123,11 @@ def evaluate_checkpoint(run_dir: str | Path, checkpoint: int | None = None, judg
                         lm_eval_batch_size: int = 4) -> dict:
     """Evaluate one checkpoint; returns {"step", "metrics" (per set, or None), "lm_eval" (or None)}. The run
     must not be in use by another process (gadbench.rundir.RunLock)."""
+    from gadbench.suite import check_run  # here: it loads the method records, and torch with them
+
     run_dir = Path(run_dir).resolve()
     spec = load_spec(run_dir, judges, overrides)
+    check_run(spec, str(run_dir / "config.yaml"))
     with RunLock(run_dir, EVAL_IN_USE_FIX):  # it writes into the run: not while another process does
         return _evaluate(spec, run_dir, checkpoint, sets, lm_eval_tasks, lm_eval_include, limit, lm_eval_batch_size)
 
@@ -146,7 +137,7 @@ def _evaluate(spec: RunSpec, run_dir: Path, checkpoint: int | None, sets: bool, 
     import torch
 
     from gadbench.eval.evaluator import Evaluator, eval_seed
-    from gadbench.methods.steps import d_diagnostics
+    from gadbench.methods.updates import d_diagnostics
     from gadbench.rundata import load_run_data, run_teacher
 
     run = RunDir(run_dir)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gadbench.config import TeacherConfig
 from gadbench.io import atomic_write_text, read_jsonl
-from gadbench.teachers.base import make_teacher
+from gadbench.teachers.base import teacher_from
 
 
 def read_prompts(data: str, prompt_field: str = "prompt", limit: int | None = None) -> list[dict]:
@@ -68,15 +69,12 @@ def collect(teacher: str, data: str, out: str | Path, *, concurrency: int = 8, p
     """
     rows = read_prompts(data, prompt_field, limit)
     backend = teacher.partition(":")[0]
-    opts: dict = {}
-    if backend == "openai":
-        opts = {"concurrency": concurrency, "cache_path": cache_path_for(out)}
-    elif backend == "hf":
-        opts = {"batch_size": concurrency}
-    elif backend == "dataset":
-        opts = {"examples": [{"prompt": r[prompt_field], "teacher_response": r.get("teacher_response")} for r in rows]}
+    given = teacher_opts or {}
+    if backend == "dataset":  # its answers are the data's own
+        given = {"examples": [{"prompt": r[prompt_field], "teacher_response": r.get("teacher_response")}
+                              for r in rows]} | given
     try:
-        t = make_teacher(teacher, **(opts | (teacher_opts or {})))
+        t = teacher_from(TeacherConfig(spec=teacher, concurrency=concurrency), cache_path_for(out), **given)
     except TypeError as exc:
         if "unexpected keyword argument" not in str(exc):
             raise
