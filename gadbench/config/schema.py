@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 
 from gadbench import GadbenchError
+from gadbench.metrics import RESAMPLES
 
 
 class ConfigError(GadbenchError, ValueError):
@@ -218,7 +219,8 @@ class EvalConfig:
         "length in range (the paper's), or the last", paper="paper")
     selection_metric: str = setting("", "the metric checkpoint selection optimises, in the direction its judge "
                                         "declares (default: the first judge's primary metric)")
-    bootstrap: int = setting(2000, "bootstrap resamples of every interval", lo=100)
+    bootstrap: int = setting(RESAMPLES, "bootstrap resamples of every interval, at least (the report adds more "
+                                        "until each bound's Monte-Carlo error is settled)", lo=100)
 
 
 @dataclass(frozen=True)
