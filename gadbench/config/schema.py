@@ -160,11 +160,11 @@ class TrainConfig:
     max_prompt_tokens: int = setting(2048, "prompts are left-truncated to this", paper="2048", lo=1)
     max_response_tokens: int = setting(1536, "rollouts stop here; teacher responses are cut to it (then EOS)",
                                        paper="1536", lo=1)
-    lr_sft: float = setting(5e-6, "G's learning rate in SFT stages (SeqKD, gad-offpolicy's SeqKD)", paper="5e-6",
-                            lo=0.0)
+    lr_sft: float = setting(5e-6, "G's learning rate in SFT stages (SeqKD, gad-offpolicy's SeqKD, and GAD's warmup "
+                                  "without discriminator warmup: one SeqKD epoch)", paper="5e-6", lo=0.0)
     lr_generator: float = setting(1e-6, "G's learning rate in the adversarial stage", paper="1e-6", lo=0.0)
-    lr_warmup: float = setting(1e-6, "G's learning rate in GAD's warmup", paper="1e-6 (5e-6 with the Qwen teacher)",
-                               lo=0.0)
+    lr_warmup: float = setting(1e-6, "G's learning rate in GAD's joint warmup (G and D)",
+                               paper="1e-6 (5e-6 with the Qwen teacher)", lo=0.0)
     lr_discriminator: float = setting(1e-6, "D's learning rate", paper="1e-6 (scripts)", lo=0.0)
     weight_decay: float = setting(0.01, "AdamW weight decay of G and D", paper="0.01 (verl default)", lo=0.0)
     kl_beta: float = setting(0.001, "weight of the k3 KL to the stage's reference in GRPO", paper="0.001", lo=0.0)
