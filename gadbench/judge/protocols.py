@@ -14,7 +14,8 @@ gad-paper with `swap=True`), details["orders_agree"] records whether the two ord
 
 - gad-paper (docs/paper.md, section 5.1): the judge first answers each prompt itself (its reference, one per
   distinct prompt); then it rates reference and student 1-10, both scores alone on the first line, with the
-  paper's prompt (`gad-paper.v2`; `version="v1"` is the variant that also tells the judge to ignore length).
+  prompt `gad-paper.v2`, a reconstruction of the paper's Fig. 8 from FastChat's Vicuna-era pairwise prompt (its
+  differences from FastChat's: docs/judging.md; `version="v1"` also tells the judge to ignore length).
   Reference is Assistant 1 and student Assistant 2; `swap=True` adds the swapped order and averages.
   Item score = 100 x s / (s + r), averaged over orders.
 - mtbench-single: reference-guided single-answer grading, "[[n]]" in 1-10; the reference is the teacher
@@ -69,7 +70,7 @@ class LLMProtocol:
 
 @dataclass(frozen=True)
 class GadPaper(LLMProtocol):
-    version: str = "v2"  # the paper's prompt (Fig. 8); "v1" adds "or their length" to the bias sentence
+    version: str = "v2"  # a reconstruction of the paper's Fig. 8 (docs/judging.md); "v1" also mentions length
     swap: bool = False
     reference_max_tokens: int | None = None
     name = "gad-paper"
