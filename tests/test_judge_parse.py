@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gadbench.judge import GadPaper, JudgeItem, MtBenchSingle, Pairwise
-from gadbench.judge.parse import parse_rating, parse_two_scores, parse_verdict
+from gadbench.judge.parse import parse_first_rating, parse_rating, parse_two_scores, parse_verdict
 from gadbench.judge.prompts import load_prompt
 
 
@@ -80,6 +80,22 @@ def test_two_scores_rejected(text):
 )
 def test_rating(text, expected):
     assert parse_rating(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Good answer.\nRating: [[5]]", 5.0),
+        ("[[5.5]] at first, finally [[7]]", 5.5),  # FastChat takes the first
+        ("a [4] aside, then Rating: [[7]]", 7.0),  # "[[n]]" anywhere before "[n]"
+        ("Rating: [8]", 8.0),
+        ("Rating: 6", None),  # FastChat reads brackets only
+        ("Rating: [[11]], then [[7]]", None),  # the first out of range is a failure, not skipped
+        (None, None),
+    ],
+)
+def test_mtbench_single_reads_the_first_rating_as_fastchat_does(text, expected):
+    assert parse_first_rating(text) == expected == MtBenchSingle().parse([text]).score
 
 
 @pytest.mark.parametrize(
