@@ -207,6 +207,10 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
     data = dist.from_main(lambda: load_run_data(spec, run_teacher(spec, run.cache)))
     for report in data.reports:  # nothing is dropped silently (docs/data.md)
         log.info("%s: data %s", spec.run_id, report.summary())
+    for name, o in data.overlap.items():
+        if o["overlap"]:  # allowed (data.allow_overlap), else loading stopped
+            log.warning("%s: eval set %s: %d of %d prompts are also training prompts (data.allow_overlap)",
+                        spec.run_id, name, o["overlap"], o["n"])
     if data.teacher_usage:
         log.info("%s: teacher %s", spec.run_id, Usage(**data.teacher_usage).summary())
     evaluator = Evaluator(spec, data, run.path, run.cache)
@@ -273,7 +277,7 @@ def summarize_run(spec: RunSpec, run: RunDir, totals: dict, data, evaluator) -> 
         "eval": {d: s for d, s in chosen.items() if d != "validation"},
         "validation": chosen.get("validation"),
         "budget": totals, "judge_usage": evaluator.usage, "teacher_usage": data.teacher_usage, "warnings": warnings,
-        "departures": departures, "data": [asdict(r) for r in data.reports],
+        "departures": departures, "data": [asdict(r) for r in data.reports], "data_overlap": data.overlap,
     }
 
 

@@ -126,6 +126,8 @@ class DataConfig:
                                              factory=dict)
     validation_size: int = setting(0, "training prompts held out for checkpoint selection and D's diagnostics",
                                    paper="none (the paper selected on the test sets)", lo=0)
+    allow_overlap: bool = setting(False, "run even when eval prompts are also training prompts (the same normalised "
+                                         "text, or the same id in the same data); the overlap is reported either way")
 
 
 @dataclass(frozen=True)
