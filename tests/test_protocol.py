@@ -1,6 +1,5 @@
-"""Protocol checks through real runs (`gadbench run` in a subprocess on the tiny world student): evaluation prompts
-must not hide among the training prompts."""
-
+"""Protocol checks through real runs of the tiny world student: evaluation prompts must not hide among the
+training prompts, and a lower-is-better selection metric is read the same way by selection and the search."""
 from __future__ import annotations
 
 import json
@@ -64,3 +63,72 @@ def test_eval_prompts_in_the_training_pool_stop_the_run_unless_allowed_and_are_r
     md = (tmp_path / "out" / "overlap" / "REPORT.md").read_text()
     assert ("eval set `held-out`: 6 of 6 prompts are also training prompts (e.g. ids e0, e1, e2, e3, e4), allowed "
             "by data.allow_overlap") in md, md
+
+
+class _GoldNLL:
+    """A lower-is-better judge: the world teacher's negative log-probability per token of the greedy answer."""
+
+    name = "gold-nll"
+
+    def judge(self, items):
+        from gadbench.worlds.gold import GoldJudge
+
+        return [_NLLJudgment(-g.teacher_logprob) for g in GoldJudge().judge(items)]
+
+
+class _NLLJudgment:
+    def __init__(self, nll: float):
+        self.nll = nll
+
+    def to_json(self) -> dict:
+        return {"nll": self.nll, "valid": True}
+
+
+NLL_SUITE = """extends: smoke
+name: nll
+methods:
+  seqkd: {kind: seqkd, search: {lr_sft: [0.0003, 0.003]}}
+  gad: null
+  gad-no-gwarmup: null
+  gad-no-dwarmup: null
+  gad-ce: null
+  gad-d-small: null
+  grpo-rouge: null
+  gad-offpolicy: null
+data: {eval: {world-ood: null}, validation_size: 16}
+train: {steps: 6, checkpoint_every: 2}
+eval: {every: 2, samples: 0, judges: [gold-nll, gold], selection_metric: gold-nll/nll, bootstrap: 100}
+"""
+
+
+def test_a_lower_is_better_selection_metric_drives_the_checkpoint_and_the_search_the_same_way(tmp_path, monkeypatch):
+    """A real run of a two-point search whose selection metric is declared lower-is-better: each run selects the
+    checkpoint with the lowest validation value, and the report's search keeps the point whose selected
+    checkpoint has the lowest; the highest would choose otherwise, so a direction read the wrong way fails."""
+    from gadbench.judge.records import JUDGES, JudgeRecord, Metric
+    from gadbench.report.load import load_results
+    from gadbench.report.search import chosen_points
+    from gadbench.runner import run_suite
+    from gadbench.suite import get_suite
+
+    monkeypatch.setitem(JUDGES, "gold-nll", JudgeRecord(
+        "gold-nll", "the world teacher's negative log-prob per token", lambda spec, cache: _GoldNLL(),
+        {"nll": Metric(False, "nats per token")}, world_only=True))  # what the suite, selection and report read
+    (tmp_path / "nll.yaml").write_text(NLL_SUITE)
+    suite_dir = run_suite(get_suite(str(tmp_path / "nll.yaml")), tmp_path / "out", progress=False)
+
+    def validation(run_dir, step):
+        return read_json(run_dir / "eval" / f"step-{step}" / "metrics.json")["validation"]["gold-nll/nll"]["mean"]
+
+    at_selected, argmax_differs = {}, False
+    for run_dir in sorted(p.parent for p in suite_dir.glob("*/config.yaml")):
+        steps = [2, 4, 6]
+        values = {k: validation(run_dir, k) for k in steps}
+        summary = read_json(run_dir / "summary.json")
+        lowest = min(steps, key=lambda k: (values[k], k))
+        argmax_differs |= max(steps, key=lambda k: (values[k], -k)) != lowest
+        assert summary["selection"]["checkpoint"] == lowest, (run_dir.name, values, summary["selection"])
+        at_selected["".join(f" {k}={v:g}" for k, v in summary["search_point"].items())] = values[lowest]
+    assert len(at_selected) == 2 and argmax_differs, at_selected
+    (chosen,) = chosen_points(load_results(suite_dir)).values()
+    assert chosen == min(at_selected, key=at_selected.get) != max(at_selected, key=at_selected.get), (chosen, at_selected)
