@@ -1,5 +1,6 @@
 """Protocol checks through real runs of the tiny world student: evaluation prompts must not hide among the
 training prompts, and a lower-is-better selection metric is read the same way by selection and the search."""
+
 from __future__ import annotations
 
 import json
