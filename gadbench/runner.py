@@ -23,7 +23,7 @@ from gadbench.data import SOURCES
 from gadbench.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from gadbench.judge.records import JUDGES, metric_info
 from gadbench.llm.pricing import cost_usd, resolve_price
-from gadbench.methods import estimate_run, identity_of, stage_plan, uses_discriminator
+from gadbench.methods import estimate_run, eval_steps, identity_of, stage_plan, uses_discriminator
 from gadbench.methods.rewards import make_reward
 from gadbench.rundir import RunDir, RunLock, RunLockError
 from gadbench.suite import runs_of, selection_metric
@@ -73,17 +73,30 @@ def plan(suite: SuiteConfig) -> dict:
         stages = stage_plan(r, steps[r.run_id])
         est = estimate_run(r, stages, p, dp)
         rows.append({"run_id": r.run_id, "student": r.student_name, "method": r.method_name, "seed": r.seed,
-                     "stages": " + ".join(f"{s.name} {s.steps}" for s in stages), "params": p, "d_params": dp, **est})
+                     "stages": " + ".join(f"{s.name} {s.steps}" for s in stages), "params": p, "d_params": dp,
+                     "eval_steps": eval_steps(r, stages), **est})
+    return {"suite": suite.name, "runs": rows, **judge_cost(suite, rows)}
+
+
+def judge_cost(suite: SuiteConfig, rows: list[dict]) -> dict:
+    """LLM judge calls of a suite, from the judge records. Items = the eval sets' sizes + the validation split,
+    judged at every evaluation step of every run, except that step 0 (the student before distillation, the same
+    greedy answers for every method of a student and seed) is asked once per student and seed; the judge's own
+    reference answers (`calls_per_prompt`) once per item for the whole suite. Both are what the judge cache
+    (<out>/cache/judge.sqlite, shared by the suite's runs) leaves to send; re-asks are not counted."""
     llm_judges = [j for j in suite.eval.judges if JUDGES[j].llm]
-    n_points = max(1, suite.train.steps // suite.eval.every) + 2
     items = sum(d.limit or SOURCES[d.source].size or 0 for d in suite.data.eval.values()) + suite.data.validation_size
-    per_run = sum(JUDGES[j].calls_per_item * items * n_points + JUDGES[j].calls_per_prompt * items
-                  for j in llm_judges)
-    calls = per_run * len(rows)
+    per_item = sum(JUDGES[j].calls_per_item for j in llm_judges)
+    before = {(r["student"], r["seed"]) for r in rows}
+    points = sum(len(r["eval_steps"]) for r in rows) - (len(rows) - len(before))  # step 0 once per student and seed
+    item_calls = per_item * items * points
+    reference_calls = sum(JUDGES[j].calls_per_prompt for j in llm_judges) * items if rows else 0
+    calls = item_calls + reference_calls
     price = resolve_price(suite.judge.model, suite.judge.price_per_mtok)
     cost = None if price is None else round(calls * cost_usd(*ASSUMED_JUDGE_TOKENS, price), 2)
-    return {"suite": suite.name, "runs": rows, "judge_calls": calls, "judge_cost_usd": cost,
-            "eval_points_per_run": n_points, "eval_items": items, "llm_judges": llm_judges}
+    return {"judge_calls": calls, "judge_item_calls": item_calls, "judge_reference_calls": reference_calls,
+            "judge_cost_usd": cost, "eval_points_per_run": max((len(r["eval_steps"]) for r in rows), default=0),
+            "eval_items": items, "llm_judges": llm_judges, "eval_start": suite.eval.start, "eval_every": suite.eval.every}
 
 
 def check_requirements(suite: SuiteConfig) -> None:

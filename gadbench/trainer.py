@@ -22,7 +22,7 @@ from gadbench.budget import Meter, Spend
 from gadbench.config import ConfigError, RunSpec
 from gadbench.eval.evaluator import eval_seed
 from gadbench.io import append_jsonl, read_jsonl, truncate_jsonl
-from gadbench.methods import stage_plan
+from gadbench.methods import eval_steps, stage_plan
 from gadbench.methods.context import begin_stage, build_context, timed
 from gadbench.methods.updates import d_diagnostics
 from gadbench.models import Discriminator, count_params, load_causal_lm, response_tokens
@@ -46,8 +46,9 @@ def global_spend(spend: Spend) -> Spend:
 
 
 class Trainer:
-    """Trains one run. `on_eval(step, ctx, extra)` is called at every evaluation point (every `eval.every`
-    steps, at stage ends and at the end) before the checkpoint of that step is written; `extra` holds the
+    """Trains one run. `on_eval(step, ctx, extra)` is called at every evaluation point (`eval_steps`: step 0,
+    every `eval.every` steps and at stage ends from `eval.start` on, and at the end) before the checkpoint of that
+    step is written; `extra` holds the
     discriminator diagnostics on the validation split (`d_diagnostics`) when the run has D and a split."""
 
     def __init__(self, spec: RunSpec, run_dir: Path, data, on_eval=None, steps: int | None = None,
@@ -55,6 +56,7 @@ class Trainer:
         self.spec, self.run, self.data = spec, RunDir(run_dir), data
         self.plan = stage_plan(spec, steps)
         self.total_steps = sum(s.steps for s in self.plan)
+        self.eval_at = set(eval_steps(spec, self.plan))
         self.on_eval = on_eval
         self.progress = progress
         self.meter = Meter()
@@ -135,7 +137,7 @@ class Trainer:
                 append_jsonl(self.run.metrics, [{"step": step, "stage": stage, **_round(metrics)}])
             bar.update(1, metrics)
             at_stage_end = step == self._stage_end(i)
-            if step % self.spec.eval.every == 0 or at_stage_end:
+            if step in self.eval_at:
                 self._eval(step)
             if step % self.spec.train.checkpoint_every == 0 or at_stage_end:
                 self._save(step, keep_stage_end=at_stage_end)

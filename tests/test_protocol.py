@@ -133,3 +133,58 @@ def test_a_lower_is_better_selection_metric_drives_the_checkpoint_and_the_search
     assert len(at_selected) == 2 and argmax_differs, at_selected
     (chosen,) = chosen_points(load_results(suite_dir)).values()
     assert chosen == min(at_selected, key=at_selected.get) != max(at_selected, key=at_selected.get), (chosen, at_selected)
+
+
+def test_the_plan_costs_the_papers_judge_calls_by_hand():
+    """`paper`: 5 students x (SeqKD, GAD), one seed; 1832 items (LMSYS 500 + Dolly 500 + SelfInst 252 + Vicuna 80
+    + validation 500). Each run evaluates step 0 and, from eval.start = 800 (the paper's scan of checkpoints
+    800-2400), every 50 steps: 34 points, step 0 shared by a student's two methods, so 67 per student; the
+    judge's reference answers once per item for the suite: 5 x 67 x 1832 + 1832 = 615,552 calls (the old plan
+    said 934,320: 50 points and a reference per prompt for each of the 10 runs)."""
+    from gadbench.runner import plan
+    from gadbench.suite import get_suite
+
+    p = plan(get_suite("paper"))
+    assert p["eval_items"] == 500 + 500 + 252 + 80 + 500 == 1832
+    assert all(r["eval_steps"] == [0, *range(800, 2401, 50)] for r in p["runs"]) and p["eval_points_per_run"] == 34
+    assert p["judge_item_calls"] == 5 * (34 + 33) * 1832 and p["judge_reference_calls"] == 1832
+    assert p["judge_calls"] == 615_552
+    everything = plan(get_suite("paper", ["eval.start=0"]))
+    assert everything["eval_points_per_run"] == 49  # 0, 50, ..., 2400: warmup (0-800) judged every 50 steps too
+
+
+def _judge_reply(body: dict) -> str:
+    return "REF answer" if len(body["messages"]) == 1 else "8 7\nBoth answer the question."
+
+
+def test_a_real_run_sends_what_the_plan_counts_and_evaluates_from_eval_start(tmp_path, monkeypatch):
+    """SeqKD and GAD, 4 steps (GAD's warmup 2), eval.every 2 and eval.start 3, judged by gad-paper through a
+    judge on 127.0.0.1: both runs evaluate steps 0 and 4 only; the judge is asked one reference per item for
+    the suite and one judgment per distinct answer, step 0 once, which the plan counts."""
+    from loopback import LoopbackServer
+
+    from gadbench.runner import plan, run_suite
+    from gadbench.suite import get_suite
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    smoke = get_suite("smoke")
+    drop = [f"methods.{m}=null" for m in smoke.methods if m not in ("seqkd", "gad")]
+    with LoopbackServer(reply=_judge_reply) as server:
+        suite = get_suite("smoke", [*drop, "train.steps=4", "train.warmup_steps=2", "train.d_only_steps=1",
+                                    "train.batch_size=4", "train.group_size=2", "train.max_response_tokens=8",
+                                    "data.train.limit=16", "data.validation_size=3", "data.eval.world-id.limit=5",
+                                    "data.eval.world-ood=null", "eval.samples=0", "eval.every=2", "eval.start=3",
+                                    "eval.judges=[gold, gad-paper]", "eval.bootstrap=100",
+                                    f"judge.base_url={server.url}", "judge.model=fake"])
+        p = plan(suite)
+        out = run_suite(suite, tmp_path / "results", progress=False)
+        sent = list(server.received)
+    runs = sorted(d for d in out.iterdir() if (d / "config.yaml").exists())
+    assert [sorted(int(s.name[5:]) for s in (r / "eval").iterdir()) for r in runs] == [[0, 4], [0, 4]]
+    assert [r["eval_steps"] for r in p["runs"]] == [[0, 4], [0, 4]]
+    references = [b for b in sent if len(b["messages"]) == 1]
+    assert len(references) == p["judge_reference_calls"] == 8  # 5 test + 3 validation prompts
+    answers = {(row["prompt"], row["answer"]) for r in runs for step in (0, 4) for name in ("world-id", "validation")
+               for row in map(json.loads, (r / "eval" / f"step-{step}" / f"{name}.jsonl").read_text().splitlines())}
+    assert len(sent) - len(references) == len(answers) <= p["judge_item_calls"] == 8 * 3, (len(sent), p)
+    assert p["judge_calls"] == 8 + 24

@@ -210,6 +210,8 @@ class RolloutConfig:
 class EvalConfig:
     every: int = setting(50, "steps between evaluations (stage ends and the last step are always evaluated)",
                          paper="50", lo=1)
+    start: int = setting(0, "evaluation points before this step are skipped, except step 0 (the `before` row) and "
+                            "the last step", paper="800 (the eval script scans GAD checkpoints 800-2400)", lo=0)
     max_new_tokens: int = setting(1536, "greedy answers stop here", paper="1536", lo=1)
     judges: tuple[str, ...] = setting(("gad-paper",), "judges of the answers (gadbench.judge.records): gad-paper, "
                                                      "mtbench-single, pairwise (LLM), rouge-l, embedding, gold and "
