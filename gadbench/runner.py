@@ -251,6 +251,23 @@ def judge_departures(spec: RunSpec) -> list[str]:
     return out
 
 
+def truncation_warning(spec: RunSpec, rows: list[dict]) -> str | None:
+    """The summary's warning when steps cut more than `train.truncation_warning` of their rollouts or teacher
+    responses at max_response_tokens (metrics.jsonl `truncation_warning`), with the mean shares cut."""
+    flagged = [r for r in rows if r.get("truncation_warning")]
+    if not flagged:
+        return None
+
+    def mean_of(key: str) -> str:
+        values = [r[key] for r in rows if isinstance(r.get(key), int | float)]
+        return f"{sum(values) / len(values):.0%}" if values else "n/a"
+
+    return (f"more than {spec.train.truncation_warning:.0%} of the rollouts or teacher responses were cut at "
+            f"train.max_response_tokens = {spec.train.max_response_tokens} at {len(flagged)} of {len(rows)} steps "
+            f"(first: step {flagged[0]['step']}; cut on average: rollouts {mean_of('truncated_frac')}, teacher "
+            f"responses {mean_of('teacher_truncated_frac')}): raise train.max_response_tokens")
+
+
 def summarize_run(spec: RunSpec, run: RunDir, totals: dict, data, evaluator) -> dict:
     from gadbench.eval.selection import CheckpointScores, select_checkpoint
 
@@ -279,10 +296,13 @@ def summarize_run(spec: RunSpec, run: RunDir, totals: dict, data, evaluator) -> 
         departures.append("no validation split: the last checkpoint is reported")
     departures += judge_departures(spec)
     warnings = []
-    lengths = [r for r in read_jsonl(run.metrics) if r.get("length_warning")]
+    rows = list(read_jsonl(run.metrics))
+    lengths = [r for r in rows if r.get("length_warning")]
     if lengths:
         warnings.append(f"response length exceeded {spec.train.length_warning_ratio}x the teacher's at "
                         f"{len(lengths)} steps (first: step {lengths[0]['step']}): possible reward hacking")
+    if cut := truncation_warning(spec, rows):
+        warnings.append(cut)
     return {
         "run_id": spec.run_id, "suite": spec.suite, "student": spec.student_name, "method": spec.method_name,
         "seed": spec.seed, "identity": identity_of(spec).to_json(spec.method.description),

@@ -61,6 +61,7 @@ class Trainer:
         self.progress = progress
         self.meter = Meter()
         self.length_warnings = 0
+        self.truncation_warnings = 0
         t = spec.train
         if t.batch_size % dist.world():
             raise ConfigError(f"train.batch_size={t.batch_size} does not split over {dist.world()} processes; "
@@ -131,9 +132,12 @@ class Trainer:
             self._check_finite(step, metrics)
             self.meter.record(stage, global_spend(spend))
             if dist.is_main():
-                # this batch's teacher length (not a previous step's: that went stale and differed after --resume)
-                teacher_len = metrics.get("teacher_len") or self._teacher_len(batch)
-                self._watch_length(step, metrics, teacher_len)
+                # this batch's teacher lengths (not a previous step's: that went stale and differed after --resume)
+                lengths = [response_tokens(self.ctx.g.tokenizer, ex.teacher_response) for ex in batch]
+                metrics["teacher_truncated_frac"] = sum(n > self.spec.train.max_response_tokens
+                                                        for n in lengths) / len(lengths)
+                self._watch_length(step, metrics, metrics.get("teacher_len") or sum(lengths) / len(lengths))
+                self._watch_truncation(step, metrics)
                 append_jsonl(self.run.metrics, [{"step": step, "stage": stage, **_round(metrics)}])
             bar.update(1, metrics)
             at_stage_end = step == self._stage_end(i)
@@ -144,9 +148,6 @@ class Trainer:
         bar.close()
         return self.meter
 
-    def _teacher_len(self, batch) -> float:
-        return sum(response_tokens(self.ctx.g.tokenizer, ex.teacher_response) for ex in batch) / len(batch)
-
     def _watch_length(self, step: int, metrics: dict, teacher_len: float) -> None:
         ratio = self.spec.train.length_warning_ratio
         if "response_len" in metrics and teacher_len and metrics["response_len"] > ratio * teacher_len:
@@ -156,6 +157,22 @@ class Trainer:
                 log.warning("step %d: mean response length %.1f tokens is over %.1fx the teacher's %.1f "
                         "(possible reward hacking; warning %d)", step, metrics["response_len"], ratio, teacher_len,
                             self.length_warnings)
+
+    def _watch_truncation(self, step: int, metrics: dict) -> None:
+        """Flag (`truncation_warning`) and log a step where more than `truncation_warning` of the rollouts
+        (`truncated_frac`) or of the batch's teacher responses (`teacher_truncated_frac`) are cut at
+        max_response_tokens: the answers trained on and compared then end where the limit is, not where they end."""
+        limit = self.spec.train.truncation_warning
+        cut = {k: metrics[k] for k in ("truncated_frac", "teacher_truncated_frac") if metrics.get(k, 0.0) > limit}
+        if not cut:
+            return
+        metrics["truncation_warning"] = True
+        self.truncation_warnings += 1
+        if self.truncation_warnings in (1, 10, 100, 1000):
+            shares = ", ".join(f"{'rollouts' if k == 'truncated_frac' else 'teacher responses'} {v:.0%}"
+                               for k, v in cut.items())
+            log.warning("step %d: %s cut at train.max_response_tokens = %d (over %.0f%%; warning %d): raise it",
+                        step, shares, self.spec.train.max_response_tokens, 100 * limit, self.truncation_warnings)
 
     def _check_finite(self, step: int, metrics: dict) -> None:
         for key in ("sft_loss", "pg_loss", "d_loss"):

@@ -188,3 +188,70 @@ def test_a_real_run_sends_what_the_plan_counts_and_evaluates_from_eval_start(tmp
                for row in map(json.loads, (r / "eval" / f"step-{step}" / f"{name}.jsonl").read_text().splitlines())}
     assert len(sent) - len(references) == len(answers) <= p["judge_item_calls"] == 8 * 3, (len(sent), p)
     assert p["judge_calls"] == 8 + 24
+
+
+def test_rollouts_and_teacher_responses_cut_at_every_step_warn_in_the_log_summary_and_report(tmp_path):
+    """max_response_tokens = 3: every teacher answer of the world and every rollout is cut; each step is flagged,
+    the log warns, the summary's warnings say by how much, and the report shows it."""
+    keep = ("seqkd", "gad")
+    drop = [f"--set=methods.{m}=null" for m in ("gad-no-gwarmup", "gad-no-dwarmup", "gad-ce", "gad-d-small",
+                                                  "grpo-rouge", "gad-offpolicy")]
+    proc = _gadbench("run", "--suite", "smoke", "--out", str(tmp_path), *drop, "--set=train.steps=2",
+                     "--set=train.warmup_steps=1", "--set=train.d_only_steps=0", "--set=train.batch_size=4",
+                     "--set=train.group_size=2", "--set=train.max_response_tokens=3", "--set=eval.every=100",
+                     "--set=data.validation_size=4", "--set=data.eval.world-id.limit=4", "--set=data.eval.world-ood=null",
+                     "--set=eval.samples=0", "--set=eval.judges=[gold]", "--set=eval.bootstrap=100")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "step 1: rollouts 100%, teacher responses 100% cut at train.max_response_tokens = 3" in proc.stderr
+    md = (tmp_path / "smoke" / "REPORT.md").read_text()
+    for method in keep:
+        (run,) = (tmp_path / "smoke").glob(f"tiny--{method}--s0--*")
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert all(r["truncation_warning"] and r["teacher_truncated_frac"] == 1.0 for r in rows), rows
+        (warning,) = [w for w in read_json(run / "summary.json")["warnings"] if "were cut" in w]
+        rollouts = "n/a" if method == "seqkd" else "100%"
+        assert warning == ("more than 50% of the rollouts or teacher responses were cut at train.max_response_tokens "
+                           f"= 3 at 2 of 2 steps (first: step 1; cut on average: rollouts {rollouts}, teacher "
+                           "responses 100%): raise train.max_response_tokens"), warning
+        assert warning in md
+
+
+def test_a_group_of_one_and_overlapping_world_pools_are_refused_in_one_line(tmp_path):
+    """GRPO's advantage needs two samples per group (one has a NaN std): refused by the suite (`--set`, a method's
+    search), by `gadbench bench` and by the loss itself; world pools that would reach the next pool's problems
+    are refused when the suite loads."""
+    import pytest
+    import torch
+
+    from gadbench.config import ConfigError
+    from gadbench.losses.grpo import group_advantages
+    from gadbench.suite import get_suite, runs_of
+
+    cli = {
+        ("run", "--suite", "smoke", "--dry-run", "--set", "train.group_size=1"):
+            "`train.group_size` = 1 is out of range [2, inf]; pick a value inside it.",
+        ("bench", "--group-size", "1", "--steps", "1"):
+            "gadbench: bench (--prompts, --group-size, --max-new-tokens): `train.group_size` = 1 is out of range "
+            "[2, inf]; pick a value inside it.",
+    }
+    for argv, expected in cli.items():
+        proc = _gadbench(*argv)
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].endswith(expected), (argv, proc.stderr[-2000:])
+    suite = {
+        "methods.gad.search={group_size: [1, 4]}":
+            "methods.gad.search: `train.group_size` = 1 is out of range [2, inf]; pick a value inside it.",
+        "data.train.limit=5001":
+            "`data.train.limit` = 5001 reaches the synthetic world's validation problems (numbers 5000 on), so they "
+            "would overlap; use at most 5000.",
+        "data.validation_size=1001":
+            "`data.validation_size` = 1001 reaches the synthetic world's test problems (numbers 6000 on), so they "
+            "would overlap; use at most 1000.",
+    }
+    for override, expected in suite.items():
+        with pytest.raises(ConfigError) as found:
+            runs_of(get_suite("smoke", [override]))  # a search point is checked as the suite's runs are made
+        assert str(found.value).endswith(expected) and "\n" not in str(found.value), (override, str(found.value))
+    assert get_suite("smoke", ["data.train.limit=5000"]).data.train.limit == 5000
+    with pytest.raises(ValueError, match="groups of 2 or more samples, not 1"):
+        group_advantages(torch.tensor([1.0, 2.0]), 1)

@@ -177,6 +177,8 @@ class TrainConfig:
     keep_checkpoints: int = setting(2, "newest checkpoints kept, besides stage ends", lo=1)
     length_warning_ratio: float = setting(2.0, "warn when rollouts grow past this many times the teacher's length",
                                           lo=1.0)
+    truncation_warning: float = setting(0.5, "warn when more than this share of a step's rollouts, or of its teacher "
+                                             "responses, is cut at max_response_tokens", lo=0.0, hi=1.0)
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "where to train (auto: cuda when visible)")
     precision: Literal["fp32", "bf16"] = setting("fp32", "bf16: forwards autocast to bf16 over fp32 weights and "
                                                          "optimizer states, and hf rollouts generate from a bf16 "
