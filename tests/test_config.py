@@ -372,6 +372,15 @@ def test_vllm_engine_without_vllm_stops_with_one_line(tmp_path):
     assert not (tmp_path / "out").exists()  # stopped before creating anything
 
 
+def test_tensor_parallel_size_must_divide_the_process_count():
+    from gadbench.config import RolloutConfig
+    from gadbench.rollout.vllm import VLLMRolloutEngine
+
+    with pytest.raises(ConfigError, match=r"rollout.tensor_parallel_size=2 does not divide the 1 process\(es\)"):
+        VLLMRolloutEngine(None, RolloutConfig(engine="vllm", tensor_parallel_size=2), max_model_len=64)
+    VLLMRolloutEngine(None, RolloutConfig(engine="vllm", tensor_parallel_size=1), max_model_len=64)  # builds lazily
+
+
 # ------------------------------------------------------------------------------------ hyperparameter search
 
 
