@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gadbench import GadbenchError, dist
+from gadbench import GadbenchError, dist, runtime
 from gadbench.budget import Meter, Spend
 from gadbench.config import ConfigError, RunSpec
 from gadbench.eval.evaluator import eval_seed
 from gadbench.io import append_jsonl, read_jsonl, truncate_jsonl
 from gadbench.methods import stage_plan
-from gadbench.methods.context import begin_stage, build_context
-from gadbench.methods.steps import d_diagnostics, timed
+from gadbench.methods.context import begin_stage, build_context, timed
+from gadbench.methods.updates import d_diagnostics
 from gadbench.models import Discriminator, count_params, load_causal_lm, response_tokens
 from gadbench.progress import progress_bar
 from gadbench.rollout.fanout import FanOutEngine, serve
@@ -35,21 +35,6 @@ log = logging.getLogger("gadbench")
 
 class TrainingDiverged(GadbenchError, RuntimeError):
     """A NaN or infinite loss; the checkpoints written before it are kept."""
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device is `cuda` but no CUDA GPU is visible; set train.device=cpu or run on a "
-                          "GPU machine.")
-    return torch.device(name)
 
 
 def global_spend(spend: Spend) -> Spend:
@@ -66,7 +51,7 @@ class Trainer:
     steps, at stage ends and at the end) before the checkpoint of that step is written; `extra` holds the
     discriminator diagnostics on the validation split (`d_diagnostics`) when the run has D and a split."""
 
-    def __init__(self, spec: RunSpec, run_dir: Path, data, reward_fn=None, on_eval=None, steps: int | None = None,
+    def __init__(self, spec: RunSpec, run_dir: Path, data, on_eval=None, steps: int | None = None,
                  progress: bool = True):
         self.spec, self.run, self.data = spec, RunDir(run_dir), data
         self.plan = stage_plan(spec, steps)
@@ -79,10 +64,7 @@ class Trainer:
         if t.batch_size % dist.world():
             raise ConfigError(f"train.batch_size={t.batch_size} does not split over {dist.world()} processes; "
                               "use a multiple of the process count.")
-        seed_everything(spec.seed)
-        device = pick_device(t.device)
-        if device.type == "cpu" and t.cpu_threads:
-            torch.set_num_threads(t.cpu_threads)
+        device = runtime.setup(t, spec.seed)
         # Sharded (FSDP) models keep an unsharded skeleton on the meta device for the reference and for
         # the full copy that evaluation generates from.
         self.sharded = t.sharding != "none" and dist.world() > 1
@@ -99,7 +81,7 @@ class Trainer:
                 body.gradient_checkpointing_enable()
             self.fsdp_wrap(model) if self.sharded else model.to(device)
 
-        self.ctx = build_context(spec, device, g=g, reward_fn=reward_fn, place=place)
+        self.ctx = build_context(spec, device, g=g, place=place)
         if self.sharded:
             local = sum(p.to_local().numel() for p in g.model.parameters())
             log.info("%s over %d processes: this rank holds %d of G's %d parameters", t.sharding.upper(),
@@ -143,7 +125,7 @@ class Trainer:
                 self._begin_stage(i)
             stage = self.plan[i].name
             batch = self.data.batch(step, self.spec.train.batch_size)
-            metrics, spend = timed(self.plan[i].stage.run(), self.ctx, dist.local_part(batch), step, k)
+            metrics, spend = timed(self.plan[i].stage.step, self.ctx, dist.local_part(batch), step, k)
             self._check_finite(step, metrics)
             self.meter.record(stage, global_spend(spend))
             if dist.is_main():
