@@ -62,11 +62,10 @@ def _n(r: dict, unit: str = "prompts") -> str:
     return f"{r['n_seeds']} x {round(r['n_items'] / r['n_seeds'])} {unit}"
 
 
-def _mc(r: dict, what: str = "", prefix: str = "") -> str:
-    """'<what>: R resamples, MC s.e. of the bounds +-a / +-b' from an interval's `prefix`mc_low / mc_high."""
+def _mc(r: dict, what: str = "") -> str:
+    """'<what>: R resamples, MC s.e. of the bounds +-a / +-b': an interval's resamples and Monte-Carlo errors."""
     lead = f"{what}: " if what else ""
-    return (f"{lead}{r['n_resamples']:,} resamples, MC s.e. of the bounds ±{r[prefix + 'mc_low']:.3f} / "
-            f"±{r[prefix + 'mc_high']:.3f}")
+    return f"{lead}{r['n_resamples']:,} resamples, MC s.e. of the bounds ±{r['mc_low']:.3f} / ±{r['mc_high']:.3f}"
 
 
 def _verdict(r: dict, sign: int) -> str:
