@@ -13,7 +13,7 @@
    processes restores bitwise into 1 process and into 2 (G, D, reference, both optimizers, RNG), and so does
    one written by 1 process into 2 FSDP processes; a resume on 2 from a mid-stage checkpoint ends at the
    uninterrupted run's weights bitwise, and resumes on another process count finish within the 1- vs
-   2-process tolerance (1e-4).
+   2-process tolerance (1e-4). `gadbench eval` reads a 2-process checkpoint in one process.
 4. Load once: G and D loaded by process 0 and broadcast into shards built on the meta device equal, bitwise,
    what each process gets loading the student itself (a bf16-stored student upcast to fp32; D from another
    model; tied embeddings stay tied).
@@ -151,6 +151,12 @@ def test_two_processes_replicated_and_sharded_match_one(tmp_path):
     answers = lambda out: [json.loads(x)["answer"] for x in  # noqa: E731
                            next((out / "dp").glob("tiny--gad--*/eval/step-6/world-id.jsonl")).read_text().splitlines()]
     assert answers(tmp_path / "fsdp") == answers(tmp_path / "two")  # evaluated from the gathered copy of G
+    # `gadbench eval`, one process, reads the 2-process checkpoint's G and answers as training-time evaluation did
+    (_run_dir(tmp_path / "fsdp") / "eval" / "step-6" / "world-id.jsonl").unlink()
+    proc = subprocess.run([*ONE, "eval", str(_run_dir(tmp_path / "fsdp")), "--checkpoint", "6"], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert answers(tmp_path / "fsdp") == answers(tmp_path / "two")
 
     log = _run(TWO, tmp_path / "offload", *EVERY_STEP, "--set", "train.sharding=fsdp", "--set",
                "students.tiny.cpu_offload=true")

@@ -301,6 +301,17 @@ def test_resume_is_bitwise_identical(uninterrupted, tmp_path, resume_from):
     assert read_json(a / "eval" / "step-6" / "metrics.json") == read_json(b / "eval" / "step-6" / "metrics.json")
 
 
+def test_resume_refuses_checkpoints_of_the_earlier_format_in_one_line(tmp_path):
+    """A run whose only checkpoint is an earlier version's state.pt stops instead of silently restarting."""
+    from gadbench.config import ConfigError
+
+    tr = _trainer(tmp_path, "seqkd", ["train.steps=2"])
+    (tr.run.checkpoints / "step-1").mkdir(parents=True)
+    (tr.run.checkpoints / "step-1" / "state.pt").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"written by an earlier gadbench version \(state.pt\)"):
+        tr.train(resume=True)
+
+
 def test_discriminator_diagnostics_at_every_evaluation(uninterrupted):
     """The run writes D's held-out accuracy, AUC and identical-text gap at every evaluation point, from the
     validation split (4 prompts x group 2 here), and the identical-text gap is ~0."""

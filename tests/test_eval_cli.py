@@ -183,6 +183,16 @@ def test_bad_checkpoint_and_bad_run_dir_fail_in_one_line(run, tmp_path, capsys):
     assert "no config.yaml" in capsys.readouterr().err
 
 
+def test_checkpoints_of_the_earlier_format_are_refused_in_one_line(run, capsys):
+    shutil.rmtree(run / "checkpoints")
+    shutil.rmtree(run / "eval")
+    (run / "checkpoints" / "step-2").mkdir(parents=True)
+    (run / "checkpoints" / "step-2" / "state.pt").write_bytes(b"")
+    assert main(["eval", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "written by an earlier gadbench version (state.pt)" in err and "\n" not in err
+
+
 def test_a_step_whose_checkpoint_is_gone_is_judged_on_its_stored_answers(run, capsys, monkeypatch):
     """Checkpoints deleted (as in a results folder kept without them): a judge runs on the stored answers of
     the selected step without loading a model; a set without stored answers, or lm_eval, stops in one line."""

@@ -491,6 +491,27 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_then_resume
         subprocess.run(["umount", str(out)], timeout=30)
 
 
+def test_a_checkpoint_counts_only_under_its_name_with_its_marker_and_pruning_clears_what_crashes_left(tmp_path):
+    """A folder is a checkpoint only under its real name with complete.json; a write cut short (a temporary
+    folder) and a deletion cut short (a real name whose marker went first) are not, and the next commit's
+    pruning removes both while keeping the newest and the stage ends."""
+    from gadbench.rundir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    for step in (1, 2, 3):  # step 2 ends a stage
+        folder = run.new_checkpoint_dir(step)
+        (folder / "shard").write_bytes(b"x")
+        run.commit_checkpoint(folder, step, {"step": step}, keep_stage_end=step == 2, keep_newest=10)
+    assert read_json(run.checkpoint(3) / "complete.json") == {"step": 3}
+    (run.checkpoint(3) / "complete.json").unlink()  # pruning deletes the marker first, then was killed
+    run.new_checkpoint_dir(4)  # a write killed before its commit
+    assert run.checkpoint_steps() == [1, 2] and run.latest_checkpoint() == 2
+    folder = run.new_checkpoint_dir(5)
+    run.commit_checkpoint(folder, 5, {"step": 5}, keep_stage_end=False, keep_newest=1)
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == ["step-2", "step-5"]
+    assert run.checkpoint_steps() == [2, 5] and (run.checkpoint(2) / "KEEP").exists()
+
+
 def test_file_too_large_while_checkpointing_keeps_the_previous_checkpoint(reference, tmp_path):
     """RLIMIT_FSIZE in the child: writes past the limit fail with EFBIG (SIGXFSZ ignored). Warmup checkpoints
     fit under the limit; the first adversarial one (step 5, it also holds the KL reference) does not."""
