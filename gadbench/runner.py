@@ -10,6 +10,7 @@ and holds it until the suite ends, because the suite's closing budget check writ
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -18,18 +19,18 @@ from pathlib import Path
 
 from gadbench import GadbenchError, dist
 from gadbench.budget import check_matched, estimate_params
-from gadbench.config import RunSpec, SuiteConfig, runs_of, to_dict, to_yaml
+from gadbench.config import RunSpec, SuiteConfig, to_dict, to_yaml
+from gadbench.data import SOURCES
 from gadbench.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
+from gadbench.judge.records import JUDGES, metric_info
 from gadbench.llm.pricing import cost_usd, resolve_price
-from gadbench.methods import estimate_run, stage_plan, uses_discriminator
+from gadbench.methods import estimate_run, identity_of, stage_plan, uses_discriminator
 from gadbench.methods.rewards import make_reward
 from gadbench.rundir import RunDir, RunLock, RunLockError
+from gadbench.suite import runs_of, selection_metric
 
 log = logging.getLogger("gadbench")
 
-JUDGE_CALLS_PER_ITEM = {"gad-paper": 2, "mtbench-single": 1, "pairwise": 2}
-# Sizes of the standard eval sets, for the dry-run's judge-cost estimate when a set has no `limit`.
-KNOWN_EVAL_SIZES = {"lmsys-gad": 500, "dolly": 500, "selfinst": 252, "vicuna": 80, "mtbench": 80}
 ASSUMED_JUDGE_TOKENS = (900, 300)  # prompt, completion tokens per judge call (estimate)
 
 
@@ -74,10 +75,12 @@ def plan(suite: SuiteConfig) -> dict:
         est = estimate_run(r, stages, p, dp)
         rows.append({"run_id": r.run_id, "student": r.student_name, "method": r.method_name, "seed": r.seed,
                      "stages": " + ".join(f"{s.name} {s.steps}" for s in stages), "params": p, "d_params": dp, **est})
-    llm_judges = [j for j in suite.eval.judges if j in JUDGE_CALLS_PER_ITEM]
+    llm_judges = [j for j in suite.eval.judges if JUDGES[j].llm]
     n_points = max(1, suite.train.steps // suite.eval.every) + 2
-    items = sum(d.limit or KNOWN_EVAL_SIZES.get(d.source, 0) for d in suite.data.eval.values()) + suite.data.validation_size
-    calls = sum(JUDGE_CALLS_PER_ITEM[j] for j in llm_judges) * items * n_points * len(rows)
+    items = sum(d.limit or SOURCES[d.source].size or 0 for d in suite.data.eval.values()) + suite.data.validation_size
+    per_run = sum(JUDGES[j].calls_per_item * items * n_points + JUDGES[j].calls_per_prompt * items
+                  for j in llm_judges)
+    calls = per_run * len(rows)
     price = resolve_price(suite.judge.model, suite.judge.price_per_mtok)
     cost = None if price is None else round(calls * cost_usd(*ASSUMED_JUDGE_TOKENS, price), 2)
     return {"suite": suite.name, "runs": rows, "judge_calls": calls, "judge_cost_usd": cost,
@@ -92,6 +95,9 @@ def check_requirements(suite: SuiteConfig) -> None:
 
         if not torch.cuda.is_available():
             missing.append("a CUDA GPU (none is visible)")
+    if suite.rollout.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        missing.append("vLLM for rollout.engine=vllm (pip install 'gadbench[vllm]', docs/scale.md; or "
+                       "--set rollout.engine=hf)")
     if suite.requires.judge_endpoint and not (os.environ.get(suite.judge.api_key_env) or suite.judge.base_url):
         missing.append(f"a judge endpoint (set ${suite.judge.api_key_env}, or judge.base_url for a local server)")
     if suite.requires.online_data:
@@ -208,7 +214,7 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
     if data.teacher_usage:
         log.info("%s: teacher %s", spec.run_id, Usage(**data.teacher_usage).summary())
     evaluator = Evaluator(spec, data, run.path, run.cache)
-    trainer = Trainer(spec, run.path, data, reward_fn=make_reward(spec), on_eval=evaluator, steps=steps,
+    trainer = Trainer(spec, run.path, data, on_eval=evaluator, steps=steps,
                       progress=progress)
     try:
         meter = trainer.train(resume=resume)
@@ -222,16 +228,9 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
     return summary
 
 
-def selection_metric(spec: RunSpec) -> str:
-    if spec.eval.selection_metric:
-        return spec.eval.selection_metric
-    j = spec.eval.judges[0]
-    return "gold/teacher_logprob" if j == "gold" else f"{j}/score"
-
-
 def judge_departures(spec: RunSpec) -> list[str]:
     """How the run's LLM judging departs from the paper's (GPT-4o, free replies); none without an LLM judge."""
-    if not any(j in JUDGE_CALLS_PER_ITEM for j in spec.eval.judges):
+    if not any(JUDGES[j].llm for j in spec.eval.judges):
         return []
     out = [f"judge model {spec.judge.model} instead of GPT-4o"] if spec.judge.model != "gpt-4o" else []
     if spec.judge.guided:
@@ -254,7 +253,8 @@ def summarize_run(spec: RunSpec, run: RunDir, totals: dict, data, evaluator) -> 
                               length={d: m[d]["length"]["mean"] for d in m if d != "validation"})
              for k, m in sorted(points.items())]
     teacher_len = {d: s["teacher_length"] for d, s in points[max(points)].items() if "teacher_length" in s}
-    sel = select_checkpoint(cands, rule=rule, teacher_length=teacher_len)
+    sel = select_checkpoint(cands, rule=rule, teacher_length=teacher_len,
+                            higher_is_better=metric_info(metric).higher_is_better is not False)
     chosen = points[sel.step]
     departures = []
     if sel.on_test_sets:
@@ -272,12 +272,17 @@ def summarize_run(spec: RunSpec, run: RunDir, totals: dict, data, evaluator) -> 
                         f"{len(lengths)} steps (first: step {lengths[0]['step']}): possible reward hacking")
     return {
         "run_id": spec.run_id, "suite": spec.suite, "student": spec.student_name, "method": spec.method_name,
-        "seed": spec.seed, "selection": {**sel.to_json(), "metric": metric},
+        "seed": spec.seed, "identity": identity_of(spec).to_json(spec.method.description),
+        "search_point": spec.search_point, "selection": {**sel.to_json(), "metric": metric},
         "eval": {d: s for d, s in chosen.items() if d != "validation"},
         "validation": chosen.get("validation"),
         "budget": totals, "judge_usage": evaluator.usage, "teacher_usage": data.teacher_usage, "warnings": warnings,
         "departures": departures, "data": [asdict(r) for r in data.reports],
     }
+
+
+BEFORE = {"key": "before", "family": "before", "label": "Before distill.", "group": None,
+          "description": "the student before distillation (its step-0 evaluation)"}
 
 
 def write_before_rows(suite: SuiteConfig, suite_dir: Path, runs: list[RunSpec]) -> None:
@@ -292,7 +297,8 @@ def write_before_rows(suite: SuiteConfig, suite_dir: Path, runs: list[RunSpec]) 
         m = read_json(step0)
         before_dir = suite_dir / f"{r.student_name}--before--s{r.seed}"
         summary = {"run_id": before_dir.name, "suite": suite.name, "student": r.student_name, "method": "before",
-                   "seed": r.seed, "selection": {"rule": "initial", "checkpoint": 0, "note": "student before distillation"},
+                   "seed": r.seed, "identity": BEFORE,
+                   "selection": {"rule": "initial", "checkpoint": 0, "note": "student before distillation"},
                    "eval": {d: s for d, s in m.items() if d != "validation"}, "validation": m.get("validation"),
                    "budget": {}, "judge_usage": {}, "warnings": [], "departures": []}
         atomic_write_json(before_dir / "summary.json", summary)

@@ -12,22 +12,21 @@ import dataclasses
 import functools
 import logging
 import math
-import random
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from gadbench import GadbenchError, dist
+from gadbench import GadbenchError, dist, runtime
 from gadbench.budget import Meter, Spend
 from gadbench.config import ConfigError, ModelConfig, RunSpec
 from gadbench.eval.evaluator import eval_seed
 from gadbench.io import append_jsonl, read_jsonl, truncate_jsonl
 from gadbench.methods import stage_plan, uses_discriminator
-from gadbench.methods.context import begin_stage, build_context
-from gadbench.methods.steps import d_diagnostics, timed
+from gadbench.methods.context import begin_stage, build_context, timed
+from gadbench.methods.updates import d_diagnostics
 from gadbench.models import Discriminator, count_params, load_causal_lm, response_tokens
 from gadbench.progress import progress_bar
+from gadbench.rollout.fanout import FanOutEngine, serve
 from gadbench.rundir import RunDir
 from gadbench.state import checkpoint
 from gadbench.state.loading import load_sharded
@@ -37,21 +36,6 @@ log = logging.getLogger("gadbench")
 
 class TrainingDiverged(GadbenchError, RuntimeError):
     """A NaN or infinite loss; the checkpoints written before it are kept."""
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device is `cuda` but no CUDA GPU is visible; set train.device=cpu or run on a "
-                          "GPU machine.")
-    return torch.device(name)
 
 
 def global_spend(spend: Spend) -> Spend:
@@ -68,7 +52,7 @@ class Trainer:
     steps, at stage ends and at the end) before the checkpoint of that step is written; `extra` holds the
     discriminator diagnostics on the validation split (`d_diagnostics`) when the run has D and a split."""
 
-    def __init__(self, spec: RunSpec, run_dir: Path, data, reward_fn=None, on_eval=None, steps: int | None = None,
+    def __init__(self, spec: RunSpec, run_dir: Path, data, on_eval=None, steps: int | None = None,
                  progress: bool = True):
         self.spec, self.run, self.data = spec, RunDir(run_dir), data
         self.plan = stage_plan(spec, steps)
@@ -81,16 +65,12 @@ class Trainer:
         if t.batch_size % dist.world():
             raise ConfigError(f"train.batch_size={t.batch_size} does not split over {dist.world()} processes; "
                               "use a multiple of the process count.")
-        seed_everything(spec.seed)
-        device = pick_device(t.device)
-        if device.type == "cpu" and t.cpu_threads:
-            torch.set_num_threads(t.cpu_threads)
+        device = runtime.setup(t, spec.seed)
         # Sharded (FSDP) models keep an unsharded skeleton on the meta device for the reference and for
         # the full copy that evaluation generates from; with one process, sharding (and CPU offload) is off.
         self.sharded = t.sharding != "none" and dist.world() > 1
-        if spec.rollout.engine == "vllm" and self.sharded:
-            raise ConfigError("rollout.engine=vllm needs a full replica of G on each process; use train.sharding: none "
-                              "or rollout.engine: hf with FSDP.")
+        # vLLM engines on every process generate the evaluation answers together (gadbench/rollout/fanout.py)
+        self.fan_out = spec.rollout.engine == "vllm" and dist.world() > 1
         offload = spec.student.cpu_offload
         if offload and t.sharding == "none":
             raise ConfigError(f"student {spec.student_name} has cpu_offload, which offloads FSDP shards, but "
@@ -112,10 +92,10 @@ class Trainer:
             shard_device = torch.device("cpu") if offload else device
             models = load_sharded(spec, d_model, uses_discriminator(spec), place, shard_device)
             g, self.g_skeleton = models.g, models.g_skeleton
-            self.ctx = build_context(spec, device, g=g, d=models.d, reward_fn=reward_fn, place=lambda model: None)
+            self.ctx = build_context(spec, device, g=g, d=models.d, place=lambda model: None)
         else:
             g, self.g_skeleton = load_causal_lm(spec.student), None
-            self.ctx = build_context(spec, device, g=g, reward_fn=reward_fn, place=place)
+            self.ctx = build_context(spec, device, g=g, place=place)
         if self.sharded:
             local = sum(p.to_local().numel() for p in g.model.parameters())
             log.info("%s over %d processes%s: this rank holds %d of G's %d parameters", t.sharding.upper(),
@@ -159,7 +139,7 @@ class Trainer:
                 self._begin_stage(i)
             stage = self.plan[i].name
             batch = self.data.batch(step, self.spec.train.batch_size)
-            metrics, spend = timed(self.plan[i].stage.run(), self.ctx, dist.local_part(batch), step, k)
+            metrics, spend = timed(self.plan[i].stage.step, self.ctx, dist.local_part(batch), step, k)
             self._check_finite(step, metrics)
             self.meter.record(stage, global_spend(spend))
             if dist.is_main():
@@ -200,20 +180,28 @@ class Trainer:
                 )
 
     def _eval(self, step: int) -> None:
-        """Evaluation runs on the main process (from a gathered full copy of G when sharded); the others wait."""
+        """Evaluation runs on the main process while the others wait: its answers come from every process's
+        vLLM engine (`fan_out`), or else from the main process alone (from a gathered full copy of G when
+        sharded)."""
         if self.on_eval is None:
             return
         ctx = self.ctx
         extra = {}
         if ctx.d is not None and self.data.validation:  # every process: D may be sharded
             extra["d"] = d_diagnostics(ctx, self.data.validation, step)
-        if self.sharded:
+        if self.fan_out and not dist.is_main():
+            serve(ctx.engine, ctx.g.model)
+        elif self.fan_out:
+            ctx = dataclasses.replace(ctx, engine=FanOutEngine(ctx.engine))
+        elif self.sharded:
             full = dist.unsharded_copy(ctx.g.model, self.g_skeleton, self.device, self.bf16)
             ctx = dataclasses.replace(ctx, g=dataclasses.replace(ctx.g, model=full))
         if dist.is_main():
             with torch.random.fork_rng(devices=[]):  # evaluation never shifts the training RNG stream
                 torch.manual_seed(eval_seed(self.spec, step))
                 self.on_eval(step, ctx, extra)
+            if self.fan_out:  # only after a complete evaluation: on an error the launch stops them all
+                ctx.engine.stop()
         dist.barrier()
 
     # ------------------------------------------------------------------------------------- checkpoints

@@ -259,7 +259,7 @@ def test_load_once_equals_every_process_loading_the_student(tmp_path):
 def test_the_processes_of_one_launch_are_one_owner_and_stop_together(tmp_path):
     """Process 0 takes the run's lock for the launch (the 2-process runs above would stop otherwise); when
     another process holds the run, every process of the launch stops with the one line instead of waiting."""
-    from gadbench.config import get_suite, runs_of
+    from gadbench.suite import get_suite, runs_of
 
     (spec,) = runs_of(get_suite(str(SUITE)))
     run = tmp_path / "out" / "dp" / spec.run_id

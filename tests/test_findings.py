@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from gadbench.report.findings import findings_table
-from gadbench.report.load import load_suite
+from gadbench.report.load import load_results
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results" / "smoke"
 ID_ROW = "GAD beats SeqKD (in distribution)"
@@ -40,7 +40,7 @@ def _set_accuracy(suite: Path, pattern: str, value_of) -> None:
 
 
 def _finding(suite: Path, name: str) -> list:
-    return next(r for r in findings_table(load_suite(suite)).rows if r[0] == name)
+    return next(r for r in findings_table(load_results(suite)).rows if r[0] == name)
 
 
 def _interval(evidence: str) -> tuple[float, float, float]:
@@ -112,5 +112,5 @@ def test_skipped_without_gad_and_seqkd_says_why(tmp_path):
     suite = _copy(tmp_path)
     for p in suite.glob("tiny-qwen--seqkd--*"):
         shutil.rmtree(p)
-    assert findings_table(load_suite(suite)) == (
+    assert findings_table(load_results(suite)) == (
         "Findings table skipped: it needs `gad` and `seqkd` runs whose eval rows (eval/step-K/*.jsonl) are stored.")

@@ -125,7 +125,7 @@ def test_judged_items_pick_the_opponent_each_judge_saw():
     ]
     assert [(i.id, i.opponent) for i in judged_items(rows, "pairwise")] == [("1", "t"), ("2", "ref")]
     assert [(i.id, i.opponent, i.score) for i in judged_items(rows, "gad-paper")] == [("5", "jr", 40.0)]
-    with pytest.raises(ValueError, match="pairwise and gad-paper"):
+    with pytest.raises(ValueError, match="controlled scores exist for the judges gad-paper, pairwise, not 'rouge-l'"):
         judged_items(rows, "rouge-l")
 
 

@@ -10,19 +10,27 @@ import pytest
 from loopback import LoopbackServer
 
 from gadbench.judge import (
+    JUDGES,
     GadPaper,
     JudgeItem,
     Judgment,
+    LLMJudge,
     MtBenchSingle,
     Pairwise,
-    aggregate,
-    get_judge,
     judge,
     prompts,
     reparse,
 )
+from gadbench.judge.aggregation import judge_statistics
 from gadbench.judge.usage import add_usage
 from gadbench.llm import ChatClient
+
+
+def statistics(run, name: str) -> dict:
+    """The statistics an evaluation stores for judge `name`'s judgments (metrics.json), by short name."""
+    stats = judge_statistics(JUDGES[name], [j.to_json() for j in run], 200)
+    return {k.split("/", 1)[1]: v for k, v in stats.items()}
+
 
 QUALITY = {"GOOD": 9, "OK": 6, "BAD": 3}
 
@@ -88,7 +96,7 @@ def test_gad_paper_end_to_end_and_rerun_sends_nothing(server, tmp_path):
     assert (again.usage["requests"], again.usage["cached"]) == (0, 5)
     assert [j.to_json() for j in again] == [j.to_json() for j in run]
 
-    agg = aggregate(run, "gad-paper", n_resamples=200)
+    agg = statistics(run, "gad-paper")
     assert agg["score"]["mean"] == pytest.approx((100 * 9 / 17 + 100 * 3 / 11 + 100 * 6 / 14) / 3)
     assert agg["ratio_of_sums"]["mean"] == pytest.approx(100 * (9 + 3 + 6) / (9 + 3 + 6 + 24))
 
@@ -111,7 +119,7 @@ def test_parse_failures_are_recorded_and_excluded(server, tmp_path):
     assert run[2].raw == ["Both answers are interesting."]
     assert run.usage["parse_failures"] == 1 and run.usage["parse_failure_rate"] == pytest.approx(1 / 3)
     assert run.usage["parsed"] == 3
-    agg = aggregate(run, "gad-paper", n_resamples=200)
+    agg = statistics(run, "gad-paper")
     assert agg["score"]["n_valid"] == 2 and agg["score"]["n_total"] == 3
     assert agg["score"]["mean"] == pytest.approx((100 * 9 / 17 + 100 * 3 / 11) / 2)  # failure not scored 0
 
@@ -165,7 +173,7 @@ def test_pairwise_both_orders(server, tmp_path):
     assert [j.details.get("outcome") for j in run] == ["win", "loss", "tie", None]
     assert [j.score for j in run] == [100.0, 0.0, 50.0, None]
     assert len(server.received) == 6  # two orders for each comparable item
-    agg = aggregate(run, "pairwise", n_resamples=200)
+    agg = statistics(run, "pairwise")
     assert (agg["win"], agg["tie"], agg["loss"]) == pytest.approx((1 / 3, 1 / 3, 1 / 3))
     assert agg["score"]["mean"] == pytest.approx(50.0)
     # the fake judge has no position bias: both orders agree on every item
@@ -188,7 +196,7 @@ def test_pairwise_position_agreement_counts_orders_that_disagree(tmp_path):
         run = judge(items, Pairwise(), client_for(srv, tmp_path))
     assert [j.details["orders_agree"] for j in run] == [True, False, False, True]
     assert [j.details["outcome"] for j in run] == ["win", "tie", "tie", "loss"]  # disagreeing orders: a tie
-    agg = aggregate(run, "pairwise", n_resamples=200)
+    agg = statistics(run, "pairwise")
     assert agg["position_agreement"]["mean"] == pytest.approx(0.5)
     assert (run.usage["orders_compared"], run.usage["orders_agreed"]) == (4, 2)
 
@@ -261,8 +269,8 @@ def test_prompt_version_scopes_the_cache(server, tmp_path, monkeypatch):
     assert client.usage.requests_sent == 2 and client.usage.cache_hits == 1  # counted on the caller's client
 
 
-def test_registry_builds_llm_judges(server, tmp_path):
-    j = get_judge("gad-paper", client=client_for(server, tmp_path), swap=True)
+def test_llm_judge_binds_a_protocol_to_a_client(server, tmp_path):
+    j = LLMJudge(GadPaper(swap=True), client_for(server, tmp_path))
     assert j.name == "gad-paper" and j.protocol.swap
     run = j.judge(ITEMS[:1])
     assert run[0].valid and run.usage["requests"] == 3
@@ -277,10 +285,10 @@ def test_concurrency_is_bounded(tmp_path):
 
 def test_judge_max_tokens_setting_reaches_the_request(server, tmp_path):
     """`judge.max_tokens` of a suite is what each judge request asks for (it was once never read)."""
-    from gadbench.config import JudgeConfig
-    from gadbench.judge.factory import make_judge
+    from gadbench.suite import get_suite, runs_of
 
-    cfg = JudgeConfig(model="fake", base_url=server.url, api_key_env="GADBENCH_TEST_NO_KEY", max_tokens=77)
-    judge_ = make_judge("mtbench-single", cfg, tmp_path)
+    spec = runs_of(get_suite("sharegpt-smol", ["judge.model=fake", f"judge.base_url={server.url}", "judge.max_tokens=77",
+                                               "judge.api_key_env=GADBENCH_TEST_NO_KEY", "eval.judges=[mtbench-single]"]))[0]
+    judge_ = JUDGES["mtbench-single"].build(spec, tmp_path)
     judge_.judge(ITEMS[:1])
     assert [b["max_tokens"] for b in server.received] == [77]

@@ -10,15 +10,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from gadbench.config import ConfigError, ModelConfig, get_suite, runs_of
+from gadbench.config import ConfigError, ModelConfig
 from gadbench.data import Example
-from gadbench.methods import ADVERSARIAL, ADVERSARIAL_FROZEN_D, D_FIT, SFT, WARMUP, stage_plan
+from gadbench.methods import stage_plan
+from gadbench.methods.gad import ADVERSARIAL, ADVERSARIAL_FROZEN_D, WARMUP
+from gadbench.methods.offpolicy import D_FIT
 from gadbench.methods.rewards import gold_reward, make_reward, rouge_l_reward
-from gadbench.methods.steps import DIAGNOSTIC_SEED, _d_forward, _d_sequences, d_diagnostics
+from gadbench.methods.seqkd import SFT
+from gadbench.methods.updates import DIAGNOSTIC_SEED, _d_forward, _d_sequences, d_diagnostics
 from gadbench.metrics import summarize
 from gadbench.models import build_discriminator, load_causal_lm
 from gadbench.rollout.sampling import sequence_seed
 from gadbench.rundata import load_run_data, run_teacher
+from gadbench.suite import get_suite, runs_of
 from gadbench.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 
-from gadbench.eval.selection import CheckpointScores, select_checkpoint
+from gadbench.config import EvalConfig
+from gadbench.eval.selection import _RULES, CheckpointScores, select_checkpoint
 
 TEACHER = {"lmsys": 300.0, "dolly": 150.0}
 CKPTS = [
@@ -38,11 +41,22 @@ def test_paper_rule_without_any_checkpoint_in_range_says_so():
 def test_last_and_errors():
     assert select_checkpoint(CKPTS, "last").step == 200
     assert select_checkpoint(CKPTS, "last").to_json() == {"rule": "last", "checkpoint": 200, "note": "last checkpoint (step 200)"}
-    with pytest.raises(ValueError, match="unknown selection rule"):
-        select_checkpoint(CKPTS, "best")
     with pytest.raises(ValueError, match="validation score"):
         select_checkpoint([CheckpointScores(1)], "validation")
     with pytest.raises(ValueError, match="lengths"):
         select_checkpoint(CKPTS, "paper", teacher_length={"lmsys": 300.0})
     with pytest.raises(ValueError, match="no checkpoints"):
         select_checkpoint([], "last")
+
+
+def test_a_lower_is_better_metric_is_selected_at_its_lowest():
+    """The direction comes from the metric's declaration (the runner reads its judge record): for a loss-like
+    metric the best checkpoint is the lowest, on the validation split and on the test sets alike."""
+    s = select_checkpoint(CKPTS, "validation", higher_is_better=False)
+    assert s.step == 50 and "45.00" in s.note
+    assert select_checkpoint(CKPTS, "paper", teacher_length=TEACHER, higher_is_better=False).step == 50
+
+
+def test_every_rule_the_settings_allow_is_implemented():
+    allowed = typing.get_args(typing.get_type_hints(EvalConfig)["selection"])
+    assert set(allowed) == set(_RULES)

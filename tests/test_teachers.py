@@ -16,10 +16,11 @@ import torch
 from loopback import LoopbackServer
 from tinymodels import build_tiny_model
 
+from gadbench.cli import main
 from gadbench.io import read_jsonl
 from gadbench.llm.serve import start_server
-from gadbench.teachers import make_teacher, register_teacher
-from gadbench.teachers.collect import cache_path_for, collect, main
+from gadbench.teachers import BACKENDS, Backend, make_teacher, register_teacher
+from gadbench.teachers.collect import cache_path_for, collect
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["def hello(world):", "x", "import os and sys and json", "class Point:"]
@@ -48,8 +49,8 @@ def write_data(path: Path, prompts: list[str], **extra) -> Path:
     return path
 
 
-def test_specs_registry_and_errors():
-    with pytest.raises(ValueError, match="unknown teacher backend 'nope'.*dataset, hf, openai"):
+def test_specs_registry_and_errors(monkeypatch):
+    with pytest.raises(ValueError, match="teacher backend `nope` in `nope:x` is not registered.*; use one of openai, hf"):
         make_teacher("nope:x")
     with pytest.raises(ValueError, match="openai:MODEL"):
         make_teacher("openai")
@@ -63,10 +64,11 @@ def test_specs_registry_and_errors():
         def respond(self, prompts):
             return [p.upper() + self.arg for p in prompts]
 
-    register_teacher("shout", lambda arg, **opts: Shout(arg))
+    monkeypatch.setattr("gadbench.teachers.base.BACKENDS", dict(BACKENDS))  # registrations end with the test
+    register_teacher(Backend("shout", lambda arg, **opts: Shout(arg)))
     assert make_teacher("shout:!").respond(["a", "b"]) == ["A!", "B!"]
     with pytest.raises(ValueError, match="already registered"):
-        register_teacher("openai", lambda arg, **opts: Shout(arg))
+        register_teacher(Backend("openai", lambda arg, **opts: Shout(arg)))
 
 
 def test_dataset_teacher_returns_shipped_responses_and_rejects_missing_ones():
@@ -148,7 +150,7 @@ def test_kill_9_mid_collection_then_resume_loses_nothing_and_reasks_nothing(tmp_
     data = write_data(tmp_path / "d.jsonl", prompts)
     out = tmp_path / "o.jsonl"
     with LoopbackServer(latency=0.25) as server:
-        argv = [sys.executable, "-m", "gadbench.teachers.collect", "teacher", "collect",
+        argv = [sys.executable, "-m", "gadbench.cli", "teacher", "collect",
                 "--teacher", f"openai:m@{server.url}", "--data", str(data), "--out", str(out),
                 "--concurrency", str(concurrency)]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -179,8 +181,8 @@ def test_kill_9_mid_collection_then_resume_loses_nothing_and_reasks_nothing(tmp_
 def test_a_suites_api_teacher_asks_each_prompt_once_across_runs(tmp_path):
     """The runner's API teacher caches its answers under the suite's cache folder: a second run of the suite
     (another method, or another process of the same run) sends no request."""
-    from gadbench.config import get_suite, runs_of
     from gadbench.rundata import run_teacher
+    from gadbench.suite import get_suite, runs_of
 
     with LoopbackServer() as server:
         spec = runs_of(get_suite("smoke", [f"teacher.spec=openai:m@{server.url}"]))[0]
@@ -195,8 +197,8 @@ def test_a_suites_api_teacher_asks_each_prompt_once_across_runs(tmp_path):
 def test_run_data_records_what_the_api_teacher_cost(tmp_path):
     """load_run_data (the runner's data load) keeps the teacher's usage: the first load sends one request per
     prompt without a response, the second answers them all from the suite's cache."""
-    from gadbench.config import get_suite, runs_of
     from gadbench.rundata import load_run_data, run_teacher
+    from gadbench.suite import get_suite, runs_of
 
     with LoopbackServer() as server:
         spec = runs_of(get_suite("smoke", [f"teacher.spec=openai:m@{server.url}", "data.train.limit=6",

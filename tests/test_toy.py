@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from gadbench.config import SuiteConfig, ToyConfig, get_suite
+from gadbench.config import SuiteConfig, ToyConfig
 from gadbench.io import read_json
 from gadbench.report import build_report
+from gadbench.suite import get_suite
 from gadbench.worlds import toy
 
 

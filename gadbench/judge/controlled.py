@@ -5,10 +5,12 @@ that. A controlled score answers: what would the judge's score be if the student
 opponents' length (and markdown style)? It is a regression over the items of one method on one dataset,
 read at zero difference.
 
+Which judges can be controlled, and how, is their record's `Control` (gadbench.judge.records): the fit
+("logistic" for a win rate, pairwise; "linear" for a 0-100 score, gad-paper) and where the opponent text is.
 Per valid judgment i: y_i, the item score (pairwise: 100 win, 50 tie, 0 loss; gad-paper: 100 s / (s + r));
-a_i, the student's answer; b_i, the answer it was judged against (pairwise: the row's teacher response, else
-its `reference`, as `gadbench.eval.evaluator` passes them to the judge; gad-paper: the judge's own reference,
-details["judge_reference"]). Items without b_i are left out.
+a_i, the student's answer; b_i, the answer it was judged against (opponent "teacher": the row's teacher
+response, else its `reference`, as `gadbench.eval.evaluator` passes them to the judge; "judge_reference": the
+judge's own reference, details["judge_reference"]). Items without b_i are left out.
 
 Lengths l are whitespace-separated words of both texts: rows store `answer_tokens` for the student only, the
 opponent has no token count, and a difference needs one unit on both sides.
@@ -20,14 +22,14 @@ with n_k = length l, markdown headers (`#`..`######` at a line start), list item
 a line start) and bold spans (`**..**`, `__..__`), counted outside fenced code blocks; sd is the population
 standard deviation over the items. Covariates are scaled, never centred, so 0 means "no difference".
 
-pairwise: logistic regression with soft labels p_i = y_i / 100 (a tie is half a win):
+logistic (pairwise): logistic regression with soft labels p_i = y_i / 100 (a tie is half a win):
     length (AlpacaEval 2's length-controlled win rate, Dubois et al. 2024, "Length-Controlled AlpacaEval"):
         logit P(student wins i) = theta + phi * tanh(z_i)
     style (Arena-Hard style control, LMSYS 2024, "Does style matter?"; its Bradley-Terry fit with style
     terms is, for one student against one opponent, this logistic model):
         logit P(student wins i) = theta + sum_k phi_k x_ik
     controlled = 100 sigmoid(theta), the prediction at zero difference.
-gad-paper: least squares on the 0-100 item score:
+linear (gad-paper): least squares on the 0-100 item score:
     length: y_i = alpha + beta z_i;   style: y_i = alpha + sum_k beta_k x_ik;   controlled = alpha.
 
 Departures from AlpacaEval and Arena-Hard:
@@ -63,6 +65,7 @@ import numpy as np
 from scipy.special import expit
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
+from gadbench.judge.records import JUDGES, Control
 from gadbench.metrics import verdict
 
 WARN_POINTS = 2.0
@@ -87,16 +90,24 @@ class JudgedItem:
     answer_tokens: int | None = None
 
 
+def control_of(judge: str) -> Control:
+    """How `judge`'s score is controlled; a judge whose record has no `Control` is an error."""
+    control = JUDGES[judge].control if judge in JUDGES else None
+    if control is None:
+        able = [n for n, r in JUDGES.items() if r.control]
+        raise ValueError(f"controlled scores exist for the judges {', '.join(able)}, not {judge!r}")
+    return control
+
+
 def judged_items(rows: Sequence[dict], judge: str) -> list[JudgedItem]:
-    """The valid `judge` ("pairwise" or "gad-paper") judgments of stored eval rows that have an opponent text."""
-    if judge not in ("pairwise", "gad-paper"):
-        raise ValueError(f"controlled scores exist for the pairwise and gad-paper judges, not {judge!r}")
+    """The valid `judge` judgments of stored eval rows that have an opponent text (see `Control`)."""
+    opponent_of = control_of(judge).opponent
     out = []
     for r in rows:
         j = (r.get("judgments") or {}).get(judge)
         if not j or not j.get("valid") or j.get("score") is None or r.get("answer") is None:
             continue
-        if judge == "gad-paper":
+        if opponent_of == "judge_reference":
             opponent = (j.get("details") or {}).get("judge_reference")
         else:
             opponent = r.get("teacher_response") or r.get("reference")
@@ -156,7 +167,7 @@ def score_at_zero(y: Sequence[float], x: np.ndarray) -> tuple[float, np.ndarray]
 def _covariates(items: Sequence[JudgedItem], judge: str, control: str) -> np.ndarray:
     if control == "length":
         z = length_covariate([words(i.answer) for i in items], [words(i.opponent) for i in items])
-        return np.tanh(z) if judge == "pairwise" else z
+        return np.tanh(z) if control_of(judge).fit == "logistic" else z
     return style_covariates([style_counts(i.answer) for i in items], [style_counts(i.opponent) for i in items])
 
 
@@ -165,8 +176,12 @@ def _check(control: str) -> None:
         raise ValueError(f"control must be one of {CONTROLS}, not {control!r}")
 
 
+def _fit(judge: str, y: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
+    return win_rate_at_zero(y / 100, x) if control_of(judge).fit == "logistic" else score_at_zero(y, x)
+
+
 def _at_zero(judge: str, y: np.ndarray, x: np.ndarray) -> float:
-    return (win_rate_at_zero(y / 100, x) if judge == "pairwise" else score_at_zero(y, x))[0]
+    return _fit(judge, y, x)[0]
 
 
 def _identified(x: np.ndarray) -> bool:
@@ -214,7 +229,7 @@ def controlled_score(runs: Mapping[int, Sequence[dict]], judge: str, control: st
     """Raw and controlled score of one method on one dataset, from its stored eval rows.
 
     `runs`: seed -> that run's rows of the dataset (eval/step-K/<dataset>.jsonl at the selected step);
-    `judge`: "pairwise" or "gad-paper"; `control`: "length" or "style" (formulas in the module doc).
+    `judge`: a judge whose record has a `Control`; `control`: "length" or "style" (formulas in the module doc).
     Returns raw and controlled ({mean, ci_low, ci_high} on 0-100; both intervals from the same resamples),
     shift (controlled - raw), coefficients (phi or beta per covariate), n_items (valid judgments with an
     opponent text), n_seeds, n_total (rows given) and warning (a sentence, or None). Without items, or with a
@@ -238,7 +253,7 @@ def controlled_score(runs: Mapping[int, Sequence[dict]], judge: str, control: st
     if not identified:
         out["warning"] = f"the {control} difference is the same on every item: no controlled score"
         return out
-    value, coef = win_rate_at_zero(y / 100, x) if judge == "pairwise" else score_at_zero(y, x)
+    value, coef = _fit(judge, y, x)
     out["controlled"] = {"mean": value, **_interval(draws[:, 1], level)}
     out["shift"] = value - out["raw"]["mean"]
     out["coefficients"] = {n: float(c) for n, c in zip(_features(control), coef, strict=True)}

@@ -22,6 +22,9 @@ gad-paper with `swap=True`), details["orders_agree"] records whether the two ord
 - pairwise: student against `item.other` (default: the teacher response) in both orders. Per order the
   verdict gives the student a win, tie or loss; equal outcomes stand, different outcomes are a tie.
   Item score = 100 (win), 50 (tie), 0 (loss), so the mean is the win rate with ties counted half.
+- rating: any prompt file whose reply ends in "[[n]]"; item score = n (a new judge's protocol, see Rating).
+
+Each judge that uses a protocol is a record of gadbench.judge.records.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import ClassVar
 from gadbench.judge.parse import parse_rating, parse_two_scores, parse_verdict
 from gadbench.judge.prompts import load_prompt
 from gadbench.judge.types import JudgeItem, Judgment, invalid
-from gadbench.llm.client import ChatRequest
+from gadbench.llm.request import ChatRequest
 
 PARSE_FAILURE = "parse failure"
 
@@ -120,6 +123,36 @@ class MtBenchSingle(LLMProtocol):
         return Judgment(rating, True, raws, {"rating": rating})
 
 
+@dataclass(frozen=True)
+class Rating(LLMProtocol):
+    """One call per item: the template `prompt` (a name under gadbench/judge/prompts/, or a `.txt` path) filled
+    with the fields it names of question, answer and reference (the teacher's response); the reply's "[[n]]" is
+    the item's score. A new rating judge is this protocol with its own prompt file."""
+
+    prompt: str = ""
+    name = "rating"
+    parse_reply = staticmethod(parse_rating)
+    choices = tuple(f"[[{n}]]" for n in range(1, 11))
+
+    @property
+    def namespace(self) -> str:
+        p = load_prompt(self.prompt)
+        return f"{p.id}@{p.sha}"
+
+    def requests(self, item: JudgeItem, reference: str | None) -> list[ChatRequest] | Judgment:
+        p = load_prompt(self.prompt)
+        values = {"question": item.prompt, "answer": item.answer, "reference": item.teacher_response}
+        if "reference" in p.fields and item.teacher_response is None:
+            return invalid("no reference answer to rate against")
+        return [self.request(p.render(**{k: v for k, v in values.items() if k in p.fields}))]
+
+    def parse(self, raws: list[str | None]) -> Judgment:
+        rating = self.parse_reply(raws[0])
+        if rating is None:
+            return invalid(PARSE_FAILURE, raws)
+        return Judgment(rating, True, raws, {"rating": rating})
+
+
 _OUTCOME = {("A", 0): "win", ("B", 0): "loss", ("A", 1): "loss", ("B", 1): "win", ("C", 0): "tie", ("C", 1): "tie"}
 _POINTS = {"win": 100.0, "tie": 50.0, "loss": 0.0}
 
@@ -147,6 +180,3 @@ class Pairwise(LLMProtocol):
         agree = len(set(outcomes)) == 1
         outcome = outcomes[0] if agree else "tie"
         return Judgment(_POINTS[outcome], True, raws, {"outcome": outcome, "verdicts": verdicts, "orders_agree": agree})
-
-
-PROTOCOLS = {"gad-paper": GadPaper, "mtbench-single": MtBenchSingle, "pairwise": Pairwise}

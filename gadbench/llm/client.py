@@ -30,20 +30,9 @@ from tqdm import tqdm
 from gadbench import GadbenchError
 from gadbench.llm.cache import CachedResponse, ResponseCache, request_key
 from gadbench.llm.pricing import cost_usd, resolve_price
+from gadbench.llm.request import ChatRequest
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    """One chat completion. `choices`: the reply must be one of these strings, sent as `guided_choice` (the
-    structured-output field of vLLM's OpenAI server, which `gadbench serve` also honours)."""
-
-    messages: tuple[dict, ...] | list[dict]
-    temperature: float = 0.0
-    max_tokens: int | None = None
-    seed: int | None = None
-    choices: tuple[str, ...] | None = None
 
 
 @dataclass

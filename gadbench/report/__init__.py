@@ -2,6 +2,5 @@
 self-contained report.html. Imports no training code and no torch."""
 
 from gadbench.report.build import build_report
-from gadbench.report.command import add_parser
 
-__all__ = ["add_parser", "build_report"]
+__all__ = ["build_report"]

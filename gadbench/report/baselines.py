@@ -23,9 +23,6 @@ class Baselines:
             self._index.setdefault(
                 self._key(e["teacher"], e["student"], e["key"], e["dataset"], e["metric"]), e
             )
-        self._pairwise = {
-            (e["student"].lower(), e["vs_key"], e["metric"]): e for e in entries if "figure" in e
-        }
 
     @staticmethod
     def _key(teacher, student, key, dataset, metric) -> tuple:
@@ -51,13 +48,6 @@ class Baselines:
             if all(parts):
                 return sum(p["value"] for p in parts) / len(parts)
         return None
-
-    def pairwise(self, student: str, vs_key: str) -> dict[str, float] | None:
-        """Human-evaluation percentages (Figure 3) of GAD against `vs_key` for `student`."""
-        got = {
-            m: self._pairwise.get((student_label(student).lower(), vs_key, m)) for m in ("win", "tie", "loss")
-        }
-        return {m: e["value"] for m, e in got.items()} if all(got.values()) else None
 
 
 def load_baselines(path: str | Path | None = None) -> Baselines:

@@ -11,7 +11,7 @@ import matplotlib
 from gadbench.io import atomic_write_bytes, atomic_write_text
 from gadbench.report.baselines import Baselines, load_baselines
 from gadbench.report.figures import FIGURES
-from gadbench.report.load import load_suite
+from gadbench.report.load import load_results
 from gadbench.report.notes import collect
 from gadbench.report.render import Report, html_page, markdown
 from gadbench.report.tables import build_tables
@@ -21,7 +21,7 @@ from gadbench.report.typeset import to_csv, to_latex, to_markdown
 def build_report(path: str | Path, ci: bool = False, baselines: str | Path | None = None) -> Path:
     """Write the report of `path` (a run dir or results/<suite>/) into it and return the REPORT.md path.
     `ci` adds intervals to cells; `baselines` overrides baselines/paper.json (used for the paper suite)."""
-    suite = load_suite(path)
+    suite = load_results(path)
     base: Baselines | None = load_baselines(baselines) if suite.is_paper else None
     out = Path(path)
     for sub in ("tables", "figures"):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from statistics import mean
 
+from gadbench.judge.records import metric_info
 from gadbench.metrics import seeds_and_items
 from gadbench.report.load import Run, Suite
-from gadbench.report.naming import OOD, OTHERS, dataset_label, dataset_order, higher_is_better
+from gadbench.report.naming import OOD, OTHERS, dataset_label, dataset_order
 from gadbench.report.typeset import Cell
 
-NOT_METRICS = ("length", "ngram_f1", "pairwise", "d")
+NOT_METRICS = ("length",)  # declared, but shown in the length table, not as a score column
 BOOTSTRAP = 2000  # resamples of the intervals the report computes itself
 
 
@@ -36,13 +37,13 @@ def datasets(suite: Suite) -> list[str]:
 
 
 def metrics_of(suite: Suite, label: str) -> list[str]:
-    """Metric keys of a dataset, primary first: the runs' checkpoint-selection metric when they name one,
-    else a key ending in '/score' (an LLM judge), else alphabetical."""
+    """The declared metrics (judge records) a dataset's summaries hold, primary first: the runs'
+    checkpoint-selection metric when they name one, else a key ending in '/score', else alphabetical."""
     keys = {
         m
         for r in suite.runs
         for m, s in eval_of(r, label).items()
-        if m not in NOT_METRICS and isinstance(s, dict) and "mean" in s
+        if m not in NOT_METRICS and metric_info(m) is not None and isinstance(s, dict) and "mean" in s
     }
     chosen = {((r.summary or {}).get("selection") or {}).get("metric") for r in suite.runs} & keys
     primary = min(chosen) if chosen else None
@@ -125,6 +126,13 @@ def set_digits(cells: list[Cell]) -> None:
         c.digits = digits
 
 
+def higher_is_better(metric: str) -> bool | None:
+    """The declared direction of a reported metric (its judge record's `Metric`); None when it has none or is
+    not declared."""
+    info = metric_info(metric)
+    return info.higher_is_better if info else None
+
+
 def mark_best(cells: list[Cell], metric: str) -> None:
     """Bold the best value(s) of one column within one block, as printed (after rounding)."""
     direction = higher_is_better(metric)
@@ -137,9 +145,13 @@ def mark_best(cells: list[Cell], metric: str) -> None:
         c.bold = k == best
 
 
-def pairwise_results(block: dict) -> list[dict]:
-    """The complete {vs, win, tie, loss, n} entries of a dataset's eval block."""
-    entries = block.get("pairwise") if isinstance(block, dict) else None
-    return [
-        p for p in entries or [] if all(isinstance(p.get(k), int | float) for k in ("win", "tie", "loss"))
-    ]
+def outcome_shares(block: dict) -> list[dict]:
+    """{judge, win, tie, loss, n} of each judge whose statistics in an eval block include win / tie / loss shares
+    (the pairwise judge: the student against the teacher's answer)."""
+    out = []
+    for key in block if isinstance(block, dict) else {}:
+        judge, _, name = key.rpartition("/")
+        shares = {k: block.get(f"{judge}/{k}") for k in ("win", "tie", "loss")}
+        if name == "win" and all(isinstance(v, int | float) for v in shares.values()):
+            out.append({"judge": judge, **shares, "n": (block.get(f"{judge}/score") or {}).get("n_valid")})
+    return out

@@ -20,10 +20,17 @@ from __future__ import annotations
 import numpy as np
 
 from gadbench.metrics import hierarchical_means, paired_seeds_and_items, verdict
-from gadbench.report.cells import datasets, item_value, item_values, metrics_of, selected_rows
+from gadbench.report.cells import (
+    datasets,
+    higher_is_better,
+    item_value,
+    item_values,
+    metrics_of,
+    selected_rows,
+)
 from gadbench.report.judging import survives_length_control
 from gadbench.report.load import Run, Suite
-from gadbench.report.naming import higher_is_better, student_label
+from gadbench.report.naming import student_label
 from gadbench.report.typeset import Table
 
 STYLE_JUDGES = ("gold-sampled", "gold")  # sampled answers first, else greedy
@@ -31,7 +38,7 @@ LEVEL = "95%"
 
 
 def _runs(suite: Suite, key: str, student: str) -> list[Run]:
-    return [r for r in suite.runs if r.variant.key == key and r.student == student and r.summary]
+    return [r for r in suite.runs if r.identity.key == key and r.student == student and r.summary]
 
 
 def _by_seed(runs: list[Run], label: str, metric: str) -> dict[int, dict[str, float]]:
@@ -121,8 +128,8 @@ def _change(runs: list[Run], key: str) -> dict | None:
 
 
 def _frozen_row(suite: Suite, student: str) -> list | None:
-    frozen = [r for r in suite.runs if r.student == student and r.variant.group == "frozen discriminator"]
-    paper = [r for r in frozen if r.variant.key == "gad:offpolicy"]
+    frozen = [r for r in suite.runs if r.student == student and r.identity.group == "frozen discriminator"]
+    paper = [r for r in frozen if r.identity.key == "gad:offpolicy"]
     runs = paper or frozen
     if not runs:
         return None
@@ -135,7 +142,7 @@ def _frozen_row(suite: Suite, student: str) -> list | None:
     final = ("not reproduced" if "not reproduced" in verdicts else
              "reproduced" if verdicts == {"reproduced"} else "inconclusive")
     steps = sum(1 for m in runs[0].metrics if m.get("stage") == "adversarial")
-    what = "off-policy D (paper)" if paper else runs[0].variant.label
+    what = "off-policy D (paper)" if paper else runs[0].identity.label
     evidence = (f"{what}, last vs first third of {steps} adversarial steps: reward {reward['diff']:+.3f} "
                 f"[{reward['ci_low']:+.3f}, {reward['ci_high']:+.3f}], {quality} {q['diff']:+.3f} "
                 f"[{q['ci_low']:+.3f}, {q['ci_high']:+.3f}]")
@@ -143,7 +150,7 @@ def _frozen_row(suite: Suite, student: str) -> list | None:
 
 
 def findings_table(suite: Suite, base=None) -> Table | str:
-    students = list(dict.fromkeys(r.student for r in suite.runs if r.variant.key in ("gad", "seqkd")))
+    students = list(dict.fromkeys(r.student for r in suite.runs if r.identity.key in ("gad", "seqkd")))
     rows = []
     for student in students:
         gad, seqkd = _runs(suite, "gad", student), _runs(suite, "seqkd", student)

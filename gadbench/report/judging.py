@@ -3,8 +3,8 @@
 per method, and how far judgments agree (gadbench.judge.agreement): one judge's two answer orders, and two
 judges on the same answers.
 
-Controlled scores exist for the `gad-paper` and `pairwise` judges; a regression over fewer than MIN_ITEMS
-judged items per method is not shown. Intervals resample seeds, then items (N_RESAMPLES refits each).
+Controlled scores exist for the judges whose record has a `Control` (gad-paper, pairwise); a regression over
+fewer than MIN_ITEMS judged items per method is not shown. Intervals resample seeds, then items (N_RESAMPLES refits each).
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ import numpy as np
 
 from gadbench.judge.agreement import item_scores, judge_agreement, position_agreement
 from gadbench.judge.controlled import CONTROLS, controlled_difference, controlled_score, judged_items
+from gadbench.judge.records import JUDGES
 from gadbench.report.cells import datasets, selected_rows
 from gadbench.report.load import Run, Suite
 from gadbench.report.naming import student_label
 from gadbench.report.typeset import Cell, Table
 
-CONTROLLED_JUDGES = ("gad-paper", "pairwise")
+CONTROLLED_JUDGES = tuple(name for name, record in JUDGES.items() if record.control)
 MIN_ITEMS = 10
 N_RESAMPLES = 500
-PARITY = 50.0  # gad-paper and pairwise: 50 is parity with the opponent
 
 
 def by_seed(runs: list[Run], label: str) -> dict[int, list[dict]]:
@@ -39,8 +39,8 @@ def _groups(runs: list[Run]) -> list[tuple[str, str, list[Run]]]:
     """(student, variant label, seeds) of the students' runs, in the given order."""
     groups: dict[tuple[str, str], list[Run]] = {}
     for r in runs:
-        if r.variant.key not in ("teacher", "before") and r.summary:
-            groups.setdefault((r.student, r.variant.label), []).append(r)
+        if r.identity.key not in ("teacher", "before") and r.summary:
+            groups.setdefault((r.student, r.identity.label), []).append(r)
     return [(s, v, runs) for (s, v), runs in groups.items()]
 
 
@@ -119,7 +119,8 @@ def agreement_table(suite: Suite, base=None) -> Table | str:
         judges = sorted({j for _, _, runs in groups for j in _judges(by_seed(runs, label))})
         scores = {j: _pooled(groups, label, j) for j in judges}
         for a, b in combinations(judges, 2):
-            center = PARITY if a in CONTROLLED_JUDGES and b in CONTROLLED_JUDGES else None
+            parities = {JUDGES[j].parity if j in JUDGES else None for j in (a, b)}
+            center = parities.pop() if len(parities) == 1 else None
             g = judge_agreement(scores[a], scores[b], center)
             if g["n"] >= 2:
                 agree = "–" if g["agreement"] is None else f"{100 * g['agreement']:.0f}%"

@@ -9,7 +9,27 @@ from pathlib import Path
 import yaml
 
 from gadbench.io import read_json, read_jsonl
-from gadbench.report.naming import Variant, student_label, variant_of
+from gadbench.report.naming import student_label
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a run is, as its summary.json stores it: the method record's report identity (gadbench.methods) or the
+    suite's `before`/teacher rows; the report reads it and infers nothing. A run without a summary (unfinished)
+    is known by its method name alone."""
+
+    key: str  # matches baselines/paper.json: gad, gad:d_loss=ce, seqkd, before, teacher, ...
+    family: str  # the base method: teacher, before, seqkd, gad, ...
+    label: str
+    group: str | None = None  # None: a main-table method; else the ablation it belongs to
+    description: str = ""
+
+    @classmethod
+    def read(cls, stored: dict | None, method: str) -> Identity:
+        if not isinstance(stored, dict) or not stored.get("key"):
+            return cls(method, method, method)
+        return cls(str(stored["key"]), str(stored.get("family") or stored["key"]), str(stored.get("label") or method),
+                   stored.get("group"), str(stored.get("description") or ""))
 
 
 @dataclass
@@ -27,11 +47,11 @@ class Run:
     teacher: str
     method: str
     seed: int
-    variant: Variant
+    identity: Identity
 
     @property
     def label(self) -> str:
-        return f"{student_label(self.student)} {self.variant.label}{self.search_label} s{self.seed}"
+        return f"{student_label(self.student)} {self.identity.label}{self.search_label} s{self.seed}"
 
     @property
     def base_method(self) -> str:
@@ -40,8 +60,8 @@ class Run:
 
     @property
     def search_point(self) -> dict:
-        """The run's point of its method's hyperparameter search (config.yaml `variant`), {} without one."""
-        point = self.config.get("variant")
+        """The run's point of its method's hyperparameter search (summary.json `search_point`), {} without one."""
+        point = (self.summary or {}).get("search_point")
         return point if isinstance(point, dict) else {}
 
     @property
@@ -50,8 +70,7 @@ class Run:
 
     @property
     def family(self) -> str:
-        """teacher, before, seqkd, gad (the config's kind first, see `variant_of`), or the method name."""
-        return self.variant.key.split(":")[0]
+        return self.identity.family
 
 
 @dataclass
@@ -67,7 +86,7 @@ class Suite:
         return self.meta.get("paper_baseline") is True or self.name == "paper"
 
 
-def load_suite(path: str | Path) -> Suite:
+def load_results(path: str | Path) -> Suite:
     """Load a suite directory, or a single run directory as a suite of one."""
     path = Path(path)
     if not path.is_dir():
@@ -95,7 +114,6 @@ def load_run(path: Path) -> Run:
     toy = read_json(path / "toy.json") if (path / "toy.json").exists() else None
     parts = path.name.split("--")
     s = summary or {}
-    method_cfg = config.get("method") if isinstance(config.get("method"), dict) else {}
     student = s.get("student") or _name(config.get("student")) or parts[0]
     method = s.get("method") or _name(config.get("method")) or (parts[1] if len(parts) > 1 else "unknown")
     seed = s.get("seed", config.get("seed"))
@@ -116,7 +134,7 @@ def load_run(path: Path) -> Run:
         teacher=str(_name(config.get("teacher")) or ""),
         method=str(method),
         seed=int(seed),
-        variant=variant_of(str(method).split("+", 1)[0], method_cfg, str(student)),
+        identity=Identity.read(s.get("identity"), str(method).split("+", 1)[0]),
     )
 
 

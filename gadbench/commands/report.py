@@ -1,13 +1,10 @@
-"""The `gadbench report DIR` subcommand."""
+"""`gadbench report DIR`: REPORT.md, report.html, tables and figures from stored results (no torch)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-
-from gadbench.report.build import build_report
-from gadbench.report.load import is_run
 
 
 def add_parser(subparsers) -> None:
@@ -30,6 +27,8 @@ def add_parser(subparsers) -> None:
 def report_dirs(path: Path) -> list[Path]:
     """The directories to report: `path` itself when it is a run or a suite, else the suites under it (the
     `--out` root of `gadbench run`, holding <suite>/ folders)."""
+    from gadbench.report.load import is_run
+
     if is_run(path) or (path / "suite.json").exists() or any(is_run(p) for p in path.iterdir() if p.is_dir()):
         return [path]
     return sorted(p for p in path.iterdir() if p.is_dir() and ((p / "suite.json").exists() or
@@ -37,6 +36,8 @@ def report_dirs(path: Path) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gadbench.report.build import build_report
+
     try:
         if not args.dir.is_dir():
             raise FileNotFoundError(f"{args.dir} is not a directory; pass a run directory, results/<suite>/ or "

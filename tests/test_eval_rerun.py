@@ -202,7 +202,7 @@ def test_a_step_whose_checkpoint_is_gone_is_judged_on_its_stored_answers(run, ca
     rows = [{**r, "judgments": {k: v for k, v in r["judgments"].items() if k != "rouge-l"}} for r in original]
     (step_dir / "world-id.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     shutil.rmtree(run / "checkpoints")
-    monkeypatch.setattr("gadbench.eval.cli.load_context", lambda *a, **k: pytest.fail("no model may be loaded"))
+    monkeypatch.setattr("gadbench.eval.rerun.load_context", lambda *a, **k: pytest.fail("no model may be loaded"))
     assert main(["eval", str(run), "--judges", "rouge-l"]) == 0
     assert f"checkpoint: step {step}" in capsys.readouterr().out
     again = _rows(step_dir / "world-id.jsonl")
@@ -254,7 +254,7 @@ def test_step_0_updates_the_suites_before_row_of_the_student_and_seed(tiny_run, 
 
 
 def test_unknown_settings_of_another_version_are_ignored(run, caplog):
-    from gadbench.eval.cli import load_spec
+    from gadbench.eval.rerun import load_spec
 
     text = (run / "config.yaml").read_text()
     (run / "config.yaml").write_text(text.replace("rollout:\n", "rollout:\n  retired_option: 3\n"))
@@ -265,8 +265,8 @@ def test_unknown_settings_of_another_version_are_ignored(run, caplog):
 @pytest.mark.filterwarnings("ignore")
 def test_lm_eval_on_the_checkpoint_equals_run_lm_eval_on_its_weights(run, capsys, monkeypatch):
     pytest.importorskip("lm_eval")
-    from gadbench.eval.cli import load_context, load_spec
     from gadbench.eval.lmeval import run_lm_eval
+    from gadbench.eval.rerun import load_context, load_spec
 
     argv = ["eval", str(run), "--checkpoint", "2", "--lm-eval", "gadbench_mc", "--lm-eval-include", str(LMEVAL),
             "--limit", "4", "--lm-eval-only"]

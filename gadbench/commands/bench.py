@@ -7,7 +7,7 @@ word-level tokenizer with its vocabulary padded by filler words (`t<i>`) to the 
 sampled id decodes to a word that encodes back to the same id. D is built from the student as in a run
 (its backbone plus a scalar head). The prompts and teacher responses are fixed-length filler text.
 
-Each step is `gadbench.methods.steps.adversarial_step` (rollout -> D scores and one D update -> one GRPO
+Each step is `gadbench.methods.gad.adversarial_step` (rollout -> D scores and one D update -> one GRPO
 update with a k3 KL reference), with no warmup. CUDA runs under bf16 autocast (fp32 master weights, as
 `train.precision: bf16`), CPU in fp32. Printed per step and as medians over the steps after the first:
 
@@ -130,15 +130,14 @@ def filler_batch(prompts: int, prompt_words: int, response_words: int, seed: int
 
 
 def bench_context(spec, model, tokenizer, device: torch.device, *, with_d: bool, reward_fn=None):
-    """The context a run has in its adversarial stage (its SFT stage for `seqkd`): `build_context` on the
-    given G, then that stage's optimizers and reference (`begin_stage`)."""
-    from gadbench.methods import ADVERSARIAL, SFT
+    """The context a run has in its method's last stage (adversarial for gad, SFT for seqkd): `build_context` on
+    the given G, then that stage's optimizers and reference (`begin_stage`)."""
+    from gadbench.methods import stage_plan
     from gadbench.methods.context import begin_stage, build_context
     from gadbench.models import LoadedModel
 
     ctx = build_context(spec, device, g=LoadedModel(model, tokenizer, "chat"), with_d=with_d, reward_fn=reward_fn)
-    stage = SFT if spec.method.kind == "seqkd" else ADVERSARIAL
-    begin_stage(ctx, stage, lambda g: copy.deepcopy(g).eval().requires_grad_(False))
+    begin_stage(ctx, stage_plan(spec)[-1].stage, lambda g: copy.deepcopy(g).eval().requires_grad_(False))
     return ctx
 
 
@@ -191,8 +190,8 @@ def run_bench(device: str = "cpu", shape: str = "tiny", steps: int = 3, prompts:
     """Build, run `steps` GAD adversarial steps and return the summary (medians over steps after the first)."""
     import torch
 
-    from gadbench.methods.steps import adversarial_step
-    from gadbench.trainer import pick_device
+    from gadbench.methods.gad import adversarial_step
+    from gadbench.runtime import pick_device
 
     dev = pick_device(device)
     if dev.type == "cpu" and threads:
@@ -269,7 +268,7 @@ def print_summary(result: dict, out=None) -> None:
     print(f"peak_memory_mb: {s['peak_memory_mb']:.1f} ({result['memory_source']})", file=out)
 
 
-def cmd_bench(args) -> int:
+def run(args) -> int:
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -299,15 +298,4 @@ def add_parser(subparsers) -> None:
     p.add_argument("--peak-tflops", type=float, default=None, help="peak device TFLOP/s for the MFU")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the result to this JSON file")
-    p.set_defaults(func=cmd_bench)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gadbench")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    p.set_defaults(func=run)

@@ -1,38 +1,24 @@
-"""Typed, frozen suite configuration: YAML loading with `extends:`, `--set` overrides and validation.
-
-A suite file is a UTF-8 YAML mapping whose keys are the fields of `SuiteConfig`. `extends: NAME` deep-merges
-this file over suite NAME, and `extends: PATH.yaml` over that file, relative to this one (a `null` value
-deletes an inherited key, e.g. a method). Every value is type-checked;
-an unknown key, a wrong type, a bad enum value or an out-of-range number stops with one line naming the
-key, the file and the fix (for unknown keys: the closest valid key).
-"""
+"""The suite settings: typed, frozen, documented dataclasses. Every field is declared with `setting(default, doc,
+paper=..., lo=..., hi=...)`: `gadbench suites --explain KEY` prints it and docs/config.md is generated from it.
+Checks that need only a dataclass's own fields live in its `check()`; checks against the records of methods,
+judges, teachers and data sources live in gadbench.suite."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
 import hashlib
-import itertools
-import math
-import os
-import re
-import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from gadbench import GadbenchError, shown
+from gadbench import GadbenchError
 
 
 class ConfigError(GadbenchError, ValueError):
     """A suite configuration problem, stated in one sentence with its fix."""
-
-
-_DOTTED = re.compile(r"[A-Za-z_][\w.]*[.:][A-Za-z_]\w*")
 
 
 def setting(default: Any = dataclasses.MISSING, doc: str = "", paper: str = "", lo: float | None = None,
@@ -70,7 +56,8 @@ class ModelConfig:
 class MethodConfig:
     """One training method; the paper's ablations are switches on `gad`."""
 
-    kind: str = setting(doc="a method of gadbench.methods: seqkd, gad or gad-offpolicy (the paper's off-policy D)")
+    kind: str = setting(doc="a method record of gadbench.methods: seqkd, gad or gad-offpolicy (the paper's off-policy "
+                            "D)")
     generator_warmup: bool = setting(True, "gad: train G with SFT during the warmup (Table 3 turns it off)",
                                      paper="true")
     discriminator_warmup: bool = setting(True, "gad: train D during the warmup (Table 3 turns it off)",
@@ -83,24 +70,19 @@ class MethodConfig:
     d_model: str | None = setting(None, "build D from this model instead of a copy of the student (Table 5)")
     reward: str = setting("discriminator", "the GRPO reward: D's score, or with discriminator: none rouge-l, gold "
                                            "(world only) or a `package.module:function`")
+    shaping: dict[str, float] = setting(
+        doc="rewards added to the GRPO reward (D's score, or `reward`), each times its weight: a built-in reward "
+            "(rouge-l, gold) or a dotted `package.module:function` -> weight (TRL's reward_funcs with reward_weights)",
+        factory=dict)
     search: dict[str, tuple[float, ...]] = setting(
         doc="hyperparameter search: train setting -> values; each combination is a run variant "
             "`<method>+<key>=<value>`, and reports keep the one with the best validation score",
         paper="lr searched over [1e-6, 5e-6] for every method", factory=dict)
-    description: str = setting("", "free text shown in `gadbench suites` and reports")
+    description: str = setting("", "free text: the report's runs table shows it beside the method's variant")
 
     def check(self) -> str | None:
-        """`kind` names a method of gadbench.methods; the reward must match the discriminator switch (see
-        gadbench.methods.rewards)."""
-        from gadbench.methods import METHODS
-
-        if self.kind not in METHODS:
-            close = difflib.get_close_matches(self.kind, list(METHODS), n=1)
-            hint = f" (did you mean `{close[0]}`?)" if close else ""
-            return f"kind `{self.kind}` is not a method{hint}; use one of {', '.join(METHODS)}"
-        problem = METHODS[self.kind].check(self)
-        if problem:
-            return problem
+        """Every search key is a numeric train setting with values (the method's own switches are checked by its
+        record, gadbench.suite.check_suite)."""
         numeric = {k for k, tp in typing.get_type_hints(TrainConfig).items() if tp in (int, float)}
         for key, values in self.search.items():
             if key not in numeric:
@@ -109,14 +91,6 @@ class MethodConfig:
                 return f"search key `{key}` is not a numeric train setting{hint}"
             if not values:
                 return f"search key `{key}` has no values; list at least one"
-        fixed = self.reward in ("rouge-l", "gold") or _DOTTED.fullmatch(self.reward) is not None
-        if self.reward != "discriminator" and not fixed:
-            return (f"reward `{self.reward}` is unknown; use discriminator, rouge-l, gold or a dotted "
-                    "`package.module:function`")
-        if self.kind == "gad" and self.discriminator == "none" and not fixed:
-            return "discriminator: none needs a fixed reward; set reward to rouge-l, gold or a dotted path"
-        if fixed and not (self.kind == "gad" and self.discriminator == "none"):
-            return f"reward `{self.reward}` replaces the discriminator; it needs kind: gad with discriminator: none"
         return None
 
 
@@ -231,6 +205,11 @@ class RolloutConfig:
     gpu_memory_utilization: float = setting(0.3, "vllm: share of GPU memory it may take beside training",
                                             paper="0.7", lo=0.05, hi=0.95)
     enforce_eager: bool = setting(False, "vllm: skip CUDA graphs / torch.compile (faster start, slower decoding)")
+    tensor_parallel_size: int = setting(1, "vllm: processes (GPUs) per engine; 1: every process holds a whole "
+                                           "engine and generates its own prompts; k: each k consecutive processes "
+                                           "share one tensor-parallel engine", paper="2", lo=1)
+    sleep: bool = setting(True, "vllm: release the KV cache and move the weights to host memory while G and D "
+                                "train (vLLM sleep mode, level 1; CUDA only, the calls do nothing elsewhere)")
 
 
 @dataclass(frozen=True)
@@ -238,13 +217,16 @@ class EvalConfig:
     every: int = setting(50, "steps between evaluations (stage ends and the last step are always evaluated)",
                          paper="50", lo=1)
     max_new_tokens: int = setting(1536, "greedy answers stop here", paper="1536", lo=1)
-    judges: tuple[str, ...] = setting(("gad-paper",), "judges of the answers: gad-paper, mtbench-single, pairwise "
-                                                     "(LLM), rouge-l, embedding, gold (world)", paper="gad-paper")
-    samples: int = setting(0, "also score this many answers per prompt sampled at temperature 1 (world)", lo=0)
+    judges: tuple[str, ...] = setting(("gad-paper",), "judges of the answers (gadbench.judge.records): gad-paper, "
+                                                     "mtbench-single, pairwise (LLM), rouge-l, embedding, gold and "
+                                                     "gold-sampled (world)", paper="gad-paper")
+    samples: int = setting(0, "answers per prompt sampled at temperature 1 for the judges that score samples "
+                              "(gold-sampled)", lo=0)
     selection: Literal["validation", "paper", "last"] = setting(
         "validation", "the checkpoint a run reports: best on the validation split, best on the test sets with the "
         "length in range (the paper's), or the last", paper="paper")
-    selection_metric: str = setting("", "the metric selection maximises (default: the first judge's score)")
+    selection_metric: str = setting("", "the metric checkpoint selection optimises, in the direction its judge "
+                                        "declares (default: the first judge's primary metric)")
     bootstrap: int = setting(2000, "bootstrap resamples of every interval", lo=100)
 
 
@@ -342,7 +324,7 @@ class RunSpec:
     eval: EvalConfig
     judge: JudgeConfig
     budget: BudgetConfig
-    variant: dict[str, float] = field(default_factory=dict)  # this run's point of its method's search
+    search_point: dict[str, float] = field(default_factory=dict)  # this run's point of its method's search
 
     @property
     def config_hash(self) -> str:
@@ -351,326 +333,6 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         return f"{self.student_name}--{self.method_name}--s{self.seed}--{self.config_hash}"
-
-
-def runs_of(suite: SuiteConfig) -> list[RunSpec]:
-    """Every (student x method x search point x seed) run of a suite, in a fixed order."""
-    shared = {k: getattr(suite, k) for k in ("teacher", "data", "rollout", "eval", "judge", "budget")}
-    return [
-        RunSpec(suite=suite.name, student_name=s, student=sc, method_name=name, method=mc, seed=seed,
-                train=train, variant=point, **shared)
-        for s, sc in suite.students.items()
-        for m, mc in suite.methods.items()
-        for name, point, train in search_points(suite.train, m, mc)
-        for seed in suite.seeds
-    ]
-
-
-def search_points(train: TrainConfig, name: str, method: MethodConfig) -> list[tuple[str, dict, TrainConfig]]:
-    """(variant name, overrides, train settings) of each combination of `method.search` (one point, the
-    method itself, without a search); every point's settings are validated like the suite's."""
-    keys, hints = list(method.search), typing.get_type_hints(TrainConfig)
-    whole = lambda k, v: int(v) if hints[k] is int and float(v).is_integer() else v  # noqa: E731  (20.0 -> 20)
-    points = [{k: whole(k, v) for k, v in zip(keys, values, strict=True)}
-              for values in itertools.product(*method.search.values())]
-    out = []
-    for point in points or [{}]:
-        label = name + "".join(f"+{k}={v:g}" for k, v in point.items())
-        settings = build(TrainConfig, {**to_dict(train), **point}, f"methods.{name}.search", "train")
-        out.append((label, point, settings))
-    return out
-
-
-# ----------------------------------------------------------------------------------------------- loading
-
-
-def experiments_dir() -> Path:
-    """`$GADBENCH_EXPERIMENTS`, else the `experiments/` folder of the checkout this package runs from."""
-    env = os.environ.get("GADBENCH_EXPERIMENTS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "experiments"
-
-
-def suite_names() -> list[str]:
-    """The suites: one per `experiments/*.yaml` file, named after it."""
-    return sorted(p.stem for p in experiments_dir().glob("*.yaml"))
-
-
-def suite_path(name: str) -> Path:
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.exists():
-        return path
-    path = experiments_dir() / f"{name}.yaml"
-    if not path.exists():
-        close = difflib.get_close_matches(name, suite_names(), n=1)
-        hint = f"did you mean `{close[0]}`?" if close else f"available: {', '.join(suite_names())}."
-        raise ConfigError(f"no suite named `{name}` in {experiments_dir()}; {hint}")
-    return path
-
-
-def get_suite(name: str, overrides: list[str] = ()) -> SuiteConfig:
-    """A suite by name (or YAML path), with `--set` overrides; `extends:` resolves within experiments/."""
-    return load_suite(suite_path(name), overrides, search_dir=experiments_dir())
-
-
-def load_suite(path: str | Path, overrides: list[str] = (), search_dir: Path | None = None) -> SuiteConfig:
-    """Load a suite file, resolve `extends:`, apply `--set a.b=c` overrides, and validate."""
-    path = Path(path)
-    raw = _resolve_extends(path, search_dir or path.parent, seen=())
-    for item in overrides:
-        apply_override(raw, item)
-    return build(SuiteConfig, raw, str(path), "")
-
-
-def _read_yaml(path: Path) -> dict:
-    """The mapping in suite file `path`; anything else stops with a ConfigError naming the file and the fix."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found; check the suite name with `gadbench suites`.") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot be read ({e.strerror}); check the path and its permissions.") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise ConfigError(f"{path}: byte 0x{data[e.start]:02x} at line {line} is not UTF-8 text; save the file "
-                          "as UTF-8.") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or getattr(e, "reason", None) or type(e).__name__
-        raise ConfigError(f"{path}: malformed YAML{where} ({problem}); fix the syntax there.") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: the YAML is nested too deeply to read; flatten it.") from None
-    except ValueError as e:  # a value YAML types but Python cannot hold: 2025-13-45, an int of 5000 digits
-        raise ConfigError(f"{path}: a value cannot be read ({str(e).split(';')[0]}); fix it, or quote it to make "
-                          "it a string.") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a suite file must be a YAML mapping of settings; found {type(data).__name__}.")
-    return data
-
-
-def _resolve_extends(path: Path, search_dir: Path, seen: tuple[str, ...]) -> dict:
-    if str(path.resolve()) in seen:
-        raise ConfigError(f"{path}: `extends` forms a cycle ({' -> '.join(seen)}); remove one of them.")
-    data = _read_yaml(path)
-    parent = data.pop("extends", None)
-    if parent is None:
-        return data
-    base = _resolve_extends(_parent_file(path, parent, search_dir), search_dir, seen + (str(path.resolve()),))
-    return _deep_merge(base, data)
-
-
-def _parent_file(path: Path, parent: Any, search_dir: Path) -> Path:
-    """The file that `extends: parent` in suite file `path` names: a path ending in .yaml/.yml, relative to
-    `path`'s folder, or a suite name, NAME.yaml in `search_dir`."""
-    if not isinstance(parent, str) or not parent.strip() or "\0" in parent:
-        raise ConfigError(f"{path}: `extends` = {shown(parent)} is neither a suite name nor a .yaml path; write "
-                          "e.g. `extends: smoke` or `extends: ../smoke.yaml`.")
-    by_path = parent.endswith((".yaml", ".yml"))
-    found = path.parent / parent if by_path else search_dir / f"{parent}.yaml"
-    try:
-        exists = found.is_file()
-    except OSError:  # e.g. a name too long for the filesystem
-        exists = False
-    if not exists:
-        how = (f"a path is read from the folder of {path.name}" if by_path
-               else f"a name without .yaml is a suite in {search_dir}")
-        raise ConfigError(f"{path}: `extends: {parent}` names no suite file {found} ({how}); fix the name.")
-    return found
-
-
-def _deep_merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if v is None:  # null deletes an inherited entry, i.e. resets it to its default
-            out.pop(k, None)
-        elif isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def apply_override(raw: dict, item: str) -> None:
-    """Apply one `--set KEY=VALUE` (VALUE parsed as YAML; null removes the key) to a raw config mapping."""
-    if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.steps=20.")
-    key, _, value = item.partition("=")
-    parts = key.strip().split(".")
-    node: Any = raw
-    for i, part in enumerate(parts[:-1]):
-        if not isinstance(node.get(part), dict):
-            node[part] = {} if part not in node else _not_mapping(key, ".".join(parts[: i + 1]))
-        node = node[part]
-    try:
-        parsed = yaml.safe_load(value)
-    except (yaml.YAMLError, ValueError, RecursionError):  # not YAML, or a value Python cannot hold: a string
-        parsed = value
-    if parsed is None:  # `--set methods.gad-ce=null` removes an entry or resets a setting to its default
-        node.pop(parts[-1], None)
-    else:
-        node[parts[-1]] = parsed
-
-
-def _not_mapping(key: str, prefix: str) -> dict:
-    raise ConfigError(f"--set {key}: {prefix} is a single value, not a group of settings; set {prefix}=VALUE.")
-
-
-def build(cls: type, raw: Any, source: str, where: str) -> Any:
-    """Build dataclass `cls` from plain data, type-checking each field; `where` is the dotted key path."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: `{where or '<top>'}` must be a mapping of settings, got {shown(raw)}.")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in fields:
-            close = difflib.get_close_matches(_text(key), list(fields), n=1, cutoff=0.5)
-            hint = f"; did you mean `{_join(where, close[0])}`?" if close else f"; valid keys: {', '.join(fields)}."
-            raise ConfigError(f"{source}: unknown key `{_join(where, _text(key))}`{hint}")
-    kwargs = {}
-    for name, f in fields.items():
-        key = _join(where, name)
-        if name not in raw:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{source}: missing required key `{key}`; add it to the suite.")
-            continue
-        value = _coerce(hints[name], raw[name], source, key)
-        lo, hi = f.metadata.get("range", (None, None))
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if (lo is not None and value < lo) or (hi is not None and value > hi):
-                bounds = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
-                raise ConfigError(f"{source}: `{key}` = {shown(value)} is out of range {bounds}; pick a value inside it.")
-        kwargs[name] = value
-    obj = cls(**kwargs)
-    problem = obj.check() if hasattr(obj, "check") else None
-    if problem:
-        raise ConfigError(f"{source}: `{where or '<top>'}`: {problem}.")
-    return obj
-
-
-def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        return build(tp, value, source, key)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(arg, value, source, key)
-            except ConfigError as e:
-                errors.append(e)
-        raise errors[0]
-    if origin is Literal:
-        if value not in args:
-            text = _text(value)
-            close = difflib.get_close_matches(text, [str(a) for a in args], n=1) or [
-                str(a) for a in args if str(a).startswith(text)][:1]
-            hint = f" (did you mean `{close[0]}`?)" if close else ""
-            choices = ", ".join(str(a) for a in args)
-            raise ConfigError(f"{source}: `{key}` = {shown(value)} is not one of {choices}{hint}; use one of those.")
-        return value
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{source}: `{key}` must be a mapping of name -> settings, got {shown(value)}.")
-        return {_text(k): _coerce(args[1], v, source, _join(key, _text(k))) for k, v in value.items()}
-    if origin is tuple:
-        items = value if isinstance(value, list | tuple) else [value]
-        return tuple(_coerce(args[0], v, source, f"{key}[{i}]") for i, v in enumerate(items))
-    if tp is float and not isinstance(value, bool) and isinstance(value, int | float | str):
-        return _as_float(value, source, key)
-    if tp is int and type(value) is int and abs(value) > INT_MAX:
-        raise ConfigError(f"{source}: `{key}` = {shown(value)} is out of range [-{INT_MAX}, {INT_MAX}]; pick a "
-                          "value inside it.")
-    if tp in (int, str, bool) and type(value) is tp:
-        return value
-    raise ConfigError(
-        f"{source}: `{key}` = {shown(value)} should be of type {getattr(tp, '__name__', tp)}; write it as one."
-    )
-
-
-def _as_float(value: int | float | str, source: str, key: str) -> float:
-    """`value` as a float setting: a number, or text that reads as one ("3e-6"); never NaN."""
-    try:
-        number = float(value)
-    except OverflowError:
-        raise ConfigError(f"{source}: `{key}` = {shown(value)} is too large for a float; write a smaller number.") from None
-    except ValueError:
-        raise ConfigError(f"{source}: `{key}` = {shown(value)} should be of type float; write it as one.") from None
-    if math.isnan(number):
-        raise ConfigError(f"{source}: `{key}` is NaN; write a number.")
-    return number
-
-
-def _text(value: Any) -> str:
-    """A key or value as message text: a string as it is, anything else as `shown` writes it."""
-    return value if isinstance(value, str) else shown(value)
-
-
-def _join(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name
-
-
-# ------------------------------------------------------------------------------------------ explaining
-
-
-def _type_name(tp: Any) -> str:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Literal:
-        return " | ".join(str(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in args)
-    if origin is dict:
-        return f"mapping of name -> {_type_name(args[1])}"
-    if origin is tuple:
-        return f"list of {_type_name(args[0])}"
-    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
-
-
-def _settings(cls: type, prefix: str):
-    """(dotted key, type, field) of every setting under `cls`, groups expanded (mapping entries as `<name>`)."""
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        tp, key = hints[f.name], prefix + f.name
-        yield key, tp, f
-        entry = typing.get_args(tp)[1] if typing.get_origin(tp) is dict else tp
-        inner = next((a for a in (entry, *typing.get_args(entry)) if dataclasses.is_dataclass(a)), None)
-        if inner is not None:
-            yield from _settings(inner, f"{key}.<name>." if entry is not tp else f"{key}.")
-
-
-def _default(f: dataclasses.Field) -> str:
-    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-        return "required"
-    value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-    return "a group" if dataclasses.is_dataclass(value) else f"default {to_dict(value)!r}"
-
-
-def explain(key: str = "") -> list[str]:
-    """One line per suite setting under `key` ("" for all): key, type, default, range, what it does and the
-    paper's value. Mapping entries are written `<name>` (`methods.<name>.kind`); any name matches them."""
-    parts = key.split(".") if key else []
-    lines = []
-    for k, tp, f in _settings(SuiteConfig, ""):
-        names = k.split(".")
-        if len(names) < len(parts) or not all(n in (q, "<name>") for q, n in zip(parts, names, strict=False)):
-            continue
-        lo, hi = f.metadata.get("range", (None, None))
-        bounds = "" if (lo, hi) == (None, None) else f", range [{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
-        paper = f" (paper: {f.metadata['paper']})" if f.metadata.get("paper") else ""
-        lines.append(f"{k} ({_type_name(tp)}, {_default(f)}{bounds}): {f.metadata.get('doc', '')}{paper}")
-    if not lines:
-        close = difflib.get_close_matches(key, [k for k, _, _ in _settings(SuiteConfig, "")], n=1)
-        hint = f"; did you mean `{close[0]}`?" if close else "; `gadbench suites --explain` lists them all."
-        raise ConfigError(f"no setting `{key}`{hint}")
-    return lines
-
-
-# --------------------------------------------------------------------------------------------- dumping
 
 
 def to_dict(obj: Any) -> Any:
@@ -685,8 +347,3 @@ def to_dict(obj: Any) -> Any:
 
 def to_yaml(obj: Any) -> str:
     return yaml.safe_dump(to_dict(obj), sort_keys=True)
-
-
-def run_spec_from_dict(raw: dict, source: str = "config.yaml") -> RunSpec:
-    """Rebuild a RunSpec from a run directory's config.yaml (used by --resume and `gadbench eval`)."""
-    return build(RunSpec, raw, source, "")

@@ -1,0 +1,44 @@
+"""`gadbench doctor`: torch, CUDA, vLLM and the other libraries, a judge endpoint, an API key's presence."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from tabulate import tabulate
+
+
+def add_parser(subparsers) -> None:
+    d = subparsers.add_parser("doctor", help="check torch, CUDA, vllm, judge endpoint and API key (never printed)")
+    d.add_argument("--judge-url", help="an OpenAI-compatible base URL to probe, e.g. http://127.0.0.1:8000/v1")
+    d.add_argument("--api-key-env", default="OPENAI_API_KEY")
+    d.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+
+    rows = [["torch", torch.__version__], ["CUDA", f"{torch.cuda.device_count()} GPU(s)" if torch.cuda.is_available() else "not available"]]
+    rows.append(["vllm", "installed" if importlib.util.find_spec("vllm") else "not installed (pip install gadbench[vllm])"])
+    for pkg in ("transformers", "accelerate", "openai", "lm_eval", "trl"):
+        spec = importlib.util.find_spec(pkg)
+        rows.append([pkg, getattr(__import__(pkg), "__version__", "installed") if spec else "not installed"])
+    key_env = args.api_key_env
+    rows.append([f"${key_env}", "set" if os.environ.get(key_env) else "not set"])
+    if args.judge_url:
+        rows.append(["judge endpoint", reachable(args.judge_url)])
+    print(tabulate(rows, headers=["check", "status"], tablefmt="github"))
+    return 0
+
+
+def reachable(url: str) -> str:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/models", timeout=5) as r:
+            return f"reachable (HTTP {r.status})"
+    except urllib.error.HTTPError as e:
+        return f"reachable (HTTP {e.code})"
+    except (urllib.error.URLError, OSError) as e:
+        return f"unreachable ({getattr(e, 'reason', e)})"
