@@ -21,7 +21,7 @@ from gadbench import GadbenchError, dist, runtime
 from gadbench.budget import Meter, Spend
 from gadbench.config import ConfigError, RunSpec
 from gadbench.eval.evaluator import eval_seed
-from gadbench.io import append_jsonl, read_jsonl, truncate_jsonl
+from gadbench.io import append_jsonl, kill_point, read_jsonl, truncate_jsonl
 from gadbench.methods import stage_plan
 from gadbench.methods.context import begin_stage, build_context, timed
 from gadbench.methods.updates import d_diagnostics
@@ -133,6 +133,7 @@ class Trainer:
                 teacher_len = metrics.get("teacher_len") or self._teacher_len(batch)
                 self._watch_length(step, metrics, teacher_len)
                 append_jsonl(self.run.metrics, [{"step": step, "stage": stage, **_round(metrics)}])
+                kill_point("after-metrics-row", step)
             bar.update(1, metrics)
             at_stage_end = step == self._stage_end(i)
             if step % self.spec.eval.every == 0 or at_stage_end:
@@ -218,11 +219,11 @@ class Trainer:
         }
 
     def _restore(self) -> int:
-        step = self.run.latest_checkpoint()
+        step = self.run.intact_checkpoint()  # damaged ones are passed over with a warning
         if step == 0:
             log.info("no checkpoint to resume from in %s; starting from step 0", self.run.checkpoints)
             return 0
-        state = self.run.load_checkpoint(step)
+        state = self.run.load_checkpoint(step, verified=True)
         ctx = self.ctx
         i, k = self._stage_at(step)
         g, d = ctx.g.model, ctx.d and ctx.d.model

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import yaml
 
-from gadbench import GadbenchError
+from gadbench import GadbenchError, one_line
 from gadbench.config import RunSpec, apply_override, run_spec_from_dict
 from gadbench.io import atomic_write_json, read_json
-from gadbench.rundir import RunDir, RunLock
+from gadbench.rundir import RunDir, RunLock, verify
 
 log = logging.getLogger("gadbench")
 
@@ -29,14 +29,17 @@ def load_spec(run_dir: Path, judges: list[str] | None = None, overrides: list[st
     if not path.is_file():
         raise EvalError(f"{run_dir} is not a run directory (no config.yaml); pass a results/<suite>/<run_id> folder.")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise EvalError(f"{path} is not valid YAML ({e}); the run directory is damaged.") from None
-    for item in overrides:
-        apply_override(raw, item)
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        what = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else "not valid YAML"
+        raise EvalError(f"{path} is {what} ({one_line(str(e))}); the run directory is damaged.") from None
+    if not isinstance(raw, dict):
+        raise EvalError(f"{path} holds no mapping of settings; the run directory is damaged.")
     dropped = _drop_unknown(RunSpec, raw, "")
     if dropped:  # a run written by another gadbench version: settings this version no longer has
         log.warning("%s: ignoring settings this gadbench version does not know: %s", path, ", ".join(dropped))
+    for item in overrides:  # after the drop: an unknown key given here is a mistake, named by the type check
+        apply_override(raw, item)
     spec = run_spec_from_dict(raw, str(path))
     if judges:
         spec = replace(spec, eval=replace(spec.eval, judges=tuple(judges)))
@@ -95,15 +98,16 @@ def choose_checkpoint(run_dir: Path, requested: int | None) -> int:
     return have[-1]
 
 
-def load_context(spec: RunSpec, run_dir: Path, step: int, with_d: bool = False):
+def load_context(spec: RunSpec, run_dir: Path, step: int, with_d: bool = False, verified: bool = False):
     """The run's context (`build_context`) with the weights of checkpoint `step` (the initial ones for step
-    0); D only when `with_d` and the run has one. Models are in eval mode."""
+    0), checked against its manifest unless `verified` already; D only when `with_d` and the run has one.
+    Models are in eval mode."""
     from gadbench.methods.context import build_context
     from gadbench.runtime import setup
 
     ctx = build_context(spec, setup(spec.train, spec.seed), with_d=with_d)
     if step:
-        state = RunDir(run_dir).load_checkpoint(step)
+        state = RunDir(run_dir).load_checkpoint(step, verified)
         ctx.g.model.load_state_dict(state["g"])
         if ctx.d is not None:
             ctx.d.model.load_state_dict(state["d"])
@@ -144,6 +148,9 @@ def _evaluate(spec: RunSpec, run_dir: Path, checkpoint: int | None, sets: bool, 
     step = choose_checkpoint(run.path, checkpoint)
     out_dir = run.eval_dir(step)
     weights = step == 0 or step in run.checkpoint_steps()
+    if weights and step and (problem := verify(run.checkpoint(step).parent)):
+        raise EvalError(f"checkpoint step-{step} of {run.path} is damaged ({problem}); pass another --checkpoint, "
+                        "or restore it from a copy.")
     if lm_eval_tasks and not weights:
         raise EvalError(f"step {step} of {run.path} has no checkpoint, and lm_eval tasks need the model; pass a "
                         "kept --checkpoint (or 0 for the initial student).")
@@ -158,7 +165,7 @@ def _evaluate(spec: RunSpec, run_dir: Path, checkpoint: int | None, sets: bool, 
         if missing and not weights:
             raise EvalError(f"step {step} of {run.path} has no checkpoint and no stored answers for "
                             f"{', '.join(missing)}; pass a kept --checkpoint (or 0 for the initial student).")
-    ctx = load_context(spec, run.path, step, with_d=sets) if weights else None  # None: stored answers only
+    ctx = load_context(spec, run.path, step, with_d=sets, verified=True) if weights else None  # None: answers only
     result: dict = {"step": step, "metrics": None, "lm_eval": None}
     try:
         if sets:
