@@ -114,16 +114,16 @@ def check_run_settings(s: SuiteConfig | RunSpec, methods: dict[str, MethodConfig
     for name, m in methods.items():
         if problem := _method_problem(name, m):
             return problem
-    world = all(d.source == "world" for d in (s.data.train, *s.data.eval.values()))
-    if problem := _judge_problems(s.eval.judges, world, s.eval.samples):
-        return problem
-    if problem := unknown_teacher(s.teacher.spec):
-        return f"`teacher.spec`: {problem}"
     for where, d in {"data.train": s.data.train, **{f"data.eval.{k}": v for k, v in s.data.eval.items()}}.items():
         if d.source not in SOURCES:
             close = difflib.get_close_matches(d.source, list(SOURCES), n=1)
             hint = f" (did you mean `{close[0]}`?)" if close else ""
             return f"`{where}.source`: `{d.source}` is not a data source{hint}; use one of {', '.join(SOURCES)}"
+    world = all(d.source == "world" for d in (s.data.train, *s.data.eval.values()))
+    if problem := _judge_problems(s.eval.judges, world, s.eval.samples):
+        return problem
+    if problem := unknown_teacher(s.teacher.spec):
+        return f"`teacher.spec`: {problem}"
     return _metric_problem(s.eval.selection_metric, s.eval.judges)
 
 
