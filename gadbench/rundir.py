@@ -1,17 +1,20 @@
 """A run's directory: where each file of a run lives, and its checkpoints (docs/results-format.md).
 
     <out>/<suite>/<run_id>/  config.yaml  metrics.jsonl  budget.json  summary.json  eval/step-K/
-                             checkpoints/step-K/state.pt (+ KEEP at stage ends)
+                             checkpoints/step-K/ (gadbench.state.checkpoint: DCP shards, rng-<rank>.pt, KEEP at stage
+                             ends, complete.json, manifest.json)
     <out>/cache/             answers of API teachers and judges, shared by the suites of one --out
 
-A checkpoint is written to a temporary folder and renamed into place, so a crash never leaves a partial
-checkpoint under a real name; a failed write (disk full) raises `CheckpointWriteError` and leaves the
-previous checkpoint intact. Before the rename, `seal` writes the folder's manifest last: the size and sha256
-of every file in it (whatever files a checkpoint format writes). `intact_checkpoint` verifies a checkpoint
-against its manifest before it is loaded; a damaged one (bytes changed, a file cut short or emptied, the
-manifest missing or unreadable) is passed over with a warning for the newest intact one, and when none is
-left `--resume` stops in one line naming the damaged file. The sha256 reads every byte of a checkpoint
-once more at each write and each resume.
+A checkpoint is written to a temporary folder, marked complete (complete.json), sealed (below) and renamed into
+place; only a folder under its real name with the marker counts, and pruning deletes the marker first, so
+neither a crash while writing nor one while pruning leaves a partial checkpoint that passes for a complete
+one. A failed write (disk full) raises `CheckpointWriteError` and leaves the previous checkpoint intact.
+Before the rename, `seal` writes the folder's manifest after every other file: the size and sha256 of each
+file in it (whatever files the checkpoint format writes). `intact_checkpoint` verifies checkpoints against
+their manifests before one is loaded: a damaged one (bytes changed, a file cut short, emptied, missing or
+added, the manifest missing or unreadable) is passed over with a warning for the newest intact one, and when
+none is left `--resume` stops in one line naming the damaged file. The sha256 reads every byte of a
+checkpoint once more at each write and each resume (several files at once).
 
 One owner per run (`RunLock`): an exclusive OS lock that a process holds on a run while it may write the
 run's files: `fcntl.flock` on `<out>/<suite>/.<run_id>.lock`, beside the run directory (a fresh start deletes
@@ -37,11 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gadbench import GadbenchError
-from gadbench.io import kill_point
+from gadbench.io import atomic_write_json, kill_point
 
 log = logging.getLogger("gadbench")
 
-MANIFEST = "manifest.json"  # a checkpoint folder's {file: {"size", "sha256"}}, written last
+MANIFEST = "manifest.json"  # a checkpoint folder's {file: {"size", "sha256"}}, written after every other file
 
 
 class CheckpointWriteError(GadbenchError, OSError):
@@ -49,7 +52,7 @@ class CheckpointWriteError(GadbenchError, OSError):
 
 
 class CheckpointDamagedError(GadbenchError, OSError):
-    """No intact checkpoint is left to resume from; the message names the damaged file."""
+    """A checkpoint does not match its manifest; the message names the damaged file."""
 
 
 @dataclass(frozen=True)
@@ -95,14 +98,14 @@ class RunDir:
         return self.path / "checkpoints"
 
     def checkpoint(self, step: int) -> Path:
-        return self.checkpoints / f"step-{step}" / "state.pt"
+        return self.checkpoints / f"step-{step}"
 
     def checkpoint_steps(self) -> list[int]:
         """Steps with a complete checkpoint."""
         if not self.checkpoints.is_dir():
             return []
         return sorted(int(p.name.split("-")[1]) for p in self.checkpoints.glob("step-*")
-                      if p.name.split("-")[1].isdigit() and (p / "state.pt").exists())
+                      if p.name.split("-")[1].isdigit() and (p / COMPLETE).exists())
 
     def latest_checkpoint(self) -> int:
         return max(self.checkpoint_steps(), default=0)
@@ -112,7 +115,7 @@ class RunDir:
         newer than it is named in a warning; when every checkpoint is damaged, CheckpointDamagedError."""
         damaged = []
         for step in reversed(self.checkpoint_steps()):
-            problem = verify(self.checkpoint(step).parent)
+            problem = verify(self.checkpoint(step))
             if problem is None:
                 return step
             damaged.append(problem)
@@ -123,61 +126,63 @@ class RunDir:
                 "--resume to start the run over, or restore the checkpoints from a copy.")
         return 0
 
-    def load_checkpoint(self, step: int, verified: bool = False) -> dict:
-        """Memory-mapped on the CPU: every process reads the same pages, and nothing lands on one GPU. Unless
-        `verified` (by `intact_checkpoint`), a checkpoint that does not match its manifest raises
-        CheckpointDamagedError."""
-        import torch
+    def earlier_format_steps(self) -> list[int]:
+        """Steps whose checkpoint an earlier gadbench wrote (one state.pt file), which this version does not read."""
+        return sorted(int(p.parent.name.split("-")[1]) for p in self.checkpoints.glob("step-*/state.pt")
+                      if p.parent.name.split("-")[1].isdigit())
 
-        if not verified and (problem := verify(self.checkpoint(step).parent)):
-            raise CheckpointDamagedError(f"checkpoint step-{step} is damaged ({problem}); pick another checkpoint, "
-                                         "or restore it from a copy.")
-        try:
-            return torch.load(self.checkpoint(step), map_location="cpu", mmap=True, weights_only=False)
-        except (RuntimeError, OSError, EOFError, ValueError) as e:  # what its manifest cannot vouch for
-            raise CheckpointDamagedError(f"{self.checkpoint(step)} cannot be read ({str(e).splitlines()[0]}); pick "
-                                         "another checkpoint, or restore it from a copy.") from None
-
-    def write_checkpoint(self, state: dict, step: int, keep_stage_end: bool, keep_newest: int) -> None:
-        """Write `state` as step `step` (atomically), then keep the newest `keep_newest` checkpoints plus
-        those marked as stage ends."""
+    def new_checkpoint_dir(self, step: int) -> Path:
+        """An empty temporary folder for checkpoint `step`, beside the checkpoints."""
         self.checkpoints.mkdir(parents=True, exist_ok=True)
-        final = self.checkpoints / f"step-{step}"
-        tmp = Path(tempfile.mkdtemp(dir=self.checkpoints, prefix=f".step-{step}."))
-        try:
-            _save_state(state, tmp / "state.pt")
-            if keep_stage_end:
-                (tmp / "KEEP").touch()
-            kill_point("mid-checkpoint", step)
-            seal(tmp)
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
-        except OSError as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise CheckpointWriteError(
-                f"could not write the checkpoint of step {step} ({e.strerror or e}); the previous checkpoint "
-                f"(step {self.latest_checkpoint()}) is intact. Free disk space under {self.checkpoints} and "
-                "rerun with --resume."
-            ) from None
+        return Path(tempfile.mkdtemp(dir=self.checkpoints, prefix=f".step-{step}."))
+
+    def commit_checkpoint(self, tmp: Path, step: int, info: dict, keep_stage_end: bool, keep_newest: int) -> None:
+        """Make the written folder `tmp` checkpoint `step`: KEEP at stage ends, complete.json (`info`), the
+        manifest last (`seal`), then the rename; then keep the newest `keep_newest` checkpoints plus those marked
+        as stage ends."""
+        if keep_stage_end:
+            (tmp / "KEEP").touch()
+        atomic_write_json(tmp / COMPLETE, info)
+        kill_point("mid-checkpoint", step)
+        seal(tmp)
+        final = self.checkpoint(step)
+        if final.exists():
+            _remove(final)
+        tmp.rename(final)
         kill_point("after-checkpoint-rename", step)
         self._prune(keep_newest)
 
     def _prune(self, keep_newest: int) -> None:
+        """Also deletes what crashes left: temporary folders, and folders whose deletion was cut short."""
         for tmp in self.checkpoints.glob(".step-*"):
             shutil.rmtree(tmp, ignore_errors=True)
-        done = sorted((int(p.name.split("-")[1]), p) for p in self.checkpoints.glob("step-*"))
-        for _, path in done[:-keep_newest]:
-            if not (path / "KEEP").exists():
-                shutil.rmtree(path, ignore_errors=True)
+        done = self.checkpoint_steps()
+        for path in self.checkpoints.glob("step-*"):
+            if path.name.split("-")[1].isdigit() and int(path.name.split("-")[1]) not in done:
+                _remove(path)
+        for step in done[:-keep_newest]:
+            if not (self.checkpoint(step) / "KEEP").exists():
+                _remove(self.checkpoint(step))
 
 
-class _WriteRecorder:
-    """The file torch.save writes through: it keeps the OSError of a failed write (no space left, file too
-    large), which torch.save alone reports as an opaque RuntimeError."""
+COMPLETE = "complete.json"  # a checkpoint folder's marker, written before its manifest
+
+
+def _remove(folder: Path) -> None:
+    """Delete a checkpoint folder, its marker first: a crash halfway leaves a folder that no longer counts."""
+    (folder / COMPLETE).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+class WriteRecorder:
+    """A file that keeps the OSError of a failed write (no space left, file too large), which torch.save
+    writing through it reports as an opaque RuntimeError; everything else is the file's own."""
 
     def __init__(self, f):
         self.f, self.error = f, None
+
+    def __getattr__(self, name: str):
+        return getattr(self.f, name)
 
     def write(self, data) -> int:
         try:
@@ -194,12 +199,12 @@ class _WriteRecorder:
             raise
 
 
-def _save_state(state: dict, path: Path) -> None:
+def save_state(state: dict, path: Path) -> None:
     """torch.save to `path`, flushed to disk; a failed write raises its OSError."""
     import torch
 
     with open(path, "wb") as f:
-        sink = _WriteRecorder(f)
+        sink = WriteRecorder(f)
         try:
             torch.save(state, sink)
         except RuntimeError:

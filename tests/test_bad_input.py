@@ -63,8 +63,9 @@ def first_run(suite_dir: Path) -> Path:
 
 
 def run_dir(tmp: Path, damage: Callable[[Path], None] | None = None, **config_sets) -> Path:
-    """A run directory of the crash suite as training leaves it: config.yaml, checkpoint step-8 (sealed with its
-    manifest) and a summary selecting it; `damage(run)` spoils part of it."""
+    """A run directory of the crash suite as training leaves it: config.yaml, checkpoint step-8 (its shards stand-in
+    random bytes, complete.json, sealed with its manifest) and a summary selecting it; `damage(run)` spoils part of
+    it. Every case fails before the checkpoint is read."""
     spec = runs_of(get_suite(str(CRASH)))[0]
     run = tmp / "results" / "crash" / spec.run_id
     text = to_yaml(spec)
@@ -72,12 +73,16 @@ def run_dir(tmp: Path, damage: Callable[[Path], None] | None = None, **config_se
         text = text.replace(key, value)
     write(run / "config.yaml", text)
     ckpt = run / "checkpoints" / "step-8"
-    write(ckpt / "state.pt", os.urandom(4096))
+    write(ckpt / "__0_0.distcp", os.urandom(4096))
+    write(ckpt / "complete.json", json.dumps({"step": 8, "parts": ["d", "g"]}))
     seal(ckpt)
     write(run / "summary.json", json.dumps({"run_id": spec.run_id, "selection": {"checkpoint": 8}}))
     if damage:
         damage(run)
     return run
+
+
+SHARDS = "checkpoints/step-8/__0_0.distcp"
 
 
 def flip_byte(path: Path) -> None:
@@ -267,12 +272,14 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], tuple[str, ...]]] = {
     "eval/no such checkpoint": (lambda t: eval_cmd(t, "--checkpoint", "99"),
                                 ("no checkpoint or stored answers of step 99", "checkpoints: 8")),
     "eval/negative checkpoint": (lambda t: eval_cmd(t, "--checkpoint", "-1"), ("--checkpoint must be a step",)),
-    "eval/damaged checkpoint": (lambda t: eval_cmd(t, damage=lambda r: flip_byte(r / "checkpoints/step-8/state.pt")),
-                                ("checkpoint step-8", "is damaged", "state.pt does not match its sha256")),
-    "eval/checkpoint cut short": (lambda t: eval_cmd(t, damage=lambda r: trunc(r / "checkpoints/step-8/state.pt")),
-                                  ("state.pt has 2048 bytes, the manifest 4096",)),
-    "eval/checkpoint emptied": (lambda t: eval_cmd(t, damage=lambda r: write(r / "checkpoints/step-8/state.pt", b"")),
-                                ("state.pt has 0 bytes",)),
+    "eval/damaged checkpoint": (lambda t: eval_cmd(t, damage=lambda r: flip_byte(r / SHARDS)),
+                                ("checkpoint step-8", "is damaged", "__0_0.distcp does not match its sha256")),
+    "eval/checkpoint cut short": (lambda t: eval_cmd(t, damage=lambda r: trunc(r / SHARDS)),
+                                  ("__0_0.distcp has 2048 bytes, the manifest 4096",)),
+    "eval/checkpoint emptied": (lambda t: eval_cmd(t, damage=lambda r: write(r / SHARDS, b"")),
+                                ("__0_0.distcp has 0 bytes",)),
+    "eval/checkpoint marker damaged": (lambda t: eval_cmd(t, damage=lambda r: trunc(r / "checkpoints/step-8/complete.json")),
+                                       ("complete.json has",)),
     "eval/checkpoint without manifest": (
         lambda t: eval_cmd(t, damage=lambda r: (r / "checkpoints/step-8/manifest.json").unlink()),
         ("manifest.json is missing",)),
