@@ -1,5 +1,7 @@
 """gadbench: the reference suite for black-box on-policy distillation of LLMs (GAD, SeqKD and ablations)."""
 
+import sys
+
 
 def one_line(text: str) -> str:
     """`text` with every unprintable character (newline, tab, NUL, U+2028, ...) written as its escape."""
@@ -25,3 +27,9 @@ class GadbenchError(Exception):
 
     def __init__(self, message: str = ""):
         super().__init__(one_line(str(message)))
+
+
+def print_error(error: object) -> int:
+    """Print `error` as gadbench's one-line error on stderr (`gadbench: ...`); returns the exit status, 2."""
+    print(f"gadbench: {one_line(str(error))}", file=sys.stderr)
+    return 2

@@ -6,12 +6,20 @@ import argparse
 import logging
 import sys
 
-from gadbench import GadbenchError
+from gadbench import GadbenchError, print_error
 from gadbench.commands import COMMANDS
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with gadbench's one-line errors (argparse prints its usage lines, then the error)."""
+
+    def error(self, message: str):
+        print_error(f"{message}; see `{self.prog} --help`.")
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gadbench", description="Black-box on-policy distillation benchmark (GAD, SeqKD, ablations).")
+    p = Parser(prog="gadbench", description="Black-box on-policy distillation benchmark (GAD, SeqKD, ablations).")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
@@ -27,8 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (GadbenchError, FileNotFoundError) as e:  # the errors gadbench raises on purpose: one line
-        print(f"gadbench: {e}", file=sys.stderr)
-        return 2
+        return print_error(e)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,23 @@ import importlib.util
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from gadbench import GadbenchError, dist
 from gadbench.budget import check_matched, estimate_params
-from gadbench.config import RunSpec, SuiteConfig, to_dict, to_yaml
+from gadbench.config import ConfigError, RunSpec, SuiteConfig, to_dict, to_yaml
 from gadbench.data import SOURCES
-from gadbench.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
+from gadbench.data.files import check_file
+from gadbench.io import (
+    DamagedFileError,
+    atomic_write_json,
+    atomic_write_text,
+    kill_point,
+    read_json,
+    read_jsonl,
+)
 from gadbench.judge.records import JUDGES, metric_info
 from gadbench.llm.pricing import cost_usd, resolve_price
 from gadbench.methods import estimate_run, eval_steps, identity_of, stage_plan, uses_discriminator
@@ -36,6 +45,10 @@ ASSUMED_JUDGE_TOKENS = (900, 300)  # prompt, completion tokens per judge call (e
 
 class MissingRequirement(GadbenchError, RuntimeError):
     """The suite needs something this machine lacks; the message names it."""
+
+
+class OutDirError(GadbenchError, OSError):
+    """`--out` is not a folder this process can write in; the message says why."""
 
 
 # -------------------------------------------------------------------------------------------------- plan
@@ -135,9 +148,16 @@ def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress
               skip_locked: bool = False) -> Path:
     """Train, evaluate and summarize every run of `suite` under `out_root/<suite>/`. A run that another process
     owns stops the suite before anything is written, or with `skip_locked` is skipped with a warning."""
+    if suite.toy is None and not (suite.students and suite.methods):
+        raise ConfigError(f"suite `{suite.name}` has no runs ({len(suite.students)} students x {len(suite.methods)} "
+                          "methods); give it at least one student and one method.")
     check_requirements(suite)
+    for d in (suite.data.train, *suite.data.eval.values()):
+        if d.path:
+            check_file(d.path)  # a data file that is not there stops the suite before anything is written
     for r in runs_of(suite):
         make_reward(r)  # an unimportable reward stops the suite before any model loads
+    check_out(Path(out_root))
     if suite.toy is not None:
         from gadbench.worlds.toy import write_toy_run
 
@@ -174,6 +194,28 @@ def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress
     return suite_dir
 
 
+def check_out(out_root: Path) -> None:
+    """`out_root` is a folder this process can write in (created when missing), else one line saying why."""
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_root):
+            pass
+    except FileExistsError:
+        raise OutDirError(f"--out {out_root} is a file, not a folder; pass a folder (it is created when "
+                          "missing).") from None
+    except NotADirectoryError:
+        raise OutDirError(f"--out {out_root} lies under a file, not a folder; pass a path whose parents are "
+                          "folders.") from None
+    except OSError as e:
+        raise OutDirError(f"cannot write in --out {out_root} ({e.strerror or e}); pass a folder you can write to, "
+                          "or fix its permissions.") from None
+
+
+def incomplete_runs(suite: SuiteConfig, suite_dir: Path) -> list[str]:
+    """The runs of `suite` without a summary under `suite_dir` (others are still training them, or were killed)."""
+    return [r.run_id for r in runs_of(suite) if not (suite_dir / r.run_id / "summary.json").exists()]
+
+
 @contextlib.contextmanager
 def owning():
     """run_id -> RunLock of the runs this process owns (process 0's locks); all given up when the block ends."""
@@ -204,15 +246,17 @@ def own(held: dict[str, RunLock], suite_dir: Path, run_id: str) -> str | None:
 
 def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bool) -> dict:
     """Train, evaluate and summarize one run; the caller owns the run (see `own`)."""
-    from gadbench.eval.evaluator import Evaluator
+    from gadbench.eval.evaluator import Evaluator, failed_steps
     from gadbench.llm.client import Usage
     from gadbench.rundata import load_run_data, run_teacher
     from gadbench.trainer import Trainer
 
     run = RunDir(run_dir)
     if resume and run.summary.exists():
-        log.info("%s: already complete, skipped", spec.run_id)
-        return read_json(run.summary)
+        summary = _readable(run.summary, "summarizing the run again")
+        if summary is not None and not failed_steps(run.path, spec.eval.judges):
+            log.info("%s: already complete, skipped", spec.run_id)
+            return summary
     if dist.is_main():
         if not resume and run.path.exists():
             shutil.rmtree(run.path)
@@ -231,18 +275,41 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
     if data.teacher_usage:
         log.info("%s: teacher %s", spec.run_id, Usage(**data.teacher_usage).summary())
     evaluator = Evaluator(spec, data, run.path, run.cache)
-    trainer = Trainer(spec, run.path, data, on_eval=evaluator, steps=steps,
-                      progress=progress)
-    try:
-        meter = trainer.train(resume=resume)
-    finally:
-        trainer.ctx.engine.close()  # a vLLM engine frees its GPU memory before the next run starts one
+    # budget.json is written once training has ended: a resumed run that has it is summarized (again) only
+    trained = dist.from_main(lambda: _readable(run.budget, "training from the last checkpoint") if resume else None)
+    if trained is None:
+        trainer = Trainer(spec, run.path, data, on_eval=evaluator, steps=steps, progress=progress)
+        try:
+            trained = trainer.train(resume=resume).state()
+        finally:
+            trainer.ctx.engine.close()  # a vLLM engine frees its GPU memory before the next run starts one
+        if dist.is_main():
+            atomic_write_json(run.budget, trained)
     if not dist.is_main():
         return {}
-    atomic_write_json(run.budget, meter.state())
-    summary = summarize_run(spec, run, meter.state()["totals"], data, evaluator)
+    if resume:
+        evaluator.reask()  # judgments whose call failed (a judge outage) are asked again
+    kill_point("before-summary")
+    summary = summarize_run(spec, run, trained["totals"], data)
     atomic_write_json(run.summary, summary)
+    kill_point("after-summary")
     return summary
+
+
+def _readable(path: Path, instead: str) -> dict | None:
+    """The JSON object in `path`, or None when it is missing or damaged (with a warning naming it and `instead`,
+    what the caller does in its place)."""
+    if not path.exists():
+        return None
+    try:
+        value = read_json(path)
+    except DamagedFileError as e:
+        log.warning("%s; %s", e.problem, instead)
+        return None
+    if not isinstance(value, dict):
+        log.warning("%s holds no JSON object; %s", path, instead)
+        return None
+    return value
 
 
 def judge_departures(spec: RunSpec) -> list[str]:
@@ -253,6 +320,10 @@ def judge_departures(spec: RunSpec) -> list[str]:
     if spec.judge.guided:
         out.append("judge verdicts constrained to the protocol's verdict lines (judge.guided)")
     return out
+
+
+class NoEvaluationError(GadbenchError, RuntimeError):
+    """A run has no readable evaluation to report."""
 
 
 def truncation_warning(spec: RunSpec, rows: list[dict]) -> str | None:
@@ -272,10 +343,27 @@ def truncation_warning(spec: RunSpec, rows: list[dict]) -> str | None:
             f"responses {mean_of('teacher_truncated_frac')}): raise train.max_response_tokens")
 
 
-def summarize_run(spec: RunSpec, run: RunDir, totals: dict, data, evaluator) -> dict:
+def summarize_run(spec: RunSpec, run: RunDir, totals: dict, data) -> dict:
+    """summary.json of a trained run: the checkpoint `eval.selection` picks among the evaluation points with a
+    score to pick on (a point without one, e.g. every judgment failed in a judge outage, or a damaged
+    metrics.json, is left out with a warning naming it), its statistics, and the judge usage of every
+    evaluation (eval/step-K/usage.json)."""
+    from gadbench.eval.evaluator import stored_metrics, stored_usage
     from gadbench.eval.selection import CheckpointScores, select_checkpoint
 
-    points = {k: read_json(run.eval_dir(k) / "metrics.json") for k in run.eval_steps() if k > 0}
+    warnings = []
+    points = {}
+    for k in (k for k in run.eval_steps() if k > 0):
+        rebuild = f"`gadbench eval {run.path} --checkpoint {k}` rebuilds it"
+        m = stored_metrics(run.eval_dir(k), damaged=f"step {k} is left out of checkpoint selection; {rebuild}")
+        if m is None:
+            warnings.append(f"eval/step-{k}/metrics.json is damaged: step {k} was left out of checkpoint "
+                            f"selection; {rebuild}")
+        else:
+            points[k] = m
+    if not points:
+        raise NoEvaluationError(f"{run.path} has no readable evaluation after step 0 (eval/step-K/metrics.json); "
+                                "rerun without --resume to train it again.")
     metric = selection_metric(spec)
     rule = spec.eval.selection if data.validation or spec.eval.selection != "validation" else "last"
 
@@ -289,6 +377,12 @@ def summarize_run(spec: RunSpec, run: RunDir, totals: dict, data, evaluator) -> 
     teacher_len = {d: s["teacher_length"] for d, s in points[max(points)].items() if "teacher_length" in s}
     sel = select_checkpoint(cands, rule=rule, teacher_length=teacher_len,
                             higher_is_better=metric_info(metric).higher_is_better is not False)
+    where = "the validation split" if rule == "validation" else "any test set"
+    for k in sel.skipped:
+        warnings.append(f"evaluation at step {k} has no valid {metric} score on {where} (every judgment failed, "
+                        "e.g. a judge outage): it was left out of checkpoint selection; `gadbench run --resume` "
+                        "asks the failed judgments again")
+        log.warning("%s: %s", spec.run_id, warnings[-1])
     chosen = points[sel.step]
     departures = []
     if sel.on_test_sets:
@@ -299,7 +393,6 @@ def summarize_run(spec: RunSpec, run: RunDir, totals: dict, data, evaluator) -> 
     if rule == "last" and spec.eval.selection == "validation":
         departures.append("no validation split: the last checkpoint is reported")
     departures += judge_departures(spec)
-    warnings = []
     rows = list(read_jsonl(run.metrics))
     lengths = [r for r in rows if r.get("length_warning")]
     if lengths:
@@ -313,8 +406,9 @@ def summarize_run(spec: RunSpec, run: RunDir, totals: dict, data, evaluator) -> 
         "search_point": spec.search_point, "selection": {**sel.to_json(), "metric": metric},
         "eval": {d: s for d, s in chosen.items() if d != "validation"},
         "validation": chosen.get("validation"),
-        "budget": totals, "judge_usage": evaluator.usage, "teacher_usage": data.teacher_usage, "warnings": warnings,
-        "departures": departures, "data": [asdict(r) for r in data.reports], "data_overlap": data.overlap,
+        "budget": totals, "judge_usage": stored_usage(run.path), "teacher_usage": data.teacher_usage,
+        "warnings": warnings, "departures": departures, "data": [asdict(r) for r in data.reports],
+        "data_overlap": data.overlap,
     }
 
 
@@ -324,14 +418,17 @@ BEFORE = {"key": "before", "family": "before", "label": "Before distill.", "grou
 
 def write_before_rows(suite: SuiteConfig, suite_dir: Path, runs: list[RunSpec]) -> None:
     """A `before` pseudo-run per student and seed: the step-0 evaluation (the student before distillation)."""
+    from gadbench.eval.evaluator import stored_metrics
+
     done = set()
     for r in runs:
         key = (r.student_name, r.seed)
-        step0 = suite_dir / r.run_id / "eval" / "step-0" / "metrics.json"
-        if key in done or not step0.exists():
+        if key in done:
+            continue
+        m = stored_metrics(suite_dir / r.run_id / "eval" / "step-0", damaged="the before row is taken from another run")
+        if m is None:
             continue
         done.add(key)
-        m = read_json(step0)
         before_dir = suite_dir / f"{r.student_name}--before--s{r.seed}"
         summary = {"run_id": before_dir.name, "suite": suite.name, "student": r.student_name, "method": "before",
                    "seed": r.seed, "identity": BEFORE,

@@ -132,6 +132,11 @@ def check_run_settings(s: SuiteConfig | RunSpec, methods: dict[str, MethodConfig
     for name, m in methods.items():
         if problem := _method_problem(name, m):
             return problem
+    for where, d in {"data.train": s.data.train, **{f"data.eval.{k}": v for k, v in s.data.eval.items()}}.items():
+        if d.source not in SOURCES:
+            close = difflib.get_close_matches(d.source, list(SOURCES), n=1)
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            return f"`{where}.source`: `{d.source}` is not a data source{hint}; use one of {', '.join(SOURCES)}"
     if problem := _world_pools_problem(s.data):
         return problem
     world = all(d.source == "world" for d in (s.data.train, *s.data.eval.values()))
@@ -139,11 +144,6 @@ def check_run_settings(s: SuiteConfig | RunSpec, methods: dict[str, MethodConfig
         return problem
     if problem := unknown_teacher(s.teacher.spec):
         return f"`teacher.spec`: {problem}"
-    for where, d in {"data.train": s.data.train, **{f"data.eval.{k}": v for k, v in s.data.eval.items()}}.items():
-        if d.source not in SOURCES:
-            close = difflib.get_close_matches(d.source, list(SOURCES), n=1)
-            hint = f" (did you mean `{close[0]}`?)" if close else ""
-            return f"`{where}.source`: `{d.source}` is not a data source{hint}; use one of {', '.join(SOURCES)}"
     return _metric_problem(s.eval.selection_metric, s.eval.judges)
 
 

@@ -20,14 +20,14 @@ from gadbench import GadbenchError, dist, runtime
 from gadbench.budget import Meter, Spend
 from gadbench.config import ConfigError, ModelConfig, RunSpec
 from gadbench.eval.evaluator import eval_seed
-from gadbench.io import append_jsonl, read_jsonl, truncate_jsonl
+from gadbench.io import append_jsonl, kill_point, read_jsonl, truncate_jsonl
 from gadbench.methods import eval_steps, stage_plan, uses_discriminator
 from gadbench.methods.context import begin_stage, build_context, timed
 from gadbench.methods.updates import d_diagnostics
 from gadbench.models import Discriminator, count_params, load_causal_lm, response_tokens
 from gadbench.progress import progress_bar
 from gadbench.rollout.fanout import FanOutEngine, serve
-from gadbench.rundir import RunDir
+from gadbench.rundir import CheckpointDamagedError, RunDir
 from gadbench.state import checkpoint
 from gadbench.state.loading import load_sharded
 
@@ -153,6 +153,7 @@ class Trainer:
                 self._watch_length(step, metrics, metrics.get("teacher_len") or sum(lengths) / len(lengths))
                 self._watch_truncation(step, metrics)
                 append_jsonl(self.run.metrics, [{"step": step, "stage": stage, **_round(metrics)}])
+                kill_point("after-metrics-row", step)
             bar.update(1, metrics)
             at_stage_end = step == self._stage_end(i)
             if step in self.eval_at:
@@ -258,8 +259,18 @@ class Trainer:
             optimizers["d_opt"] = (ctx.d.model, ctx.d_opt)
         return optimizers
 
+    def _intact_checkpoint(self) -> int | str:
+        """RunDir.intact_checkpoint, or the message of its error (process 0 verifies, every process gets the
+        answer)."""
+        try:
+            return self.run.intact_checkpoint()
+        except CheckpointDamagedError as e:
+            return str(e)
+
     def _restore(self) -> int:
-        step = self.run.latest_checkpoint()
+        step = dist.from_main(self._intact_checkpoint)  # damaged ones are passed over with a warning
+        if isinstance(step, str):
+            raise CheckpointDamagedError(step)
         if step == 0:
             if self.run.earlier_format_steps():
                 raise ConfigError(f"the checkpoints in {self.run.checkpoints} were written by an earlier gadbench "

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import resource
 import statistics
@@ -269,12 +270,33 @@ def print_summary(result: dict, out=None) -> None:
     print(f"peak_memory_mb: {s['peak_memory_mb']:.1f} ({result['memory_source']})", file=out)
 
 
+def bad_option(args) -> str | None:
+    """The first option outside its range, as a sentence naming it and the fix; None when all are fine."""
+    from gadbench.io import file_problem
+
+    if args.steps < 1:
+        return "--steps must be at least 1."
+    for name in ("prompts", "max_new_tokens", "prompt_words", "threads"):
+        if getattr(args, name) < 0:
+            return f"--{name.replace('_', '-')} must be 0 (the default) or more."
+    if args.group_size == 1 or args.group_size < 0:
+        return "--group-size must be 0 (the default) or at least 2 (GRPO compares samples within a group)."
+    if args.peak_tflops is not None and not (math.isfinite(args.peak_tflops) and args.peak_tflops > 0):
+        return "--peak-tflops must be a number above 0."
+    if args.json and (problem := file_problem(args.json)):
+        return f"--json {args.json}: {problem}; pass a file path in a folder you can write to."
+    return None
+
+
 def run(args) -> int:
     import torch
 
+    from gadbench import print_error
+
+    if problem := bad_option(args):
+        return print_error(problem)
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("gadbench bench: --device cuda but no CUDA GPU is visible", file=sys.stderr)
-        return 2
+        return print_error("--device cuda, but no CUDA GPU is visible; run it on a GPU machine, or use --device cpu.")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     result = run_bench(args.device, args.model_shape, args.steps, args.prompts, args.group_size,
                        args.max_new_tokens, args.prompt_words, args.threads, args.peak_tflops, args.seed)

@@ -18,6 +18,15 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     import torch
 
+    from gadbench import print_error
+    from gadbench.config.schema import url_problem
+
+    if args.judge_url and (problem := url_problem(args.judge_url)):
+        return print_error(f"--judge-url {problem}.")
+    if not args.api_key_env or "=" in args.api_key_env or "\0" in args.api_key_env:
+        return print_error(f"--api-key-env {args.api_key_env!r} is not an environment variable name; pass e.g. "
+                           "OPENAI_API_KEY.")
+
     rows = [["torch", torch.__version__], ["CUDA", f"{torch.cuda.device_count()} GPU(s)" if torch.cuda.is_available() else "not available"]]
     rows.append(["vllm", "installed" if importlib.util.find_spec("vllm") else "not installed (pip install gadbench[vllm])"])
     for pkg in ("transformers", "accelerate", "openai", "lm_eval", "trl"):

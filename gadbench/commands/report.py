@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -36,9 +35,14 @@ def report_dirs(path: Path) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gadbench import print_error
     from gadbench.report.build import build_report
 
     try:
+        if args.baselines is not None:  # checked even where no suite is the paper's, which alone reads it
+            from gadbench.report.baselines import load_baselines
+
+            load_baselines(args.baselines)
         if not args.dir.is_dir():
             raise FileNotFoundError(f"{args.dir} is not a directory; pass a run directory, results/<suite>/ or "
                                     "the --out folder of a run.")
@@ -49,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
         for d in dirs:
             path = build_report(d, ci=args.ci, baselines=args.baselines)
             print(f"wrote {path} and {path.with_name('report.html')}")
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"gadbench report: {exc}", file=sys.stderr)
-        return 2
+    except (FileNotFoundError, ValueError) as exc:  # ValueError: gadbench's DamagedFileError among them
+        return print_error(exc)
     return 0

@@ -42,6 +42,10 @@ def run(args) -> int:
     check_suite(suite, str(path))
     from gadbench.runner import plan, run_suite
 
+    if suite.baseline and not args.dry_run:  # before any training: a missing baseline would compare nothing
+        from gadbench.report.regression import check_baseline
+
+        check_baseline(Path(suite.baseline), args.update_baseline)
     if args.dry_run:
         if suite.toy is not None:
             print(f"suite {suite.name}: the Fig. 5 toy, seeds {list(suite.seeds)}, {suite.toy.steps} steps per method")
@@ -69,7 +73,12 @@ def run(args) -> int:
     print(f"results: {suite_dir}\nreport:  {report}")
     if suite.baseline:
         from gadbench.report.regression import compare_to_baseline
+        from gadbench.runner import incomplete_runs
 
+        if missing := incomplete_runs(suite, suite_dir):  # others still train them (--skip-locked), or were killed
+            print(f"regression check not run: {len(missing)} run(s) of the suite are not complete ({missing[0]}, ...); "
+                  f"the process that completes the suite compares it with {suite.baseline}")
+            return 0
         return compare_to_baseline(suite_dir, Path(suite.baseline), update=args.update_baseline)
     return 0
 

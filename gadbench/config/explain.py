@@ -55,7 +55,8 @@ def explain(key: str = "") -> list[str]:
         lo, hi = f.metadata.get("range", (None, None))
         bounds = "" if (lo, hi) == (None, None) else f", range [{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
         paper = f" (paper: {f.metadata['paper']})" if f.metadata.get("paper") else ""
-        lines.append(f"{k} ({_type_name(tp)}, {_default(f)}{bounds}): {f.metadata.get('doc', '')}{paper}")
+        outside = "; not part of the run id" if f.metadata.get("in_run_id") is False else ""
+        lines.append(f"{k} ({_type_name(tp)}, {_default(f)}{bounds}): {f.metadata.get('doc', '')}{outside}{paper}")
     if not lines:
         close = difflib.get_close_matches(key, [k for k, _, _ in _settings(SuiteConfig, "")], n=1)
         hint = f"; did you mean `{close[0]}`?" if close else "; `gadbench suites --explain` lists them all."

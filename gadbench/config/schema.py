@@ -23,10 +23,12 @@ class ConfigError(GadbenchError, ValueError):
 
 
 def setting(default: Any = dataclasses.MISSING, doc: str = "", paper: str = "", lo: float | None = None,
-            hi: float | None = None, factory: Any = dataclasses.MISSING) -> Any:
+            hi: float | None = None, factory: Any = dataclasses.MISSING, in_run_id: bool = True) -> Any:
     """A config field with its one-line documentation (`gadbench suites --explain KEY` prints it), the
-    paper's value where it has one, and the range a number must lie in."""
-    meta = {"doc": doc, "paper": paper, "range": (lo, hi)}
+    paper's value where it has one, and the range a number must lie in. `in_run_id=False`: a setting that
+    cannot change a run's results (how long to wait for an endpoint), left out of the run id's hash, so that
+    changing it resumes the same run."""
+    meta = {"doc": doc, "paper": paper, "range": (lo, hi), "in_run_id": in_run_id}
     if factory is not dataclasses.MISSING:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -101,7 +103,8 @@ class DatasetConfig:
 
     source: str = setting(doc="world, a named source (lmsys-gad, dolly, selfinst, vicuna, mtbench, sharegpt, ...; "
                               "docs/data.md), jsonl or parquet")
-    path: str | None = setting(None, "a local file; wins over $GADBENCH_DATA_DIR and the hub")
+    path: str | None = setting(None, "a local file; wins over $GADBENCH_DATA_DIR and the hub; a relative path is "
+                                     "read from the suite file's folder (from the current directory with --set)")
     split: str = setting("train", "the split to read (world: id or ood)")
     limit: int | None = setting(None, "read at most this many usable rows", lo=1)
     prompt_field: str | None = setting(None, "jsonl/parquet: the column holding the prompt")
@@ -142,6 +145,10 @@ class TeacherConfig:
                                    "hf:PATH", paper="dataset (GPT-5-Chat responses, released)")
     api_key_env: str = setting("OPENAI_API_KEY", "the environment variable holding an API teacher's key")
     concurrency: int = setting(8, "requests in flight to an API teacher", lo=1)
+    timeout: float = setting(60.0, "seconds an API teacher may take to answer one request before it is retried",
+                             lo=0.001, in_run_id=False)
+    max_retries: int = setting(6, "retries of a failed API teacher request (with backoff); a hung endpoint costs "
+                                  "up to (max_retries + 1) x timeout per request", lo=0, in_run_id=False)
 
 
 @dataclass(frozen=True)
@@ -244,6 +251,11 @@ class JudgeConfig:
     base_url: str | None = setting(None, "an OpenAI-compatible endpoint (default: OpenAI's)")
     api_key_env: str = setting("OPENAI_API_KEY", "the environment variable holding the judge's key")
     concurrency: int = setting(8, "judge requests in flight", lo=1)
+    timeout: float = setting(60.0, "seconds the judge may take to answer one request before it is retried",
+                             lo=0.001, in_run_id=False)
+    max_retries: int = setting(6, "retries of a failed judge request (with backoff), after which the judgment is "
+                                  "invalid (an API error, asked again by --resume); a hung endpoint costs up to "
+                                  "(max_retries + 1) x timeout per request", lo=0, in_run_id=False)
     price_per_mtok: tuple[float, ...] = setting((), "USD per million prompt and completion tokens, for the cost "
                                                     "estimate and report; empty: the list price of `model` "
                                                     "(gadbench/llm/pricing.py), unknown for other models")
@@ -256,7 +268,25 @@ class JudgeConfig:
         if self.price_per_mtok and (len(self.price_per_mtok) != 2 or min(self.price_per_mtok) < 0):
             return (f"price_per_mtok = {list(self.price_per_mtok)} must be two prices >= 0 (USD per million prompt "
                     "and completion tokens), or [] for the judge model's list price")
+        if self.base_url is not None and (problem := url_problem(self.base_url)):
+            return f"base_url {problem}"
         return None
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with an endpoint's base URL (an http(s) URL with a host and a port in 1-65535), or None."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        return f"{url!r} is not a valid URL ({e}); write e.g. http://127.0.0.1:8000/v1"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http(s) URL with a host; write e.g. http://127.0.0.1:8000/v1"
+    if port == 0:
+        return f"{url!r} has port 0; give the port the server listens on (1-65535)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -311,8 +341,16 @@ class SuiteConfig:
     judge: JudgeConfig = setting(JudgeConfig(), "the LLM judge")
     budget: BudgetConfig = setting(BudgetConfig(), "matched budgets")
     requires: Requirements = setting(Requirements(), "what the suite needs to start")
-    baseline: str | None = setting(None, "a regression baseline file compared after the run (the ci suite)")
+    baseline: str | None = setting(None, "a regression baseline file compared after the run (the ci suite); a "
+                                         "relative path is read from the suite file's folder (from the current "
+                                         "directory with --set); a missing file stops the run unless "
+                                         "--update-baseline writes it")
     paper_baseline: bool = setting(False, "show the paper's published numbers beside ours in the report")
+
+    def check(self) -> str | None:
+        if not self.seeds:
+            return "seeds is empty, so the suite has no runs; list at least one seed, e.g. seeds: [0]"
+        return None
 
 
 @dataclass(frozen=True)
@@ -336,7 +374,8 @@ class RunSpec:
 
     @property
     def config_hash(self) -> str:
-        return hashlib.sha256(to_yaml(self).encode()).hexdigest()[:8]
+        """sha256 of the run's settings, those declared `in_run_id=False` left out."""
+        return hashlib.sha256(yaml.safe_dump(_identity(self), sort_keys=True).encode()).hexdigest()[:8]
 
     @property
     def run_id(self) -> str:
@@ -351,6 +390,16 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, tuple | list):
         return [to_dict(v) for v in obj]
     return obj
+
+
+def _identity(obj: Any) -> Any:
+    """to_dict without the settings declared `in_run_id=False`."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _identity(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if f.metadata.get("in_run_id", True)}
+    if isinstance(obj, dict):
+        return {k: _identity(v) for k, v in obj.items()}
+    return to_dict(obj)
 
 
 def to_yaml(obj: Any) -> str:

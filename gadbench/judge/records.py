@@ -118,8 +118,8 @@ def llm_judge(protocol: type[LLMProtocol], **options) -> Callable:
 
         cfg = spec.judge
         client = ChatClient(cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env,
-                            concurrency=cfg.concurrency, cache_path=Path(cache_dir) / "judge.sqlite",
-                            price_per_mtok=cfg.price_per_mtok or None)
+                            concurrency=cfg.concurrency, timeout=cfg.timeout, max_retries=cfg.max_retries,
+                            cache_path=Path(cache_dir) / "judge.sqlite", price_per_mtok=cfg.price_per_mtok or None)
         return LLMJudge(protocol(max_tokens=cfg.max_tokens, guided=cfg.guided, **options), client)
 
     return build
