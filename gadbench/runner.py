@@ -13,20 +13,23 @@ import contextlib
 import logging
 import os
 import shutil
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from gadbench import GadbenchError, dist
 from gadbench.budget import check_matched, estimate_params
-from gadbench.config import RunSpec, SuiteConfig, to_dict, to_yaml
+from gadbench.config import LogConfig, RunSpec, SuiteConfig, to_dict, to_yaml
 from gadbench.data import SOURCES
 from gadbench.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from gadbench.judge.records import JUDGES, metric_info
 from gadbench.llm.pricing import cost_usd, resolve_price
 from gadbench.methods import estimate_run, identity_of, stage_plan, uses_discriminator
 from gadbench.methods.rewards import make_reward
+from gadbench.progress import duration
 from gadbench.rundir import RunDir, RunLock, RunLockError
 from gadbench.suite import runs_of, selection_metric
+from gadbench.tracking import missing_tracker
 
 log = logging.getLogger("gadbench")
 
@@ -35,6 +38,10 @@ ASSUMED_JUDGE_TOKENS = (900, 300)  # prompt, completion tokens per judge call (e
 
 class MissingRequirement(GadbenchError, RuntimeError):
     """The suite needs something this machine lacks; the message names it."""
+
+
+class ResultsExist(GadbenchError):
+    """A fresh start over runs that are complete or started; --resume continues them, --force starts again."""
 
 
 # -------------------------------------------------------------------------------------------------- plan
@@ -100,6 +107,8 @@ def check_requirements(suite: SuiteConfig) -> None:
         for name, d in {"train": suite.data.train, **suite.data.eval}.items():
             if d.source != "world" and not d.path and not os.environ.get("GADBENCH_DATA_DIR") and os.environ.get("HF_HUB_OFFLINE"):
                 missing.append(f"the `{name}` data ({d.source}): set its path or $GADBENCH_DATA_DIR, or allow hub access")
+    if problem := missing_tracker(suite.log):
+        missing.append(problem)
     if missing:
         raise MissingRequirement(
             f"suite `{suite.name}` needs {'; '.join(missing)}. Use `gadbench run --suite {suite.name} --dry-run` "
@@ -115,9 +124,11 @@ RUN_IN_USE_FIX = ("wait for it to end and rerun with --resume, or use another --
 
 
 def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress: bool = True,
-              skip_locked: bool = False) -> Path:
+              skip_locked: bool = False, force: bool = False) -> Path:
     """Train, evaluate and summarize every run of `suite` under `out_root/<suite>/`. A run that another process
-    owns stops the suite before anything is written, or with `skip_locked` is skipped with a warning."""
+    owns stops the suite before anything is written, or with `skip_locked` is skipped with a warning. Without
+    `resume` or `force`, runs that are complete or started stop the suite before anything is written
+    (`ResultsExist`); `force` trains them again from scratch."""
     check_requirements(suite)
     for r in runs_of(suite):
         make_reward(r)  # an unimportable reward stops the suite before any model loads
@@ -133,18 +144,33 @@ def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress
             for r in runs:
                 if problem := own(held, suite_dir, r.run_id):
                     raise RunLockError(problem)
+        if not resume and not force:
+            refuse_existing(suite_dir, runs)
         suite_dir.mkdir(parents=True, exist_ok=True)
         if dist.is_main():
             atomic_write_json(suite_dir / "suite.json", {"suite": suite.name, "config": to_dict(suite),
                                                          "runs": [r.run_id for r in runs],
                                                          "paper_baseline": suite.paper_baseline, "steps": steps})
         skipped = []
-        for r in runs:
+        clock = SuiteClock(suite, runs, steps)
+        for i, r in enumerate(runs):
             if problem := own(held, suite_dir, r.run_id):
                 log.warning("%s; skipped (--skip-locked)", problem)
                 skipped.append(r.run_id)
+                clock.skip(r.run_id)
                 continue
-            run_one(r, suite_dir / r.run_id, steps[r.run_id], resume=resume, progress=progress)
+            if resume and RunDir(suite_dir / r.run_id).summary.exists():
+                log.info("run %d/%d: %s: already complete, skipped", i + 1, len(runs), r.run_id)
+                clock.skip(r.run_id)
+                continue
+            log.info("run %d/%d: %s, %d steps; %s", i + 1, len(runs), r.run_id, steps[r.run_id], clock.left())
+            start = time.monotonic()
+            summary = run_one(r, suite_dir / r.run_id, steps[r.run_id], resume=resume, progress=progress,
+                              log_cfg=suite.log)
+            clock.done(r.run_id, time.monotonic() - start)
+            if dist.is_main():
+                log.info("run %d/%d done in %s: %s", i + 1, len(runs), duration(time.monotonic() - start),
+                         finished_line(summary))
         for r in runs:  # the runs others have finished meanwhile get their budget check too
             own(held, suite_dir, r.run_id)
         if dist.is_main():
@@ -155,6 +181,62 @@ def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress
         log.warning("%d run(s) skipped, in use by other processes: %s; when they end, rerun with --resume to "
                     "complete the suite", len(skipped), ", ".join(skipped))
     return suite_dir
+
+
+def refuse_existing(suite_dir: Path, runs: list[RunSpec]) -> None:
+    """Stop a fresh start that would overwrite runs that are complete (summary.json) or started (a step log or
+    a checkpoint), naming how many and the two ways on."""
+    complete = started = 0
+    for r in runs:
+        run = RunDir(suite_dir / r.run_id)
+        if run.summary.exists():
+            complete += 1
+        elif run.metrics.exists() or run.checkpoint_steps():
+            started += 1
+    if not complete and not started:
+        return
+    parts = ([f"{complete} run{'s are' if complete > 1 else ' is'} complete"] if complete else []) + (
+        [f"{started} run{'s have' if started > 1 else ' has'} started"] if started else [])
+    raise ResultsExist(f"{' and '.join(parts)} in {suite_dir}; add --resume to continue or --force to start "
+                       "again.")
+
+
+class SuiteClock:
+    """The time a suite has left, estimated from the runs this process has trained: their seconds per
+    estimated FLOP (gadbench.methods.estimate_run) times the estimated FLOPs of the runs still to come."""
+
+    def __init__(self, suite: SuiteConfig, runs: list[RunSpec], steps: dict[str, int]):
+        self.flops = {}
+        for r in runs:
+            p, dp = _params(r)
+            self.flops[r.run_id] = estimate_run(r, stage_plan(r, steps[r.run_id]), p, dp)["flops"] or 1.0
+        self.todo = dict(self.flops)
+        self.spent_s = self.spent_flops = 0.0
+
+    def skip(self, run_id: str) -> None:
+        self.todo.pop(run_id, None)
+
+    def done(self, run_id: str, seconds: float) -> None:
+        self.spent_s += seconds
+        self.spent_flops += self.todo.pop(run_id, 0.0)
+
+    def left(self) -> str:
+        if not self.spent_flops:
+            return "time left estimated after the first run"
+        return f"about {duration(self.spent_s / self.spent_flops * sum(self.todo.values()))} left (estimate)"
+
+
+def finished_line(summary: dict) -> str:
+    """`<run_id>: selected step K (rule); <metric> <set> <mean>, ...` from a run's summary.json."""
+    sel = summary.get("selection") or {}
+    metric = sel.get("metric")
+    scores = []
+    for name, stats in [("validation", summary.get("validation") or {}), *(summary.get("eval") or {}).items()]:
+        mean = ((stats or {}).get(metric) or {}).get("mean")
+        if mean is not None:
+            scores.append(f"{name} {mean:.4g}")
+    score = f"; {metric}: {', '.join(scores[:3])}" if metric and scores else ""
+    return f"{summary.get('run_id')}: selected step {sel.get('checkpoint')} ({sel.get('rule')}){score}"
 
 
 @contextlib.contextmanager
@@ -185,11 +267,14 @@ def own(held: dict[str, RunLock], suite_dir: Path, run_id: str) -> str | None:
     return dist.from_main(take)
 
 
-def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bool) -> dict:
-    """Train, evaluate and summarize one run; the caller owns the run (see `own`)."""
+def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bool,
+            log_cfg: LogConfig | None = None) -> dict:
+    """Train, evaluate and summarize one run; the caller owns the run (see `own`). `log_cfg` names the live
+    tracker (gadbench.tracking), opened on process 0."""
     from gadbench.eval.evaluator import Evaluator
     from gadbench.llm.client import Usage
     from gadbench.rundata import load_run_data, run_teacher
+    from gadbench.tracking import open_tracker
     from gadbench.trainer import Trainer
 
     run = RunDir(run_dir)
@@ -202,7 +287,7 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
         run.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run.config, to_yaml(spec))
     dist.barrier()
-    log.info("%s: %d steps", spec.run_id, steps)
+    log.info("%s: loading the data and the teacher's responses (teacher %s)", spec.run_id, spec.teacher.spec)
     # Process 0 alone builds and asks the teacher (an hf teacher is a whole model); the others get the data.
     data = dist.from_main(lambda: load_run_data(spec, run_teacher(spec, run.cache)))
     for report in data.reports:  # nothing is dropped silently (docs/data.md)
@@ -210,12 +295,16 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
     if data.teacher_usage:
         log.info("%s: teacher %s", spec.run_id, Usage(**data.teacher_usage).summary())
     evaluator = Evaluator(spec, data, run.path, run.cache)
-    trainer = Trainer(spec, run.path, data, on_eval=evaluator, steps=steps,
-                      progress=progress)
+    tracker = open_tracker(log_cfg, spec, run.path) if log_cfg is not None and dist.is_main() else None
     try:
-        meter = trainer.train(resume=resume)
+        trainer = Trainer(spec, run.path, data, on_eval=evaluator, steps=steps, progress=progress, tracker=tracker)
+        try:
+            meter = trainer.train(resume=resume)
+        finally:
+            trainer.ctx.engine.close()  # a vLLM engine frees its GPU memory before the next run starts one
     finally:
-        trainer.ctx.engine.close()  # a vLLM engine frees its GPU memory before the next run starts one
+        if tracker is not None:
+            tracker.close()
     if not dist.is_main():
         return {}
     atomic_write_json(run.budget, meter.state())

@@ -21,13 +21,14 @@ from gadbench import GadbenchError, dist, runtime
 from gadbench.budget import Meter, Spend
 from gadbench.config import ConfigError, RunSpec
 from gadbench.eval.evaluator import eval_seed
-from gadbench.io import append_jsonl, read_jsonl, truncate_jsonl
+from gadbench.io import append_jsonl, read_json, read_jsonl, truncate_jsonl
 from gadbench.methods import stage_plan
 from gadbench.methods.context import begin_stage, build_context, timed
 from gadbench.methods.updates import d_diagnostics
 from gadbench.models import Discriminator, count_params, load_causal_lm, response_tokens
 from gadbench.progress import progress_bar
 from gadbench.rundir import RunDir
+from gadbench.tracking import flat_means
 
 log = logging.getLogger("gadbench")
 
@@ -48,15 +49,18 @@ def global_spend(spend: Spend) -> Spend:
 class Trainer:
     """Trains one run. `on_eval(step, ctx, extra)` is called at every evaluation point (every `eval.every`
     steps, at stage ends and at the end) before the checkpoint of that step is written; `extra` holds the
-    discriminator diagnostics on the validation split (`d_diagnostics`) when the run has D and a split."""
+    discriminator diagnostics on the validation split (`d_diagnostics`) when the run has D and a split.
+    `tracker` (gadbench.tracking, process 0) gets each metrics.jsonl row and each evaluation's means."""
 
     def __init__(self, spec: RunSpec, run_dir: Path, data, on_eval=None, steps: int | None = None,
-                 progress: bool = True):
+                 progress: bool = True, tracker=None):
         self.spec, self.run, self.data = spec, RunDir(run_dir), data
         self.plan = stage_plan(spec, steps)
         self.total_steps = sum(s.steps for s in self.plan)
         self.on_eval = on_eval
         self.progress = progress
+        self.tracker = tracker
+        self.bar = None
         self.meter = Meter()
         self.length_warnings = 0
         t = spec.train
@@ -72,7 +76,7 @@ class Trainer:
                               "or rollout.engine: hf with FSDP.")
         self.bf16 = device.type == "cuda" and t.precision == "bf16"
         self.fsdp_wrap = functools.partial(dist.fsdp_wrap, device=device, bf16=self.bf16, hybrid=t.sharding == "hsdp")
-        g = load_causal_lm(spec.student)
+        g = load_causal_lm(spec.student, cache=self.run.cache)
         self.g_skeleton = dist.meta_copy(g.model) if self.sharded else None
 
         def place(model: torch.nn.Module) -> None:
@@ -81,7 +85,7 @@ class Trainer:
                 body.gradient_checkpointing_enable()
             self.fsdp_wrap(model) if self.sharded else model.to(device)
 
-        self.ctx = build_context(spec, device, g=g, place=place)
+        self.ctx = build_context(spec, device, g=g, place=place, cache=self.run.cache)
         if self.sharded:
             local = sum(p.to_local().numel() for p in g.model.parameters())
             log.info("%s over %d processes: this rank holds %d of G's %d parameters", t.sharding.upper(),
@@ -112,13 +116,13 @@ class Trainer:
 
     def train(self, resume: bool = False) -> Meter:
         start = self._restore() if resume else 0
+        self.bar = bar = progress_bar(total=self.total_steps, initial=start, desc=self.spec.run_id,
+                                      enabled=self.progress and dist.is_main())
         if start == 0:
             if dist.is_main():
                 self.run.metrics.unlink(missing_ok=True)
             self._begin_stage(0)
             self._eval(0)
-        bar = progress_bar(total=self.total_steps, initial=start, desc=self.spec.run_id,
-                           enabled=self.progress and dist.is_main())
         for step in range(start + 1, self.total_steps + 1):
             i, k = self._stage_at(step)
             if k == 0 and step > 1:
@@ -132,7 +136,10 @@ class Trainer:
                 # this batch's teacher length (not a previous step's: that went stale and differed after --resume)
                 teacher_len = metrics.get("teacher_len") or self._teacher_len(batch)
                 self._watch_length(step, metrics, teacher_len)
-                append_jsonl(self.run.metrics, [{"step": step, "stage": stage, **_round(metrics)}])
+                row = {"step": step, "stage": stage, **_round(metrics)}
+                append_jsonl(self.run.metrics, [row])
+                if self.tracker is not None:
+                    self.tracker.log(row, step)
             bar.update(1, metrics)
             at_stage_end = step == self._stage_end(i)
             if step % self.spec.eval.every == 0 or at_stage_end:
@@ -177,9 +184,13 @@ class Trainer:
             full = dist.unsharded_copy(ctx.g.model, self.g_skeleton, self.bf16)
             ctx = dataclasses.replace(ctx, g=dataclasses.replace(ctx.g, model=full))
         if dist.is_main():
+            if self.bar is not None:
+                self.bar.status(f"evaluating step {step}")
             with torch.random.fork_rng(devices=[]):  # evaluation never shifts the training RNG stream
                 torch.manual_seed(eval_seed(self.spec, step))
                 self.on_eval(step, ctx, extra)
+            if self.tracker is not None and (done := self.run.eval_dir(step) / "metrics.json").exists():
+                self.tracker.log(flat_means(read_json(done)), step)
         dist.barrier()
 
     # ------------------------------------------------------------------------------------- checkpoints

@@ -101,7 +101,7 @@ def load_context(spec: RunSpec, run_dir: Path, step: int, with_d: bool = False):
     from gadbench.methods.context import build_context
     from gadbench.runtime import setup
 
-    ctx = build_context(spec, setup(spec.train, spec.seed), with_d=with_d)
+    ctx = build_context(spec, setup(spec.train, spec.seed), with_d=with_d, cache=RunDir(run_dir).cache)
     if step:
         state = RunDir(run_dir).load_checkpoint(step)
         ctx.g.model.load_state_dict(state["g"])

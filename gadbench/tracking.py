@@ -1,0 +1,156 @@
+"""Live tracking of a run through the libraries researchers watch training with (`log.tracker`).
+
+One tracker run per gadbench run, opened on process 0 only, with the run's resolved config (its config.yaml as
+a mapping). Logged at their step: every field of each metrics.jsonl row (numbers as scalars, booleans as 0/1,
+text such as `stage` as text), and after each evaluation the means of eval/step-K/metrics.json as
+`eval/<set>/<metric>` (`flat_means`).
+
+    tensorboard  event files in <run_dir>/tensorboard/ (`tensorboard --logdir results/<suite>`); a resumed
+                 run purges the events its checkpoint had not reached (SummaryWriter's purge_step)
+    trackio      trackio's local store ($TRACKIO_DIR, else its default), project `log.project`, run named by
+                 the run id; `trackio show --project gadbench`
+    wandb        <run_dir>/wandb/, offline (WANDB_MODE=offline) unless $WANDB_API_KEY or $WANDB_MODE is set;
+                 `wandb sync <run_dir>/wandb/offline-run-*` uploads it later
+
+The wandb and trackio run ids live in <run_dir>/tracker.json, so `--resume` continues the same tracker run and
+`--force` (which deletes the run directory) starts a new one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import uuid
+from pathlib import Path
+from typing import Protocol
+
+from gadbench.config import LogConfig, RunSpec, to_dict
+from gadbench.io import atomic_write_json, read_json
+
+MODULES = {"tensorboard": "tensorboard", "trackio": "trackio", "wandb": "wandb"}  # log.tracker -> import name
+
+
+class Tracker(Protocol):
+    def log(self, values: dict, step: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def missing_tracker(cfg: LogConfig) -> str | None:
+    """What is missing for `cfg.tracker` (its library), or None."""
+    module = MODULES.get(cfg.tracker)
+    if module and importlib.util.find_spec(module) is None:
+        return f"the {cfg.tracker} package for log.tracker={cfg.tracker} (pip install {cfg.tracker})"
+    return None
+
+
+def open_tracker(cfg: LogConfig, spec: RunSpec, run_dir: Path) -> Tracker | None:
+    """The tracker of one run (None for `none`); call on process 0 only."""
+    if cfg.tracker == "none":
+        return None
+    config = to_dict(spec)
+    if cfg.tracker == "tensorboard":
+        return TensorBoard(run_dir / "tensorboard", config)
+    run_id = _tracker_id(run_dir, cfg.tracker)
+    if cfg.tracker == "trackio":
+        return Trackio(cfg.project, spec.run_id, run_id, config)
+    return Wandb(cfg.project, spec.run_id, run_id, run_dir, config)
+
+
+def _tracker_id(run_dir: Path, tracker: str) -> tuple[str, bool]:
+    """(the tracker's id of this run, whether it existed): kept in <run_dir>/tracker.json for `--resume`."""
+    path = run_dir / "tracker.json"
+    record = read_json(path) if path.exists() else {}
+    if record.get("tracker") == tracker and record.get("id"):
+        return record["id"], True
+    record = {"tracker": tracker, "id": uuid.uuid4().hex[:16]}
+    atomic_write_json(path, record)
+    return record["id"], False
+
+
+def scalars_and_text(values: dict) -> tuple[dict[str, float], dict[str, str]]:
+    """A metrics row split into numbers (booleans as 0/1) and text; `step` and None are left out."""
+    numbers, text = {}, {}
+    for key, value in values.items():
+        if key == "step" or value is None:
+            continue
+        if isinstance(value, bool | int | float):
+            numbers[key] = float(value)
+        elif isinstance(value, str):
+            text[key] = value
+    return numbers, text
+
+
+def flat_means(metrics: dict, prefix: str = "eval") -> dict[str, float]:
+    """eval/step-K/metrics.json flattened: `<prefix>/<set>/<metric>` -> the mean of a statistic with a `mean`,
+    a number as it is (teacher_length, D's diagnostics); lists (n-gram curves) are left out."""
+    out = {}
+    for key, value in metrics.items():
+        name = f"{prefix}/{key}"
+        if isinstance(value, dict):
+            if isinstance(value.get("mean"), int | float):
+                out[name] = float(value["mean"])
+            else:
+                out.update(flat_means(value, name))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+class TensorBoard:
+    """torch's SummaryWriter, opened at the first logged step with purge_step there: events a killed run wrote
+    past its checkpoint are dropped when the run resumes."""
+
+    def __init__(self, log_dir: Path, config: dict):
+        self.log_dir, self.config, self.writer = log_dir, config, None
+
+    def log(self, values: dict, step: int) -> None:
+        if self.writer is None:
+            import yaml
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.log_dir), purge_step=step)
+            self.writer.add_text("config", "```\n" + yaml.safe_dump(self.config, sort_keys=True) + "```", step)
+        numbers, text = scalars_and_text(values)
+        for key, value in numbers.items():
+            self.writer.add_scalar(key, value, step)
+        for key, value in text.items():
+            self.writer.add_text(key, value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class Trackio:
+    def __init__(self, project: str, name: str, run_id: tuple[str, bool], config: dict):
+        import trackio
+
+        self.trackio = trackio
+        _, existed = run_id
+        self.run = trackio.init(project=project, name=name, config=config, resume="allow" if existed else "never",
+                                embed=False, auto_log_cpu=False, auto_log_gpu=False)
+
+    def log(self, values: dict, step: int) -> None:
+        numbers, text = scalars_and_text(values)
+        self.run.log({**numbers, **text}, step=step)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class Wandb:
+    def __init__(self, project: str, name: str, run_id: tuple[str, bool], run_dir: Path, config: dict):
+        import wandb
+
+        mode = None if os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY") else "offline"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(project=project, name=name, id=run_id[0], resume="allow", dir=str(run_dir),
+                              config=config, mode=mode, settings=wandb.Settings(console="off", x_disable_stats=True))
+
+    def log(self, values: dict, step: int) -> None:
+        numbers, text = scalars_and_text(values)
+        self.run.log({**numbers, **text}, step=step)
+
+    def close(self) -> None:
+        self.run.finish()
