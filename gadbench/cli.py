@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as given, for the resume hint of Ctrl-C
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return code
     except (GadbenchError, FileNotFoundError) as e:  # the errors gadbench raises on purpose: one line
         print(f"gadbench: {e}", file=sys.stderr)
         return 2
