@@ -146,13 +146,14 @@ def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress
                     raise RunLockError(problem)
         if not resume and not force:
             refuse_existing(suite_dir, runs)
+        log.info("suite %s: %d runs, results in %s", suite.name, len(runs), suite_dir)
         suite_dir.mkdir(parents=True, exist_ok=True)
         if dist.is_main():
             atomic_write_json(suite_dir / "suite.json", {"suite": suite.name, "config": to_dict(suite),
                                                          "runs": [r.run_id for r in runs],
                                                          "paper_baseline": suite.paper_baseline, "steps": steps})
         skipped = []
-        clock = SuiteClock(suite, runs, steps)
+        clock = SuiteClock(runs, steps)
         for i, r in enumerate(runs):
             if problem := own(held, suite_dir, r.run_id):
                 log.warning("%s; skipped (--skip-locked)", problem)
@@ -205,12 +206,9 @@ class SuiteClock:
     """The time a suite has left, estimated from the runs this process has trained: their seconds per
     estimated FLOP (gadbench.methods.estimate_run) times the estimated FLOPs of the runs still to come."""
 
-    def __init__(self, suite: SuiteConfig, runs: list[RunSpec], steps: dict[str, int]):
-        self.flops = {}
-        for r in runs:
-            p, dp = _params(r)
-            self.flops[r.run_id] = estimate_run(r, stage_plan(r, steps[r.run_id]), p, dp)["flops"] or 1.0
-        self.todo = dict(self.flops)
+    def __init__(self, runs: list[RunSpec], steps: dict[str, int]):
+        self.todo = {r.run_id: estimate_run(r, stage_plan(r, steps[r.run_id]), *_params(r))["flops"] or 1.0
+                     for r in runs}  # run id -> estimated FLOPs, of the runs still to train
         self.spent_s = self.spent_flops = 0.0
 
     def skip(self, run_id: str) -> None:

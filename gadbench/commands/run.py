@@ -81,7 +81,6 @@ def run(args) -> int:
     dist.init()
     if not dist.is_main():  # one log, from process 0; warnings from every process
         logging.getLogger("gadbench").setLevel(logging.WARNING)
-    log.info("suite %s: results in %s", suite.name, Path(args.out) / suite.name)
     suite_dir = run_suite(suite, Path(args.out), resume=args.resume, progress=not args.quiet,
                           skip_locked=args.skip_locked, force=args.force)
     main_process = dist.is_main()

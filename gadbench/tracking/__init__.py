@@ -13,13 +13,13 @@ text such as `stage` as text), and after each evaluation the means of eval/step-
                  `wandb sync <run_dir>/wandb/offline-run-*` uploads it later
 
 The wandb and trackio run ids live in <run_dir>/tracker.json, so `--resume` continues the same tracker run and
-`--force` (which deletes the run directory) starts a new one.
+`--force` (which deletes the run directory) starts a new one. The three adapters are in `trackers`; each
+imports its library when it opens.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import uuid
 from pathlib import Path
 from typing import Protocol
@@ -48,13 +48,15 @@ def open_tracker(cfg: LogConfig, spec: RunSpec, run_dir: Path) -> Tracker | None
     """The tracker of one run (None for `none`); call on process 0 only."""
     if cfg.tracker == "none":
         return None
+    from gadbench.tracking.trackers import TensorBoard, Trackio, Wandb
+
     config = to_dict(spec)
     if cfg.tracker == "tensorboard":
         return TensorBoard(run_dir / "tensorboard", config)
-    run_id = _tracker_id(run_dir, cfg.tracker)
+    ident, existed = _tracker_id(run_dir, cfg.tracker)
     if cfg.tracker == "trackio":
-        return Trackio(cfg.project, spec.run_id, run_id, config)
-    return Wandb(cfg.project, spec.run_id, run_id, run_dir, config)
+        return Trackio(cfg.project, spec.run_id, existed, config)
+    return Wandb(cfg.project, spec.run_id, ident, run_dir, config)
 
 
 def _tracker_id(run_dir: Path, tracker: str) -> tuple[str, bool]:
@@ -66,19 +68,6 @@ def _tracker_id(run_dir: Path, tracker: str) -> tuple[str, bool]:
     record = {"tracker": tracker, "id": uuid.uuid4().hex[:16]}
     atomic_write_json(path, record)
     return record["id"], False
-
-
-def scalars_and_text(values: dict) -> tuple[dict[str, float], dict[str, str]]:
-    """A metrics row split into numbers (booleans as 0/1) and text; `step` and None are left out."""
-    numbers, text = {}, {}
-    for key, value in values.items():
-        if key == "step" or value is None:
-            continue
-        if isinstance(value, bool | int | float):
-            numbers[key] = float(value)
-        elif isinstance(value, str):
-            text[key] = value
-    return numbers, text
 
 
 def flat_means(metrics: dict, prefix: str = "eval") -> dict[str, float]:
@@ -95,62 +84,3 @@ def flat_means(metrics: dict, prefix: str = "eval") -> dict[str, float]:
         elif isinstance(value, int | float) and not isinstance(value, bool):
             out[name] = float(value)
     return out
-
-
-class TensorBoard:
-    """torch's SummaryWriter, opened at the first logged step with purge_step there: events a killed run wrote
-    past its checkpoint are dropped when the run resumes."""
-
-    def __init__(self, log_dir: Path, config: dict):
-        self.log_dir, self.config, self.writer = log_dir, config, None
-
-    def log(self, values: dict, step: int) -> None:
-        if self.writer is None:
-            import yaml
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.log_dir), purge_step=step)
-            self.writer.add_text("config", "```\n" + yaml.safe_dump(self.config, sort_keys=True) + "```", step)
-        numbers, text = scalars_and_text(values)
-        for key, value in numbers.items():
-            self.writer.add_scalar(key, value, step)
-        for key, value in text.items():
-            self.writer.add_text(key, value, step)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-class Trackio:
-    def __init__(self, project: str, name: str, run_id: tuple[str, bool], config: dict):
-        import trackio
-
-        self.trackio = trackio
-        _, existed = run_id
-        self.run = trackio.init(project=project, name=name, config=config, resume="allow" if existed else "never",
-                                embed=False, auto_log_cpu=False, auto_log_gpu=False)
-
-    def log(self, values: dict, step: int) -> None:
-        numbers, text = scalars_and_text(values)
-        self.run.log({**numbers, **text}, step=step)
-
-    def close(self) -> None:
-        self.run.finish()
-
-
-class Wandb:
-    def __init__(self, project: str, name: str, run_id: tuple[str, bool], run_dir: Path, config: dict):
-        import wandb
-
-        mode = None if os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY") else "offline"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.run = wandb.init(project=project, name=name, id=run_id[0], resume="allow", dir=str(run_dir),
-                              config=config, mode=mode, settings=wandb.Settings(console="off", x_disable_stats=True))
-
-    def log(self, values: dict, step: int) -> None:
-        numbers, text = scalars_and_text(values)
-        self.run.log({**numbers, **text}, step=step)
-
-    def close(self) -> None:
-        self.run.finish()
