@@ -203,25 +203,25 @@ def refuse_existing(suite_dir: Path, runs: list[RunSpec]) -> None:
 
 
 class SuiteClock:
-    """The time a suite has left, estimated from the runs this process has trained: their seconds per
-    estimated FLOP (gadbench.methods.estimate_run) times the estimated FLOPs of the runs still to come."""
+    """The time a suite has left, estimated from the runs this process has trained: their seconds per training
+    step (every stage's steps) times the steps of the runs still to come. (Estimated FLOPs made a worse guide:
+    on small models evaluation, not training FLOPs, takes most of a run's time.)"""
 
     def __init__(self, runs: list[RunSpec], steps: dict[str, int]):
-        self.todo = {r.run_id: estimate_run(r, stage_plan(r, steps[r.run_id]), *_params(r))["flops"] or 1.0
-                     for r in runs}  # run id -> estimated FLOPs, of the runs still to train
-        self.spent_s = self.spent_flops = 0.0
+        self.todo = {r.run_id: sum(s.steps for s in stage_plan(r, steps[r.run_id])) for r in runs}
+        self.spent_s = self.spent_steps = 0.0
 
     def skip(self, run_id: str) -> None:
         self.todo.pop(run_id, None)
 
     def done(self, run_id: str, seconds: float) -> None:
         self.spent_s += seconds
-        self.spent_flops += self.todo.pop(run_id, 0.0)
+        self.spent_steps += self.todo.pop(run_id, 0)
 
     def left(self) -> str:
-        if not self.spent_flops:
+        if not self.spent_steps:
             return "time left estimated after the first run"
-        return f"about {duration(self.spent_s / self.spent_flops * sum(self.todo.values()))} left (estimate)"
+        return f"about {duration(self.spent_s / self.spent_steps * sum(self.todo.values()))} left (estimate)"
 
 
 def finished_line(summary: dict) -> str:

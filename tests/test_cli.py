@@ -293,3 +293,17 @@ def test_doctor_exits_1_when_the_judge_endpoint_is_unreachable(capsys):
     with LoopbackServer() as server:
         assert main(["doctor", "--judge-url", server.url]) == 0
     assert "reachable (HTTP" in capsys.readouterr().out
+
+
+def test_the_time_left_is_seconds_per_step_so_far_times_the_steps_to_come():
+    from gadbench.runner import SuiteClock, steps_for
+    from gadbench.suite import get_suite, runs_of
+
+    suite = get_suite(str(TINY), ["methods.gad-offpolicy={kind: gad-offpolicy}"])  # 4 + 4 + (2 + 40 + 2) steps
+    seqkd, gad, off = runs_of(suite)
+    clock = SuiteClock([seqkd, gad, off], steps_for(suite))
+    assert clock.left() == "time left estimated after the first run"
+    clock.done(seqkd.run_id, 10.0)  # 2.5 s per step, 48 steps to come
+    assert clock.left() == "about 2 min 00 s left (estimate)"
+    clock.skip(gad.run_id)  # complete already (--resume): 44 steps to come
+    assert clock.left() == "about 1 min 50 s left (estimate)"

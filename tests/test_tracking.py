@@ -175,3 +175,14 @@ def test_a_tracker_whose_library_is_missing_stops_the_suite_in_one_line(monkeypa
     with pytest.raises(MissingRequirement, match=r"needs the wandb package for log.tracker=wandb \(pip install "
                                                  r"wandb\)"):
         check_requirements(get_suite("smoke", ["log.tracker=wandb"]))
+
+
+def test_flat_means_keeps_means_and_numbers_and_leaves_out_the_rest():
+    metrics = {"world-id": {"gold/accuracy": {"mean": 0.5, "ci_low": 0.25, "ci_high": 0.75, "n_valid": 8,
+                                              "n_total": 8},
+                            "pairwise/score": {"mean": None, "ci_low": None, "ci_high": None, "n_valid": 0,
+                                               "n_total": 8},
+                            "teacher_length": 7, "ngram_f1": [0.5, 0.25]},
+               "validation": {"d": {"accuracy": 0.75, "pairs": 16}, "flag": True}}
+    assert flat_means(metrics) == {"eval/world-id/gold/accuracy": 0.5, "eval/world-id/teacher_length": 7.0,
+                                   "eval/validation/d/accuracy": 0.75, "eval/validation/d/pairs": 16.0}

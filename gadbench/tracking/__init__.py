@@ -76,11 +76,11 @@ def flat_means(metrics: dict, prefix: str = "eval") -> dict[str, float]:
     out = {}
     for key, value in metrics.items():
         name = f"{prefix}/{key}"
-        if isinstance(value, dict):
-            if isinstance(value.get("mean"), int | float):
+        if isinstance(value, dict) and "mean" in value:  # a statistic; its mean is None when no item was valid
+            if isinstance(value["mean"], int | float):
                 out[name] = float(value["mean"])
-            else:
-                out.update(flat_means(value, name))
+        elif isinstance(value, dict):
+            out.update(flat_means(value, name))
         elif isinstance(value, int | float) and not isinstance(value, bool):
             out[name] = float(value)
     return out
