@@ -25,7 +25,7 @@ from gadbench.data import SOURCES
 from gadbench.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from gadbench.judge.records import JUDGES, metric_info
 from gadbench.llm.pricing import cost_usd, resolve_price
-from gadbench.methods import estimate_run, identity_of, stage_plan, uses_discriminator
+from gadbench.methods import estimate_run, eval_steps, identity_of, stage_plan, uses_discriminator
 from gadbench.methods.rewards import make_reward
 from gadbench.progress import duration
 from gadbench.rundir import RunDir, RunLock, RunLockError
@@ -81,17 +81,30 @@ def plan(suite: SuiteConfig) -> dict:
         stages = stage_plan(r, steps[r.run_id])
         est = estimate_run(r, stages, p, dp)
         rows.append({"run_id": r.run_id, "student": r.student_name, "method": r.method_name, "seed": r.seed,
-                     "stages": " + ".join(f"{s.name} {s.steps}" for s in stages), "params": p, "d_params": dp, **est})
+                     "stages": " + ".join(f"{s.name} {s.steps}" for s in stages), "params": p, "d_params": dp,
+                     "eval_steps": eval_steps(r, stages), **est})
+    return {"suite": suite.name, "runs": rows, **judge_cost(suite, rows)}
+
+
+def judge_cost(suite: SuiteConfig, rows: list[dict]) -> dict:
+    """LLM judge calls of a suite, from the judge records. Items = the eval sets' sizes + the validation split,
+    judged at every evaluation step of every run, except that step 0 (the student before distillation, the same
+    greedy answers for every method of a student and seed) is asked once per student and seed; the judge's own
+    reference answers (`calls_per_prompt`) once per item for the whole suite. Both are what the judge cache
+    (<out>/cache/judge.sqlite, shared by the suite's runs) leaves to send; re-asks are not counted."""
     llm_judges = [j for j in suite.eval.judges if JUDGES[j].llm]
-    n_points = max(1, suite.train.steps // suite.eval.every) + 2
     items = sum(d.limit or SOURCES[d.source].size or 0 for d in suite.data.eval.values()) + suite.data.validation_size
-    per_run = sum(JUDGES[j].calls_per_item * items * n_points + JUDGES[j].calls_per_prompt * items
-                  for j in llm_judges)
-    calls = per_run * len(rows)
+    per_item = sum(JUDGES[j].calls_per_item for j in llm_judges)
+    before = {(r["student"], r["seed"]) for r in rows}
+    points = sum(len(r["eval_steps"]) for r in rows) - (len(rows) - len(before))  # step 0 once per student and seed
+    item_calls = per_item * items * points
+    reference_calls = sum(JUDGES[j].calls_per_prompt for j in llm_judges) * items if rows else 0
+    calls = item_calls + reference_calls
     price = resolve_price(suite.judge.model, suite.judge.price_per_mtok)
     cost = None if price is None else round(calls * cost_usd(*ASSUMED_JUDGE_TOKENS, price), 2)
-    return {"suite": suite.name, "runs": rows, "judge_calls": calls, "judge_cost_usd": cost,
-            "eval_points_per_run": n_points, "eval_items": items, "llm_judges": llm_judges}
+    return {"judge_calls": calls, "judge_item_calls": item_calls, "judge_reference_calls": reference_calls,
+            "judge_cost_usd": cost, "eval_points_per_run": max((len(r["eval_steps"]) for r in rows), default=0),
+            "eval_items": items, "llm_judges": llm_judges, "eval_start": suite.eval.start, "eval_every": suite.eval.every}
 
 
 def check_requirements(suite: SuiteConfig) -> None:
@@ -294,6 +307,10 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
     data = dist.from_main(lambda: load_run_data(spec, run_teacher(spec, run.cache)))
     for report in data.reports:  # nothing is dropped silently (docs/data.md)
         log.info("%s: data %s", spec.run_id, report.summary())
+    for name, o in data.overlap.items():
+        if o["overlap"]:  # allowed (data.allow_overlap), else loading stopped
+            log.warning("%s: eval set %s: %d of %d prompts are also training prompts (data.allow_overlap)",
+                        spec.run_id, name, o["overlap"], o["n"])
     if data.teacher_usage:
         log.info("%s: teacher %s", spec.run_id, Usage(**data.teacher_usage).summary())
     evaluator = Evaluator(spec, data, run.path, run.cache)
@@ -325,6 +342,23 @@ def judge_departures(spec: RunSpec) -> list[str]:
     return out
 
 
+def truncation_warning(spec: RunSpec, rows: list[dict]) -> str | None:
+    """The summary's warning when steps cut more than `train.truncation_warning` of their rollouts or teacher
+    responses at max_response_tokens (metrics.jsonl `truncation_warning`), with the mean shares cut."""
+    flagged = [r for r in rows if r.get("truncation_warning")]
+    if not flagged:
+        return None
+
+    def mean_of(key: str) -> str:
+        values = [r[key] for r in rows if isinstance(r.get(key), int | float)]
+        return f"{sum(values) / len(values):.0%}" if values else "n/a"
+
+    return (f"more than {spec.train.truncation_warning:.0%} of the rollouts or teacher responses were cut at "
+            f"train.max_response_tokens = {spec.train.max_response_tokens} at {len(flagged)} of {len(rows)} steps "
+            f"(first: step {flagged[0]['step']}; cut on average: rollouts {mean_of('truncated_frac')}, teacher "
+            f"responses {mean_of('teacher_truncated_frac')}): raise train.max_response_tokens")
+
+
 def summarize_run(spec: RunSpec, run: RunDir, totals: dict, data, evaluator) -> dict:
     from gadbench.eval.selection import CheckpointScores, select_checkpoint
 
@@ -353,10 +387,13 @@ def summarize_run(spec: RunSpec, run: RunDir, totals: dict, data, evaluator) -> 
         departures.append("no validation split: the last checkpoint is reported")
     departures += judge_departures(spec)
     warnings = []
-    lengths = [r for r in read_jsonl(run.metrics) if r.get("length_warning")]
+    rows = list(read_jsonl(run.metrics))
+    lengths = [r for r in rows if r.get("length_warning")]
     if lengths:
         warnings.append(f"response length exceeded {spec.train.length_warning_ratio}x the teacher's at "
                         f"{len(lengths)} steps (first: step {lengths[0]['step']}): possible reward hacking")
+    if cut := truncation_warning(spec, rows):
+        warnings.append(cut)
     return {
         "run_id": spec.run_id, "suite": spec.suite, "student": spec.student_name, "method": spec.method_name,
         "seed": spec.seed, "identity": identity_of(spec).to_json(spec.method.description),
@@ -364,7 +401,7 @@ def summarize_run(spec: RunSpec, run: RunDir, totals: dict, data, evaluator) -> 
         "eval": {d: s for d, s in chosen.items() if d != "validation"},
         "validation": chosen.get("validation"),
         "budget": totals, "judge_usage": evaluator.usage, "teacher_usage": data.teacher_usage, "warnings": warnings,
-        "departures": departures, "data": [asdict(r) for r in data.reports],
+        "departures": departures, "data": [asdict(r) for r in data.reports], "data_overlap": data.overlap,
     }
 
 

@@ -106,10 +106,11 @@ def make_spec(kind: str = "gad", discriminator: str = "online", *, prompts: int,
     the given batch shape; one micro-batch per update."""
     from gadbench import config as c
 
-    train = c.TrainConfig(steps=1000, warmup_steps=0, d_only_steps=0, batch_size=prompts, micro_batch_size=0,
-                        group_size=group, temperature=0.8, max_prompt_tokens=max_prompt, max_response_tokens=max_new,
-                        lr_sft=lr, lr_generator=lr, lr_warmup=lr, lr_discriminator=lr, kl_beta=0.001,
-                        clip_ratio=0.2, grad_clip=0.2, device=device, precision=precision)
+    train = c.build(c.TrainConfig, dict(  # type- and range-checked like a suite's (a group of 1 is refused)
+        steps=1000, warmup_steps=0, d_only_steps=0, batch_size=prompts, micro_batch_size=0, group_size=group,
+        temperature=0.8, max_prompt_tokens=max_prompt, max_response_tokens=max_new, lr_sft=lr, lr_generator=lr,
+        lr_warmup=lr, lr_discriminator=lr, kl_beta=0.001, clip_ratio=0.2, grad_clip=0.2, device=device,
+        precision=precision), "bench (--prompts, --group-size, --max-new-tokens)", "train")
     return c.RunSpec(suite="bench", student_name="bench", student=c.ModelConfig(path="bench"), method_name=kind,
                      method=c.MethodConfig(kind=kind, discriminator=discriminator), seed=0,
                      teacher=c.TeacherConfig(), data=c.DataConfig(train=c.DatasetConfig(source="world")),

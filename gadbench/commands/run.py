@@ -140,8 +140,20 @@ def print_plan(p: dict) -> None:
     print("\nmatched budget (FLOPs relative to the most expensive run):")
     print(tabulate([[r["run_id"], f"{r['flops'] / ref:.2f}"] for r in p["runs"]], headers=["run", "FLOPs ratio"],
                    tablefmt="github"))
-    judges = ", ".join(p["llm_judges"]) or "offline only"
+    longest = max(p["runs"], key=lambda r: len(r["eval_steps"]), default=None)
+    if longest:
+        shown = longest["eval_steps"]
+        shown = ", ".join(map(str, shown if len(shown) <= 8 else shown[:4] + ["..."] + shown[-2:]))
+        print(f"\nevaluation points: step 0, then from step {p['eval_start']} (eval.start) every {p['eval_every']} "
+              f"steps and at stage ends, and the last step: up to {len(longest['eval_steps'])} per run ({shown})")
+    if not p["llm_judges"]:
+        print("judge calls: 0 (offline judges only)")
+        return
     cost = p["judge_cost_usd"]
     cost = "unknown (no list price for judge.model: set judge.price_per_mtok)" if cost is None else f"${cost:.2f}"
-    print(f"\njudge calls: {p['judge_calls']} ({judges}; {p['eval_items']} items x {p['eval_points_per_run']} "
-          f"eval points per run), estimated cost {cost}")
+    print(f"judge calls: {p['judge_calls']} ({', '.join(p['llm_judges'])}; {p['eval_items']} items), estimated cost "
+          f"{cost}:\n"
+          f"  {p['judge_item_calls']} judgments: the items at each evaluation point of each run, step 0 once per "
+          f"student and seed (its answers are the same for every method, and the judge cache is shared)\n"
+          f"  {p['judge_reference_calls']} reference answers written by the judge: one per item for the whole "
+          "suite (cached across runs)")

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 
 from gadbench import GadbenchError
+from gadbench.metrics import RESAMPLES
 
 
 class ConfigError(GadbenchError, ValueError):
@@ -46,6 +47,10 @@ class ModelConfig:
     gguf_file: str | None = setting(None, "the .gguf file inside `path` when `path` is a folder")
     dtype: Literal["float32", "bfloat16", "float16"] = setting("float32", "dtype the weights load in (bf16 "
                                                                 "training keeps fp32 weights and autocasts)")
+    cpu_offload: bool = setting(False, "train.sharding fsdp/hsdp: FSDP2's CPU offload of this student's shards "
+                                       "(G, D, reference), gradients and AdamW states to host memory, AdamW "
+                                       "stepping on the CPU; for students whose states do not fit the GPUs "
+                                       "(docs/scale.md)")
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,8 @@ class DataConfig:
                                              factory=dict)
     validation_size: int = setting(0, "training prompts held out for checkpoint selection and D's diagnostics",
                                    paper="none (the paper selected on the test sets)", lo=0)
+    allow_overlap: bool = setting(False, "run even when eval prompts are also training prompts (the same normalised "
+                                         "text, or the same id in the same data); the overlap is reported either way")
 
 
 @dataclass(frozen=True)
@@ -159,11 +166,11 @@ class TrainConfig:
     max_prompt_tokens: int = setting(2048, "prompts are left-truncated to this", paper="2048", lo=1)
     max_response_tokens: int = setting(1536, "rollouts stop here; teacher responses are cut to it (then EOS)",
                                        paper="1536", lo=1)
-    lr_sft: float = setting(5e-6, "G's learning rate in SFT stages (SeqKD, gad-offpolicy's SeqKD)", paper="5e-6",
-                            lo=0.0)
+    lr_sft: float = setting(5e-6, "G's learning rate in SFT stages (SeqKD, gad-offpolicy's SeqKD, and GAD's warmup "
+                                  "without discriminator warmup: one SeqKD epoch)", paper="5e-6", lo=0.0)
     lr_generator: float = setting(1e-6, "G's learning rate in the adversarial stage", paper="1e-6", lo=0.0)
-    lr_warmup: float = setting(1e-6, "G's learning rate in GAD's warmup", paper="1e-6 (5e-6 with the Qwen teacher)",
-                               lo=0.0)
+    lr_warmup: float = setting(1e-6, "G's learning rate in GAD's joint warmup (G and D)",
+                               paper="1e-6 (5e-6 with the Qwen teacher)", lo=0.0)
     lr_discriminator: float = setting(1e-6, "D's learning rate", paper="1e-6 (scripts)", lo=0.0)
     weight_decay: float = setting(0.01, "AdamW weight decay of G and D", paper="0.01 (verl default)", lo=0.0)
     kl_beta: float = setting(0.001, "weight of the k3 KL to the stage's reference in GRPO", paper="0.001", lo=0.0)
@@ -174,6 +181,8 @@ class TrainConfig:
     keep_checkpoints: int = setting(2, "newest checkpoints kept, besides stage ends", lo=1)
     length_warning_ratio: float = setting(2.0, "warn when rollouts grow past this many times the teacher's length",
                                           lo=1.0)
+    truncation_warning: float = setting(0.5, "warn when more than this share of a step's rollouts, or of its teacher "
+                                             "responses, is cut at max_response_tokens", lo=0.0, hi=1.0)
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "where to train (auto: cuda when visible)")
     precision: Literal["fp32", "bf16"] = setting("fp32", "bf16: forwards autocast to bf16 over fp32 weights and "
                                                          "optimizer states, and hf rollouts generate from a bf16 "
@@ -212,6 +221,8 @@ class RolloutConfig:
 class EvalConfig:
     every: int = setting(50, "steps between evaluations (stage ends and the last step are always evaluated)",
                          paper="50", lo=1)
+    start: int = setting(0, "evaluation points before this step are skipped, except step 0 (the `before` row) and "
+                            "the last step", paper="800 (the eval script scans GAD checkpoints 800-2400)", lo=0)
     max_new_tokens: int = setting(1536, "greedy answers stop here", paper="1536", lo=1)
     judges: tuple[str, ...] = setting(("gad-paper",), "judges of the answers (gadbench.judge.records): gad-paper, "
                                                      "mtbench-single, pairwise (LLM), rouge-l, embedding, gold and "
@@ -223,7 +234,8 @@ class EvalConfig:
         "length in range (the paper's), or the last", paper="paper")
     selection_metric: str = setting("", "the metric checkpoint selection optimises, in the direction its judge "
                                         "declares (default: the first judge's primary metric)")
-    bootstrap: int = setting(2000, "bootstrap resamples of every interval", lo=100)
+    bootstrap: int = setting(RESAMPLES, "bootstrap resamples of every interval, at least (the report adds more "
+                                        "until each bound's Monte-Carlo error is settled)", lo=100)
 
 
 @dataclass(frozen=True)

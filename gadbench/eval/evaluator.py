@@ -4,8 +4,10 @@ per-item rows in `eval/step-K/<dataset>.jsonl` and summary statistics in `eval/s
 Every judge is a record of gadbench.judge.records, run in the order `eval.judges` names them: its judgment of
 each row is stored under its name, and each metric it declares becomes `<judge>/<metric>` (mean and interval
 over items), beside its record's extra statistics. A judge that reads the student (e.g. `gold-sampled`) is
-given the run's model context. Items without a teacher response are judged against the data's own reference
-answer where it has one (`meta["reference"]`, e.g. GPT-4's MT-bench answers), stored as the row's `reference`.
+given the run's model context. The data's own reference answer (`meta["reference"]`, e.g. GPT-4's MT-bench
+answers) and question category (`meta["category"]`) are stored in the row as `reference` and `category` and
+passed to the judges (mtbench-single reads both); items without a teacher response are judged against that
+reference where a judge needs an answer to compare with (pairwise, rouge-l, embedding).
 """
 
 from __future__ import annotations
@@ -93,11 +95,10 @@ class Evaluator:
                  "teacher_response": ex.teacher_response, "judgments": {}}
                 for i, (ex, text, ids) in enumerate(zip(examples, roll.texts, roll.response_ids, strict=True))
             ]
-        for r, ex in zip(rows, examples, strict=True):  # no teacher response: judge against the data's reference
-            if r["teacher_response"] is None and ex.meta.get("reference"):
-                r["reference"] = ex.meta["reference"]
-        items = [JudgeItem(r["id"], r["prompt"], r["answer"], r["teacher_response"] or r.get("reference"))
-                 for r in rows]
+        for r, ex in zip(rows, examples, strict=True):  # the data's own reference answer and category
+            r.update({k: ex.meta[k] for k in ("reference", "category") if ex.meta.get(k)})
+        items = [JudgeItem(r["id"], r["prompt"], r["answer"], r["teacher_response"] or r.get("reference"),
+                           reference=r.get("reference"), category=r.get("category")) for r in rows]
         stats: dict[str, dict] = {}
         for jname, judge in self.judges.items():
             record = JUDGES[jname]

@@ -9,13 +9,17 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class JudgeItem:
-    """One answer to judge. `other` is the pairwise opponent (default: the teacher response)."""
+    """One answer to judge. `other` is the pairwise opponent (default: the teacher response); `reference` is the
+    data's own reference answer (GPT-4's for MT-bench and Vicuna questions that have one) and `category` the
+    data's question category, both as the data source gives them (mtbench-single reads them)."""
 
     id: str
     prompt: str
     answer: str
     teacher_response: str | None = None
     other: str | None = None
+    reference: str | None = None
+    category: str | None = None
 
 
 @dataclass
