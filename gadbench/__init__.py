@@ -2,6 +2,8 @@
 
 import sys
 
+__version__ = "0.1.0"  # the package version (pyproject.toml reads it from here)
+
 
 def one_line(text: str) -> str:
     """`text` with every unprintable character (newline, tab, NUL, U+2028, ...) written as its escape."""

@@ -15,12 +15,13 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from gadbench import GadbenchError, dist
 from gadbench.budget import check_matched, estimate_params
-from gadbench.config import ConfigError, RunSpec, SuiteConfig, to_dict, to_yaml
+from gadbench.config import ConfigError, LogConfig, RunSpec, SuiteConfig, to_dict, to_yaml
 from gadbench.data import SOURCES
 from gadbench.data.files import check_file
 from gadbench.io import (
@@ -35,8 +36,10 @@ from gadbench.judge.records import JUDGES, metric_info
 from gadbench.llm.pricing import cost_usd, resolve_price
 from gadbench.methods import estimate_run, eval_steps, identity_of, stage_plan, uses_discriminator
 from gadbench.methods.rewards import make_reward
+from gadbench.progress import duration
 from gadbench.rundir import RunDir, RunLock, RunLockError
 from gadbench.suite import runs_of, selection_metric
+from gadbench.tracking import missing_tracker
 
 log = logging.getLogger("gadbench")
 
@@ -49,6 +52,10 @@ class MissingRequirement(GadbenchError, RuntimeError):
 
 class OutDirError(GadbenchError, OSError):
     """`--out` is not a folder this process can write in; the message says why."""
+
+
+class ResultsExist(GadbenchError):
+    """A fresh start over runs that are complete or started; --resume continues them, --force starts again."""
 
 
 # -------------------------------------------------------------------------------------------------- plan
@@ -130,6 +137,8 @@ def check_requirements(suite: SuiteConfig) -> None:
         for name, d in {"train": suite.data.train, **suite.data.eval}.items():
             if d.source != "world" and not d.path and not os.environ.get("GADBENCH_DATA_DIR") and os.environ.get("HF_HUB_OFFLINE"):
                 missing.append(f"the `{name}` data ({d.source}): set its path or $GADBENCH_DATA_DIR, or allow hub access")
+    if problem := missing_tracker(suite.log):
+        missing.append(problem)
     if missing:
         raise MissingRequirement(
             f"suite `{suite.name}` needs {'; '.join(missing)}. Use `gadbench run --suite {suite.name} --dry-run` "
@@ -145,9 +154,11 @@ RUN_IN_USE_FIX = ("wait for it to end and rerun with --resume, or use another --
 
 
 def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress: bool = True,
-              skip_locked: bool = False) -> Path:
+              skip_locked: bool = False, force: bool = False) -> Path:
     """Train, evaluate and summarize every run of `suite` under `out_root/<suite>/`. A run that another process
-    owns stops the suite before anything is written, or with `skip_locked` is skipped with a warning."""
+    owns stops the suite before anything is written, or with `skip_locked` is skipped with a warning. Without
+    `resume` or `force`, runs that are complete or started stop the suite before anything is written
+    (`ResultsExist`); `force` trains them again from scratch."""
     if suite.toy is None and not (suite.students and suite.methods):
         raise ConfigError(f"suite `{suite.name}` has no runs ({len(suite.students)} students x {len(suite.methods)} "
                           "methods); give it at least one student and one method.")
@@ -170,18 +181,34 @@ def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress
             for r in runs:
                 if problem := own(held, suite_dir, r.run_id):
                     raise RunLockError(problem)
+        if not resume and not force:
+            refuse_existing(suite_dir, runs)
+        log.info("suite %s: %d runs, results in %s", suite.name, len(runs), suite_dir)
         suite_dir.mkdir(parents=True, exist_ok=True)
         if dist.is_main():
             atomic_write_json(suite_dir / "suite.json", {"suite": suite.name, "config": to_dict(suite),
                                                          "runs": [r.run_id for r in runs],
                                                          "paper_baseline": suite.paper_baseline, "steps": steps})
         skipped = []
-        for r in runs:
+        clock = SuiteClock(runs, steps)
+        for i, r in enumerate(runs):
             if problem := own(held, suite_dir, r.run_id):
                 log.warning("%s; skipped (--skip-locked)", problem)
                 skipped.append(r.run_id)
+                clock.skip(r.run_id)
                 continue
-            run_one(r, suite_dir / r.run_id, steps[r.run_id], resume=resume, progress=progress)
+            if resume and complete_summary(r, RunDir(suite_dir / r.run_id)) is not None:
+                log.info("run %d/%d: %s: already complete, skipped", i + 1, len(runs), r.run_id)
+                clock.skip(r.run_id)
+                continue
+            log.info("run %d/%d: %s, %d steps; %s", i + 1, len(runs), r.run_id, steps[r.run_id], clock.left())
+            start = time.monotonic()
+            summary = run_one(r, suite_dir / r.run_id, steps[r.run_id], resume=resume, progress=progress,
+                              log_cfg=suite.log)
+            clock.done(r.run_id, time.monotonic() - start)
+            if dist.is_main():
+                log.info("run %d/%d done in %s: %s", i + 1, len(runs), duration(time.monotonic() - start),
+                         finished_line(summary))
         for r in runs:  # the runs others have finished meanwhile get their budget check too
             own(held, suite_dir, r.run_id)
         if dist.is_main():
@@ -214,6 +241,57 @@ def check_out(out_root: Path) -> None:
 def incomplete_runs(suite: SuiteConfig, suite_dir: Path) -> list[str]:
     """The runs of `suite` without a summary under `suite_dir` (others are still training them, or were killed)."""
     return [r.run_id for r in runs_of(suite) if not (suite_dir / r.run_id / "summary.json").exists()]
+def refuse_existing(suite_dir: Path, runs: list[RunSpec]) -> None:
+    """Stop a fresh start that would overwrite runs that are complete (summary.json) or started (a step log or
+    a checkpoint), naming how many and the two ways on."""
+    complete = started = 0
+    for r in runs:
+        run = RunDir(suite_dir / r.run_id)
+        if run.summary.exists():
+            complete += 1
+        elif run.metrics.exists() or run.checkpoint_steps():
+            started += 1
+    if not complete and not started:
+        return
+    parts = ([f"{complete} run{'s are' if complete > 1 else ' is'} complete"] if complete else []) + (
+        [f"{started} run{'s have' if started > 1 else ' has'} started"] if started else [])
+    raise ResultsExist(f"{' and '.join(parts)} in {suite_dir}; add --resume to continue or --force to start "
+                       "again.")
+
+
+class SuiteClock:
+    """The time a suite has left, estimated from the runs this process has trained: their seconds per training
+    step (every stage's steps) times the steps of the runs still to come. (Estimated FLOPs made a worse guide:
+    on small models evaluation, not training FLOPs, takes most of a run's time.)"""
+
+    def __init__(self, runs: list[RunSpec], steps: dict[str, int]):
+        self.todo = {r.run_id: sum(s.steps for s in stage_plan(r, steps[r.run_id])) for r in runs}
+        self.spent_s = self.spent_steps = 0.0
+
+    def skip(self, run_id: str) -> None:
+        self.todo.pop(run_id, None)
+
+    def done(self, run_id: str, seconds: float) -> None:
+        self.spent_s += seconds
+        self.spent_steps += self.todo.pop(run_id, 0)
+
+    def left(self) -> str:
+        if not self.spent_steps:
+            return "time left estimated after the first run"
+        return f"about {duration(self.spent_s / self.spent_steps * sum(self.todo.values()))} left (estimate)"
+
+
+def finished_line(summary: dict) -> str:
+    """`<run_id>: selected step K (rule); <metric> <set> <mean>, ...` from a run's summary.json."""
+    sel = summary.get("selection") or {}
+    metric = sel.get("metric")
+    scores = []
+    for name, stats in [("validation", summary.get("validation") or {}), *(summary.get("eval") or {}).items()]:
+        mean = ((stats or {}).get(metric) or {}).get("mean")
+        if mean is not None:
+            scores.append(f"{name} {mean:.4g}")
+    score = f"; {metric}: {', '.join(scores[:3])}" if metric and scores else ""
+    return f"{summary.get('run_id')}: selected step {sel.get('checkpoint')} ({sel.get('rule')}){score}"
 
 
 @contextlib.contextmanager
@@ -244,26 +322,24 @@ def own(held: dict[str, RunLock], suite_dir: Path, run_id: str) -> str | None:
     return dist.from_main(take)
 
 
-def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bool) -> dict:
-    """Train, evaluate and summarize one run; the caller owns the run (see `own`)."""
-    from gadbench.eval.evaluator import Evaluator, failed_steps
+def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bool,
+            log_cfg: LogConfig | None = None) -> dict:
+    """Train, evaluate and summarize one run; the caller owns the run (see `own`) and has passed over complete
+    ones (`complete_summary`). `log_cfg` names the live tracker (gadbench.tracking), opened on process 0."""
+    from gadbench.eval.evaluator import Evaluator
     from gadbench.llm.client import Usage
     from gadbench.rundata import load_run_data, run_teacher
+    from gadbench.tracking import open_tracker
     from gadbench.trainer import Trainer
 
     run = RunDir(run_dir)
-    if resume and run.summary.exists():
-        summary = _readable(run.summary, "summarizing the run again")
-        if summary is not None and not failed_steps(run.path, spec.eval.judges):
-            log.info("%s: already complete, skipped", spec.run_id)
-            return summary
     if dist.is_main():
         if not resume and run.path.exists():
             shutil.rmtree(run.path)
         run.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run.config, to_yaml(spec))
     dist.barrier()
-    log.info("%s: %d steps", spec.run_id, steps)
+    log.info("%s: loading the data and the teacher's responses (teacher %s)", spec.run_id, spec.teacher.spec)
     # Process 0 alone builds and asks the teacher (an hf teacher is a whole model); the others get the data.
     data = dist.from_main(lambda: load_run_data(spec, run_teacher(spec, run.cache)))
     for report in data.reports:  # nothing is dropped silently (docs/data.md)
@@ -278,11 +354,17 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
     # budget.json is written once training has ended: a resumed run that has it is summarized (again) only
     trained = dist.from_main(lambda: _readable(run.budget, "training from the last checkpoint") if resume else None)
     if trained is None:
-        trainer = Trainer(spec, run.path, data, on_eval=evaluator, steps=steps, progress=progress)
+        tracker = open_tracker(log_cfg, spec, run.path) if log_cfg is not None and dist.is_main() else None
         try:
-            trained = trainer.train(resume=resume).state()
+            trainer = Trainer(spec, run.path, data, on_eval=evaluator, steps=steps, progress=progress,
+                              tracker=tracker)
+            try:
+                trained = trainer.train(resume=resume).state()
+            finally:
+                trainer.ctx.engine.close()  # a vLLM engine frees its GPU memory before the next run starts one
         finally:
-            trainer.ctx.engine.close()  # a vLLM engine frees its GPU memory before the next run starts one
+            if tracker is not None:
+                tracker.close()
         if dist.is_main():
             atomic_write_json(run.budget, trained)
     if not dist.is_main():
@@ -294,6 +376,14 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
     atomic_write_json(run.summary, summary)
     kill_point("after-summary")
     return summary
+
+
+def complete_summary(spec: RunSpec, run: RunDir) -> dict | None:
+    """The run's summary when it is complete: readable, with no failed judgment to ask again (else None)."""
+    from gadbench.eval.evaluator import failed_steps
+
+    summary = _readable(run.summary, "summarizing the run again")
+    return summary if summary is not None and not failed_steps(run.path, spec.eval.judges) else None
 
 
 def _readable(path: Path, instead: str) -> dict | None:

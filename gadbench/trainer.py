@@ -20,7 +20,7 @@ from gadbench import GadbenchError, dist, runtime
 from gadbench.budget import Meter, Spend
 from gadbench.config import ConfigError, ModelConfig, RunSpec
 from gadbench.eval.evaluator import eval_seed
-from gadbench.io import append_jsonl, kill_point, read_jsonl, truncate_jsonl
+from gadbench.io import append_jsonl, kill_point, read_json, read_jsonl, truncate_jsonl
 from gadbench.methods import eval_steps, stage_plan, uses_discriminator
 from gadbench.methods.context import begin_stage, build_context, timed
 from gadbench.methods.updates import d_diagnostics
@@ -30,6 +30,7 @@ from gadbench.rollout.fanout import FanOutEngine, serve
 from gadbench.rundir import CheckpointDamagedError, RunDir
 from gadbench.state import checkpoint
 from gadbench.state.loading import load_sharded
+from gadbench.tracking import flat_means
 
 log = logging.getLogger("gadbench")
 
@@ -51,16 +52,19 @@ class Trainer:
     """Trains one run. `on_eval(step, ctx, extra)` is called at every evaluation point (`eval_steps`: step 0,
     every `eval.every` steps and at stage ends from `eval.start` on, and at the end) before the checkpoint of that
     step is written; `extra` holds the
-    discriminator diagnostics on the validation split (`d_diagnostics`) when the run has D and a split."""
+    discriminator diagnostics on the validation split (`d_diagnostics`) when the run has D and a split.
+    `tracker` (gadbench.tracking, process 0) gets each metrics.jsonl row and each evaluation's means."""
 
     def __init__(self, spec: RunSpec, run_dir: Path, data, on_eval=None, steps: int | None = None,
-                 progress: bool = True):
+                 progress: bool = True, tracker=None):
         self.spec, self.run, self.data = spec, RunDir(run_dir), data
         self.plan = stage_plan(spec, steps)
         self.total_steps = sum(s.steps for s in self.plan)
         self.eval_at = set(eval_steps(spec, self.plan))
         self.on_eval = on_eval
         self.progress = progress
+        self.tracker = tracker
+        self.bar = None
         self.meter = Meter()
         self.length_warnings = 0
         self.truncation_warnings = 0
@@ -93,12 +97,12 @@ class Trainer:
             m = spec.method
             d_model = ModelConfig(path=m.d_model, template=spec.student.template) if m.d_model else None
             shard_device = torch.device("cpu") if offload else device
-            models = load_sharded(spec, d_model, uses_discriminator(spec), place, shard_device)
+            models = load_sharded(spec, d_model, uses_discriminator(spec), place, shard_device, cache=self.run.cache)
             g, self.g_skeleton = models.g, models.g_skeleton
             self.ctx = build_context(spec, device, g=g, d=models.d, place=lambda model: None)
         else:
-            g, self.g_skeleton = load_causal_lm(spec.student), None
-            self.ctx = build_context(spec, device, g=g, place=place)
+            g, self.g_skeleton = load_causal_lm(spec.student, cache=self.run.cache), None
+            self.ctx = build_context(spec, device, g=g, place=place, cache=self.run.cache)
         if self.sharded:
             local = sum(p.to_local().numel() for p in g.model.parameters())
             log.info("%s over %d processes%s: this rank holds %d of G's %d parameters", t.sharding.upper(),
@@ -129,13 +133,13 @@ class Trainer:
 
     def train(self, resume: bool = False) -> Meter:
         start = self._restore() if resume else 0
+        self.bar = bar = progress_bar(total=self.total_steps, initial=start, desc=self.spec.run_id,
+                                      enabled=self.progress and dist.is_main())
         if start == 0:
             if dist.is_main():
                 self.run.metrics.unlink(missing_ok=True)
             self._begin_stage(0)
             self._eval(0)
-        bar = progress_bar(total=self.total_steps, initial=start, desc=self.spec.run_id,
-                           enabled=self.progress and dist.is_main())
         for step in range(start + 1, self.total_steps + 1):
             i, k = self._stage_at(step)
             if k == 0 and step > 1:
@@ -152,8 +156,11 @@ class Trainer:
                                                         for n in lengths) / len(lengths)
                 self._watch_length(step, metrics, metrics.get("teacher_len") or sum(lengths) / len(lengths))
                 self._watch_truncation(step, metrics)
-                append_jsonl(self.run.metrics, [{"step": step, "stage": stage, **_round(metrics)}])
+                row = {"step": step, "stage": stage, **_round(metrics)}
+                append_jsonl(self.run.metrics, [row])
                 kill_point("after-metrics-row", step)
+                if self.tracker is not None:
+                    self.tracker.log(row, step)
             bar.update(1, metrics)
             at_stage_end = step == self._stage_end(i)
             if step in self.eval_at:
@@ -217,11 +224,15 @@ class Trainer:
             full = dist.unsharded_copy(ctx.g.model, self.g_skeleton, self.device, self.bf16)
             ctx = dataclasses.replace(ctx, g=dataclasses.replace(ctx.g, model=full))
         if dist.is_main():
+            if self.bar is not None:
+                self.bar.status(f"evaluating step {step}")
             with torch.random.fork_rng(devices=[]):  # evaluation never shifts the training RNG stream
                 torch.manual_seed(eval_seed(self.spec, step))
                 self.on_eval(step, ctx, extra)
             if self.fan_out:  # only after a complete evaluation: on an error the launch stops them all
                 ctx.engine.stop()
+            if self.tracker is not None and (done := self.run.eval_dir(step) / "metrics.json").exists():
+                self.tracker.log(flat_means(read_json(done)), step)
         dist.barrier()
 
     # ------------------------------------------------------------------------------------- checkpoints

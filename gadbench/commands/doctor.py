@@ -1,9 +1,11 @@
-"""`gadbench doctor`: torch, CUDA, vLLM and the other libraries, a judge endpoint, an API key's presence."""
+"""`gadbench doctor`: torch, CUDA, vLLM and the other libraries, a judge endpoint, an API key's presence.
+Exit status 1 when the judge endpoint it was asked to probe cannot be reached, else 0."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 
 from tabulate import tabulate
 
@@ -34,9 +36,14 @@ def run(args) -> int:
         rows.append([pkg, getattr(__import__(pkg), "__version__", "installed") if spec else "not installed"])
     key_env = args.api_key_env
     rows.append([f"${key_env}", "set" if os.environ.get(key_env) else "not set"])
-    if args.judge_url:
-        rows.append(["judge endpoint", reachable(args.judge_url)])
+    endpoint = reachable(args.judge_url) if args.judge_url else None
+    if endpoint is not None:
+        rows.append(["judge endpoint", endpoint])
     print(tabulate(rows, headers=["check", "status"], tablefmt="github"))
+    if endpoint is not None and endpoint.startswith("unreachable"):
+        print(f"gadbench doctor: the judge endpoint {args.judge_url} is {endpoint}; start the server or fix "
+              "--judge-url.", file=sys.stderr)
+        return 1
     return 0
 
 

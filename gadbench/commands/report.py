@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"no runs or suites under {args.dir}; pass a run directory, results/<suite>/ or the "
                              "--out folder of a run.")
         for d in dirs:
-            path = build_report(d, ci=args.ci, baselines=args.baselines)
-            print(f"wrote {path} and {path.with_name('report.html')}")
+            built = build_report(d, ci=args.ci, baselines=args.baselines)
+            print(f"wrote {built.markdown} and {built.html}")
     except (FileNotFoundError, ValueError) as exc:  # ValueError: gadbench's DamagedFileError among them
         return print_error(exc)
     return 0

@@ -300,6 +300,20 @@ class BudgetConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    """Live tracking of training (gadbench.tracking): each run's metrics.jsonl rows and evaluation means, logged
+    at their step with the run's resolved config, one tracker run per gadbench run, from process 0. Not part of
+    a run's identity: changing it changes no run id."""
+
+    tracker: Literal["none", "tensorboard", "trackio", "wandb"] = setting(
+        "none", "tensorboard (event files in each run's tensorboard/), trackio (its local store: $TRACKIO_DIR or "
+        "its default) or wandb (each run's wandb/, offline unless $WANDB_API_KEY or $WANDB_MODE is set)",
+        paper="wandb")
+    project: str = setting("gadbench", "the trackio or wandb project the runs are logged to (each named by its run "
+                                       "id)")
+
+
+@dataclass(frozen=True)
 class Requirements:
     """What a suite needs before it may start; `gadbench run` stops at once when something is missing."""
 
@@ -340,6 +354,7 @@ class SuiteConfig:
     eval: EvalConfig = setting(EvalConfig(), "evaluation and checkpoint selection")
     judge: JudgeConfig = setting(JudgeConfig(), "the LLM judge")
     budget: BudgetConfig = setting(BudgetConfig(), "matched budgets")
+    log: LogConfig = setting(LogConfig(), "live tracking of training (tensorboard, trackio, wandb)")
     requires: Requirements = setting(Requirements(), "what the suite needs to start")
     baseline: str | None = setting(None, "a regression baseline file compared after the run (the ci suite); a "
                                          "relative path is read from the suite file's folder (from the current "

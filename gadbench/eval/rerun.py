@@ -116,7 +116,8 @@ def load_context(spec: RunSpec, run_dir: Path, step: int, with_d: bool = False):
     student = spec.student
     if spec.train.precision == "bf16" and not with_d:  # D is built from G's weights: then G stays as trained
         student = replace(student, dtype="bfloat16")
-    ctx = build_context(spec, device, g=load_causal_lm(student), with_d=with_d)
+    cache = RunDir(run_dir).cache
+    ctx = build_context(spec, device, g=load_causal_lm(student, cache=cache), with_d=with_d, cache=cache)
     if step:
         models = {"g": ctx.g.model, **({"d": ctx.d.model} if ctx.d is not None else {})}
         checkpoint.load(RunDir(run_dir), step, models)
