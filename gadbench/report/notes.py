@@ -21,6 +21,7 @@ class Notes:
     warnings: list[str] = field(default_factory=list)
     budget: list[str] = field(default_factory=list)
     data: dict[str, list[str]] = field(default_factory=dict)  # what a data load kept and skipped -> run labels
+    left_out: dict[str, list[str]] = field(default_factory=dict)  # why run folders were left out -> run ids
 
 
 def collect(suite: Suite) -> Notes:
@@ -56,6 +57,8 @@ def collect(suite: Suite) -> Notes:
             + ", ".join(f"{k}={v}" for k, v in check.items() if k != "within")
         )
     notes.warnings += [f"{rid}: listed in suite.json but has no directory." for rid in suite.missing]
+    for rid, diff in suite.superseded:
+        notes.left_out.setdefault(f"another configuration than the runs suite.json lists ({diff})", []).append(rid)
     return notes
 
 

@@ -59,6 +59,9 @@ def summary(rep: Report) -> str:
     if searched:
         text += (" Methods with a hyperparameter search are shown at the setting their validation score prefers "
                  "(table `search`).")
+    if s.superseded:
+        text += (f" {len(s.superseded)} run folder{'s' if len(s.superseded) > 1 else ''} of another configuration "
+                 "than the runs suite.json lists are left out (Runs left out).")
     if s.is_paper:
         text += " Published numbers are shown beside ours."
     return text + f" Rebuild with `gadbench report {s.path}`."
@@ -76,6 +79,7 @@ def _sections(notes: Notes, n_runs: int) -> list[tuple[str, list[tuple[str, list
         ("Departures from the paper", grouped(notes.departures)),
         ("Checkpoint selection", grouped(notes.selection)),
         ("Data loaded", grouped(notes.data)),
+        ("Runs left out", grouped(notes.left_out)),
         ("Warnings", [(w, []) for w in notes.warnings]),
         ("Budget-check failures", [(b, []) for b in notes.budget]),
     ]
