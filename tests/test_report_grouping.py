@@ -86,3 +86,38 @@ def test_seeds_of_one_configuration_are_still_pooled(tmp_path):
     build_report(suite)
     gad = next(r for r in csv.DictReader((suite / "tables" / "main.csv").open()) if r["Method"] == "GAD")
     assert gad["world-id seeds"] == "2" and gad["world-id n"] == "200"
+
+
+def _main_md_row(suite: Path, method: str) -> str:
+    """The main table's row of `method` on REPORT.md's first screen (which always shows intervals)."""
+    md = (suite / "REPORT.md").read_text()
+    section = md[md.index("### Main results"):]
+    return next(line for line in section.splitlines() if line.startswith("|") and f" {method} " in line)
+
+
+def test_before_rows_get_the_interval_of_the_step_0_rows_they_were_copied_from(tmp_path):
+    """sharegpt-smol's `before` rows are summaries copied from step 0 of a run of each seed (gadbench.runner):
+    they read that run's step-0 rows, so they get a bootstrap interval like every row, not a range of two equal
+    seed means ([53.3, 53.3])."""
+    suite = tmp_path / "sharegpt-smol"
+    shutil.copytree(Path(__file__).parents[1] / "baselines" / "reference" / "sharegpt-smol", suite)
+    build_report(suite)
+    line = _main_md_row(suite, "Before distill.")
+    assert "range" not in line and "n=2x48" in line, line
+    rows = [json.loads(x) for x in next(suite.glob("smol135m--gad--s0--*/eval/step-0/sharegpt-test.jsonl"))
+            .read_text().splitlines()]
+    mean = sum(r["judgments"]["embedding"]["score"] for r in rows) / len(rows)
+    assert f"{mean:.1f}" in line, (line, mean)  # both seeds' step 0 are the same greedy answers
+
+
+def test_a_column_never_mixes_ranges_with_intervals(tmp_path):
+    """SeqKD's runs without stored eval rows beside GAD's with them: SeqKD shows its mean and why it has no
+    interval, not a range of seed means next to GAD's bootstrap interval."""
+    suite = tmp_path / "smoke"
+    shutil.copytree(FIXTURE, suite)
+    for run in suite.glob("tiny-qwen--seqkd--*"):
+        shutil.rmtree(run / "eval")
+    build_report(suite)
+    seqkd, gad = _main_md_row(suite, "SeqKD"), _main_md_row(suite, "GAD")
+    assert "range" not in seqkd and "0.530 (no interval: eval rows not stored)" in seqkd, seqkd
+    assert "n=2x100" in gad, gad

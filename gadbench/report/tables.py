@@ -23,7 +23,7 @@ from gadbench.report.cells import (
 from gadbench.report.load import Identity, Run, Suite
 from gadbench.report.naming import OTHERS, PAPER_DATASETS, dataset_label, method_order, student_label
 from gadbench.report.search import chosen_points, chosen_runs, points, selection_metric, validation_score
-from gadbench.report.typeset import Cell, Table
+from gadbench.report.typeset import Cell, Table, one_kind
 
 Rows = list[tuple[str, Identity, list[Run]]]  # (student, identity, seeds)
 
@@ -103,10 +103,24 @@ def _grid(suite, base, rows: Rows, cols, lead: Callable, primary: set) -> tuple[
         out.append(lead(i, student, identity, runs) + cells)
     for c in cols:
         set_digits(cells_by_col[c])
+        _one_kind(c[0], cells_by_col[c])
     for block in block_cells:
         for c in cols:
             mark_best(block[c], c[1])
     return out, blocks
+
+
+NO_ROWS = "no interval: eval rows not stored"
+
+
+def _one_kind(dataset: str, cells: list[Cell]) -> None:
+    """Others shows no interval (a mean of three means); any other column one kind of interval."""
+    if dataset == OTHERS:
+        for c in cells:
+            c.lo = c.hi = None
+            c.kind = "bare"
+    else:
+        one_kind(cells, NO_ROWS)
 
 
 def _primary(suite: Suite, cols) -> set:
@@ -222,6 +236,8 @@ def length_table(suite: Suite, base: Baselines | None) -> Table | str:
         grid.append([_first(i, student, rows), identity.label] + cells)
     set_digits(scores)
     set_digits(lengths)
+    for d in ds:
+        _one_kind(d, [c for i, c in enumerate(scores) if i % len(ds) == ds.index(d)])
     return Table(
         "lengths",
         "Score / mean response length in tokens (Table 6 layout)",
