@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from gadbench.report.load import Suite
@@ -67,5 +68,17 @@ def _load_line(load: dict) -> str:
     skipped = ", ".join(f"{k} {v}" for k, v in sorted((load.get("skipped") or {}).items())) or "nothing"
     first = f"; {load['first_turn_only']} multi-turn rows reduced to their first turn" if load.get(
         "first_turn_only") else ""
-    return (f"{load.get('source', '?')} ({load.get('path', '?')}): kept {load.get('kept', '?')} of "
+    return (f"{load.get('source', '?')} ({shown_path(str(load.get('path', '?')))}): kept {load.get('kept', '?')} of "
             f"{load.get('total', '?')} rows; skipped: {skipped}{first}")
+
+
+def shown_path(text: str) -> str:
+    """`text` with each absolute path cut to what names the file on any machine: from the package folder on
+    under site-packages, else the last two parts (`.../data/vicuna_80_questions.jsonl`)."""
+    def cut(m: re.Match) -> str:
+        path = m.group(0)
+        if "/site-packages/" in path:
+            return path.split("/site-packages/", 1)[1]
+        return ".../" + "/".join(path.split("/")[-2:])
+
+    return re.sub(r"(?<![\w.~])/(?:[^/\s()]+/)+[^/\s()]+", cut, text)

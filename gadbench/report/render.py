@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass
 
 from gadbench.report.load import Suite
 from gadbench.report.naming import student_label
-from gadbench.report.notes import Notes
+from gadbench.report.notes import Notes, shown_path
 from gadbench.report.typeset import Table, to_html, to_markdown
 
 
@@ -64,23 +65,26 @@ def summary(rep: Report) -> str:
                  "than the runs suite.json lists are left out (Runs left out).")
     if s.is_paper:
         text += " Published numbers are shown beside ours."
-    return text + f" Rebuild with `gadbench report {s.path}`."
+    return text + " Rebuild with `gadbench report .` in this folder."
 
 
 def _sections(notes: Notes, n_runs: int) -> list[tuple[str, list[tuple[str, list[str]]]]]:
-    """(title, [(one line per distinct note with the runs counted, the runs it names)])."""
-    def count(runs: list[str]) -> str:
-        return f"all {n_runs} runs" if len(runs) == n_runs > 1 else f"{len(runs)} run{'s' if len(runs) > 1 else ''}"
+    """(title, [(one line per distinct note with the runs counted, the runs it names)]); absolute paths of the
+    machine that ran the suite are cut (notes.shown_path)."""
+    def count(runs: list[str], of_all: bool = True) -> str:
+        if of_all and len(runs) == n_runs > 1:
+            return f"all {n_runs} runs"
+        return f"{len(runs)} run{'s' if len(runs) > 1 else ''}"
 
-    def grouped(d: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
-        return [(f"{text}: {count(runs)}", runs) for text, runs in d.items()]
+    def grouped(d: dict[str, list[str]], of_all: bool = True) -> list[tuple[str, list[str]]]:
+        return [(f"{shown_path(text)}: {count(runs, of_all)}", runs) for text, runs in d.items()]
 
     return [
         ("Departures from the paper", grouped(notes.departures)),
         ("Checkpoint selection", grouped(notes.selection)),
         ("Data loaded", grouped(notes.data)),
-        ("Runs left out", grouped(notes.left_out)),
-        ("Warnings", [(w, []) for w in notes.warnings]),
+        ("Runs left out", grouped(notes.left_out, of_all=False)),
+        ("Warnings", [(shown_path(w), []) for w in notes.warnings]),
         ("Budget-check failures", [(b, []) for b in notes.budget]),
     ]
 
@@ -147,9 +151,14 @@ def _runs_md(suite: Suite) -> str:
     return to_markdown(Table("runs", "Runs", _RUN_HEADER, _runs(suite)))
 
 
+def inline(text: str) -> str:
+    """Markdown-ish text as HTML: escaped, with `code` spans as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1360px;margin:1.2em auto;padding:0 1em;
-color:#222;line-height:1.4}
+color:#222;line-height:1.4;overflow-wrap:anywhere}
 h1{border-bottom:2px solid #4e79a7;padding-bottom:.2em;margin:.2em 0 .4em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
 h3{margin:1em 0 .3em}p.summary{max-width:1200px}
 table{border-collapse:collapse;margin:.4em 0 1em;font-size:13px}
@@ -157,15 +166,14 @@ th,td{padding:2px 8px;border-bottom:1px solid #eee;vertical-align:top}
 th{background:#f3f5f8;text-align:left;border-bottom:2px solid #999}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td.txt{max-width:520px}
 .ref{color:#666;font-size:11px;display:block}tr.block td{border-top:2px solid #999}
-.table{max-width:100%}.note{color:#555;font-size:13px;margin:.2em 0}.skipped{color:#777}
+.table{max-width:100%;overflow-x:auto}.note{color:#555;font-size:13px;margin:.2em 0}.skipped{color:#777}
 img{max-width:100%;border:1px solid #eee}code{background:#f3f3f3;padding:0 3px}
 details{margin:.2em 0 .6em 1.2em}summary{cursor:pointer}
 """
 
 
 def _html_table(t: Table, ci: bool) -> str:
-    e = html.escape
-    return (f"<h3 id='table-{t.name}'>{e(t.title)}</h3><p class='note'>{e(t.note)}</p>"
+    return (f"<h3 id='table-{t.name}'>{inline(t.title)}</h3><p class='note'>{inline(t.note)}</p>"
             f"<div class='table'>{to_html(t, ci)}</div>")
 
 
@@ -178,25 +186,26 @@ def html_page(rep: Report) -> str:
     e = html.escape
     first, rest = _split(rep)
     out = [
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>gadbench report: {e(rep.suite.name)}"
-        f"</title><style>{_CSS}</style></head><body>",
-        f"<h1>gadbench report: {e(rep.suite.name)}</h1><p class='summary'>{e(summary(rep))}</p>",
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>gadbench report: {e(rep.suite.name)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>gadbench report: {e(rep.suite.name)}</h1><p class='summary'>{inline(summary(rep))}</p>",
     ]
     out += [_html_table(t, ci=True) for t in first]
     out += [_html_figure(n, title, png) for n, title, png in rep.figures if n == HEADLINE_FIGURE]
     out.append("<h2>More tables</h2>")
     out += [_html_table(t, rep.ci) for t in rest]
-    out += [f"<p class='skipped'>{e(s)}</p>" for s in rep.skipped_tables]
+    out += [f"<p class='skipped'>{inline(s)}</p>" for s in rep.skipped_tables]
     out.append("<h2>Figures</h2>")
     out += [_html_figure(n, title, png) for n, title, png in rep.figures if n != HEADLINE_FIGURE]
-    out += [f"<p class='skipped'>{e(s)}</p>" for s in rep.skipped_figures]
+    out += [f"<p class='skipped'>{inline(s)}</p>" for s in rep.skipped_figures]
     out.append("<h2 id='departures'>Departures and notes</h2>")
     for title, items in _sections(rep.notes, len(rep.suite.runs)):
         out.append(f"<h3>{e(title)}</h3><ul>")
         for line, runs in items or [("none", [])]:
             folded = (f"<details><summary>{len(runs)} run(s)</summary>{e(', '.join(runs))}</details>"
                       if runs else "")
-            out.append(f"<li>{e(line)}{folded}</li>")
+            out.append(f"<li>{inline(line)}{folded}</li>")
         out.append("</ul>")
     out.append(f"<h2>Runs</h2><div class='table'>{to_html(Table('runs', 'Runs', _RUN_HEADER, _runs(rep.suite)))}</div>")
     out.append("</body></html>")
