@@ -43,11 +43,11 @@ window.parent.document.body.setAttribute('data-measure', JSON.stringify({
 </script>"""
 
 
-def _measure(report: Path, tmp_path: Path, width: int = 1400) -> dict:
+def _measure(report: Path, tmp_path: Path, width: int = 1400, script: str = MEASURE) -> dict:
     """Lay the report out `width` px wide (in an iframe of that width: a headless window is at least 500 px
-    wide) and measure it; the script inside the frame writes its numbers onto the outer page."""
+    wide) and run `script` in it, which writes its numbers onto the outer page."""
     page = tmp_path / "measured.html"
-    inner = report.read_text().replace("</body>", MEASURE + "</body>")
+    inner = report.read_text().replace("</body>", script + "</body>")
     page.write_text(f"<!DOCTYPE html><html><body style='margin:0'><iframe style='width:{width}px;height:1000px;"
                     f"border:0' srcdoc=\"{html.escape(inner, quote=True)}\"></iframe></body></html>")
     out = subprocess.run(
@@ -92,3 +92,25 @@ def test_the_measurement_sees_a_page_that_overflows(reports, tmp_path):
                                                                f"<div class='wide'>{wide}</div><h2>More tables</h2>"))
     m = _measure(report, tmp_path)
     assert m["page_width"] > m["window_width"] and m["wide"], m
+
+
+FILTER = """<script>
+const pick = (id, v) => { const s = document.getElementById(id); s.value = v; s.dispatchEvent(new Event('change')); };
+const count = () => { const shown = [...document.querySelectorAll('div.answers .prompt')].filter(p => !p.hidden);
+  return {prompts: shown.length, sets: [...new Set(shown.map(p => p.dataset.set))],
+          answers: [...new Set(shown.flatMap(p => [...p.querySelectorAll('.answer:not(.teacher)')]
+                                .filter(a => !a.hidden).map(a => a.dataset.method)))]}; };
+const all = count();
+pick('ans-set', 'world-ood'); const ood = count();
+pick('ans-method', 'GAD'); const gad = count();
+pick('ans-set', ''); pick('ans-method', ''); const reset = count();
+window.parent.document.body.setAttribute('data-measure', JSON.stringify({all, ood, gad, reset}));
+</script>"""
+
+
+def test_the_answer_browser_filters_by_set_and_method(reports, tmp_path):
+    m = _measure(reports["smoke-run"], tmp_path, script=FILTER)
+    assert m["all"]["prompts"] == 16 and m["all"]["sets"] == ["world-id", "world-ood"] and len(m["all"]["answers"]) == 9
+    assert m["ood"]["prompts"] == 8 and m["ood"]["sets"] == ["world-ood"]
+    assert m["gad"]["prompts"] == 8 and m["gad"]["answers"] == ["GAD"]
+    assert m["reset"] == m["all"]

@@ -296,6 +296,8 @@ class SuiteConfig:
     requires: Requirements = setting(Requirements(), "what the suite needs to start")
     baseline: str | None = setting(None, "a regression baseline file compared after the run (the ci suite)")
     paper_baseline: bool = setting(False, "show the paper's published numbers beside ours in the report")
+    report_note: str = setting("", "one or two sentences the report shows first: what this suite can and cannot "
+                                   "show (scale, student, data, judge quality) and the doc that says more")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import shutil
 from pathlib import Path
@@ -9,11 +10,14 @@ from pathlib import Path
 import matplotlib
 
 from gadbench.io import atomic_write_bytes, atomic_write_text
+from gadbench.report.answers import answers_html, sample
 from gadbench.report.baselines import Baselines, load_baselines
 from gadbench.report.figures import FIGURES
+from gadbench.report.judging import judge_signal, no_signal_note
 from gadbench.report.load import load_results
 from gadbench.report.notes import collect
-from gadbench.report.render import Report, html_page, markdown
+from gadbench.report.render import Report, html_page, markdown, reading
+from gadbench.report.search import chosen_runs
 from gadbench.report.tables import build_tables
 from gadbench.report.typeset import to_csv, to_latex, to_markdown
 
@@ -21,6 +25,12 @@ from gadbench.report.typeset import to_csv, to_latex, to_markdown
 def build_report(path: str | Path, ci: bool = False, baselines: str | Path | None = None) -> Path:
     """Write the report of `path` (a run dir or results/<suite>/) into it and return the REPORT.md path.
     `ci` adds intervals to cells; `baselines` overrides baselines/paper.json (used for the paper suite)."""
+    write_report(path, ci, baselines)
+    return Path(path) / "REPORT.md"
+
+
+def write_report(path: str | Path, ci: bool = False, baselines: str | Path | None = None) -> Report:
+    """build_report, returning what it wrote (the index page of several suites reads it)."""
     suite = load_results(path)
     base: Baselines | None = load_baselines(baselines) if suite.is_paper else None
     out = Path(path)
@@ -45,10 +55,12 @@ def build_report(path: str | Path, ci: bool = False, baselines: str | Path | Non
         atomic_write_bytes(out / "figures" / f"{name}.png", png)
         atomic_write_bytes(out / "figures" / f"{name}.svg", svg)
         figures.append((name, title, png))
-    rep = Report(suite, collect(suite), tables, skipped_tables, figures, skipped_figures, ci)
+    chosen = dataclasses.replace(suite, runs=chosen_runs(suite))
+    rep = Report(suite, collect(suite), tables, skipped_tables, figures, skipped_figures, ci,
+                 reading(suite, no_signal_note(judge_signal(chosen))), answers_html(sample(chosen)))
     atomic_write_text(out / "report.html", html_page(rep))
     atomic_write_text(out / "REPORT.md", markdown(rep))
-    return out / "REPORT.md"
+    return rep
 
 
 def _save(fig, fmt: str, **kwargs) -> bytes:

@@ -28,7 +28,7 @@ from gadbench.report.cells import (
     metrics_of,
     selected_rows,
 )
-from gadbench.report.judging import survives_length_control
+from gadbench.report.judging import NOT_TESTED, judge_signal, survives_length_control
 from gadbench.report.load import Run, Suite
 from gadbench.report.naming import student_label
 from gadbench.report.typeset import Table
@@ -151,7 +151,7 @@ def _frozen_row(suite: Suite, student: str) -> list | None:
 
 def findings_table(suite: Suite, base=None) -> Table | str:
     students = list(dict.fromkeys(r.student for r in suite.runs if r.identity.key in ("gad", "seqkd")))
-    rows = []
+    rows, flags = [], judge_signal(suite)  # a judge without signal tests no finding
     for student in students:
         gad, seqkd = _runs(suite, "gad", student), _runs(suite, "seqkd", student)
         if not gad or not seqkd:
@@ -160,10 +160,15 @@ def findings_table(suite: Suite, base=None) -> Table | str:
         found = []
         for i, label in enumerate(labels):
             finding = "GAD beats SeqKD (in distribution)" if i == 0 else f"GAD generalises better ({label})"
-            found.append(_difference_row(finding, gad, seqkd, label, metrics_of(suite, label)[0]))
+            metric = metrics_of(suite, label)[0]
+            if (label, judge := metric.partition("/")[0]) in flags:
+                found.append([finding, f"not tested: {judge} has no signal on {label} ({flags[(label, judge)]})",
+                              "–", NOT_TESTED])
+                continue
+            found.append(_difference_row(finding, gad, seqkd, label, metric))
         found.append(_mode_row(gad, seqkd, labels[0]) if labels else None)
         found.append(_frozen_row(suite, student))
-        found.append(survives_length_control(gad, seqkd, labels))
+        found.append(survives_length_control(gad, seqkd, labels, flags))
         prefix = f"{student_label(student)}: " if len(students) > 1 else ""
         rows += [[prefix + r[0], *r[1:]] for r in found if r]
     if not rows:
@@ -175,6 +180,6 @@ def findings_table(suite: Suite, base=None) -> Table | str:
         header=["Finding", f"Evidence (difference, {LEVEL} interval)", "n (seeds x items)", "Verdict"],
         rows=rows,
         note=("Verdict from the interval: reproduced (on the paper's side of 0), not reproduced (on the other "
-              "side), inconclusive (contains 0). Intervals resample seeds, then prompts (steps) within each "
+              "side), inconclusive (contains 0); not tested: only a judge without signal could test it. Intervals resample seeds, then prompts (steps) within each "
               "seed, paired by (seed, prompt); n = seeds x prompts. Primary metric per dataset."),
     )

@@ -5,6 +5,11 @@ judges on the same answers.
 
 Controlled scores exist for the judges whose record has a `Control` (gad-paper, pairwise); a regression over
 fewer than MIN_ITEMS judged items per method is not shown. Intervals resample seeds, then items (N_RESAMPLES refits each).
+
+A judge without signal on a dataset (`judge_signal`) is flagged in the report and kept out of the findings: one
+whose scores sit at its parity (a tie with the opponent, its record's `parity`) on at least TIE_SHARE of the
+answers, or whose rank correlation (Spearman) with each of at least two other judges on the same answers is
+below MIN_CORRELATION in size (at least MIN_ITEMS shared answers each).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from gadbench.report.typeset import Cell, Table
 CONTROLLED_JUDGES = tuple(name for name, record in JUDGES.items() if record.control)
 MIN_ITEMS = 10
 N_RESAMPLES = 500
+TIE_SHARE = 0.8
+MIN_CORRELATION = 0.1
 
 
 def by_seed(runs: list[Run], label: str) -> dict[int, list[dict]]:
@@ -80,11 +87,48 @@ def controlled_table(suite: Suite, base=None) -> Table | str:
                   "shift > 2", "n (seeds x items)"], rows, note=note)
 
 
-def survives_length_control(gad: list[Run], seqkd: list[Run], labels: list[str]) -> list | None:
-    """The finding row: length-controlled GAD - SeqKD on the first dataset with a controllable judge."""
+def judge_signal(suite: Suite) -> dict[tuple[str, str], str]:
+    """(dataset label, judge) -> why the judge carries no signal there, over every method's selected rows."""
+    groups, out = _groups(suite.runs), {}
+    for label in datasets(suite):
+        judges = sorted({j for _, _, runs in groups for j in _judges(by_seed(runs, label))})
+        scores = {j: _pooled(groups, label, j) for j in judges}
+        for j in judges:
+            valid = [v for v in scores[j].values() if v is not None]
+            parity = JUDGES[j].parity if j in JUDGES else None
+            reasons = []
+            if parity is not None and len(valid) >= MIN_ITEMS:
+                ties = sum(v == parity for v in valid) / len(valid)
+                if ties >= TIE_SHARE:
+                    reasons.append(f"{ties:.0%} of its {len(valid)} scores are ties ({parity:g})")
+            rhos = {o: judge_agreement(scores[j], scores[o]) for o in judges if o != j}
+            rhos = {o: g["spearman"] for o, g in rhos.items() if g["n"] >= MIN_ITEMS}
+            if len(rhos) >= 2 and all(r is None or abs(r) < MIN_CORRELATION for r in rhos.values()):
+                reasons.append("its rank correlation with " + ", ".join(
+                    f"{o} {'–' if r is None else format(r, '+.2f')}" for o, r in rhos.items()) + " is about 0")
+            if reasons:
+                out[(label, j)] = " and ".join(reasons)
+    return out
+
+
+def no_signal_note(flags: dict[tuple[str, str], str]) -> list[str]:
+    """One sentence per judge without signal on a dataset."""
+    return [f"Judge {j} carries no signal on {label}: {why}; it is kept out of the findings." for (label, j), why
+            in flags.items()]
+
+
+def survives_length_control(gad: list[Run], seqkd: list[Run], labels: list[str],
+                            flags: dict[tuple[str, str], str] | None = None) -> list | None:
+    """The finding row: length-controlled GAD - SeqKD on the first dataset with a controllable judge that has
+    signal there (`judge_signal`); where only judges without signal could test it, a row saying so."""
+    flags = flags or {}
+    skipped = []
     for label in labels:
         a, b = by_seed(gad, label), by_seed(seqkd, label)
         for judge in (j for j in CONTROLLED_JUDGES if j in _judges(a) and j in _judges(b)):
+            if (label, judge) in flags:
+                skipped.append(f"{judge} on {label}: {flags[(label, judge)]}")
+                continue
             try:
                 d = controlled_difference(a, b, judge, "length", n_resamples=N_RESAMPLES)
             except ValueError:
@@ -96,7 +140,13 @@ def survives_length_control(gad: list[Run], seqkd: list[Run], labels: list[str])
                         f"[{d['raw_ci_low']:+.2f}, {d['raw_ci_high']:+.2f}], {d['raw_verdict']})")
             n = f"{d['n_seeds']} x {round(d['n_items'] / d['n_seeds'])} prompts"
             return ["GAD's gain survives length control", evidence, n, d["verdict"]]
+    if skipped:
+        return ["GAD's gain survives length control", "not tested: the only judge that controls for length has "
+                "no signal here (" + "; ".join(skipped) + ")", "–", NOT_TESTED]
     return None
+
+
+NOT_TESTED = "not tested"
 
 
 def _pooled(groups: list[tuple[str, str, list[Run]]], label: str, judge: str) -> dict[str, float | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from gadbench.judge.records import metric_info
 from gadbench.judge.usage import add_usage
 from gadbench.metrics import paired_seeds_and_items
 from gadbench.report.baselines import Baselines
@@ -147,7 +148,8 @@ def main_table(suite: Suite, base: Baselines | None) -> Table | str:
         suite, base, rows, cols, lambda i, s, v, _: [_first(i, s, rows), v.label], _primary(suite, cols)
     )
     metrics = sorted({m for _, m in cols})
-    note = f"Primary metric: {', '.join(metrics)}. Best per student in bold (teacher excluded). " + _seeds_note(rows)
+    note = (f"Primary metric: {', '.join(_described(m) for m in metrics)}. Best per student in bold (teacher "
+            "excluded). " + _seeds_note(rows))
     if OTHERS in {d for d, _ in cols}:
         note += "Others = unweighted mean of Dolly, SelfInst and Vicuna. "
     if suite.is_paper:
@@ -166,9 +168,16 @@ def metric_tables(suite: Suite, base: Baselines | None) -> list[Table] | str:
             continue
         grid, blocks = _grid(suite, base, rows, cols, lambda i, s, v, _: [_first(i, s, rows), v.label], set())
         out.append(Table(f"metrics-{_slug(d)}", f"All metrics on {d}", ["Student", "Method"] + [m for _, m in cols],
-                         grid, blocks, ("Best per student in bold (no bold for style shares). " + _seeds_note(rows)
-                                        ).strip()))
+                         grid, blocks, ("Best per student in bold (no bold where no direction is better). "
+                                        + _seeds_note(rows) + "Metrics: " + "; ".join(_described(m) for _, m in cols)
+                                        + ".").strip()))
     return out or "Metric tables skipped: no dataset has a metric besides its primary one."
+
+
+def _described(metric: str) -> str:
+    """`gold/accuracy (fraction correct, higher is better)`: the unit and direction its judge record declares."""
+    info = metric_info(metric)
+    return f"{metric} ({info.describe()})" if info else metric
 
 
 def _slug(label: str) -> str:
