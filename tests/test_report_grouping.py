@@ -62,7 +62,7 @@ def test_runs_of_an_earlier_configuration_are_left_out_not_pooled_as_seeds(tmp_p
     assert in_dist["n (seeds x items)"] == "1 x 100 prompts" and "GAD 1.000" in in_dist[
         "Evidence (difference, 95% interval)"], in_dist
     md = (suite / "REPORT.md").read_text()
-    section = md[md.index("### Runs left out"):md.index("### Warnings")]
+    section = md[md.index("### Left out of this report"):md.index("### Warnings")]
     assert "another configuration than the runs suite.json lists (train.lr 0.0001 vs 0.0003)" in section, section
     assert f"tiny-qwen--gad--s1--{OLD}" in (suite / "report.html").read_text()
     assert "run folders of another configuration than the runs suite.json lists are left out" in md.splitlines()[2]

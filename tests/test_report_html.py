@@ -70,7 +70,7 @@ def test_no_path_of_the_machine_leaks(built):
 
 def test_world_data_loads_are_listed(built):
     md = (built["smoke-run"] / "REPORT.md").read_text()
-    section = md[md.index("### Data loaded"):md.index("### Runs left out")]
+    section = md[md.index("### Data loaded"):md.index("### Left out of this report")]
     assert "world (the synthetic world (ood)): kept 48 of 48 rows; skipped: nothing: 8 runs" in section, section
 
 

@@ -69,7 +69,7 @@ def summary(rep: Report) -> str:
                  "(table `search`).")
     if s.superseded:
         text += (f" {len(s.superseded)} run folder{'s' if len(s.superseded) > 1 else ''} of another configuration "
-                 "than the runs suite.json lists are left out (Runs left out).")
+                 "than the runs suite.json lists are left out (see Left out of this report).")
     if s.is_paper:
         text += " Published numbers are shown beside ours."
     return text + " Rebuild with `gadbench report .` in this folder."
@@ -105,7 +105,7 @@ def _sections(notes: Notes, n_runs: int) -> list[tuple[str, list[tuple[str, list
         ("Departures from the paper", grouped(notes.departures)),
         ("Checkpoint selection", grouped(notes.selection)),
         ("Data loaded", grouped(notes.data)),
-        ("Runs left out", grouped(notes.left_out, of_all=False)),
+        ("Left out of this report", grouped(notes.left_out, of_all=False)),
         ("Warnings", [(shown_path(w), []) for w in notes.warnings]),
         ("Budget-check failures", [(b, []) for b in notes.budget]),
     ]
@@ -183,7 +183,7 @@ def inline(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
-_CSS = """
+CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1360px;margin:1.2em auto;padding:0 1em;
 color:#222;line-height:1.4;overflow-wrap:anywhere}
 h1{border-bottom:2px solid #4e79a7;padding-bottom:.2em;margin:.2em 0 .4em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
@@ -230,7 +230,7 @@ def html_page(rep: Report) -> str:
     out = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>gadbench report: {e(rep.suite.name)}</title><style>{_CSS}</style></head><body>",
+        f"<title>gadbench report: {e(rep.suite.name)}</title><style>{CSS}</style></head><body>",
         f"<h1>gadbench report: {e(rep.suite.name)}</h1><p class='summary'>{inline(summary(rep))}</p>",
     ]
     if rep.reading:
