@@ -40,18 +40,30 @@ def _all(figures):
     return [(s, n, f) for s, by_name in figures.items() for n, f in by_name.items()]
 
 
+def _ylabel(ax) -> str:
+    return " ".join(ax.get_ylabel().split())  # wrapped labels as one line
+
+
 def _axes(fig: Figure):
     return [ax for ax in fig.axes if ax.axison]
 
 
-def test_no_legend_covers_an_axes(figures):
-    covered = []
+def test_no_legend_covers_an_axes_and_nothing_is_cut_off(figures):
+    covered, cut = [], []
     for suite, name, fig in _all(figures):
         legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
         for legend in legends:
             box = legend.get_window_extent()
             covered += [(suite, name, ax.get_title()) for ax in _axes(fig) if box.overlaps(ax.get_window_extent())]
+        texts = [*legends, *(ax.yaxis.label for ax in _axes(fig)), *(ax.xaxis.label for ax in _axes(fig))]
+        for t in texts:
+            if getattr(t, "get_text", lambda: "legend")() == "":
+                continue
+            box = t.get_window_extent()
+            if box.x0 < -1 or box.y0 < -1 or box.x1 > fig.bbox.x1 + 1 or box.y1 > fig.bbox.y1 + 1:
+                cut.append((suite, name, getattr(t, "get_text", lambda: "legend")(), [round(v) for v in box.extents]))
     assert not covered, f"legends over axes: {covered}"
+    assert not cut, f"cut off by the figure's edge ({fig.bbox.extents}): {cut}"
 
 
 def test_every_legend_entry_is_drawn(figures):
@@ -84,7 +96,7 @@ def test_every_checkpoint_panel_plots_its_sets_primary_metric(figures):
     for ax in panels:
         lines = [line for line in ax.lines if len(line.get_xdata()) >= 2]
         assert len(lines) >= 8, (ax.get_title(), len(lines))  # SeqKD, GAD and its six ablations
-        assert "gold/teacher_logprob" in ax.get_ylabel() and "higher is better" in ax.get_ylabel(), ax.get_ylabel()
+        assert "gold/teacher_logprob" in _ylabel(ax) and "higher is better" in _ylabel(ax), _ylabel(ax)
 
 
 def test_reward_hacking_compares_the_adversarial_stages_step_for_step(figures):
@@ -103,9 +115,9 @@ def test_headline_bars_start_at_zero_and_no_bar_hangs_below_it(figures):
     the metric's unit and which way is better."""
     share = _axes(figures["sharegpt-smol"]["fig1_bars"])
     assert all(ax.get_ylim()[0] == 0 for ax in share), [ax.get_ylim() for ax in share]
-    assert all("cosine x 100, higher is better" in ax.get_ylabel() for ax in share), [ax.get_ylabel() for ax in share]
+    assert all("cosine x 100, higher is better" in _ylabel(ax) for ax in share), [_ylabel(ax) for ax in share]
     smoke = _axes(figures["smoke-run"]["fig1_bars"])
     bars = [p for ax in smoke for p in ax.patches if isinstance(p, Rectangle) and p.get_height() < 0]
     assert not bars, f"{len(bars)} bars hang below 0"
-    assert all("nats per token, higher is better" in ax.get_ylabel() for ax in smoke)
+    assert all("nats per token, higher is better" in _ylabel(ax) for ax in smoke)
     assert all(len(ax.lines) >= 3 for ax in smoke)  # before, SeqKD and GAD as points with their intervals

@@ -143,7 +143,7 @@ def test_a_judge_without_signal_is_flagged_and_tests_no_finding(built):
     md = (root / "REPORT.md").read_text()
     reading = next(line for line in md.splitlines() if line.startswith("**How to read this report.**"))
     assert "Judge gad-paper carries no signal on sharegpt-test" in reading and "kept out of the findings" in reading
-    assert "rank correlation with embedding -0.01, rouge-l +0.00 is about 0" in reading
+    assert "rank correlation with the other judges is about 0 (Spearman: embedding -0.01, rouge-l +0.00)" in reading
 
 
 def test_judges_with_signal_are_not_flagged():

@@ -3,6 +3,7 @@ the figure is skipped."""
 
 from __future__ import annotations
 
+import textwrap
 from collections import defaultdict
 from statistics import mean
 
@@ -50,15 +51,16 @@ def _color(suite: Suite, run: Run) -> tuple:
 
 
 def axis_label(metric: str, what: str | None = None) -> str:
-    """A metric's axis label with its declared unit and direction (gadbench.judge.records):
-    `gold/accuracy (fraction correct, higher is better)`."""
+    """A metric's axis label with its declared unit and direction (gadbench.judge.records), wrapped to fit
+    beside a panel: `gold/accuracy (fraction correct, higher is better)`."""
     info = metric_info(metric)
-    return f"{what or metric}\n({info.describe()})" if info else (what or metric)
+    label = f"{what or metric} ({info.describe()})" if info else (what or metric)
+    return "\n".join(textwrap.wrap(label, 34))
 
 
 def legend_below(fig: Figure, handles: list | None = None, ncol: int = 3) -> None:
     """One legend for the whole figure, below its axes (never over data): the given handles, else every
-    labelled artist of every axes, each label once."""
+    labelled artist of every axes, each label once; as many columns as fit the figure's width."""
     if handles is None:
         seen: dict[str, object] = {}
         for ax in fig.axes:
@@ -66,7 +68,13 @@ def legend_below(fig: Figure, handles: list | None = None, ncol: int = 3) -> Non
                 seen.setdefault(label, h)
         handles = [_as_handle(h, label) for label, h in seen.items()]
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncol=min(ncol, len(handles)), fontsize=7)
+        widest = max(len(h.get_label()) for h in handles) * LEGEND_CHAR_IN + LEGEND_HANDLE_IN
+        fits = max(1, int(fig.get_figwidth() // widest))
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(ncol, len(handles), fits), fontsize=7)
+
+
+LEGEND_CHAR_IN = 0.058  # width of one character at fontsize 7, in inches (a generous estimate)
+LEGEND_HANDLE_IN = 0.55  # the line sample and the gaps around an entry
 
 
 def _as_handle(h, label: str):

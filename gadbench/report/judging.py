@@ -104,8 +104,8 @@ def judge_signal(suite: Suite) -> dict[tuple[str, str], str]:
             rhos = {o: judge_agreement(scores[j], scores[o]) for o in judges if o != j}
             rhos = {o: g["spearman"] for o, g in rhos.items() if g["n"] >= MIN_ITEMS}
             if len(rhos) >= 2 and all(r is None or abs(r) < MIN_CORRELATION for r in rhos.values()):
-                reasons.append("its rank correlation with " + ", ".join(
-                    f"{o} {'–' if r is None else format(r, '+.2f')}" for o, r in rhos.items()) + " is about 0")
+                reasons.append("its rank correlation with the other judges is about 0 (Spearman: " + ", ".join(
+                    f"{o} {'–' if r is None else format(r, '+.2f')}" for o, r in rhos.items()) + ")")
             if reasons:
                 out[(label, j)] = " and ".join(reasons)
     return out
