@@ -84,6 +84,31 @@ def from_main(fn):
     return box[0]
 
 
+def gather_to_main(obj) -> list | None:
+    """Every process's (picklable) `obj` in rank order on process 0, None on the others (a collective)."""
+    if not active():
+        return [obj]
+    out = [None] * world() if is_main() else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def all_gather_object(obj, group=None) -> list:
+    """Every process's (picklable) `obj` in rank order, on every process: of all processes, or of `group`."""
+    if not active():
+        return [obj]
+    out = [None] * dist.get_world_size(group)
+    dist.all_gather_object(out, obj, group=group)
+    return out
+
+
+def consecutive_groups(size: int):
+    """This process's group when the processes are split into groups of `size` consecutive ranks (0..size-1,
+    size..2 size-1, ...); a collective, called by every process."""
+    group, _ = dist.new_subgroups_by_enumeration([list(range(i, i + size)) for i in range(0, world(), size)])
+    return group
+
+
 def all_sum(values: list[float]) -> list[float]:
     """Element-wise sum over ranks of a list of numbers."""
     if not active():

@@ -10,6 +10,7 @@ and holds it until the suite ends, because the suite's closing budget check writ
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -94,6 +95,9 @@ def check_requirements(suite: SuiteConfig) -> None:
 
         if not torch.cuda.is_available():
             missing.append("a CUDA GPU (none is visible)")
+    if suite.rollout.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        missing.append("vLLM for rollout.engine=vllm (pip install 'gadbench[vllm]', docs/scale.md; or "
+                       "--set rollout.engine=hf)")
     if suite.requires.judge_endpoint and not (os.environ.get(suite.judge.api_key_env) or suite.judge.base_url):
         missing.append(f"a judge endpoint (set ${suite.judge.api_key_env}, or judge.base_url for a local server)")
     if suite.requires.online_data:

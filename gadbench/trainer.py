@@ -27,6 +27,7 @@ from gadbench.methods.context import begin_stage, build_context, timed
 from gadbench.methods.updates import d_diagnostics
 from gadbench.models import Discriminator, count_params, load_causal_lm, response_tokens
 from gadbench.progress import progress_bar
+from gadbench.rollout.fanout import FanOutEngine, serve
 from gadbench.rundir import RunDir
 
 log = logging.getLogger("gadbench")
@@ -67,9 +68,8 @@ class Trainer:
         # Sharded (FSDP) models keep an unsharded skeleton on the meta device for the reference and for
         # the full copy that evaluation generates from.
         self.sharded = t.sharding != "none" and dist.world() > 1
-        if spec.rollout.engine == "vllm" and self.sharded:
-            raise ConfigError("rollout.engine=vllm needs a full replica of G on each process; use train.sharding: none "
-                              "or rollout.engine: hf with FSDP.")
+        # vLLM engines on every process generate the evaluation answers together (gadbench/rollout/fanout.py)
+        self.fan_out = spec.rollout.engine == "vllm" and dist.world() > 1
         self.bf16 = device.type == "cuda" and t.precision == "bf16"
         self.fsdp_wrap = functools.partial(dist.fsdp_wrap, device=device, bf16=self.bf16, hybrid=t.sharding == "hsdp")
         g = load_causal_lm(spec.student)
@@ -166,20 +166,28 @@ class Trainer:
                 )
 
     def _eval(self, step: int) -> None:
-        """Evaluation runs on the main process (from a gathered full copy of G when sharded); the others wait."""
+        """Evaluation runs on the main process while the others wait: its answers come from every process's
+        vLLM engine (`fan_out`), or else from the main process alone (from a gathered full copy of G when
+        sharded)."""
         if self.on_eval is None:
             return
         ctx = self.ctx
         extra = {}
         if ctx.d is not None and self.data.validation:  # every process: D may be sharded
             extra["d"] = d_diagnostics(ctx, self.data.validation, step)
-        if self.sharded:
+        if self.fan_out and not dist.is_main():
+            serve(ctx.engine, ctx.g.model)
+        elif self.fan_out:
+            ctx = dataclasses.replace(ctx, engine=FanOutEngine(ctx.engine))
+        elif self.sharded:
             full = dist.unsharded_copy(ctx.g.model, self.g_skeleton, self.bf16)
             ctx = dataclasses.replace(ctx, g=dataclasses.replace(ctx.g, model=full))
         if dist.is_main():
             with torch.random.fork_rng(devices=[]):  # evaluation never shifts the training RNG stream
                 torch.manual_seed(eval_seed(self.spec, step))
                 self.on_eval(step, ctx, extra)
+            if self.fan_out:  # only after a complete evaluation: on an error the launch stops them all
+                ctx.engine.stop()
         dist.barrier()
 
     # ------------------------------------------------------------------------------------- checkpoints

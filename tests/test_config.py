@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -358,6 +359,27 @@ def test_requires_gpu_stops_with_one_line(tmp_path):
     assert lines[0].startswith("gadbench: suite `gpu` needs a CUDA GPU (none is visible)")
     assert "--dry-run" in lines[0]
     assert not (tmp_path / "out").exists()  # stopped before creating anything
+
+
+def test_vllm_engine_without_vllm_stops_with_one_line(tmp_path):
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed; the requirement is met")
+    r = _cli("run", "--suite", str(FIX / "base.yaml"), "--out", str(tmp_path / "out"), "--set", "rollout.engine=vllm",
+             tmp_path=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "needs vLLM for rollout.engine=vllm (pip install 'gadbench[vllm]'" in lines[0]
+    assert not (tmp_path / "out").exists()  # stopped before creating anything
+
+
+def test_tensor_parallel_size_must_divide_the_process_count():
+    from gadbench.config import RolloutConfig
+    from gadbench.rollout.vllm import VLLMRolloutEngine
+
+    with pytest.raises(ConfigError, match=r"rollout.tensor_parallel_size=2 does not divide the 1 process\(es\)"):
+        VLLMRolloutEngine(None, RolloutConfig(engine="vllm", tensor_parallel_size=2), max_model_len=64)
+    VLLMRolloutEngine(None, RolloutConfig(engine="vllm", tensor_parallel_size=1), max_model_len=64)  # builds lazily
 
 
 # ------------------------------------------------------------------------------------ hyperparameter search

@@ -201,6 +201,11 @@ class RolloutConfig:
     gpu_memory_utilization: float = setting(0.3, "vllm: share of GPU memory it may take beside training",
                                             paper="0.7", lo=0.05, hi=0.95)
     enforce_eager: bool = setting(False, "vllm: skip CUDA graphs / torch.compile (faster start, slower decoding)")
+    tensor_parallel_size: int = setting(1, "vllm: processes (GPUs) per engine; 1: every process holds a whole "
+                                           "engine and generates its own prompts; k: each k consecutive processes "
+                                           "share one tensor-parallel engine", paper="2", lo=1)
+    sleep: bool = setting(True, "vllm: release the KV cache and move the weights to host memory while G and D "
+                                "train (vLLM sleep mode, level 1; CUDA only, the calls do nothing elsewhere)")
 
 
 @dataclass(frozen=True)

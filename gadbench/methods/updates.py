@@ -83,9 +83,9 @@ def rollout(ctx: Context, batch: list, step: int) -> tuple[object, Spend]:
 def rollout_metrics(ctx: Context, batch: list, roll) -> dict:
     n = len(roll.texts)
     m = {"response_len": _mean(roll.generated_tokens, n), "truncated_frac": _mean(sum(roll.truncated), n)}
-    stats = getattr(ctx.engine, "stats", None)  # the vllm engine: weight pushes so far and their total time
+    stats = getattr(ctx.engine, "stats", None)  # the vllm engine: start, weight pushes, sleep and wake (totals)
     if stats:
-        m.update({"vllm/pushes": stats["pushes"], "vllm/push_s": stats["push_s"], "vllm/start_s": stats["start_s"]})
+        m.update({f"vllm/{k}": v for k, v in stats.items()})
     if ctx.gold_fn is not None:
         prompts = [batch[i].prompt for i in roll.prompt_index]
         m.update({f"gold/{k}": _mean(v * n, n) for k, v in ctx.gold_fn(prompts, roll.texts).items()})
