@@ -188,7 +188,7 @@ body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1360px;
 color:#222;line-height:1.4;overflow-wrap:anywhere}
 h1{border-bottom:2px solid #4e79a7;padding-bottom:.2em;margin:.2em 0 .4em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
 h3{margin:1em 0 .3em}p.summary{max-width:1200px}
-table{border-collapse:collapse;margin:.4em 0 1em;font-size:13px}
+table{border-collapse:collapse;margin:.4em 0 1em;font-size:13px;overflow-wrap:normal}
 th,td{padding:2px 8px;border-bottom:1px solid #eee;vertical-align:top}
 th{background:#f3f5f8;text-align:left;border-bottom:2px solid #999}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td.txt{max-width:520px}
@@ -204,6 +204,8 @@ details.prompt pre{white-space:pre-wrap;overflow-wrap:anywhere;margin:.2em 0 .5e
 background:#fafafa;padding:.3em .5em}
 .answer{margin:.4em 0 0 .6em}.answer b{font-size:14px}.answer.teacher b{color:#000}.scores{color:#666;font-size:12px;margin-left:.6em}
 p.filters select{margin:0 .8em 0 .2em}
+@media (max-width:600px){body{font-size:15px;padding:0 .6em}h1{font-size:1.5em}table{font-size:12px}
+td.txt{min-width:9em}}
 """
 
 
