@@ -43,13 +43,13 @@ class LoadedModel:
     template: str
 
 
-def load_causal_lm(cfg: ModelConfig, download: bool = True) -> LoadedModel:
+def load_causal_lm(cfg: ModelConfig, download: bool = True, stored_dtype: bool = False) -> LoadedModel:
     """The model and tokenizer `cfg.path` names: `world:<size>`, a local folder, a .gguf file (dequantised
     once into a cached folder), or a hub id (fetched when `download` and the hub is reachable, else only
-    from the local cache). A model that cannot be loaded raises `ModelUnavailableError` saying how to
-    provide it."""
-    if cfg.path.startswith("world:"):
-        model, tok = load_world_student(cfg.path.split(":", 1)[1])
+    from the local cache), in `cfg.dtype`, or with `stored_dtype` in the dtype its files hold (the caller
+    casts). A model that cannot be loaded raises `ModelUnavailableError` saying how to provide it."""
+    if cfg.path.startswith("world:"):  # stored in fp32
+        model, tok = load_world_student(cfg.path.split(":", 1)[1], torch.float32 if stored_dtype else getattr(torch, cfg.dtype))
         return LoadedModel(model, tok, "chat")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -64,7 +64,8 @@ def load_causal_lm(cfg: ModelConfig, download: bool = True) -> LoadedModel:
         elif local.exists():
             path = str(local)
         tok = AutoTokenizer.from_pretrained(path, local_files_only=not download)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, cfg.dtype), local_files_only=not download)
+        dtype = "auto" if stored_dtype else getattr(torch, cfg.dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=not download)
     except OSError as e:
         raise ModelUnavailableError(
             f"model `{cfg.path}` is not available offline ({str(e).splitlines()[0][:120]}); download it where "

@@ -1,12 +1,14 @@
 """A run's directory: where each file of a run lives, and its checkpoints (docs/results-format.md).
 
     <out>/<suite>/<run_id>/  config.yaml  metrics.jsonl  budget.json  summary.json  eval/step-K/
-                             checkpoints/step-K/state.pt (+ KEEP at stage ends)
+                             checkpoints/step-K/ (gadbench.state.checkpoint: DCP shards, rng-<rank>.pt, KEEP at stage
+                             ends, complete.json)
     <out>/cache/             answers of API teachers and judges, shared by the suites of one --out
 
-A checkpoint is written to a temporary folder and renamed into place, so a crash never leaves a partial
-checkpoint under a real name; a failed write (disk full) raises `CheckpointWriteError` and leaves the
-previous checkpoint intact.
+A checkpoint is written to a temporary folder, marked complete (complete.json, written last) and renamed into
+place; only a folder under its real name with the marker counts, and pruning deletes the marker first, so
+neither a crash while writing nor one while pruning leaves a partial checkpoint that passes for a complete
+one. A failed write (disk full) raises `CheckpointWriteError` and leaves the previous checkpoint intact.
 
 One owner per run (`RunLock`): an exclusive OS lock that a process holds on a run while it may write the
 run's files: `fcntl.flock` on `<out>/<suite>/.<run_id>.lock`, beside the run directory (a fresh start deletes
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gadbench import GadbenchError
+from gadbench.io import atomic_write_json
 
 
 class CheckpointWriteError(GadbenchError, OSError):
@@ -78,61 +81,71 @@ class RunDir:
         return self.path / "checkpoints"
 
     def checkpoint(self, step: int) -> Path:
-        return self.checkpoints / f"step-{step}" / "state.pt"
+        return self.checkpoints / f"step-{step}"
 
     def checkpoint_steps(self) -> list[int]:
         """Steps with a complete checkpoint."""
         if not self.checkpoints.is_dir():
             return []
         return sorted(int(p.name.split("-")[1]) for p in self.checkpoints.glob("step-*")
-                      if p.name.split("-")[1].isdigit() and (p / "state.pt").exists())
+                      if p.name.split("-")[1].isdigit() and (p / COMPLETE).exists())
 
     def latest_checkpoint(self) -> int:
         return max(self.checkpoint_steps(), default=0)
 
-    def load_checkpoint(self, step: int) -> dict:
-        """Memory-mapped on the CPU: every process reads the same pages, and nothing lands on one GPU."""
-        import torch
+    def earlier_format_steps(self) -> list[int]:
+        """Steps whose checkpoint an earlier gadbench wrote (one state.pt file), which this version does not read."""
+        return sorted(int(p.parent.name.split("-")[1]) for p in self.checkpoints.glob("step-*/state.pt")
+                      if p.parent.name.split("-")[1].isdigit())
 
-        return torch.load(self.checkpoint(step), map_location="cpu", mmap=True, weights_only=False)
-
-    def write_checkpoint(self, state: dict, step: int, keep_stage_end: bool, keep_newest: int) -> None:
-        """Write `state` as step `step` (atomically), then keep the newest `keep_newest` checkpoints plus
-        those marked as stage ends."""
+    def new_checkpoint_dir(self, step: int) -> Path:
+        """An empty temporary folder for checkpoint `step`, beside the checkpoints."""
         self.checkpoints.mkdir(parents=True, exist_ok=True)
-        final = self.checkpoints / f"step-{step}"
-        tmp = Path(tempfile.mkdtemp(dir=self.checkpoints, prefix=f".step-{step}."))
-        try:
-            _save_state(state, tmp / "state.pt")
-            if keep_stage_end:
-                (tmp / "KEEP").touch()
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
-        except OSError as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise CheckpointWriteError(
-                f"could not write the checkpoint of step {step} ({e.strerror or e}); the previous checkpoint "
-                f"(step {self.latest_checkpoint()}) is intact. Free disk space under {self.checkpoints} and "
-                "rerun with --resume."
-            ) from None
+        return Path(tempfile.mkdtemp(dir=self.checkpoints, prefix=f".step-{step}."))
+
+    def commit_checkpoint(self, tmp: Path, step: int, info: dict, keep_stage_end: bool, keep_newest: int) -> None:
+        """Make the written folder `tmp` checkpoint `step`: KEEP at stage ends, complete.json (`info`) last, then
+        the rename; then keep the newest `keep_newest` checkpoints plus those marked as stage ends."""
+        if keep_stage_end:
+            (tmp / "KEEP").touch()
+        atomic_write_json(tmp / COMPLETE, info)
+        final = self.checkpoint(step)
+        if final.exists():
+            _remove(final)
+        tmp.rename(final)
         self._prune(keep_newest)
 
     def _prune(self, keep_newest: int) -> None:
+        """Also deletes what crashes left: temporary folders, and folders whose deletion was cut short."""
         for tmp in self.checkpoints.glob(".step-*"):
             shutil.rmtree(tmp, ignore_errors=True)
-        done = sorted((int(p.name.split("-")[1]), p) for p in self.checkpoints.glob("step-*"))
-        for _, path in done[:-keep_newest]:
-            if not (path / "KEEP").exists():
-                shutil.rmtree(path, ignore_errors=True)
+        done = self.checkpoint_steps()
+        for path in self.checkpoints.glob("step-*"):
+            if path.name.split("-")[1].isdigit() and int(path.name.split("-")[1]) not in done:
+                _remove(path)
+        for step in done[:-keep_newest]:
+            if not (self.checkpoint(step) / "KEEP").exists():
+                _remove(self.checkpoint(step))
 
 
-class _WriteRecorder:
-    """The file torch.save writes through: it keeps the OSError of a failed write (no space left, file too
-    large), which torch.save alone reports as an opaque RuntimeError."""
+COMPLETE = "complete.json"  # a checkpoint folder's marker, written last
+
+
+def _remove(folder: Path) -> None:
+    """Delete a checkpoint folder, its marker first: a crash halfway leaves a folder that no longer counts."""
+    (folder / COMPLETE).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+class WriteRecorder:
+    """A file that keeps the OSError of a failed write (no space left, file too large), which torch.save
+    writing through it reports as an opaque RuntimeError; everything else is the file's own."""
 
     def __init__(self, f):
         self.f, self.error = f, None
+
+    def __getattr__(self, name: str):
+        return getattr(self.f, name)
 
     def write(self, data) -> int:
         try:
@@ -149,12 +162,12 @@ class _WriteRecorder:
             raise
 
 
-def _save_state(state: dict, path: Path) -> None:
+def save_state(state: dict, path: Path) -> None:
     """torch.save to `path`, flushed to disk; a failed write raises its OSError."""
     import torch
 
     with open(path, "wb") as f:
-        sink = _WriteRecorder(f)
+        sink = WriteRecorder(f)
         try:
             torch.save(state, sink)
         except RuntimeError:

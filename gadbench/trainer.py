@@ -1,8 +1,9 @@
 """The training loop: stages, steps, the budget meter, monitors, evaluation hooks, checkpoints and resume.
 
-A checkpoint (`RunDir.write_checkpoint`) holds G, D, the reference model, both optimizers, every RNG
-state and the meter. `--resume` continues from the last complete checkpoint, trims the step log to it,
-and on CPU ends bitwise-identical to an uninterrupted run.
+A checkpoint (gadbench.state.checkpoint) holds G, D, the reference model, both optimizers, every process's RNG
+states and the meter, each process writing its own shards. `--resume` continues from the last complete
+checkpoint, with any process count, trims the step log to it, and on CPU ends bitwise-identical to an
+uninterrupted run with the same processes.
 """
 
 from __future__ import annotations
@@ -11,24 +12,24 @@ import dataclasses
 import functools
 import logging
 import math
-import random
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from gadbench import GadbenchError, dist, runtime
 from gadbench.budget import Meter, Spend
-from gadbench.config import ConfigError, RunSpec
+from gadbench.config import ConfigError, ModelConfig, RunSpec
 from gadbench.eval.evaluator import eval_seed
 from gadbench.io import append_jsonl, read_jsonl, truncate_jsonl
-from gadbench.methods import stage_plan
+from gadbench.methods import stage_plan, uses_discriminator
 from gadbench.methods.context import begin_stage, build_context, timed
 from gadbench.methods.updates import d_diagnostics
 from gadbench.models import Discriminator, count_params, load_causal_lm, response_tokens
 from gadbench.progress import progress_bar
 from gadbench.rollout.fanout import FanOutEngine, serve
 from gadbench.rundir import RunDir
+from gadbench.state import checkpoint
+from gadbench.state.loading import load_sharded
 
 log = logging.getLogger("gadbench")
 
@@ -66,14 +67,18 @@ class Trainer:
                               "use a multiple of the process count.")
         device = runtime.setup(t, spec.seed)
         # Sharded (FSDP) models keep an unsharded skeleton on the meta device for the reference and for
-        # the full copy that evaluation generates from.
+        # the full copy that evaluation generates from; with one process, sharding (and CPU offload) is off.
         self.sharded = t.sharding != "none" and dist.world() > 1
         # vLLM engines on every process generate the evaluation answers together (gadbench/rollout/fanout.py)
         self.fan_out = spec.rollout.engine == "vllm" and dist.world() > 1
+        offload = spec.student.cpu_offload
+        if offload and t.sharding == "none":
+            raise ConfigError(f"student {spec.student_name} has cpu_offload, which offloads FSDP shards, but "
+                              "train.sharding is none; set train.sharding=fsdp (or hsdp), or cpu_offload to false.")
         self.bf16 = device.type == "cuda" and t.precision == "bf16"
-        self.fsdp_wrap = functools.partial(dist.fsdp_wrap, device=device, bf16=self.bf16, hybrid=t.sharding == "hsdp")
-        g = load_causal_lm(spec.student)
-        self.g_skeleton = dist.meta_copy(g.model) if self.sharded else None
+        self.device = device
+        self.fsdp_wrap = functools.partial(dist.fsdp_wrap, device=device, bf16=self.bf16, hybrid=t.sharding == "hsdp",
+                                           offload=offload)
 
         def place(model: torch.nn.Module) -> None:
             body = model.backbone if isinstance(model, Discriminator) else model
@@ -81,11 +86,20 @@ class Trainer:
                 body.gradient_checkpointing_enable()
             self.fsdp_wrap(model) if self.sharded else model.to(device)
 
-        self.ctx = build_context(spec, device, g=g, place=place)
+        if self.sharded:  # loaded once, by process 0, into shards built on the meta device (gadbench.state.loading)
+            m = spec.method
+            d_model = ModelConfig(path=m.d_model, template=spec.student.template) if m.d_model else None
+            shard_device = torch.device("cpu") if offload else device
+            models = load_sharded(spec, d_model, uses_discriminator(spec), place, shard_device)
+            g, self.g_skeleton = models.g, models.g_skeleton
+            self.ctx = build_context(spec, device, g=g, d=models.d, place=lambda model: None)
+        else:
+            g, self.g_skeleton = load_causal_lm(spec.student), None
+            self.ctx = build_context(spec, device, g=g, place=place)
         if self.sharded:
             local = sum(p.to_local().numel() for p in g.model.parameters())
-            log.info("%s over %d processes: this rank holds %d of G's %d parameters", t.sharding.upper(),
-                     dist.world(), local, count_params(g.model))
+            log.info("%s over %d processes%s: this rank holds %d of G's %d parameters", t.sharding.upper(),
+                     dist.world(), " with CPU offload" if offload else "", local, count_params(g.model))
         elif dist.world() > 1:
             log.info("data parallel over %d processes: each holds a replica of G and D", dist.world())
         if spec.rollout.engine == "vllm":
@@ -180,7 +194,7 @@ class Trainer:
         elif self.fan_out:
             ctx = dataclasses.replace(ctx, engine=FanOutEngine(ctx.engine))
         elif self.sharded:
-            full = dist.unsharded_copy(ctx.g.model, self.g_skeleton, self.bf16)
+            full = dist.unsharded_copy(ctx.g.model, self.g_skeleton, self.device, self.bf16)
             ctx = dataclasses.replace(ctx, g=dataclasses.replace(ctx.g, model=full))
         if dist.is_main():
             with torch.random.fork_rng(devices=[]):  # evaluation never shifts the training RNG stream
@@ -204,60 +218,53 @@ class Trainer:
 
     def _save(self, step: int, keep_stage_end: bool) -> None:
         self._check_replicas(step)
-        state = self._state(step)  # a collective when sharded
-        if dist.is_main():
-            self.run.write_checkpoint(state, step, keep_stage_end, self.spec.train.keep_checkpoints)
-        dist.barrier()
+        info = {"processes": dist.world(), "sharding": self.spec.train.sharding if self.sharded else "none",
+                "meter": self.meter.state()}
+        checkpoint.save(self.run, step, self._models(), self._optimizers(), info, keep_stage_end,
+                        self.spec.train.keep_checkpoints)
 
-    def _state(self, step: int) -> dict:
-        """Full (unsharded) tensors, so a checkpoint is the same whatever the process count."""
+    def _models(self) -> dict[str, torch.nn.Module]:
         ctx = self.ctx
-        g, d = ctx.g.model, ctx.d and ctx.d.model
-        return {
-            "step": step,
-            "g": dist.full_state_dict(g),
-            "g_opt": dist.optimizer_state_dict(g, ctx.g_opt),
-            "d": dist.full_state_dict(d) if d else None,
-            "d_opt": dist.optimizer_state_dict(d, ctx.d_opt) if d else None,
-            "ref": dist.full_state_dict(ctx.ref) if ctx.ref is not None else None,
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-            "meter": self.meter.state(),
-        }
+        models = {"g": ctx.g.model}
+        if ctx.d is not None:
+            models["d"] = ctx.d.model
+        if ctx.ref is not None:
+            models["ref"] = ctx.ref
+        return models
+
+    def _optimizers(self) -> checkpoint.Optimizers:
+        ctx = self.ctx
+        optimizers = {"g_opt": (ctx.g.model, ctx.g_opt)}
+        if ctx.d is not None:
+            optimizers["d_opt"] = (ctx.d.model, ctx.d_opt)
+        return optimizers
 
     def _restore(self) -> int:
         step = self.run.latest_checkpoint()
         if step == 0:
+            if self.run.earlier_format_steps():
+                raise ConfigError(f"the checkpoints in {self.run.checkpoints} were written by an earlier gadbench "
+                                  "version (state.pt), which this one does not read; rerun without --resume, or "
+                                  "resume with the version that wrote them.")
             log.info("no checkpoint to resume from in %s; starting from step 0", self.run.checkpoints)
             return 0
-        state = self.run.load_checkpoint(step)
-        ctx = self.ctx
-        i, k = self._stage_at(step)
-        g, d = ctx.g.model, ctx.d and ctx.d.model
+        info = checkpoint.read_info(self.run, step)
+        i, _ = self._stage_at(step)
         if step == self._stage_end(i) and i + 1 < len(self.plan):
-            dist.load_full_state_dict(g, state["g"])
-            if d is not None:
-                dist.load_full_state_dict(d, state["d"])
+            # a stage hand-off: the next stage starts from these weights with fresh optimizers and reference
+            models = {k: m for k, m in self._models().items() if k in ("g", "d")}
+            checkpoint.load(self.run, step, models)
             self._begin_stage(i + 1)
         else:
             self._begin_stage(i)
-            dist.load_full_state_dict(g, state["g"])
-            dist.load_optimizer_state_dict(g, ctx.g_opt, state["g_opt"])
-            if d is not None:
-                dist.load_full_state_dict(d, state["d"])
-                dist.load_optimizer_state_dict(d, ctx.d_opt, state["d_opt"])
-            if ctx.ref is not None and state["ref"] is not None:
-                dist.load_full_state_dict(ctx.ref, state["ref"])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-        if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        self.meter = Meter.from_state(state["meter"])
+            models = {k: m for k, m in self._models().items() if k in info["parts"]}
+            optimizers = {k: o for k, o in self._optimizers().items() if k in info["parts"]}
+            checkpoint.load(self.run, step, models, optimizers)
+        checkpoint.restore_rng(self.run, step)
+        self.meter = Meter.from_state(info["meter"])
         if dist.is_main():
             truncate_jsonl(self.run.metrics, keep=sum(1 for r in read_jsonl(self.run.metrics) if r["step"] <= step))
-        log.info("resumed %s from step %d", self.spec.run_id, step)
+        log.info("resumed %s from step %d (written by %d process(es))", self.spec.run_id, step, info["processes"])
         return step
 
 

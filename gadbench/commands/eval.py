@@ -2,7 +2,9 @@
 or with lm-evaluation-harness tasks, without retraining.
 
 The run's spec is rebuilt from RUN_DIR/config.yaml; the generator's weights come from
-RUN_DIR/checkpoints/step-K/state.pt (key "g"). K defaults to the checkpoint the run's summary selected when
+RUN_DIR/checkpoints/step-K/ (part "g" alone: neither D, the reference nor the optimizer states are read, unless
+D's validation diagnostics of that step are missing; under `train.precision: bf16` G is held in bf16, the
+weights it generates from during training). K defaults to the checkpoint the run's summary selected when
 it is still on disk or its answers are stored, else the latest checkpoint; `--checkpoint 0` evaluates the
 student before distillation (the base weights, no checkpoint needed). The run's eval sets (and validation
 split) are evaluated into RUN_DIR/eval/step-K/ as during training; answers and judgments already stored there

@@ -46,6 +46,10 @@ class ModelConfig:
     gguf_file: str | None = setting(None, "the .gguf file inside `path` when `path` is a folder")
     dtype: Literal["float32", "bfloat16", "float16"] = setting("float32", "dtype the weights load in (bf16 "
                                                                 "training keeps fp32 weights and autocasts)")
+    cpu_offload: bool = setting(False, "train.sharding fsdp/hsdp: FSDP2's CPU offload of this student's shards "
+                                       "(G, D, reference), gradients and AdamW states to host memory, AdamW "
+                                       "stepping on the CPU; for students whose states do not fit the GPUs "
+                                       "(docs/scale.md)")
 
 
 @dataclass(frozen=True)

@@ -90,24 +90,33 @@ def choose_checkpoint(run_dir: Path, requested: int | None) -> int:
         if isinstance(chosen, int) and chosen in usable:
             return chosen
     if not have:
-        raise EvalError(f"{run_dir} has no checkpoint (checkpoints/step-K/state.pt); pass --checkpoint 0 to "
+        if run.earlier_format_steps():
+            raise EvalError(f"the checkpoints of {run_dir} were written by an earlier gadbench version (state.pt), "
+                            "which this one does not read; evaluate them with that version.")
+        raise EvalError(f"{run_dir} has no checkpoint (checkpoints/step-K/complete.json); pass --checkpoint 0 to "
                         "evaluate the initial student.")
     return have[-1]
 
 
 def load_context(spec: RunSpec, run_dir: Path, step: int, with_d: bool = False):
     """The run's context (`build_context`) with the weights of checkpoint `step` (the initial ones for step
-    0); D only when `with_d` and the run has one. Models are in eval mode."""
+    0), reading only G's (and D's) part; D only when `with_d` and the run has one. Without D, a bf16 run's G is
+    held in bf16: the weights its answers were generated from during training (the rollout engine's bf16 copy
+    of fp32 G, or the bf16 copy gathered from the shards), without an fp32 copy beside them. Models are in
+    eval mode."""
     from gadbench.methods.context import build_context
+    from gadbench.models import load_causal_lm
     from gadbench.runtime import setup
+    from gadbench.state import checkpoint
 
-    ctx = build_context(spec, setup(spec.train, spec.seed), with_d=with_d)
+    device = setup(spec.train, spec.seed)
+    student = spec.student
+    if spec.train.precision == "bf16" and not with_d:  # D is built from G's weights: then G stays as trained
+        student = replace(student, dtype="bfloat16")
+    ctx = build_context(spec, device, g=load_causal_lm(student), with_d=with_d)
     if step:
-        state = RunDir(run_dir).load_checkpoint(step)
-        ctx.g.model.load_state_dict(state["g"])
-        if ctx.d is not None:
-            ctx.d.model.load_state_dict(state["d"])
-        del state
+        models = {"g": ctx.g.model, **({"d": ctx.d.model} if ctx.d is not None else {})}
+        checkpoint.load(RunDir(run_dir), step, models)
     for m in (ctx.g, ctx.d):
         if m is not None:
             m.model.eval()
@@ -137,6 +146,7 @@ def _evaluate(spec: RunSpec, run_dir: Path, checkpoint: int | None, sets: bool, 
     import torch
 
     from gadbench.eval.evaluator import Evaluator, eval_seed
+    from gadbench.methods import uses_discriminator
     from gadbench.methods.updates import d_diagnostics
     from gadbench.rundata import load_run_data, run_teacher
 
@@ -158,12 +168,14 @@ def _evaluate(spec: RunSpec, run_dir: Path, checkpoint: int | None, sets: bool, 
         if missing and not weights:
             raise EvalError(f"step {step} of {run.path} has no checkpoint and no stored answers for "
                             f"{', '.join(missing)}; pass a kept --checkpoint (or 0 for the initial student).")
-    ctx = load_context(spec, run.path, step, with_d=sets) if weights else None  # None: stored answers only
+    stored = read_json(out_dir / "metrics.json") if sets and (out_dir / "metrics.json").exists() else {}
+    # D is loaded only to compute its validation diagnostics when this step's are not stored
+    fresh = bool(sets and data.validation) and uses_discriminator(spec) and "d" not in stored.get("validation", {})
+    ctx = load_context(spec, run.path, step, with_d=fresh) if weights else None  # None: stored answers only
     result: dict = {"step": step, "metrics": None, "lm_eval": None}
     try:
         if sets:
-            stored = read_json(out_dir / "metrics.json") if (out_dir / "metrics.json").exists() else {}
-            fresh = ctx is not None and ctx.d is not None and data.validation and "d" not in stored.get("validation", {})
+            fresh = ctx is not None and ctx.d is not None
             extra = {"d": d_diagnostics(ctx, data.validation, step)} if fresh else None  # else the stored ones
             with torch.random.fork_rng(devices=[]):  # the seed the trainer's evaluation of this step used
                 torch.manual_seed(eval_seed(spec, step))

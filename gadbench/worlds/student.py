@@ -100,10 +100,10 @@ def world_student_dir(size: str) -> Path:
     return out
 
 
-def load_world_student(size: str):
+def load_world_student(size: str, dtype: torch.dtype = torch.float32):
     path = world_student_dir(size)
     # PreTrainedTokenizerFast explicitly: AutoTokenizer would map the qwen2 model type to Qwen's BPE class.
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), PreTrainedTokenizerFast.from_pretrained(path)
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype), PreTrainedTokenizerFast.from_pretrained(path)
 
 
 def pretrain(model: torch.nn.Module, tok: PreTrainedTokenizerFast, steps: int) -> None:
