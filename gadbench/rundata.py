@@ -8,10 +8,11 @@ the suite's black-box teacher.
 from __future__ import annotations
 
 import random
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gadbench.config import DatasetConfig, RunSpec
+from gadbench.config import DataConfig, DatasetConfig, RunSpec
 from gadbench.data import DataError, DataSpec, Example, LoadReport, load_examples
 from gadbench.teachers import teacher_from
 
@@ -23,6 +24,7 @@ class RunData:
     eval: dict[str, list[Example]]
     reports: list[LoadReport]
     teacher_usage: dict = field(default_factory=dict)  # an API teacher's requests, cache hits, tokens and cost
+    overlap: dict = field(default_factory=dict)  # eval set -> its prompts also among the training prompts (`overlap`)
 
     def batch(self, step: int, size: int) -> list[Example]:
         """The examples of global step `step` (1-based): consecutive slices of the epoch-ordered list."""
@@ -75,10 +77,38 @@ def load_run_data(spec: RunSpec, teacher, fill_train: bool = True) -> RunData:
         examples, report = load_examples(data_spec(cfg, offset=WORLD_OFFSETS["test"] if cfg.source == "world" else 0))
         reports.append(report)
         evals[name] = examples
+    found = overlap(d, train + validation, evals)
+    if not d.allow_overlap and (hit := next((k for k, v in found.items() if v["overlap"]), None)):
+        o = found[hit]
+        raise DataError(
+            f"eval set `{hit}`: {o['overlap']} of its {o['n']} prompts are also training prompts (ids "
+            f"{', '.join(o['ids'])}); make the data disjoint, or set data.allow_overlap: true to run anyway (the "
+            "overlap is then reported).")
     validation = fill_teacher(validation, teacher)
     evals = {k: fill_teacher(v, teacher) for k, v in evals.items()}
     usage = getattr(teacher, "usage", None)
-    return RunData(train, validation, evals, reports, asdict(usage) if usage is not None else {})
+    return RunData(train, validation, evals, reports, asdict(usage) if usage is not None else {}, found)
+
+
+def normalized(prompt: str) -> str:
+    """A prompt as the overlap check compares it: NFKC, case-folded, whitespace runs collapsed to one space."""
+    return " ".join(unicodedata.normalize("NFKC", prompt).casefold().split())
+
+
+def overlap(d: DataConfig, training: list[Example], evals: dict[str, list[Example]]) -> dict[str, dict]:
+    """Per eval set {n, overlap, ids}: its prompts that are also training prompts (`training`: the training
+    examples and the validation split held out from them), by normalised text, or by id when the set reads the
+    same data as data.train (same source, path and hub id); `ids` lists the first five."""
+    texts = {normalized(ex.prompt) for ex in training}
+    ids = {ex.meta.get("id") for ex in training} - {None}
+    same = (d.train.source, d.train.path, d.train.hub_id)
+    out = {}
+    for name, examples in evals.items():
+        cfg = d.eval[name]
+        by_id = (cfg.source, cfg.path, cfg.hub_id) == same
+        hits = [ex for ex in examples if normalized(ex.prompt) in texts or (by_id and ex.meta.get("id") in ids)]
+        out[name] = {"n": len(examples), "overlap": len(hits), "ids": [str(ex.meta.get("id")) for ex in hits[:5]]}
+    return out
 
 
 def fill_teacher(examples: list[Example], teacher) -> list[Example]:

@@ -26,7 +26,9 @@ from gadbench.config import (
     to_dict,
 )
 from gadbench.data import SOURCES
+from gadbench.data.world import DEFAULT_SIZE
 from gadbench.judge.records import JUDGES, metric_info, unknown_judge
+from gadbench.rundata import WORLD_OFFSETS
 from gadbench.teachers import unknown_teacher
 
 # ---------------------------------------------------------------------------------------------- registry
@@ -109,21 +111,39 @@ def _metric_problem(metric: str, judges: tuple[str, ...]) -> str | None:
     return None
 
 
+def _world_pools_problem(data) -> str | None:
+    """The world's training, validation and test problems are disjoint only while each pool stays below the next
+    one's offset (gadbench.rundata.WORLD_OFFSETS)."""
+    if data.train.source != "world":
+        return None
+    room = {"data.train.limit": WORLD_OFFSETS["validation"] - WORLD_OFFSETS["train"],
+            "data.validation_size": WORLD_OFFSETS["test"] - WORLD_OFFSETS["validation"]}
+    used = {"data.train.limit": data.train.limit or DEFAULT_SIZE, "data.validation_size": data.validation_size}
+    for key, n in used.items():
+        if n > room[key]:
+            nxt = "validation" if key == "data.train.limit" else "test"
+            return (f"`{key}` = {n} reaches the synthetic world's {nxt} problems (numbers {WORLD_OFFSETS[nxt]} on), "
+                    f"so they would overlap; use at most {room[key]}")
+    return None
+
+
 def check_run_settings(s: SuiteConfig | RunSpec, methods: dict[str, MethodConfig]) -> str | None:
     """What the records find wrong with a suite's (or a run's) settings, or None."""
     for name, m in methods.items():
         if problem := _method_problem(name, m):
             return problem
-    world = all(d.source == "world" for d in (s.data.train, *s.data.eval.values()))
-    if problem := _judge_problems(s.eval.judges, world, s.eval.samples):
-        return problem
-    if problem := unknown_teacher(s.teacher.spec):
-        return f"`teacher.spec`: {problem}"
     for where, d in {"data.train": s.data.train, **{f"data.eval.{k}": v for k, v in s.data.eval.items()}}.items():
         if d.source not in SOURCES:
             close = difflib.get_close_matches(d.source, list(SOURCES), n=1)
             hint = f" (did you mean `{close[0]}`?)" if close else ""
             return f"`{where}.source`: `{d.source}` is not a data source{hint}; use one of {', '.join(SOURCES)}"
+    if problem := _world_pools_problem(s.data):
+        return problem
+    world = all(d.source == "world" for d in (s.data.train, *s.data.eval.values()))
+    if problem := _judge_problems(s.eval.judges, world, s.eval.samples):
+        return problem
+    if problem := unknown_teacher(s.teacher.spec):
+        return f"`teacher.spec`: {problem}"
     return _metric_problem(s.eval.selection_metric, s.eval.judges)
 
 

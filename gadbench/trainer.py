@@ -20,16 +20,17 @@ from gadbench import GadbenchError, dist, runtime
 from gadbench.budget import Meter, Spend
 from gadbench.config import ConfigError, ModelConfig, RunSpec
 from gadbench.eval.evaluator import eval_seed
-from gadbench.io import append_jsonl, read_jsonl, truncate_jsonl
-from gadbench.methods import stage_plan, uses_discriminator
+from gadbench.io import append_jsonl, kill_point, read_json, read_jsonl, truncate_jsonl
+from gadbench.methods import eval_steps, stage_plan, uses_discriminator
 from gadbench.methods.context import begin_stage, build_context, timed
 from gadbench.methods.updates import d_diagnostics
 from gadbench.models import Discriminator, count_params, load_causal_lm, response_tokens
 from gadbench.progress import progress_bar
 from gadbench.rollout.fanout import FanOutEngine, serve
-from gadbench.rundir import RunDir
+from gadbench.rundir import CheckpointDamagedError, RunDir
 from gadbench.state import checkpoint
 from gadbench.state.loading import load_sharded
+from gadbench.tracking import flat_means
 
 log = logging.getLogger("gadbench")
 
@@ -48,19 +49,25 @@ def global_spend(spend: Spend) -> Spend:
 
 
 class Trainer:
-    """Trains one run. `on_eval(step, ctx, extra)` is called at every evaluation point (every `eval.every`
-    steps, at stage ends and at the end) before the checkpoint of that step is written; `extra` holds the
-    discriminator diagnostics on the validation split (`d_diagnostics`) when the run has D and a split."""
+    """Trains one run. `on_eval(step, ctx, extra)` is called at every evaluation point (`eval_steps`: step 0,
+    every `eval.every` steps and at stage ends from `eval.start` on, and at the end) before the checkpoint of that
+    step is written; `extra` holds the
+    discriminator diagnostics on the validation split (`d_diagnostics`) when the run has D and a split.
+    `tracker` (gadbench.tracking, process 0) gets each metrics.jsonl row and each evaluation's means."""
 
     def __init__(self, spec: RunSpec, run_dir: Path, data, on_eval=None, steps: int | None = None,
-                 progress: bool = True):
+                 progress: bool = True, tracker=None):
         self.spec, self.run, self.data = spec, RunDir(run_dir), data
         self.plan = stage_plan(spec, steps)
         self.total_steps = sum(s.steps for s in self.plan)
+        self.eval_at = set(eval_steps(spec, self.plan))
         self.on_eval = on_eval
         self.progress = progress
+        self.tracker = tracker
+        self.bar = None
         self.meter = Meter()
         self.length_warnings = 0
+        self.truncation_warnings = 0
         t = spec.train
         if t.batch_size % dist.world():
             raise ConfigError(f"train.batch_size={t.batch_size} does not split over {dist.world()} processes; "
@@ -90,12 +97,12 @@ class Trainer:
             m = spec.method
             d_model = ModelConfig(path=m.d_model, template=spec.student.template) if m.d_model else None
             shard_device = torch.device("cpu") if offload else device
-            models = load_sharded(spec, d_model, uses_discriminator(spec), place, shard_device)
+            models = load_sharded(spec, d_model, uses_discriminator(spec), place, shard_device, cache=self.run.cache)
             g, self.g_skeleton = models.g, models.g_skeleton
             self.ctx = build_context(spec, device, g=g, d=models.d, place=lambda model: None)
         else:
-            g, self.g_skeleton = load_causal_lm(spec.student), None
-            self.ctx = build_context(spec, device, g=g, place=place)
+            g, self.g_skeleton = load_causal_lm(spec.student, cache=self.run.cache), None
+            self.ctx = build_context(spec, device, g=g, place=place, cache=self.run.cache)
         if self.sharded:
             local = sum(p.to_local().numel() for p in g.model.parameters())
             log.info("%s over %d processes%s: this rank holds %d of G's %d parameters", t.sharding.upper(),
@@ -126,13 +133,13 @@ class Trainer:
 
     def train(self, resume: bool = False) -> Meter:
         start = self._restore() if resume else 0
+        self.bar = bar = progress_bar(total=self.total_steps, initial=start, desc=self.spec.run_id,
+                                      enabled=self.progress and dist.is_main())
         if start == 0:
             if dist.is_main():
                 self.run.metrics.unlink(missing_ok=True)
             self._begin_stage(0)
             self._eval(0)
-        bar = progress_bar(total=self.total_steps, initial=start, desc=self.spec.run_id,
-                           enabled=self.progress and dist.is_main())
         for step in range(start + 1, self.total_steps + 1):
             i, k = self._stage_at(step)
             if k == 0 and step > 1:
@@ -143,21 +150,25 @@ class Trainer:
             self._check_finite(step, metrics)
             self.meter.record(stage, global_spend(spend))
             if dist.is_main():
-                # this batch's teacher length (not a previous step's: that went stale and differed after --resume)
-                teacher_len = metrics.get("teacher_len") or self._teacher_len(batch)
-                self._watch_length(step, metrics, teacher_len)
-                append_jsonl(self.run.metrics, [{"step": step, "stage": stage, **_round(metrics)}])
+                # this batch's teacher lengths (not a previous step's: that went stale and differed after --resume)
+                lengths = [response_tokens(self.ctx.g.tokenizer, ex.teacher_response) for ex in batch]
+                metrics["teacher_truncated_frac"] = sum(n > self.spec.train.max_response_tokens
+                                                        for n in lengths) / len(lengths)
+                self._watch_length(step, metrics, metrics.get("teacher_len") or sum(lengths) / len(lengths))
+                self._watch_truncation(step, metrics)
+                row = {"step": step, "stage": stage, **_round(metrics)}
+                append_jsonl(self.run.metrics, [row])
+                kill_point("after-metrics-row", step)
+                if self.tracker is not None:
+                    self.tracker.log(row, step)
             bar.update(1, metrics)
             at_stage_end = step == self._stage_end(i)
-            if step % self.spec.eval.every == 0 or at_stage_end:
+            if step in self.eval_at:
                 self._eval(step)
             if step % self.spec.train.checkpoint_every == 0 or at_stage_end:
                 self._save(step, keep_stage_end=at_stage_end)
         bar.close()
         return self.meter
-
-    def _teacher_len(self, batch) -> float:
-        return sum(response_tokens(self.ctx.g.tokenizer, ex.teacher_response) for ex in batch) / len(batch)
 
     def _watch_length(self, step: int, metrics: dict, teacher_len: float) -> None:
         ratio = self.spec.train.length_warning_ratio
@@ -168,6 +179,22 @@ class Trainer:
                 log.warning("step %d: mean response length %.1f tokens is over %.1fx the teacher's %.1f "
                         "(possible reward hacking; warning %d)", step, metrics["response_len"], ratio, teacher_len,
                             self.length_warnings)
+
+    def _watch_truncation(self, step: int, metrics: dict) -> None:
+        """Flag (`truncation_warning`) and log a step where more than `truncation_warning` of the rollouts
+        (`truncated_frac`) or of the batch's teacher responses (`teacher_truncated_frac`) are cut at
+        max_response_tokens: the answers trained on and compared then end where the limit is, not where they end."""
+        limit = self.spec.train.truncation_warning
+        cut = {k: metrics[k] for k in ("truncated_frac", "teacher_truncated_frac") if metrics.get(k, 0.0) > limit}
+        if not cut:
+            return
+        metrics["truncation_warning"] = True
+        self.truncation_warnings += 1
+        if self.truncation_warnings in (1, 10, 100, 1000):
+            shares = ", ".join(f"{'rollouts' if k == 'truncated_frac' else 'teacher responses'} {v:.0%}"
+                               for k, v in cut.items())
+            log.warning("step %d: %s cut at train.max_response_tokens = %d (over %.0f%%; warning %d): raise it",
+                        step, shares, self.spec.train.max_response_tokens, 100 * limit, self.truncation_warnings)
 
     def _check_finite(self, step: int, metrics: dict) -> None:
         for key in ("sft_loss", "pg_loss", "d_loss"):
@@ -197,11 +224,15 @@ class Trainer:
             full = dist.unsharded_copy(ctx.g.model, self.g_skeleton, self.device, self.bf16)
             ctx = dataclasses.replace(ctx, g=dataclasses.replace(ctx.g, model=full))
         if dist.is_main():
+            if self.bar is not None:
+                self.bar.status(f"evaluating step {step}")
             with torch.random.fork_rng(devices=[]):  # evaluation never shifts the training RNG stream
                 torch.manual_seed(eval_seed(self.spec, step))
                 self.on_eval(step, ctx, extra)
             if self.fan_out:  # only after a complete evaluation: on an error the launch stops them all
                 ctx.engine.stop()
+            if self.tracker is not None and (done := self.run.eval_dir(step) / "metrics.json").exists():
+                self.tracker.log(flat_means(read_json(done)), step)
         dist.barrier()
 
     # ------------------------------------------------------------------------------------- checkpoints
@@ -239,8 +270,18 @@ class Trainer:
             optimizers["d_opt"] = (ctx.d.model, ctx.d_opt)
         return optimizers
 
+    def _intact_checkpoint(self) -> int | str:
+        """RunDir.intact_checkpoint, or the message of its error (process 0 verifies, every process gets the
+        answer)."""
+        try:
+            return self.run.intact_checkpoint()
+        except CheckpointDamagedError as e:
+            return str(e)
+
     def _restore(self) -> int:
-        step = self.run.latest_checkpoint()
+        step = dist.from_main(self._intact_checkpoint)  # damaged ones are passed over with a warning
+        if isinstance(step, str):
+            raise CheckpointDamagedError(step)
         if step == 0:
             if self.run.earlier_format_steps():
                 raise ConfigError(f"the checkpoints in {self.run.checkpoints} were written by an earlier gadbench "

@@ -449,3 +449,52 @@ def test_every_setting_is_documented_and_docs_config_md_is_current():
     listed = (REPO / "docs" / "config.md").read_text()
     stale = [line for line in explain() if line not in listed]
     assert not stale, f"docs/config.md is out of date (regenerate it from `gadbench suites --explain`): {stale[:3]}"
+
+
+def test_relative_paths_are_read_from_the_suite_files_folder_and_set_paths_from_the_working_directory(
+        tmp_path, monkeypatch):
+    """`baseline` and `data.*.path` written in a suite file are read from that file's folder (each file of an
+    `extends` chain from its own); given with --set, from the current directory; the suite holds them absolute."""
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "parent.yaml").write_text(
+        "name: parent\nbaseline: ../baselines/b.json\ndata: {train: {source: jsonl, path: train.jsonl}}\n")
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "child.yaml").write_text(
+        "extends: ../base/parent.yaml\nname: child\ndata: {eval: {x: {source: jsonl, path: sub/x.jsonl}, "
+        "y: {source: jsonl, path: /abs/y.jsonl}, z: {source: jsonl, path: ~/z.jsonl}}}\n")
+    monkeypatch.chdir(tmp_path)
+    s = load_suite(tmp_path / "suites" / "child.yaml")
+    assert s.baseline == str(tmp_path / "baselines" / "b.json")
+    assert s.data.train.path == str(tmp_path / "base" / "train.jsonl")
+    assert s.data.eval["x"].path == str(tmp_path / "suites" / "sub" / "x.jsonl")
+    assert s.data.eval["y"].path == "/abs/y.jsonl" and s.data.eval["z"].path == str(Path.home() / "z.jsonl")
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    s = load_suite(tmp_path / "suites" / "child.yaml", ["data.train.path=t.jsonl", "baseline=../b2.json",
+                                                       "data.eval.w={source: jsonl, path: w.jsonl}"])
+    assert (s.data.train.path, s.baseline) == (str(tmp_path / "cwd" / "t.jsonl"), str(tmp_path / "b2.json"))
+    assert s.data.eval["w"].path == str(tmp_path / "cwd" / "w.jsonl")
+    assert s.data.eval["x"].path == str(tmp_path / "suites" / "sub" / "x.jsonl")  # not given: the file's folder
+
+
+def test_settings_that_cannot_change_results_are_left_out_of_the_run_id():
+    """judge/teacher timeout and max_retries: changing them resumes the same run; every other setting (judge.model
+    here) makes another run."""
+    from gadbench.suite import get_suite, runs_of
+
+    ids = lambda *sets: [r.run_id for r in runs_of(get_suite("smoke", list(sets)))]  # noqa: E731
+    assert ids() == ids("judge.timeout=5", "judge.max_retries=0", "teacher.timeout=1", "teacher.max_retries=2")
+    assert ids() != ids("judge.model=other")
+
+
+def test_a_judge_is_priced_by_its_own_model_in_the_paper_suite():
+    """The paper suite names no judge price: GPT-4o is priced at its list price, another judge model as itself
+    (unknown without judge.price_per_mtok), never at GPT-4o's rate."""
+    from gadbench.llm.pricing import cost_usd
+    from gadbench.runner import ASSUMED_JUDGE_TOKENS
+
+    paper = plan(get_suite("paper"))
+    assert paper["judge_cost_usd"] == round(paper["judge_calls"] * cost_usd(*ASSUMED_JUDGE_TOKENS, (2.5, 10.0)), 2)
+    assert plan(get_suite("paper", ["judge.model=Qwen/Qwen2.5-72B-Instruct"]))["judge_cost_usd"] is None
+    priced = plan(get_suite("paper", ["judge.model=Qwen/Qwen2.5-72B-Instruct", "judge.price_per_mtok=[0.1, 0.2]"]))
+    assert priced["judge_cost_usd"] == round(priced["judge_calls"] * cost_usd(*ASSUMED_JUDGE_TOKENS, (0.1, 0.2)), 2)

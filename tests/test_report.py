@@ -35,7 +35,7 @@ def built(tmp_path_factory) -> dict[str, Path]:
     for suite in ("smoke", "paper"):
         dst = tmp_path_factory.mktemp("results") / suite
         shutil.copytree(FIXTURES / suite, dst)
-        assert build_report(dst) == dst / "REPORT.md"
+        assert build_report(dst).markdown == dst / "REPORT.md"
         out[suite] = dst
     return out
 
@@ -441,7 +441,7 @@ def test_the_sharegpt_smol_reference_rebuilds_with_its_later_llm_judge(tmp_path)
     no-D and off-policy-D runs land in the ablation table and the Figure 6 plot."""
     dst = tmp_path / "sharegpt-smol"
     shutil.copytree(Path(__file__).parents[1] / "baselines" / "reference" / "sharegpt-smol", dst)
-    md = build_report(dst).read_text()
+    md = build_report(dst).markdown.read_text()
     assert "judged by embedding, rouge-l, gad-paper." in md.splitlines()[2]
     controlled = (dst / "tables" / "controlled.csv").read_text()
     assert controlled.count("gad-paper") == 4, controlled  # SeqKD, GAD and the two ablations

@@ -135,7 +135,10 @@ def test_collect_fails_cleanly_when_retries_run_out_then_a_rerun_completes(tmp_p
         argv = ["teacher", "collect", "--teacher", f"openai:m@{server.url}", "--data", str(data),
                 "--out", str(tmp_path / "o.jsonl"), "--concurrency", "1", "--max-retries", "1"]
         assert main(argv) == 1  # two 500s exhaust "a"; "b" is answered and cached
-        assert "1 of 2 teacher requests failed" in capsys.readouterr().err
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines[-1].startswith("gadbench: 1 of 2 teacher requests failed") and "rerun" in lines[-1], lines
+        assert lines[-2] == ("usage: 3 requests sent (1 retries), 0 cache hits, 1 failures, 1 prompt + 2 completion "
+                             "tokens, estimated cost unknown (no price for this model)"), lines  # spent, all the same
         assert not (tmp_path / "o.jsonl").exists()
         assert main(argv) == 0 and len(server.received) == 2 + 1 + 1
         assert [r["teacher_response"] for r in read_jsonl(tmp_path / "o.jsonl")] == ["echo: a", "echo: b"]

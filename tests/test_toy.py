@@ -115,4 +115,4 @@ def test_write_toy_run_and_report(tmp_path):
                         "n_valid": 1, "n_total": 1}
     report = build_report(suite_dir)
     assert (suite_dir / "figures" / "toy.png").stat().st_size > 0
-    assert "figures/toy.png" in report.read_text()
+    assert "figures/toy.png" in report.markdown.read_text()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import resource
 import statistics
@@ -106,10 +107,11 @@ def make_spec(kind: str = "gad", discriminator: str = "online", *, prompts: int,
     the given batch shape; one micro-batch per update."""
     from gadbench import config as c
 
-    train = c.TrainConfig(steps=1000, warmup_steps=0, d_only_steps=0, batch_size=prompts, micro_batch_size=0,
-                        group_size=group, temperature=0.8, max_prompt_tokens=max_prompt, max_response_tokens=max_new,
-                        lr_sft=lr, lr_generator=lr, lr_warmup=lr, lr_discriminator=lr, kl_beta=0.001,
-                        clip_ratio=0.2, grad_clip=0.2, device=device, precision=precision)
+    train = c.build(c.TrainConfig, dict(  # type- and range-checked like a suite's (a group of 1 is refused)
+        steps=1000, warmup_steps=0, d_only_steps=0, batch_size=prompts, micro_batch_size=0, group_size=group,
+        temperature=0.8, max_prompt_tokens=max_prompt, max_response_tokens=max_new, lr_sft=lr, lr_generator=lr,
+        lr_warmup=lr, lr_discriminator=lr, kl_beta=0.001, clip_ratio=0.2, grad_clip=0.2, device=device,
+        precision=precision), "bench (--prompts, --group-size, --max-new-tokens)", "train")
     return c.RunSpec(suite="bench", student_name="bench", student=c.ModelConfig(path="bench"), method_name=kind,
                      method=c.MethodConfig(kind=kind, discriminator=discriminator), seed=0,
                      teacher=c.TeacherConfig(), data=c.DataConfig(train=c.DatasetConfig(source="world")),
@@ -268,12 +270,33 @@ def print_summary(result: dict, out=None) -> None:
     print(f"peak_memory_mb: {s['peak_memory_mb']:.1f} ({result['memory_source']})", file=out)
 
 
+def bad_option(args) -> str | None:
+    """The first option outside its range, as a sentence naming it and the fix; None when all are fine."""
+    from gadbench.io import file_problem
+
+    if args.steps < 1:
+        return "--steps must be at least 1."
+    for name in ("prompts", "max_new_tokens", "prompt_words", "threads"):
+        if getattr(args, name) < 0:
+            return f"--{name.replace('_', '-')} must be 0 (the default) or more."
+    if args.group_size == 1 or args.group_size < 0:
+        return "--group-size must be 0 (the default) or at least 2 (GRPO compares samples within a group)."
+    if args.peak_tflops is not None and not (math.isfinite(args.peak_tflops) and args.peak_tflops > 0):
+        return "--peak-tflops must be a number above 0."
+    if args.json and (problem := file_problem(args.json)):
+        return f"--json {args.json}: {problem}; pass a file path in a folder you can write to."
+    return None
+
+
 def run(args) -> int:
     import torch
 
+    from gadbench import print_error
+
+    if problem := bad_option(args):
+        return print_error(problem)
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("gadbench bench: --device cuda but no CUDA GPU is visible", file=sys.stderr)
-        return 2
+        return print_error("--device cuda, but no CUDA GPU is visible; run it on a GPU machine, or use --device cpu.")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     result = run_bench(args.device, args.model_shape, args.steps, args.prompts, args.group_size,
                        args.max_new_tokens, args.prompt_words, args.threads, args.peak_tflops, args.seed)

@@ -18,7 +18,7 @@ writes RUN_DIR/eval/step-K/lm_eval.json; relative `data_files` in the task YAMLs
 from __future__ import annotations
 
 import argparse
-import sys
+import math
 from pathlib import Path
 
 
@@ -40,6 +40,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gadbench import GadbenchError, print_error
     from gadbench.config import ConfigError
     from gadbench.eval import rerun
     from gadbench.runtime import pin_portable_cpu_numerics
@@ -47,8 +48,11 @@ def run(args: argparse.Namespace) -> int:
     judges = [j.strip() for j in args.judges.split(",") if j.strip()] if args.judges else None
     tasks = [t.strip() for t in args.lm_eval.split(",") if t.strip()] if args.lm_eval else None
     if args.lm_eval_only and not tasks:
-        print("error: --lm-eval-only needs --lm-eval TASKS.", file=sys.stderr)
-        return 2
+        return print_error("--lm-eval-only needs --lm-eval TASKS.")
+    if args.limit is not None and not (math.isfinite(args.limit) and args.limit > 0):
+        return print_error("--limit must be above 0: a number of documents per task, or a fraction below 1.")
+    if args.checkpoint is not None and args.checkpoint < 0:
+        return print_error("--checkpoint must be a step of 0 or more (0: the initial student).")
     limit = None if args.limit is None else (int(args.limit) if args.limit >= 1 else args.limit)
     try:
         if rerun.load_spec(Path(args.run_dir).resolve(), judges, args.overrides).train.portable_cpu:
@@ -56,9 +60,8 @@ def run(args: argparse.Namespace) -> int:
         out = rerun.evaluate_checkpoint(args.run_dir, args.checkpoint, judges, args.overrides,
                                         sets=not args.lm_eval_only, lm_eval_tasks=tasks,
                                         lm_eval_include=args.lm_eval_include, limit=limit)
-    except (rerun.EvalError, ConfigError) as e:
-        print(f"gadbench eval: {e}", file=sys.stderr)
-        return 2
+    except (GadbenchError, ConfigError) as e:
+        return print_error(e)
     step_dir = Path(args.run_dir) / "eval" / f"step-{out['step']}"
     print(f"checkpoint: step {out['step']}{' (initial student)' if out['step'] == 0 else ''}")
     if out["metrics"] is not None:

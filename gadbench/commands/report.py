@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -37,10 +36,15 @@ def report_dirs(path: Path) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gadbench.report.build import write_report
+    from gadbench import print_error
+    from gadbench.report.build import build_report
     from gadbench.report.index import build_index
 
     try:
+        if args.baselines is not None:  # checked even where no suite is the paper's, which alone reads it
+            from gadbench.report.baselines import load_baselines
+
+            load_baselines(args.baselines)
         if not args.dir.is_dir():
             raise FileNotFoundError(f"{args.dir} is not a directory; pass a run directory, results/<suite>/ or "
                                     "the --out folder of a run.")
@@ -50,12 +54,12 @@ def run(args: argparse.Namespace) -> int:
                              "--out folder of a run.")
         reports = []
         for d in dirs:
-            reports.append((d, write_report(d, ci=args.ci, baselines=args.baselines)))
-            print(f"wrote {d / 'REPORT.md'} and {d / 'report.html'}")
+            built = build_report(d, ci=args.ci, baselines=args.baselines)
+            reports.append((d, built.report))
+            print(f"wrote {built.markdown} and {built.html}")
         if dirs != [args.dir]:  # a folder of suites: an index page of them all
             index = build_index(args.dir, reports)
             print(f"wrote {index} and {index.with_suffix('.html')}")
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"gadbench report: {exc}", file=sys.stderr)
-        return 2
+    except (FileNotFoundError, ValueError) as exc:  # ValueError: gadbench's DamagedFileError among them
+        return print_error(exc)
     return 0

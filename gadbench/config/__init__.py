@@ -11,6 +11,7 @@ from gadbench.config.schema import (
     DatasetConfig,
     EvalConfig,
     JudgeConfig,
+    LogConfig,
     MethodConfig,
     ModelConfig,
     Requirements,
@@ -26,7 +27,7 @@ from gadbench.config.schema import (
 )
 
 __all__ = [
-    "INT_MAX", "BudgetConfig", "ConfigError", "DataConfig", "DatasetConfig", "EvalConfig", "JudgeConfig",
+    "INT_MAX", "BudgetConfig", "ConfigError", "DataConfig", "DatasetConfig", "EvalConfig", "JudgeConfig", "LogConfig",
     "MethodConfig", "ModelConfig", "Requirements", "RolloutConfig", "RunSpec", "SuiteConfig", "TeacherConfig",
     "ToyConfig", "TrainConfig", "apply_override", "build", "explain", "read_suite_file", "run_spec_from_dict",
     "setting", "to_dict", "to_yaml",

@@ -1,4 +1,5 @@
-"""`gadbench suites --explain KEY`: one line per setting, with its type, default, range and the paper's value."""
+"""`gadbench suites --explain KEY`: one line per setting, with its type, default, range and the paper's value, and
+with `--suite NAME` that suite's value."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import types
 import typing
 from typing import Any, Literal
 
+from gadbench import shown
 from gadbench.config.schema import ConfigError, SuiteConfig, to_dict
 
 
@@ -43,9 +45,27 @@ def _default(f: dataclasses.Field) -> str:
     return "a group" if dataclasses.is_dataclass(value) else f"default {to_dict(value)!r}"
 
 
-def explain(key: str = "") -> list[str]:
+def _value(obj: Any, names: list[str]) -> Any:
+    """The value at dotted `names` under `obj`; at a `<name>` part, a mapping of each entry's value."""
+    if not names:
+        return obj
+    head, rest = names[0], names[1:]
+    if head == "<name>":
+        return {k: _value(v, rest) for k, v in (obj or {}).items()}
+    return _value(obj.get(head) if isinstance(obj, dict) else getattr(obj, head, None), rest)
+
+
+def _suite_value(suite: SuiteConfig, key: str) -> str:
+    value = _value(suite, key.split("."))
+    if dataclasses.is_dataclass(value):
+        return ""
+    return f"; suite {suite.name}: {shown(to_dict(value), 120)}"
+
+
+def explain(key: str = "", suite: SuiteConfig | None = None) -> list[str]:
     """One line per suite setting under `key` ("" for all): key, type, default, range, what it does and the
-    paper's value. Mapping entries are written `<name>` (`methods.<name>.kind`); any name matches them."""
+    paper's value, and `suite`'s value when given. Mapping entries are written `<name>` (`methods.<name>.kind`);
+    any name matches them."""
     parts = key.split(".") if key else []
     lines = []
     for k, tp, f in _settings(SuiteConfig, ""):
@@ -55,7 +75,10 @@ def explain(key: str = "") -> list[str]:
         lo, hi = f.metadata.get("range", (None, None))
         bounds = "" if (lo, hi) == (None, None) else f", range [{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
         paper = f" (paper: {f.metadata['paper']})" if f.metadata.get("paper") else ""
-        lines.append(f"{k} ({_type_name(tp)}, {_default(f)}{bounds}): {f.metadata.get('doc', '')}{paper}")
+        outside = "; not part of the run id" if f.metadata.get("in_run_id") is False else ""
+        asked = [q if n == "<name>" else n for n, q in zip(names, parts + names[len(parts):], strict=True)]
+        mine = _suite_value(suite, ".".join(asked)) if suite is not None else ""
+        lines.append(f"{k} ({_type_name(tp)}, {_default(f)}{bounds}): {f.metadata.get('doc', '')}{outside}{paper}{mine}")
     if not lines:
         close = difflib.get_close_matches(key, [k for k, _, _ in _settings(SuiteConfig, "")], n=1)
         hint = f"; did you mean `{close[0]}`?" if close else "; `gadbench suites --explain` lists them all."

@@ -1,11 +1,13 @@
 """Suite files to settings: YAML with `extends:`, `--set` overrides, and type-checked building of the dataclasses of
 gadbench.config.schema.
 
-A suite file is a UTF-8 YAML mapping whose keys are the fields of `SuiteConfig`. `extends: NAME` deep-merges
-this file over suite NAME, and `extends: PATH.yaml` over that file, relative to this one (a `null` value
-deletes an inherited key, e.g. a method). Every value is type-checked; an unknown key, a wrong type, a bad enum
-value or an out-of-range number stops with one line naming the key, the file and the fix (for unknown keys: the
-closest valid key).
+A suite file is a UTF-8 YAML mapping whose keys are the fields of `SuiteConfig`; a key given twice in one mapping
+stops the load. `extends: NAME` deep-merges this file over suite NAME, and `extends: PATH.yaml` over that file,
+relative to this one (a `null` value deletes an inherited key, e.g. a method). File paths written in a suite
+file (`baseline`, `data.train.path`, `data.eval.<name>.path`) are read from that file's folder, like `extends:`;
+given with `--set`, from the current directory; either way the loaded suite holds them as absolute paths. Every
+value is type-checked; an unknown key, a wrong type, a bad enum value, an out-of-range or non-finite number
+stops with one line naming the key, the file and the fix (for unknown keys: the closest valid key).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import copy
 import dataclasses
 import difflib
 import math
+import os
 import types
 import typing
 from pathlib import Path
@@ -30,9 +33,62 @@ def read_suite_file(path: str | Path, overrides: list[str] = (), search_dir: Pat
     folder), apply `--set a.b=c` overrides, and check every setting's type, range and dataclass `check()`."""
     path = Path(path)
     raw = _resolve_extends(path, search_dir or path.parent, seen=())
+    written = {id(node): node.get(key) for node, key in _file_paths(raw)}
     for item in overrides:
         apply_override(raw, item)
+    for node, key in _file_paths(raw):  # paths --set gave or changed: from the current directory
+        if written.get(id(node), None) != node[key]:
+            node[key] = _absolute(node[key], Path.cwd())
     return build(SuiteConfig, raw, str(path), "")
+
+
+def _file_paths(raw: dict) -> list[tuple[dict, str]]:
+    """(mapping, key) of each file path set in a raw suite mapping: baseline, data.train.path, data.eval.*.path."""
+    out = [(raw, "baseline")] if isinstance(raw.get("baseline"), str) else []
+    data = raw.get("data")
+    if isinstance(data, dict):
+        sets = [data.get("train"), *(data["eval"].values() if isinstance(data.get("eval"), dict) else ())]
+        out += [(d, "path") for d in sets if isinstance(d, dict) and isinstance(d.get("path"), str)]
+    return out
+
+
+def _absolute(path: str, folder: Path) -> str:
+    """`path` read from `folder` (a `~` path from the home folder); an absolute path, or one that is no path at
+    all (empty, or holding NUL, which the type and file checks report), as it is."""
+    if not path or "\0" in path:
+        return path
+    path = os.path.expanduser(path)
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(os.path.abspath(folder), path))
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, first: int, again: int):
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.first, self.again = key, first, again
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: explicit keys may override it
+                    continue
+                key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(key, seen[key], line)
+                    seen[key] = line
+                except TypeError:  # an unhashable key: SafeLoader reports it
+                    continue
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str) -> Any:
+    """yaml.safe_load, refusing duplicate keys."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def _read_yaml(path: Path) -> dict:
@@ -50,7 +106,11 @@ def _read_yaml(path: Path) -> dict:
         raise ConfigError(f"{path}: byte 0x{data[e.start]:02x} at line {line} is not UTF-8 text; save the file "
                           "as UTF-8.") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except _DuplicateKey as e:
+        lines = f"line {e.first}" if e.first == e.again else f"lines {e.first} and {e.again}"
+        raise ConfigError(f"{path}: key `{_text(e.key)}` is given twice in one mapping ({lines}); keep one of "
+                          "them.") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -70,6 +130,8 @@ def _resolve_extends(path: Path, search_dir: Path, seen: tuple[str, ...]) -> dic
     if str(path.resolve()) in seen:
         raise ConfigError(f"{path}: `extends` forms a cycle ({' -> '.join(seen)}); remove one of them.")
     data = _read_yaml(path)
+    for node, key in _file_paths(data):  # a file's own paths: from its folder
+        node[key] = _absolute(node[key], path.parent)
     parent = data.pop("extends", None)
     if parent is None:
         return data
@@ -120,7 +182,9 @@ def apply_override(raw: dict, item: str) -> None:
             node[part] = {} if part not in node else _not_mapping(key, ".".join(parts[: i + 1]))
         node = node[part]
     try:
-        parsed = yaml.safe_load(value)
+        parsed = load_yaml(value)
+    except _DuplicateKey as e:
+        raise ConfigError(f"--set {key.strip()}: key `{_text(e.key)}` is given twice; keep one of them.") from None
     except (yaml.YAMLError, ValueError, RecursionError):  # not YAML, or a value Python cannot hold: a string
         parsed = value
     if parsed is None:  # `--set methods.gad-ce=null` removes an entry or resets a setting to its default
@@ -161,7 +225,7 @@ def build(cls: type, raw: Any, source: str, where: str) -> Any:
     obj = cls(**kwargs)
     problem = obj.check() if hasattr(obj, "check") else None
     if problem:
-        raise ConfigError(f"{source}: `{where or '<top>'}`: {problem}.")
+        raise ConfigError(f"{source}: `{where}`: {problem}." if where else f"{source}: {problem}.")
     return obj
 
 
@@ -217,6 +281,8 @@ def _as_float(value: int | float | str, source: str, key: str) -> float:
         raise ConfigError(f"{source}: `{key}` = {shown(value)} should be of type float; write it as one.") from None
     if math.isnan(number):
         raise ConfigError(f"{source}: `{key}` is NaN; write a number.")
+    if math.isinf(number):
+        raise ConfigError(f"{source}: `{key}` = {shown(value)} is infinite; write a finite number.")
     return number
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 
 from gadbench import GadbenchError
+from gadbench.metrics import RESAMPLES
 
 
 class ConfigError(GadbenchError, ValueError):
@@ -22,10 +23,12 @@ class ConfigError(GadbenchError, ValueError):
 
 
 def setting(default: Any = dataclasses.MISSING, doc: str = "", paper: str = "", lo: float | None = None,
-            hi: float | None = None, factory: Any = dataclasses.MISSING) -> Any:
+            hi: float | None = None, factory: Any = dataclasses.MISSING, in_run_id: bool = True) -> Any:
     """A config field with its one-line documentation (`gadbench suites --explain KEY` prints it), the
-    paper's value where it has one, and the range a number must lie in."""
-    meta = {"doc": doc, "paper": paper, "range": (lo, hi)}
+    paper's value where it has one, and the range a number must lie in. `in_run_id=False`: a setting that
+    cannot change a run's results (how long to wait for an endpoint), left out of the run id's hash, so that
+    changing it resumes the same run."""
+    meta = {"doc": doc, "paper": paper, "range": (lo, hi), "in_run_id": in_run_id}
     if factory is not dataclasses.MISSING:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -100,7 +103,8 @@ class DatasetConfig:
 
     source: str = setting(doc="world, a named source (lmsys-gad, dolly, selfinst, vicuna, mtbench, sharegpt, ...; "
                               "docs/data.md), jsonl or parquet")
-    path: str | None = setting(None, "a local file; wins over $GADBENCH_DATA_DIR and the hub")
+    path: str | None = setting(None, "a local file; wins over $GADBENCH_DATA_DIR and the hub; a relative path is "
+                                     "read from the suite file's folder (from the current directory with --set)")
     split: str = setting("train", "the split to read (world: id or ood)")
     limit: int | None = setting(None, "read at most this many usable rows", lo=1)
     prompt_field: str | None = setting(None, "jsonl/parquet: the column holding the prompt")
@@ -129,6 +133,8 @@ class DataConfig:
                                              factory=dict)
     validation_size: int = setting(0, "training prompts held out for checkpoint selection and D's diagnostics",
                                    paper="none (the paper selected on the test sets)", lo=0)
+    allow_overlap: bool = setting(False, "run even when eval prompts are also training prompts (the same normalised "
+                                         "text, or the same id in the same data); the overlap is reported either way")
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,10 @@ class TeacherConfig:
                                    "hf:PATH", paper="dataset (GPT-5-Chat responses, released)")
     api_key_env: str = setting("OPENAI_API_KEY", "the environment variable holding an API teacher's key")
     concurrency: int = setting(8, "requests in flight to an API teacher", lo=1)
+    timeout: float = setting(60.0, "seconds an API teacher may take to answer one request before it is retried",
+                             lo=0.001, in_run_id=False)
+    max_retries: int = setting(6, "retries of a failed API teacher request (with backoff); a hung endpoint costs "
+                                  "up to (max_retries + 1) x timeout per request", lo=0, in_run_id=False)
 
 
 @dataclass(frozen=True)
@@ -163,11 +173,11 @@ class TrainConfig:
     max_prompt_tokens: int = setting(2048, "prompts are left-truncated to this", paper="2048", lo=1)
     max_response_tokens: int = setting(1536, "rollouts stop here; teacher responses are cut to it (then EOS)",
                                        paper="1536", lo=1)
-    lr_sft: float = setting(5e-6, "G's learning rate in SFT stages (SeqKD, gad-offpolicy's SeqKD)", paper="5e-6",
-                            lo=0.0)
+    lr_sft: float = setting(5e-6, "G's learning rate in SFT stages (SeqKD, gad-offpolicy's SeqKD, and GAD's warmup "
+                                  "without discriminator warmup: one SeqKD epoch)", paper="5e-6", lo=0.0)
     lr_generator: float = setting(1e-6, "G's learning rate in the adversarial stage", paper="1e-6", lo=0.0)
-    lr_warmup: float = setting(1e-6, "G's learning rate in GAD's warmup", paper="1e-6 (5e-6 with the Qwen teacher)",
-                               lo=0.0)
+    lr_warmup: float = setting(1e-6, "G's learning rate in GAD's joint warmup (G and D)",
+                               paper="1e-6 (5e-6 with the Qwen teacher)", lo=0.0)
     lr_discriminator: float = setting(1e-6, "D's learning rate", paper="1e-6 (scripts)", lo=0.0)
     weight_decay: float = setting(0.01, "AdamW weight decay of G and D", paper="0.01 (verl default)", lo=0.0)
     kl_beta: float = setting(0.001, "weight of the k3 KL to the stage's reference in GRPO", paper="0.001", lo=0.0)
@@ -178,6 +188,8 @@ class TrainConfig:
     keep_checkpoints: int = setting(2, "newest checkpoints kept, besides stage ends", lo=1)
     length_warning_ratio: float = setting(2.0, "warn when rollouts grow past this many times the teacher's length",
                                           lo=1.0)
+    truncation_warning: float = setting(0.5, "warn when more than this share of a step's rollouts, or of its teacher "
+                                             "responses, is cut at max_response_tokens", lo=0.0, hi=1.0)
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "where to train (auto: cuda when visible)")
     precision: Literal["fp32", "bf16"] = setting("fp32", "bf16: forwards autocast to bf16 over fp32 weights and "
                                                          "optimizer states, and hf rollouts generate from a bf16 "
@@ -216,6 +228,8 @@ class RolloutConfig:
 class EvalConfig:
     every: int = setting(50, "steps between evaluations (stage ends and the last step are always evaluated)",
                          paper="50", lo=1)
+    start: int = setting(0, "evaluation points before this step are skipped, except step 0 (the `before` row) and "
+                            "the last step", paper="800 (the eval script scans GAD checkpoints 800-2400)", lo=0)
     max_new_tokens: int = setting(1536, "greedy answers stop here", paper="1536", lo=1)
     judges: tuple[str, ...] = setting(("gad-paper",), "judges of the answers (gadbench.judge.records): gad-paper, "
                                                      "mtbench-single, pairwise (LLM), rouge-l, embedding, gold and "
@@ -227,7 +241,8 @@ class EvalConfig:
         "length in range (the paper's), or the last", paper="paper")
     selection_metric: str = setting("", "the metric checkpoint selection optimises, in the direction its judge "
                                         "declares (default: the first judge's primary metric)")
-    bootstrap: int = setting(2000, "bootstrap resamples of every interval", lo=100)
+    bootstrap: int = setting(RESAMPLES, "bootstrap resamples of every interval, at least (the report adds more "
+                                        "until each bound's Monte-Carlo error is settled)", lo=100)
 
 
 @dataclass(frozen=True)
@@ -236,6 +251,11 @@ class JudgeConfig:
     base_url: str | None = setting(None, "an OpenAI-compatible endpoint (default: OpenAI's)")
     api_key_env: str = setting("OPENAI_API_KEY", "the environment variable holding the judge's key")
     concurrency: int = setting(8, "judge requests in flight", lo=1)
+    timeout: float = setting(60.0, "seconds the judge may take to answer one request before it is retried",
+                             lo=0.001, in_run_id=False)
+    max_retries: int = setting(6, "retries of a failed judge request (with backoff), after which the judgment is "
+                                  "invalid (an API error, asked again by --resume); a hung endpoint costs up to "
+                                  "(max_retries + 1) x timeout per request", lo=0, in_run_id=False)
     price_per_mtok: tuple[float, ...] = setting((), "USD per million prompt and completion tokens, for the cost "
                                                     "estimate and report; empty: the list price of `model` "
                                                     "(gadbench/llm/pricing.py), unknown for other models")
@@ -248,7 +268,25 @@ class JudgeConfig:
         if self.price_per_mtok and (len(self.price_per_mtok) != 2 or min(self.price_per_mtok) < 0):
             return (f"price_per_mtok = {list(self.price_per_mtok)} must be two prices >= 0 (USD per million prompt "
                     "and completion tokens), or [] for the judge model's list price")
+        if self.base_url is not None and (problem := url_problem(self.base_url)):
+            return f"base_url {problem}"
         return None
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with an endpoint's base URL (an http(s) URL with a host and a port in 1-65535), or None."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        return f"{url!r} is not a valid URL ({e}); write e.g. http://127.0.0.1:8000/v1"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http(s) URL with a host; write e.g. http://127.0.0.1:8000/v1"
+    if port == 0:
+        return f"{url!r} has port 0; give the port the server listens on (1-65535)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -259,6 +297,20 @@ class BudgetConfig:
     tolerance: float = setting(0.05, "a run outside this relative difference is flagged", lo=0.0, hi=1.0)
     assumed_prompt_tokens: int = setting(100, "mean prompt length the dry-run estimates assume", lo=1)
     assumed_response_tokens: int = setting(350, "mean response length the dry-run estimates assume", lo=1)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Live tracking of training (gadbench.tracking): each run's metrics.jsonl rows and evaluation means, logged
+    at their step with the run's resolved config, one tracker run per gadbench run, from process 0. Not part of
+    a run's identity: changing it changes no run id."""
+
+    tracker: Literal["none", "tensorboard", "trackio", "wandb"] = setting(
+        "none", "tensorboard (event files in each run's tensorboard/), trackio (its local store: $TRACKIO_DIR or "
+        "its default) or wandb (each run's wandb/, offline unless $WANDB_API_KEY or $WANDB_MODE is set)",
+        paper="wandb")
+    project: str = setting("gadbench", "the trackio or wandb project the runs are logged to (each named by its run "
+                                       "id)")
 
 
 @dataclass(frozen=True)
@@ -302,11 +354,20 @@ class SuiteConfig:
     eval: EvalConfig = setting(EvalConfig(), "evaluation and checkpoint selection")
     judge: JudgeConfig = setting(JudgeConfig(), "the LLM judge")
     budget: BudgetConfig = setting(BudgetConfig(), "matched budgets")
+    log: LogConfig = setting(LogConfig(), "live tracking of training (tensorboard, trackio, wandb)")
     requires: Requirements = setting(Requirements(), "what the suite needs to start")
-    baseline: str | None = setting(None, "a regression baseline file compared after the run (the ci suite)")
+    baseline: str | None = setting(None, "a regression baseline file compared after the run (the ci suite); a "
+                                         "relative path is read from the suite file's folder (from the current "
+                                         "directory with --set); a missing file stops the run unless "
+                                         "--update-baseline writes it")
     paper_baseline: bool = setting(False, "show the paper's published numbers beside ours in the report")
     report_note: str = setting("", "one or two sentences the report shows first: what this suite can and cannot "
                                    "show (scale, student, data, judge quality) and the doc that says more")
+
+    def check(self) -> str | None:
+        if not self.seeds:
+            return "seeds is empty, so the suite has no runs; list at least one seed, e.g. seeds: [0]"
+        return None
 
 
 @dataclass(frozen=True)
@@ -330,7 +391,8 @@ class RunSpec:
 
     @property
     def config_hash(self) -> str:
-        return hashlib.sha256(to_yaml(self).encode()).hexdigest()[:8]
+        """sha256 of the run's settings, those declared `in_run_id=False` left out."""
+        return hashlib.sha256(yaml.safe_dump(_identity(self), sort_keys=True).encode()).hexdigest()[:8]
 
     @property
     def run_id(self) -> str:
@@ -345,6 +407,16 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, tuple | list):
         return [to_dict(v) for v in obj]
     return obj
+
+
+def _identity(obj: Any) -> Any:
+    """to_dict without the settings declared `in_run_id=False`."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _identity(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if f.metadata.get("in_run_id", True)}
+    if isinstance(obj, dict):
+        return {k: _identity(v) for k, v in obj.items()}
+    return to_dict(obj)
 
 
 def to_yaml(obj: Any) -> str:

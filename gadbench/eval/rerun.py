@@ -10,10 +10,10 @@ from pathlib import Path
 
 import yaml
 
-from gadbench import GadbenchError
+from gadbench import GadbenchError, one_line
 from gadbench.config import RunSpec, apply_override, run_spec_from_dict
 from gadbench.io import atomic_write_json, read_json
-from gadbench.rundir import RunDir, RunLock
+from gadbench.rundir import RunDir, RunLock, verify
 
 log = logging.getLogger("gadbench")
 
@@ -29,14 +29,17 @@ def load_spec(run_dir: Path, judges: list[str] | None = None, overrides: list[st
     if not path.is_file():
         raise EvalError(f"{run_dir} is not a run directory (no config.yaml); pass a results/<suite>/<run_id> folder.")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise EvalError(f"{path} is not valid YAML ({e}); the run directory is damaged.") from None
-    for item in overrides:
-        apply_override(raw, item)
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        what = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else "not valid YAML"
+        raise EvalError(f"{path} is {what} ({one_line(str(e))}); the run directory is damaged.") from None
+    if not isinstance(raw, dict):
+        raise EvalError(f"{path} holds no mapping of settings; the run directory is damaged.")
     dropped = _drop_unknown(RunSpec, raw, "")
     if dropped:  # a run written by another gadbench version: settings this version no longer has
         log.warning("%s: ignoring settings this gadbench version does not know: %s", path, ", ".join(dropped))
+    for item in overrides:  # after the drop: an unknown key given here is a mistake, named by the type check
+        apply_override(raw, item)
     spec = run_spec_from_dict(raw, str(path))
     if judges:
         spec = replace(spec, eval=replace(spec.eval, judges=tuple(judges)))
@@ -113,7 +116,8 @@ def load_context(spec: RunSpec, run_dir: Path, step: int, with_d: bool = False):
     student = spec.student
     if spec.train.precision == "bf16" and not with_d:  # D is built from G's weights: then G stays as trained
         student = replace(student, dtype="bfloat16")
-    ctx = build_context(spec, device, g=load_causal_lm(student), with_d=with_d)
+    cache = RunDir(run_dir).cache
+    ctx = build_context(spec, device, g=load_causal_lm(student, cache=cache), with_d=with_d, cache=cache)
     if step:
         models = {"g": ctx.g.model, **({"d": ctx.d.model} if ctx.d is not None else {})}
         checkpoint.load(RunDir(run_dir), step, models)
@@ -145,7 +149,7 @@ def _evaluate(spec: RunSpec, run_dir: Path, checkpoint: int | None, sets: bool, 
               lm_eval_include: str | Path | None, limit: int | float | None, lm_eval_batch_size: int) -> dict:
     import torch
 
-    from gadbench.eval.evaluator import Evaluator, eval_seed
+    from gadbench.eval.evaluator import Evaluator, eval_seed, stored_metrics
     from gadbench.methods import uses_discriminator
     from gadbench.methods.updates import d_diagnostics
     from gadbench.rundata import load_run_data, run_teacher
@@ -154,6 +158,9 @@ def _evaluate(spec: RunSpec, run_dir: Path, checkpoint: int | None, sets: bool, 
     step = choose_checkpoint(run.path, checkpoint)
     out_dir = run.eval_dir(step)
     weights = step == 0 or step in run.checkpoint_steps()
+    if weights and step and (problem := verify(run.checkpoint(step))):
+        raise EvalError(f"checkpoint step-{step} of {run.path} is damaged ({problem}); pass another --checkpoint, "
+                        "or restore it from a copy.")
     if lm_eval_tasks and not weights:
         raise EvalError(f"step {step} of {run.path} has no checkpoint, and lm_eval tasks need the model; pass a "
                         "kept --checkpoint (or 0 for the initial student).")
@@ -168,7 +175,7 @@ def _evaluate(spec: RunSpec, run_dir: Path, checkpoint: int | None, sets: bool, 
         if missing and not weights:
             raise EvalError(f"step {step} of {run.path} has no checkpoint and no stored answers for "
                             f"{', '.join(missing)}; pass a kept --checkpoint (or 0 for the initial student).")
-    stored = read_json(out_dir / "metrics.json") if sets and (out_dir / "metrics.json").exists() else {}
+    stored = (stored_metrics(out_dir) or {}) if sets else {}  # damaged: evaluated again, D's diagnostics too
     # D is loaded only to compute its validation diagnostics when this step's are not stored
     fresh = bool(sets and data.validation) and uses_discriminator(spec) and "d" not in stored.get("validation", {})
     ctx = load_context(spec, run.path, step, with_d=fresh) if weights else None  # None: stored answers only

@@ -9,7 +9,9 @@
   If no checkpoint is within range, the best test score is taken and the note says so.
 - `last`: the latest step.
 "Best" is the highest score, or the lowest for a metric declared lower-is-better (its record's `Metric`, read
-by the caller). Ties go to the earliest step.
+by the caller). Ties go to the earliest step. A checkpoint without the score its rule reads (no valid judgment,
+e.g. in a judge outage) is left out and listed in `Selection.skipped`; when no checkpoint has one, the last is
+taken and the note says why.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ class Selection:
     step: int
     note: str
     on_test_sets: bool
+    skipped: tuple[int, ...] = ()  # checkpoints left out: no score to select on
 
     def to_json(self) -> dict:
-        return {"rule": self.rule, "checkpoint": self.step, "note": self.note}
+        out = {"rule": self.rule, "checkpoint": self.step, "note": self.note}
+        return {**out, "skipped": list(self.skipped)} if self.skipped else out
 
 
 def _best(cands: Sequence[CheckpointScores], key, sign: float) -> CheckpointScores:
@@ -59,19 +63,30 @@ def _last(checkpoints: Sequence[CheckpointScores], sign: float, teacher_length, 
     return Selection("last", step, f"last checkpoint (step {step})", False)
 
 
+def _none_scored(checkpoints: Sequence[CheckpointScores], what: str) -> Selection:
+    step = max(c.step for c in checkpoints)
+    return Selection("last", step, f"no checkpoint has a {what} (its judgments failed): the last checkpoint (step "
+                                   f"{step}) is reported", False, tuple(sorted(c.step for c in checkpoints)))
+
+
 def _by_validation(checkpoints: Sequence[CheckpointScores], sign: float, teacher_length, length_range) -> Selection:
-    missing = [c.step for c in checkpoints if c.validation is None]
-    if missing:
-        raise ValueError(f"rule 'validation' needs a validation score for every checkpoint; missing at steps {missing}")
-    best = _best(checkpoints, lambda c: c.validation, sign)
+    scored = [c for c in checkpoints if c.validation is not None]
+    if not scored:
+        return _none_scored(checkpoints, "validation score")
+    best = _best(scored, lambda c: c.validation, sign)
+    skipped = tuple(sorted(c.step for c in checkpoints if c.validation is None))
     return Selection("validation", best.step, f"best validation score {best.validation:.2f} at step {best.step}",
-                     False)
+                     False, skipped)
 
 
 def _by_test_sets(checkpoints: Sequence[CheckpointScores], sign: float, teacher_length, length_range) -> Selection:
     lo, hi = length_range
-    ok = [c for c in checkpoints if _in_range(c, teacher_length or {}, lo, hi)]
-    best = _best(ok or checkpoints, _test_mean, sign)
+    scored = [c for c in checkpoints if c.test]
+    if not scored:
+        return _none_scored(checkpoints, "test score")
+    skipped = tuple(sorted(c.step for c in checkpoints if not c.test))
+    ok = [c for c in scored if _in_range(c, teacher_length or {}, lo, hi)]
+    best = _best(ok or scored, _test_mean, sign)
     scope = (
         f"length within [{lo:g}, {hi:g}] x teacher"
         if ok
@@ -81,7 +96,7 @@ def _by_test_sets(checkpoints: Sequence[CheckpointScores], sign: float, teacher_
         f"SELECTED ON THE TEST SETS (paper protocol): best mean test score {_test_mean(best):.2f} "
         f"at step {best.step}, {scope}"
     )
-    return Selection("paper", best.step, note, True)
+    return Selection("paper", best.step, note, True, skipped)
 
 
 _RULES = {"validation": _by_validation, "paper": _by_test_sets, "last": _last}  # eval.selection's values

@@ -118,8 +118,8 @@ def llm_judge(protocol: type[LLMProtocol], **options) -> Callable:
 
         cfg = spec.judge
         client = ChatClient(cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env,
-                            concurrency=cfg.concurrency, cache_path=Path(cache_dir) / "judge.sqlite",
-                            price_per_mtok=cfg.price_per_mtok or None)
+                            concurrency=cfg.concurrency, timeout=cfg.timeout, max_retries=cfg.max_retries,
+                            cache_path=Path(cache_dir) / "judge.sqlite", price_per_mtok=cfg.price_per_mtok or None)
         return LLMJudge(protocol(max_tokens=cfg.max_tokens, guided=cfg.guided, **options), client)
 
     return build
@@ -169,7 +169,8 @@ register_judge(JudgeRecord(
     llm_judge(GadPaper), {"score": SCORE_0_100}, calls_per_item=1, calls_per_prompt=1,
     summary=_gad_paper_summary, control=Control("linear", "judge_reference"), parity=50.0))
 register_judge(JudgeRecord(
-    "mtbench-single", "MT-bench single-answer grading 1-10, against the reference answer",
+    "mtbench-single", "FastChat's MT-bench single-answer grading 1-10: math, reasoning and coding questions against "
+                      "the data's reference answer (else the teacher's), the rest without one",
     llm_judge(MtBenchSingle), {"score": Metric(True, "rating 1-10")}, calls_per_item=1))
 register_judge(JudgeRecord(
     "pairwise", "student against the teacher's answer in both orders: win 100, tie 50, loss 0",

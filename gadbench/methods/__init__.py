@@ -18,6 +18,7 @@ from gadbench.methods.base import (
     PlannedStage,
     Stage,
     estimate_run,
+    eval_steps,
     identity_of,
     method_of,
     register_method,
@@ -25,5 +26,5 @@ from gadbench.methods.base import (
     uses_discriminator,
 )
 
-__all__ = ["METHODS", "Identity", "Method", "PlannedStage", "Stage", "estimate_run", "identity_of", "method_of",
-           "register_method", "stage_plan", "uses_discriminator"]
+__all__ = ["METHODS", "Identity", "Method", "PlannedStage", "Stage", "estimate_run", "eval_steps", "identity_of",
+           "method_of", "register_method", "stage_plan", "uses_discriminator"]

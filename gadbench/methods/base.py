@@ -9,6 +9,7 @@ The trainer, the plan, the runner and the report read these records and nothing 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -88,6 +89,15 @@ def stage_plan(spec: RunSpec, steps: int | None = None) -> list[PlannedStage]:
     comes on top."""
     total = steps or spec.train.steps
     return [PlannedStage(s, n) for s, n in method_of(spec).stages(spec, total) if n > 0]
+
+
+def eval_steps(spec: RunSpec, plan: list[PlannedStage]) -> list[int]:
+    """The steps a run evaluates (the trainer and the plan's judge cost read this): step 0 (the `before` row),
+    the last step, and from `eval.start` on every `eval.every` steps and each stage end."""
+    total = sum(s.steps for s in plan)
+    ends = set(itertools.accumulate(s.steps for s in plan))
+    e = spec.eval
+    return [0] + [k for k in range(1, total + 1) if k == total or (k >= e.start and (k % e.every == 0 or k in ends))]
 
 
 def uses_discriminator(spec: RunSpec) -> bool:

@@ -10,6 +10,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -90,18 +91,18 @@ def _world_gold(prompts: list[str], texts: list[str]) -> dict[str, float]:
 
 def build_context(spec: RunSpec, device: torch.device, *, g: LoadedModel | None = None, d: LoadedModel | None = None,
                   with_d: bool = True, reward_fn: Reward | None = None,
-                  place: Callable[[torch.nn.Module], None] | None = None) -> Context:
+                  place: Callable[[torch.nn.Module], None] | None = None, cache: Path | None = None) -> Context:
     """G (the suite's student unless given), D when the method has one and `with_d` (given, or built from G's
     weights or `method.d_model` before G moves), both placed by `place` (default: moved to `device`), the
     rollout engine, the method's fixed reward (`reward_fn` overrides it) and reward shaping, and the world's gold
-    metrics of rollouts when the teacher is the world's program."""
-    g = g or load_causal_lm(spec.student)
+    metrics of rollouts when the teacher is the world's program. Models load with `cache` (models.load_causal_lm)."""
+    g = g or load_causal_lm(spec.student, cache=cache)
     if not (with_d and uses_discriminator(spec)):
         d = None
     elif d is None:
         m = spec.method
         d_cfg = ModelConfig(path=m.d_model, template=spec.student.template) if m.d_model else None
-        d = build_discriminator(g, d_cfg, seed=spec.seed, d_loss=m.d_loss)
+        d = build_discriminator(g, d_cfg, seed=spec.seed, d_loss=m.d_loss, cache=cache)
     for model in (g, d):
         if model is not None:
             place(model.model) if place else model.model.to(device)

@@ -103,15 +103,20 @@ def adversarial_frozen_d_step(ctx: Context, batch: list, step: int, step_in_stag
 
 
 WARMUP = Stage("warmup", warmup_step, "lr_warmup", False, warmup_cost)
+# w/o discriminator warmup: the paper's G is "the checkpoint after one SeqKD epoch", so it trains at SeqKD's rate
+WARMUP_G_ONLY = Stage("warmup", warmup_step, "lr_sft", False, warmup_cost)
 ADVERSARIAL = Stage("adversarial", adversarial_step, "lr_generator", True, adversarial_cost(update_d=True))
 ADVERSARIAL_FROZEN_D = Stage("adversarial", adversarial_frozen_d_step, "lr_generator", True,
                              adversarial_cost(update_d=False))
 
 
 def gad_stages(spec, steps: int) -> list:
+    """The joint warmup (G at lr_warmup; without D's warmup, G's SFT alone is one SeqKD epoch, at lr_sft), then
+    the adversarial stage."""
     warm = min(spec.train.warmup_steps, steps)
     online = spec.method.discriminator in ("online", "none")  # `none`: a fixed reward, no D to update
-    return [(WARMUP, warm), (ADVERSARIAL if online else ADVERSARIAL_FROZEN_D, steps - warm)]
+    warmup = WARMUP if spec.method.discriminator_warmup else WARMUP_G_ONLY
+    return [(warmup, warm), (ADVERSARIAL if online else ADVERSARIAL_FROZEN_D, steps - warm)]
 
 
 def _model_label(path: str) -> str:

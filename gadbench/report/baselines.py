@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gadbench.io import read_json
 from gadbench.report.naming import OOD, same_model, student_label
 from gadbench.report.schema import validate
 
@@ -53,10 +54,16 @@ class Baselines:
 def load_baselines(path: str | Path | None = None) -> Baselines:
     """Load and validate paper.json against paper.schema.json next to it."""
     path = Path(path) if path else DEFAULT_PATH
-    doc = json.loads(path.read_text(encoding="utf-8"))
+    if not path.is_file():
+        raise FileNotFoundError(f"there is no baselines file {path}; pass --baselines a JSON file like "
+                                f"{DEFAULT_PATH.name}, or leave it out for the paper's numbers.")
+    doc = read_json(path, fix=f"pass a valid JSON file like {DEFAULT_PATH.name}")
     schema_path = path.with_name("paper.schema.json")
     if schema_path.exists():
         errors = validate(doc, json.loads(schema_path.read_text(encoding="utf-8")))
         if errors:
-            raise ValueError(f"{path} does not match {schema_path.name}: " + "; ".join(errors[:5]))
+            raise ValueError(f"{path} does not match {schema_path.name}: " + "; ".join(errors[:5]) + "; fix those "
+                             "entries.")
+    if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list):
+        raise ValueError(f"{path} holds no list of `entries`; pass a baselines file like {DEFAULT_PATH.name}.")
     return Baselines(doc["entries"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -19,18 +20,27 @@ from gadbench.report.notes import collect
 from gadbench.report.render import Report, html_page, markdown, reading
 from gadbench.report.search import chosen_runs
 from gadbench.report.tables import build_tables
-from gadbench.report.typeset import to_csv, to_latex, to_markdown
+from gadbench.report.typeset import Table, to_csv, to_latex, to_markdown
 
 
-def build_report(path: str | Path, ci: bool = False, baselines: str | Path | None = None) -> Path:
-    """Write the report of `path` (a run dir or results/<suite>/) into it and return the REPORT.md path.
+@dataclass(frozen=True)
+class BuiltReport:
+    """What `build_report` wrote and the tables it holds, for callers that show them (the end of `gadbench run`)
+    without parsing the Markdown."""
+
+    markdown: Path  # REPORT.md
+    html: Path  # report.html
+    tables: tuple[Table, ...]
+    report: Report  # what the pages show (the index page of several suites reads it)
+
+    def table(self, name: str) -> Table | None:
+        """The table named `name` (findings, main, ablations, ...), None when the report skipped it."""
+        return next((t for t in self.tables if t.name == name), None)
+
+
+def build_report(path: str | Path, ci: bool = False, baselines: str | Path | None = None) -> BuiltReport:
+    """Write the report of `path` (a run dir or results/<suite>/) into it and return what it wrote.
     `ci` adds intervals to cells; `baselines` overrides baselines/paper.json (used for the paper suite)."""
-    write_report(path, ci, baselines)
-    return Path(path) / "REPORT.md"
-
-
-def write_report(path: str | Path, ci: bool = False, baselines: str | Path | None = None) -> Report:
-    """build_report, returning what it wrote (the index page of several suites reads it)."""
     suite = load_results(path)
     base: Baselines | None = load_baselines(baselines) if suite.is_paper else None
     out = Path(path)
@@ -60,7 +70,7 @@ def write_report(path: str | Path, ci: bool = False, baselines: str | Path | Non
                  reading(suite, no_signal_note(judge_signal(chosen))), answers_html(sample(chosen)))
     atomic_write_text(out / "report.html", html_page(rep))
     atomic_write_text(out / "REPORT.md", markdown(rep))
-    return rep
+    return BuiltReport(out / "REPORT.md", out / "report.html", tuple(tables), rep)
 
 
 def _save(fig, fmt: str, **kwargs) -> bytes:

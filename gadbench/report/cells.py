@@ -5,13 +5,25 @@ from __future__ import annotations
 from statistics import mean
 
 from gadbench.judge.records import metric_info
-from gadbench.metrics import seeds_and_items
+from gadbench.metrics import RESAMPLES, seeds_and_items
 from gadbench.report.load import Run, Suite
 from gadbench.report.naming import OOD, OTHERS, dataset_label, dataset_order
 from gadbench.report.typeset import Cell
 
 NOT_METRICS = ("length",)  # declared, but shown in the length table, not as a score column
-BOOTSTRAP = 2000  # resamples of the intervals the report computes itself
+
+
+def resamples(runs: list[Run], meta: dict | None = None) -> int:
+    """The suite's `eval.bootstrap` (suite.json's config, else the largest in the runs' config.yaml, else the
+    setting's default): the fewest resamples of every interval the report computes; gadbench.metrics adds
+    more until each bound's Monte-Carlo error is settled."""
+
+    def count(config: dict | None) -> int | None:
+        n = ((config or {}).get("eval") or {}).get("bootstrap")
+        return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+    suite_setting = count((meta or {}).get("config"))
+    return suite_setting or max((n for r in runs if (n := count(r.config))), default=RESAMPLES)
 
 
 def eval_of(run: Run, label: str) -> dict:
@@ -112,7 +124,7 @@ def aggregate(runs: list[Run], label: str, metric: str) -> Cell:
         return Cell(s["mean"], s.get("ci_low"), s.get("ci_high"), s.get("n_valid"))
     items = {r.seed: item_values(r, label, metric) for r, _ in found}
     if label != OTHERS and all(items.values()) and len(items) == len(found):
-        h = seeds_and_items(items, n_resamples=BOOTSTRAP)
+        h = seeds_and_items(items, n_resamples=resamples(runs))
         return Cell(h["mean"], h["ci_low"], h["ci_high"], h["n_items"], seeds=h["n_seeds"])
     means = [s["mean"] for _, s in found]
     return Cell(mean(means), min(means), max(means), None, seeds=len(found), kind="range")

@@ -9,6 +9,7 @@ search are methods of their own (`<method>+<key>=<value>`), so they never meet h
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,10 @@ from pathlib import Path
 import yaml
 
 from gadbench import GadbenchError
-from gadbench.io import read_json, read_jsonl
+from gadbench.io import DamagedFileError, read_json, read_jsonl
 from gadbench.report.naming import student_label
+
+log = logging.getLogger("gadbench")
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ def load_results(path: str | Path) -> Suite:
         run = load_run(path)
         name = (run.summary or {}).get("suite") or path.parent.name
         return Suite(path, name, {}, [run])
-    meta = read_json(path / "suite.json") if (path / "suite.json").exists() else {}
+    meta = _json_object(path / "suite.json") or {}
     listed = [str(r) for r in meta.get("runs", []) if isinstance(r, str)]
     found = sorted(p.name for p in path.iterdir() if p.is_dir() and is_run(p))
     order = [r for r in listed if r in found] + [r for r in found if r not in listed]
@@ -201,12 +204,40 @@ def _flat(d: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
+REPORT_FIX = "rerun its suite with `gadbench run --resume` to rebuild it, or move the run's folder away"
+
+
+def _config(path: Path) -> dict:
+    """A run's config.yaml as a mapping ({} without one); a damaged one raises DamagedFileError naming it."""
+    if not path.exists():
+        return {}
+    try:
+        config = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as e:
+        what = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else "not valid YAML"
+        raise DamagedFileError(f"{path} is damaged ({what})", "restore it from a copy, or move the run's folder "
+                               "away") from None
+    if config is not None and not isinstance(config, dict):
+        raise DamagedFileError(f"{path} holds no mapping of settings", "restore it from a copy, or move the run's "
+                               "folder away")
+    return config or {}
+
+
+def _json_object(path: Path) -> dict | None:
+    """The JSON object in `path` (None without the file); damaged, or not an object: DamagedFileError."""
+    if not path.exists():
+        return None
+    value = read_json(path, fix=REPORT_FIX)
+    if not isinstance(value, dict):
+        raise DamagedFileError(f"{path} holds no JSON object", REPORT_FIX)
+    return value
+
+
 def load_run(path: Path) -> Run:
-    config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").exists() else {}
-    config = config or {}
-    summary = read_json(path / "summary.json") if (path / "summary.json").exists() else None
-    budget = read_json(path / "budget.json") if (path / "budget.json").exists() else None
-    toy = read_json(path / "toy.json") if (path / "toy.json").exists() else None
+    config = _config(path / "config.yaml")
+    summary = _json_object(path / "summary.json")
+    budget = _json_object(path / "budget.json")
+    toy = _json_object(path / "toy.json")
     parts = path.name.split("--")
     s = summary or {}
     student = s.get("student") or _name(config.get("student")) or parts[0]
@@ -243,11 +274,16 @@ def _load_evals(root: Path) -> dict[int, dict[str, list[dict]]]:
 
 
 def _load_eval_metrics(root: Path) -> dict[int, dict]:
+    """step -> eval/step-K/metrics.json; a damaged one is left out with a warning (the run's summary, which the
+    tables read, names it too, with how to rebuild it)."""
     out = {}
     for f in root.glob("step-*/metrics.json") if root.is_dir() else []:
         m = re.fullmatch(r"step-(\d+)", f.parent.name)
         if m:
-            out[int(m.group(1))] = read_json(f)
+            try:
+                out[int(m.group(1))] = _json_object(f)
+            except DamagedFileError as e:
+                log.warning("%s; the report leaves that evaluation out", e.problem)
     return dict(sorted(out.items()))
 
 

@@ -19,6 +19,7 @@ from gadbench.report.cells import (
     mark_best,
     metrics_of,
     outcome_shares,
+    resamples,
     set_digits,
 )
 from gadbench.report.load import Identity, Run, Suite
@@ -469,7 +470,7 @@ def budget_curve(suite: Suite) -> list[dict]:
                     if not a or not b:
                         continue
                     try:
-                        diff = paired_seeds_and_items(a, b)
+                        diff = paired_seeds_and_items(a, b, resamples(suite.runs, suite.meta))
                     except ValueError:
                         continue
                     settings = {m: chosen.get((student, m), "") for m in (method, "seqkd")}

@@ -7,10 +7,11 @@ process count or sharding reads them back.
                                      every process holds (a replica) is written once
       rng-<rank>.pt                  each process's RNG states (torch, CUDA, Python, NumPy)
       KEEP                           a stage end: pruning keeps it
-      complete.json                  written last: {"step", "parts", "processes", "sharding", "meter"}
+      complete.json                  {"step", "parts", "processes", "sharding", "meter"}
+      manifest.json                  written last: the size and sha256 of every other file (gadbench.rundir.seal)
 
 Writing: process 0 makes a temporary folder `.step-K.*`; every process writes its shards and RNG states into
-it; process 0 then writes complete.json and renames the folder to step-K (gadbench.rundir). Only a folder
+it; process 0 then writes complete.json and the manifest and renames the folder to step-K (gadbench.rundir). Only a folder
 under its real name holding complete.json is a checkpoint, so a crash at any moment leaves the earlier ones
 as they were. Reading: `load` fills the models and optimizers it is given, whatever their sharding: DCP reads
 the slices each process needs (saved by 2 FSDP processes, read by 1, 2 or 8), and only the parts asked for

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -46,12 +47,13 @@ class _Recipe:
 
 
 def load_sharded(spec: RunSpec, d_model: ModelConfig | None, with_d: bool, place: Callable[[nn.Module], None],
-                 shard_device: torch.device) -> ShardedModels:
+                 shard_device: torch.device, cache: Path | None = None) -> ShardedModels:
     """G, and D when `with_d` (from `d_model`, else from G's weights), each sharded by `place` with its shards
-    on `shard_device`, weights from process 0. A collective: every process calls it."""
+    on `shard_device`, weights from process 0 (world students and GGUF conversions cached in `cache`, as
+    `load_causal_lm`). A collective: every process calls it."""
     dtype = getattr(torch, spec.student.dtype)
     read: dict[str, LoadedModel] = {}  # process 0's full models, by role
-    g_recipe = _read_on_main(spec.student, read, "g")
+    g_recipe = _read_on_main(spec.student, read, "g", cache)
     g_full = read["g"].model.state_dict() if "g" in read else {}
     g = _meta_causal_lm(g_recipe.config, dtype)
     skeleton = _meta_causal_lm(g_recipe.config, dtype)
@@ -60,7 +62,7 @@ def load_sharded(spec: RunSpec, d_model: ModelConfig | None, with_d: bool, place
     if with_d:
         d_recipe, d_full = g_recipe, g_full
         if d_model is not None:
-            d_recipe = _read_on_main(d_model, read, "d")
+            d_recipe = _read_on_main(d_model, read, "d", cache)
             d_full = read["d"].model.state_dict() if "d" in read else {}
         body = _meta_causal_lm(d_recipe.config, getattr(torch, (d_model or spec.student).dtype))
         prefix = body.base_model_prefix + "."
@@ -75,13 +77,13 @@ def load_sharded(spec: RunSpec, d_model: ModelConfig | None, with_d: bool, place
     return ShardedModels(LoadedModel(g, g_recipe.tokenizer, g_recipe.template), d, skeleton)
 
 
-def _read_on_main(cfg: ModelConfig, read: dict[str, LoadedModel], role: str) -> _Recipe:
+def _read_on_main(cfg: ModelConfig, read: dict[str, LoadedModel], role: str, cache: Path | None) -> _Recipe:
     """Process 0 reads the model `cfg` names (in its stored dtype) into `read[role]`; every process gets its
     recipe, or the error that stopped process 0."""
 
     def main() -> _Recipe | GadbenchError:
         try:
-            loaded = load_causal_lm(cfg, stored_dtype=True)
+            loaded = load_causal_lm(cfg, stored_dtype=True, cache=cache)
         except GadbenchError as e:
             return e
         read[role] = loaded

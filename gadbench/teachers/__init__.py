@@ -45,6 +45,7 @@ def _program(arg: str, **opts):
 
 register_teacher(Backend(
     "openai", _openai, lambda cfg, cache_path: {"api_key_env": cfg.api_key_env, "concurrency": cfg.concurrency,
+                                                "timeout": cfg.timeout, "max_retries": cfg.max_retries,
                                                 "cache_path": cache_path},
     "any OpenAI-compatible endpoint, asked once per prompt (cached, retried)"))
 register_teacher(Backend("hf", _hf, lambda cfg, cache_path: {"batch_size": cfg.concurrency},
