@@ -183,7 +183,7 @@ def test_absent_figures_are_skipped_and_said_so(built):
     assert "Pairwise table skipped" in smoke
     paper = (built["paper"] / "REPORT.md").read_text()
     assert "Reward hacking: frozen vs online discriminator (Figure 6 style): skipped" in paper
-    assert "Score per evaluated checkpoint: skipped" in paper  # one checkpoint per run
+    assert "Primary metric per evaluated checkpoint: skipped" in paper  # one checkpoint per run
 
 
 def test_paper_suite_shows_published_numbers_beside_ours(built):

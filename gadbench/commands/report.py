@@ -13,7 +13,8 @@ def add_parser(subparsers) -> None:
         help="write REPORT.md, report.html, tables/ and figures/ from stored results (no torch needed)",
         description="Build the report of a run directory or of results/<suite>/ into that directory.",
     )
-    p.add_argument("dir", type=Path, help="a run directory, results/<suite>/, or an --out folder of suites")
+    p.add_argument("dir", type=Path, help="a run directory, results/<suite>/, or an --out folder of suites (which "
+                                          "also gets index.md and index.html: every suite's findings and leaderboard)")
     p.add_argument(
         "--ci", action="store_true", help="show intervals in table cells: [lo, hi] n=.. or seeds=.."
     )
@@ -37,6 +38,7 @@ def report_dirs(path: Path) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from gadbench import print_error
     from gadbench.report.build import build_report
+    from gadbench.report.index import build_index
 
     try:
         if args.baselines is not None:  # checked even where no suite is the paper's, which alone reads it
@@ -50,9 +52,14 @@ def run(args: argparse.Namespace) -> int:
         if not dirs:
             raise ValueError(f"no runs or suites under {args.dir}; pass a run directory, results/<suite>/ or the "
                              "--out folder of a run.")
+        reports = []
         for d in dirs:
             built = build_report(d, ci=args.ci, baselines=args.baselines)
+            reports.append((d, built.report))
             print(f"wrote {built.markdown} and {built.html}")
+        if dirs != [args.dir]:  # a folder of suites: an index page of them all
+            index = build_index(args.dir, reports)
+            print(f"wrote {index} and {index.with_suffix('.html')}")
     except (FileNotFoundError, ValueError) as exc:  # ValueError: gadbench's DamagedFileError among them
         return print_error(exc)
     return 0

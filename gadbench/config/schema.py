@@ -361,6 +361,8 @@ class SuiteConfig:
                                          "directory with --set); a missing file stops the run unless "
                                          "--update-baseline writes it")
     paper_baseline: bool = setting(False, "show the paper's published numbers beside ours in the report")
+    report_note: str = setting("", "one or two sentences the report shows first: what this suite can and cannot "
+                                   "show (scale, student, data, judge quality) and the doc that says more")
 
     def check(self) -> str | None:
         if not self.seeds:

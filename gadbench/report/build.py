@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import shutil
 from dataclasses import dataclass
@@ -10,11 +11,14 @@ from pathlib import Path
 import matplotlib
 
 from gadbench.io import atomic_write_bytes, atomic_write_text
+from gadbench.report.answers import answers_html, sample
 from gadbench.report.baselines import Baselines, load_baselines
 from gadbench.report.figures import FIGURES
+from gadbench.report.judging import judge_signal, no_signal_note
 from gadbench.report.load import load_results
 from gadbench.report.notes import collect
-from gadbench.report.render import Report, html_page, markdown
+from gadbench.report.render import Report, html_page, markdown, reading
+from gadbench.report.search import chosen_runs
 from gadbench.report.tables import build_tables
 from gadbench.report.typeset import Table, to_csv, to_latex, to_markdown
 
@@ -27,6 +31,7 @@ class BuiltReport:
     markdown: Path  # REPORT.md
     html: Path  # report.html
     tables: tuple[Table, ...]
+    report: Report  # what the pages show (the index page of several suites reads it)
 
     def table(self, name: str) -> Table | None:
         """The table named `name` (findings, main, ablations, ...), None when the report skipped it."""
@@ -60,10 +65,12 @@ def build_report(path: str | Path, ci: bool = False, baselines: str | Path | Non
         atomic_write_bytes(out / "figures" / f"{name}.png", png)
         atomic_write_bytes(out / "figures" / f"{name}.svg", svg)
         figures.append((name, title, png))
-    rep = Report(suite, collect(suite), tables, skipped_tables, figures, skipped_figures, ci)
+    chosen = dataclasses.replace(suite, runs=chosen_runs(suite))
+    rep = Report(suite, collect(suite), tables, skipped_tables, figures, skipped_figures, ci,
+                 reading(suite, no_signal_note(judge_signal(chosen))), answers_html(sample(chosen)))
     atomic_write_text(out / "report.html", html_page(rep))
     atomic_write_text(out / "REPORT.md", markdown(rep))
-    return BuiltReport(out / "REPORT.md", out / "report.html", tuple(tables))
+    return BuiltReport(out / "REPORT.md", out / "report.html", tuple(tables), rep)
 
 
 def _save(fig, fmt: str, **kwargs) -> bytes:

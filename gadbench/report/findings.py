@@ -40,7 +40,7 @@ from gadbench.report.cells import (
     resamples,
     selected_rows,
 )
-from gadbench.report.judging import MAX_REFITS, survives_length_control
+from gadbench.report.judging import MAX_REFITS, NOT_TESTED, judge_signal, survives_length_control
 from gadbench.report.load import Run, Suite
 from gadbench.report.naming import student_label
 from gadbench.report.typeset import Table
@@ -179,7 +179,7 @@ def _frozen_row(suite: Suite, student: str, n_resamples: int) -> tuple[list, str
 def findings_table(suite: Suite, base=None) -> Table | str:
     students = list(dict.fromkeys(r.student for r in suite.runs if r.identity.key in ("gad", "seqkd")))
     n_resamples = resamples(suite.runs, suite.meta)
-    rows, errors = [], []
+    rows, errors, flags = [], [], judge_signal(suite)  # a judge without signal tests no finding
     for student in students:
         gad, seqkd = _runs(suite, "gad", student), _runs(suite, "seqkd", student)
         if not gad or not seqkd:
@@ -188,13 +188,18 @@ def findings_table(suite: Suite, base=None) -> Table | str:
         found = []
         for i, label in enumerate(labels):
             finding = "GAD beats SeqKD (in distribution)" if i == 0 else f"GAD generalises better ({label})"
-            found.append(_difference_row(finding, gad, seqkd, label, metrics_of(suite, label)[0], n_resamples))
+            metric = metrics_of(suite, label)[0]
+            if (label, judge := metric.partition("/")[0]) in flags:
+                found.append(([finding, f"not tested: {judge} has no signal on {label} ({flags[(label, judge)]})",
+                               "–", NOT_TESTED], ""))
+                continue
+            found.append(_difference_row(finding, gad, seqkd, label, metric, n_resamples))
         found.append(_mode_row(gad, seqkd, labels[0], n_resamples) if labels else None)
         found.append(_frozen_row(suite, student, n_resamples))
-        found.append(survives_length_control(gad, seqkd, labels, n_resamples))
+        found.append(survives_length_control(gad, seqkd, labels, n_resamples, flags))
         prefix = f"{student_label(student)}: " if len(students) > 1 else ""
         rows += [[prefix + row[0], *row[1:]] for row, _ in filter(None, found)]
-        errors += [f"{prefix}{row[0]}: {mc}" for row, mc in filter(None, found)]
+        errors += [f"{prefix}{row[0]}: {mc}" for row, mc in filter(None, found) if mc]
     if not rows:
         return ("Findings table skipped: it needs `gad` and `seqkd` runs whose eval rows (eval/step-K/*.jsonl) "
                 "are stored.")
@@ -206,7 +211,8 @@ def findings_table(suite: Suite, base=None) -> Table | str:
         note=("Verdict from the interval: reproduced (on the paper's side of 0), not reproduced (on the other "
               f"side), inconclusive (contains 0), borderline (a bound within {MC_BAND:g} Monte-Carlo standard errors "
               f"of 0 even at the cap of {MAX_RESAMPLES:,} resamples, {MAX_REFITS:,} refits for a controlled score: "
-              "another RNG seed could give another verdict). Intervals resample seeds, then prompts (steps) within each seed, paired by "
+              "another RNG seed could give another verdict); not tested: only a judge without signal could test "
+              "it. Intervals resample seeds, then prompts (steps) within each seed, paired by "
               "(seed, prompt); n = seeds x prompts. Primary metric per dataset. Resamples: at least the suite's "
               f"eval.bootstrap = {n_resamples:,}, doubled until each bound's Monte-Carlo standard error (MC s.e., "
               f"from order statistics) is at most {100 * MC_SHARE:g}% of the interval's width and {MC_BAND:g} MC "

@@ -7,6 +7,11 @@ Controlled scores exist for the judges whose record has a `Control` (gad-paper, 
 fewer than MIN_ITEMS judged items per method is not shown. Intervals resample seeds, then items, refitting on
 each resample: at least the suite's `eval.bootstrap` refits, grown (gadbench.metrics.grow_draws) up to MAX_REFITS
 until each bound's Monte-Carlo error is settled.
+
+A judge without signal on a dataset (`judge_signal`) is flagged in the report and kept out of the findings: one
+whose scores sit at its parity (a tie with the opponent, its record's `parity`) on at least TIE_SHARE of the
+answers, or whose rank correlation (Spearman) with each of at least two other judges on the same answers is
+below MIN_CORRELATION in size (at least MIN_ITEMS shared answers each).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from gadbench.report.typeset import Cell, Table
 CONTROLLED_JUDGES = tuple(name for name, record in JUDGES.items() if record.control)
 MIN_ITEMS = 10
 MAX_REFITS = 16_000  # a regression per resample: a lower cap than gadbench.metrics.MAX_RESAMPLES
+TIE_SHARE = 0.8
+MIN_CORRELATION = 0.1
 
 
 def by_seed(runs: list[Run], label: str) -> dict[int, list[dict]]:
@@ -86,13 +93,49 @@ def controlled_table(suite: Suite, base=None) -> Table | str:
                   "shift > 2", "n (seeds x items)"], rows, note=note)
 
 
-def survives_length_control(gad: list[Run], seqkd: list[Run], labels: list[str],
-                             n_resamples: int) -> tuple[list, str] | None:
+def judge_signal(suite: Suite) -> dict[tuple[str, str], str]:
+    """(dataset label, judge) -> why the judge carries no signal there, over every method's selected rows."""
+    groups, out = _groups(suite.runs), {}
+    for label in datasets(suite):
+        judges = sorted({j for _, _, runs in groups for j in _judges(by_seed(runs, label))})
+        scores = {j: _pooled(groups, label, j) for j in judges}
+        for j in judges:
+            valid = [v for v in scores[j].values() if v is not None]
+            parity = JUDGES[j].parity if j in JUDGES else None
+            reasons = []
+            if parity is not None and len(valid) >= MIN_ITEMS:
+                ties = sum(v == parity for v in valid) / len(valid)
+                if ties >= TIE_SHARE:
+                    reasons.append(f"{ties:.0%} of its {len(valid)} scores are ties ({parity:g})")
+            rhos = {o: judge_agreement(scores[j], scores[o]) for o in judges if o != j}
+            rhos = {o: g["spearman"] for o, g in rhos.items() if g["n"] >= MIN_ITEMS}
+            if len(rhos) >= 2 and all(r is None or abs(r) < MIN_CORRELATION for r in rhos.values()):
+                reasons.append("its rank correlation with the other judges is about 0 (Spearman: " + ", ".join(
+                    f"{o} {'–' if r is None else format(r, '+.2f')}" for o, r in rhos.items()) + ")")
+            if reasons:
+                out[(label, j)] = " and ".join(reasons)
+    return out
+
+
+def no_signal_note(flags: dict[tuple[str, str], str]) -> list[str]:
+    """One sentence per judge without signal on a dataset."""
+    return [f"Judge {j} carries no signal on {label}: {why}; it is kept out of the findings." for (label, j), why
+            in flags.items()]
+
+
+def survives_length_control(gad: list[Run], seqkd: list[Run], labels: list[str], n_resamples: int,
+                            flags: dict[tuple[str, str], str] | None = None) -> tuple[list, str] | None:
     """The finding row, with its resamples and Monte-Carlo errors: length-controlled GAD - SeqKD on the first
-    dataset with a controllable judge."""
+    dataset with a controllable judge that has signal there (`judge_signal`); where only judges without signal
+    could test it, a row saying so (and no Monte-Carlo line)."""
+    flags = flags or {}
+    skipped = []
     for label in labels:
         a, b = by_seed(gad, label), by_seed(seqkd, label)
         for judge in (j for j in CONTROLLED_JUDGES if j in _judges(a) and j in _judges(b)):
+            if (label, judge) in flags:
+                skipped.append(f"{judge} on {label}: {flags[(label, judge)]}")
+                continue
             try:
                 d = controlled_difference(a, b, judge, "length", n_resamples=n_resamples, max_resamples=MAX_REFITS)
             except ValueError:
@@ -106,7 +149,13 @@ def survives_length_control(gad: list[Run], seqkd: list[Run], labels: list[str],
             mc = (f"{d['n_resamples']:,} refits, MC s.e. of the bounds ±{d['mc_low']:.3f} / ±{d['mc_high']:.3f} "
                   f"(raw ±{d['raw_mc_low']:.3f} / ±{d['raw_mc_high']:.3f})")
             return ["GAD's gain survives length control", evidence, n, d["verdict"]], mc
+    if skipped:
+        return ["GAD's gain survives length control", "not tested: the only judge that controls for length has "
+                "no signal here (" + "; ".join(skipped) + ")", "–", NOT_TESTED], ""
     return None
+
+
+NOT_TESTED = "not tested"
 
 
 def _pooled(groups: list[tuple[str, str, list[Run]]], label: str, judge: str) -> dict[str, float | None]:

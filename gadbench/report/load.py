@@ -1,4 +1,11 @@
-"""Read stored results (a run directory or results/<suite>/) into plain Run and Suite objects."""
+"""Read stored results (a run directory or results/<suite>/) into plain Run and Suite objects.
+
+Seeds are pooled only across runs of one configuration: a run's configuration is its config.yaml minus its
+seed. A suite folder can hold runs of several configurations of one method (`gadbench run --set ...` into an
+--out that already held the suite): the configuration of the runs suite.json lists (the latest invocation)
+is reported and the others are left out (`Suite.superseded`, named in the report); where suite.json does not
+settle it, the report refuses with one line (MixedConfigurations). The points of a method's hyperparameter
+search are methods of their own (`<method>+<key>=<value>`), so they never meet here."""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from gadbench import GadbenchError
 from gadbench.io import DamagedFileError, read_json, read_jsonl
 from gadbench.report.naming import student_label
 
@@ -75,6 +83,16 @@ class Run:
     def family(self) -> str:
         return self.identity.family
 
+    @property
+    def configuration(self) -> dict:
+        """config.yaml minus the seed: what runs pooled as seeds of one row must share."""
+        return {k: v for k, v in self.config.items() if k != "seed"}
+
+    @property
+    def row_key(self) -> tuple[str, str, str]:
+        """(student, identity key, search point): the runs of one row of the report, one per seed."""
+        return self.student, self.identity.key, self.search_label
+
 
 @dataclass
 class Suite:
@@ -83,6 +101,7 @@ class Suite:
     meta: dict
     runs: list[Run]
     missing: list[str] = field(default_factory=list)  # run ids listed in suite.json without a directory
+    superseded: list[tuple[str, str]] = field(default_factory=list)  # (run id, how its configuration differs)
 
     @property
     def is_paper(self) -> bool:
@@ -106,7 +125,83 @@ def load_results(path: str | Path) -> Suite:
     if not runs:
         raise ValueError(f"no runs under {path}: expected run directories with config.yaml or summary.json.")
     name = meta.get("suite") or meta.get("name") or path.name
-    return Suite(path, str(name), meta, runs, [r for r in listed if r not in found])
+    runs, superseded = one_configuration(runs, set(listed))
+    _before_rows(runs)
+    return Suite(path, str(name), meta, runs, [r for r in listed if r not in found], superseded)
+
+
+def _before_rows(runs: list[Run]) -> None:
+    """Give each `before` pseudo-run (a summary copied from a run's step-0 evaluation, gadbench.runner) the
+    step-0 eval rows of a run of the same student and seed whose step-0 statistics it holds, so that its
+    cells get the same intervals as every other row."""
+    for b in runs:
+        if b.family != "before" or b.evals or not b.summary:
+            continue
+        held = (b.summary or {}).get("eval") or {}
+        for r in runs:
+            m = r.eval_metrics.get(0)
+            if (r is not b and r.student == b.student and r.seed == b.seed and m and 0 in r.evals
+                    and {d: v for d, v in m.items() if d != "validation"} == held):
+                b.evals = {0: r.evals[0]}
+                break
+
+
+class MixedConfigurations(GadbenchError):
+    """Runs of one report row (student, method, search point) differ in more than their seed."""
+
+
+def one_configuration(runs: list[Run], listed: set[str]) -> tuple[list[Run], list[tuple[str, str]]]:
+    """The runs with one configuration per report row, and the (run id, difference) of each run left out.
+    A row with several configurations keeps those of its runs that suite.json lists; if that leaves more than
+    one (or suite.json lists none of them), MixedConfigurations names the runs and the differing settings."""
+    rows: dict[tuple, list[Run]] = {}
+    for r in runs:
+        rows.setdefault(r.row_key, []).append(r)
+    dropped: dict[str, str] = {}
+    for row in rows.values():
+        configs = _distinct([r.configuration for r in row])
+        if len(configs) < 2:
+            continue
+        kept = _distinct([r.configuration for r in row if r.run_id in listed])
+        if len(kept) != 1:
+            a, b = row[0], next(r for r in row if r.configuration != row[0].configuration)
+            raise MixedConfigurations(
+                f"runs {a.run_id} and {b.run_id} differ in more than their seed ({differences(a.config, b.config)}), "
+                "so they cannot be pooled as seeds; report each configuration from its own folder (move one set of "
+                "run folders elsewhere, or run again into another --out)")
+        for r in row:
+            if r.configuration != kept[0]:
+                current = next(x for x in row if x.configuration == kept[0])
+                dropped[r.run_id] = differences(r.config, current.config)
+    return [r for r in runs if r.run_id not in dropped], list(dropped.items())
+
+
+def _distinct(configs: list[dict]) -> list[dict]:
+    out: list[dict] = []
+    for c in configs:
+        if c not in out:
+            out.append(c)
+    return out
+
+
+def differences(a: dict, b: dict, limit: int = 3) -> str:
+    """The settings (dotted keys) whose values differ between configurations `a` and `b`, seed aside:
+    `train.lr_generator 3e-05 vs 0.0001`."""
+    fa, fb = _flat(a), _flat(b)
+    keys = sorted(k for k in fa.keys() | fb.keys() if k != "seed" and fa.get(k) != fb.get(k))
+    shown = [f"{k} {fa.get(k, '(unset)')} vs {fb.get(k, '(unset)')}" for k in keys[:limit]]
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(shown) + more if shown else "no setting"
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 REPORT_FIX = "rerun its suite with `gadbench run --resume` to rebuild it, or move the run's folder away"

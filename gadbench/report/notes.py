@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from gadbench.report.load import Suite
@@ -21,6 +22,7 @@ class Notes:
     warnings: list[str] = field(default_factory=list)
     budget: list[str] = field(default_factory=list)
     data: dict[str, list[str]] = field(default_factory=dict)  # what a data load kept and skipped -> run labels
+    left_out: dict[str, list[str]] = field(default_factory=dict)  # why run folders were left out -> run ids
 
 
 def collect(suite: Suite) -> Notes:
@@ -58,6 +60,8 @@ def collect(suite: Suite) -> Notes:
             + ", ".join(f"{k}={v}" for k, v in check.items() if k != "within")
         )
     notes.warnings += [f"{rid}: listed in suite.json but has no directory." for rid in suite.missing]
+    for rid, diff in suite.superseded:
+        notes.left_out.setdefault(f"another configuration than the runs suite.json lists ({diff})", []).append(rid)
     return notes
 
 
@@ -79,5 +83,17 @@ def _load_line(load: dict) -> str:
     skipped = ", ".join(f"{k} {v}" for k, v in sorted((load.get("skipped") or {}).items())) or "nothing"
     first = f"; {load['first_turn_only']} multi-turn rows reduced to their first turn" if load.get(
         "first_turn_only") else ""
-    return (f"{load.get('source', '?')} ({load.get('path', '?')}): kept {load.get('kept', '?')} of "
+    return (f"{load.get('source', '?')} ({shown_path(str(load.get('path', '?')))}): kept {load.get('kept', '?')} of "
             f"{load.get('total', '?')} rows; skipped: {skipped}{first}")
+
+
+def shown_path(text: str) -> str:
+    """`text` with each absolute path cut to what names the file on any machine: from the package folder on
+    under site-packages, else the last two parts (`.../data/vicuna_80_questions.jsonl`)."""
+    def cut(m: re.Match) -> str:
+        path = m.group(0)
+        if "/site-packages/" in path:
+            return path.split("/site-packages/", 1)[1]
+        return ".../" + "/".join(path.split("/")[-2:])
+
+    return re.sub(r"(?<![\w.~])/(?:[^/\s()]+/)+[^/\s()]+", cut, text)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import html
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
+from gadbench.judge.records import metric_info
+from gadbench.report.cells import columns
 from gadbench.report.load import Suite
 from gadbench.report.naming import student_label
-from gadbench.report.notes import Notes
+from gadbench.report.notes import Notes, shown_path
 from gadbench.report.typeset import Table, to_html, to_markdown
 
 
@@ -21,6 +24,11 @@ class Report:
     figures: list[tuple[str, str, bytes]]  # (file stem, title, PNG bytes)
     skipped_figures: list[str]
     ci: bool = False
+    reading: list[str] = field(default_factory=list)  # how to read it: the suite's note, metrics, cautions
+    answers: str = ""  # the answer browser's HTML section (gadbench.report.answers)
+
+    def table(self, name: str) -> Table | None:
+        return next((t for t in self.tables if t.name == name), None)
 
 
 HEADLINE = ("findings", "main")  # the tables of the first screen, in this order
@@ -59,24 +67,46 @@ def summary(rep: Report) -> str:
     if searched:
         text += (" Methods with a hyperparameter search are shown at the setting their validation score prefers "
                  "(table `search`).")
+    if s.superseded:
+        text += (f" {len(s.superseded)} run folder{'s' if len(s.superseded) > 1 else ''} of another configuration "
+                 "than the runs suite.json lists are left out (see Left out of this report).")
     if s.is_paper:
         text += " Published numbers are shown beside ours."
-    return text + f" Rebuild with `gadbench report {s.path}`."
+    return text + " Rebuild with `gadbench report .` in this folder."
+
+
+def reading(suite: Suite, cautions: list[str]) -> list[str]:
+    """How to read the report: the suite's own note (suite.json `report_note`: what it can and cannot show,
+    and its doc), each headline metric's unit and direction (its judge record), and the cautions."""
+    note = suite.meta.get("report_note") or (suite.meta.get("config") or {}).get("report_note")
+    out = [str(note)] if note else []
+    by_metric: dict[str, list[str]] = {}
+    for d, m in columns(suite, primary_only=True):
+        by_metric.setdefault(m, []).append(d)
+    for m, sets in by_metric.items():
+        info = metric_info(m)
+        if info:
+            out.append(f"{', '.join(sets)}: `{m}`, {info.describe()}.")
+    return out + cautions
 
 
 def _sections(notes: Notes, n_runs: int) -> list[tuple[str, list[tuple[str, list[str]]]]]:
-    """(title, [(one line per distinct note with the runs counted, the runs it names)])."""
-    def count(runs: list[str]) -> str:
-        return f"all {n_runs} runs" if len(runs) == n_runs > 1 else f"{len(runs)} run{'s' if len(runs) > 1 else ''}"
+    """(title, [(one line per distinct note with the runs counted, the runs it names)]); absolute paths of the
+    machine that ran the suite are cut (notes.shown_path)."""
+    def count(runs: list[str], of_all: bool = True) -> str:
+        if of_all and len(runs) == n_runs > 1:
+            return f"all {n_runs} runs"
+        return f"{len(runs)} run{'s' if len(runs) > 1 else ''}"
 
-    def grouped(d: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
-        return [(f"{text}: {count(runs)}", runs) for text, runs in d.items()]
+    def grouped(d: dict[str, list[str]], of_all: bool = True) -> list[tuple[str, list[str]]]:
+        return [(f"{shown_path(text)}: {count(runs, of_all)}", runs) for text, runs in d.items()]
 
     return [
         ("Departures from the paper", grouped(notes.departures)),
         ("Checkpoint selection", grouped(notes.selection)),
         ("Data loaded", grouped(notes.data)),
-        ("Warnings", [(w, []) for w in notes.warnings]),
+        ("Left out of this report", grouped(notes.left_out, of_all=False)),
+        ("Warnings", [(shown_path(w), []) for w in notes.warnings]),
         ("Budget-check failures", [(b, []) for b in notes.budget]),
     ]
 
@@ -99,11 +129,16 @@ def _md_figure(name: str, title: str) -> list[str]:
 def markdown(rep: Report) -> str:
     first, rest = _split(rep)
     out = [f"# gadbench report: {rep.suite.name}", "", summary(rep), ""]
+    if rep.reading:
+        out += ["**How to read this report.** " + " ".join(rep.reading), ""]
     for t in first:
         out += _md_table(t, ci=True)
     for name, title, _ in rep.figures:
         if name == HEADLINE_FIGURE:
             out += _md_figure(name, title)
+    if rep.answers:
+        out += ["report.html has an answer browser: a sample of prompts per set with the teacher's and each "
+                "method's answers and their judge scores.", ""]
     out += ["## More tables", ""]
     for t in rest:
         out += _md_table(t, rep.ci)
@@ -143,25 +178,39 @@ def _runs_md(suite: Suite) -> str:
     return to_markdown(Table("runs", "Runs", _RUN_HEADER, _runs(suite)))
 
 
-_CSS = """
+def inline(text: str) -> str:
+    """Markdown-ish text as HTML: escaped, with `code` spans as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1360px;margin:1.2em auto;padding:0 1em;
-color:#222;line-height:1.4}
+color:#222;line-height:1.4;overflow-wrap:anywhere}
 h1{border-bottom:2px solid #4e79a7;padding-bottom:.2em;margin:.2em 0 .4em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
 h3{margin:1em 0 .3em}p.summary{max-width:1200px}
-table{border-collapse:collapse;margin:.4em 0 1em;font-size:13px}
+table{border-collapse:collapse;margin:.4em 0 1em;font-size:13px;overflow-wrap:normal}
 th,td{padding:2px 8px;border-bottom:1px solid #eee;vertical-align:top}
 th{background:#f3f5f8;text-align:left;border-bottom:2px solid #999}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td.txt{max-width:520px}
 .ref{color:#666;font-size:11px;display:block}tr.block td{border-top:2px solid #999}
-.table{max-width:100%}.note{color:#555;font-size:13px;margin:.2em 0}.skipped{color:#777}
+.table{max-width:100%;overflow-x:auto}.note{color:#555;font-size:13px;margin:.2em 0}.skipped{color:#777}
 img{max-width:100%;border:1px solid #eee}code{background:#f3f3f3;padding:0 3px}
 details{margin:.2em 0 .6em 1.2em}summary{cursor:pointer}
+p.reading{background:#f6f8fb;border-left:3px solid #4e79a7;padding:.4em .8em;max-width:1200px}
+nav{font-size:13px;margin:.2em 0 .6em}
+div.answers details.prompt{margin:.3em 0;border:1px solid #e3e6ea;border-radius:4px;padding:.2em .6em}
+details.prompt summary{font-size:14px}span.set{color:#4e79a7;font-size:12px;margin-right:.4em}
+details.prompt pre{white-space:pre-wrap;overflow-wrap:anywhere;margin:.2em 0 .5em;font-size:13px;
+background:#fafafa;padding:.3em .5em}
+.answer{margin:.4em 0 0 .6em}.answer b{font-size:14px}.answer.teacher b{color:#000}.scores{color:#666;font-size:12px;margin-left:.6em}
+p.filters select{margin:0 .8em 0 .2em}
+@media (max-width:600px){body{font-size:15px;padding:0 .6em}h1{font-size:1.5em}table{font-size:12px}
+td.txt{min-width:9em}}
 """
 
 
 def _html_table(t: Table, ci: bool) -> str:
-    e = html.escape
-    return (f"<h3 id='table-{t.name}'>{e(t.title)}</h3><p class='note'>{e(t.note)}</p>"
+    return (f"<h3 id='table-{t.name}'>{inline(t.title)}</h3><p class='note'>{inline(t.note)}</p>"
             f"<div class='table'>{to_html(t, ci)}</div>")
 
 
@@ -170,30 +219,44 @@ def _html_figure(name: str, title: str, png: bytes) -> str:
     return f"<h3 id='figure-{name}'>{html.escape(title)}</h3><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
 
 
+def _contents(rep: Report) -> str:
+    links = [(f"table-{t}", rep.table(t).title.split(" (")[0]) for t in HEADLINE if rep.table(t)]
+    links += [("answers", "Answers")] if rep.answers else []
+    links += [("more-tables", "More tables"), ("figures", "Figures"), ("departures", "Notes"), ("runs", "Runs")]
+    return "<nav>" + " · ".join(f"<a href='#{a}'>{html.escape(t)}</a>" for a, t in links) + "</nav>"
+
+
 def html_page(rep: Report) -> str:
     e = html.escape
     first, rest = _split(rep)
     out = [
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>gadbench report: {e(rep.suite.name)}"
-        f"</title><style>{_CSS}</style></head><body>",
-        f"<h1>gadbench report: {e(rep.suite.name)}</h1><p class='summary'>{e(summary(rep))}</p>",
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>gadbench report: {e(rep.suite.name)}</title><style>{CSS}</style></head><body>",
+        f"<h1>gadbench report: {e(rep.suite.name)}</h1><p class='summary'>{inline(summary(rep))}</p>",
     ]
+    if rep.reading:
+        out.append("<p class='reading'><b>How to read this report.</b> " + " ".join(map(inline, rep.reading))
+                   + "</p>")
+    out.append(_contents(rep))
     out += [_html_table(t, ci=True) for t in first]
     out += [_html_figure(n, title, png) for n, title, png in rep.figures if n == HEADLINE_FIGURE]
-    out.append("<h2>More tables</h2>")
+    if rep.answers:
+        out.append(f"<h2 id='answers'>Answers</h2>{rep.answers}")
+    out.append("<h2 id='more-tables'>More tables</h2>")
     out += [_html_table(t, rep.ci) for t in rest]
-    out += [f"<p class='skipped'>{e(s)}</p>" for s in rep.skipped_tables]
-    out.append("<h2>Figures</h2>")
+    out += [f"<p class='skipped'>{inline(s)}</p>" for s in rep.skipped_tables]
+    out.append("<h2 id='figures'>Figures</h2>")
     out += [_html_figure(n, title, png) for n, title, png in rep.figures if n != HEADLINE_FIGURE]
-    out += [f"<p class='skipped'>{e(s)}</p>" for s in rep.skipped_figures]
+    out += [f"<p class='skipped'>{inline(s)}</p>" for s in rep.skipped_figures]
     out.append("<h2 id='departures'>Departures and notes</h2>")
     for title, items in _sections(rep.notes, len(rep.suite.runs)):
         out.append(f"<h3>{e(title)}</h3><ul>")
         for line, runs in items or [("none", [])]:
             folded = (f"<details><summary>{len(runs)} run(s)</summary>{e(', '.join(runs))}</details>"
                       if runs else "")
-            out.append(f"<li>{e(line)}{folded}</li>")
+            out.append(f"<li>{inline(line)}{folded}</li>")
         out.append("</ul>")
-    out.append(f"<h2>Runs</h2><div class='table'>{to_html(Table('runs', 'Runs', _RUN_HEADER, _runs(rep.suite)))}</div>")
+    out.append(f"<h2 id='runs'>Runs</h2><div class='table'>{to_html(Table('runs', 'Runs', _RUN_HEADER, _runs(rep.suite)))}</div>")
     out.append("</body></html>")
     return "\n".join(out)

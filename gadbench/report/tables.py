@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from gadbench.judge.records import metric_info
 from gadbench.judge.usage import add_usage
 from gadbench.metrics import paired_seeds_and_items
 from gadbench.report.baselines import Baselines
@@ -24,7 +25,7 @@ from gadbench.report.cells import (
 from gadbench.report.load import Identity, Run, Suite
 from gadbench.report.naming import OTHERS, PAPER_DATASETS, dataset_label, method_order, student_label
 from gadbench.report.search import chosen_points, chosen_runs, points, selection_metric, validation_score
-from gadbench.report.typeset import Cell, Table
+from gadbench.report.typeset import Cell, Table, one_kind
 
 Rows = list[tuple[str, Identity, list[Run]]]  # (student, identity, seeds)
 
@@ -104,10 +105,24 @@ def _grid(suite, base, rows: Rows, cols, lead: Callable, primary: set) -> tuple[
         out.append(lead(i, student, identity, runs) + cells)
     for c in cols:
         set_digits(cells_by_col[c])
+        _one_kind(c[0], cells_by_col[c])
     for block in block_cells:
         for c in cols:
             mark_best(block[c], c[1])
     return out, blocks
+
+
+NO_ROWS = "no interval: eval rows not stored"
+
+
+def _one_kind(dataset: str, cells: list[Cell]) -> None:
+    """Others shows no interval (a mean of three means); any other column one kind of interval."""
+    if dataset == OTHERS:
+        for c in cells:
+            c.lo = c.hi = None
+            c.kind = "bare"
+    else:
+        one_kind(cells, NO_ROWS)
 
 
 def _primary(suite: Suite, cols) -> set:
@@ -134,7 +149,8 @@ def main_table(suite: Suite, base: Baselines | None) -> Table | str:
         suite, base, rows, cols, lambda i, s, v, _: [_first(i, s, rows), v.label], _primary(suite, cols)
     )
     metrics = sorted({m for _, m in cols})
-    note = f"Primary metric: {', '.join(metrics)}. Best per student in bold (teacher excluded). " + _seeds_note(rows)
+    note = (f"Primary metric: {', '.join(_described(m) for m in metrics)}. Best per student in bold (teacher "
+            "excluded). " + _seeds_note(rows))
     if OTHERS in {d for d, _ in cols}:
         note += "Others = unweighted mean of Dolly, SelfInst and Vicuna. "
     if suite.is_paper:
@@ -153,9 +169,16 @@ def metric_tables(suite: Suite, base: Baselines | None) -> list[Table] | str:
             continue
         grid, blocks = _grid(suite, base, rows, cols, lambda i, s, v, _: [_first(i, s, rows), v.label], set())
         out.append(Table(f"metrics-{_slug(d)}", f"All metrics on {d}", ["Student", "Method"] + [m for _, m in cols],
-                         grid, blocks, ("Best per student in bold (no bold for style shares). " + _seeds_note(rows)
-                                        ).strip()))
+                         grid, blocks, ("Best per student in bold (no bold where no direction is better). "
+                                        + _seeds_note(rows) + "Metrics: " + "; ".join(_described(m) for _, m in cols)
+                                        + ".").strip()))
     return out or "Metric tables skipped: no dataset has a metric besides its primary one."
+
+
+def _described(metric: str) -> str:
+    """`gold/accuracy (fraction correct, higher is better)`: the unit and direction its judge record declares."""
+    info = metric_info(metric)
+    return f"{metric} ({info.describe()})" if info else metric
 
 
 def _slug(label: str) -> str:
@@ -223,6 +246,8 @@ def length_table(suite: Suite, base: Baselines | None) -> Table | str:
         grid.append([_first(i, student, rows), identity.label] + cells)
     set_digits(scores)
     set_digits(lengths)
+    for d in ds:
+        _one_kind(d, [c for i, c in enumerate(scores) if i % len(ds) == ds.index(d)])
     return Table(
         "lengths",
         "Score / mean response length in tokens (Table 6 layout)",

@@ -25,7 +25,8 @@ class Cell:
     bold: bool = False
     digits: int = 1
     second: Cell | None = None
-    kind: str = "interval"  # "range": [lo, hi] is the range of seed means, not an interval
+    remark: str = ""  # shown after a "bare" cell's value where intervals are shown
+    kind: str = "interval"  # "range": [lo, hi] is the range of seed means, not an interval; "bare": no interval
 
 
 @dataclass
@@ -52,6 +53,8 @@ def cell_parts(cell: Cell, ci: bool) -> tuple[str, str]:
         bounds = f"[{_num(cell.lo, cell.digits)}, {_num(cell.hi, cell.digits)}]"
         if cell.kind == "range":
             rest += f" range {bounds} over {cell.seeds} seeds"
+        elif cell.kind == "bare":
+            pass
         elif cell.seeds > 1:
             rest += f" {bounds} n={cell.seeds}x{cell.n // cell.seeds}" if cell.n % cell.seeds == 0 else (
                 f" {bounds} {cell.seeds} seeds, n={cell.n}")
@@ -66,7 +69,21 @@ def cell_parts(cell: Cell, ci: bool) -> tuple[str, str]:
                 "–" if d is None else f"{d:+.{c.digits}f}" for d, c in zip(diffs, pair, strict=True)
             )
         rest += ")"
+    if ci and cell.kind == "bare" and cell.value is not None and cell.remark:
+        rest += f" ({cell.remark})"
     return value, rest
+
+
+def one_kind(cells: list[Cell], remark: str) -> None:
+    """Keep one kind of interval in a column: where bootstrap intervals sit beside ranges of seed means (runs that
+    store no eval rows), the ranges are dropped and the cells say why (`remark`)."""
+    kinds = {c.kind for c in cells if c.value is not None and c.lo is not None}
+    if len(kinds) < 2:
+        return
+    for c in cells:
+        if c.kind == "range":
+            c.lo = c.hi = None
+            c.kind, c.remark = "bare", remark
 
 
 def _text(item: Cell | str, ci: bool, bold: tuple[str, str], esc=lambda s: s) -> str:
