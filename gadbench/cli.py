@@ -42,6 +42,7 @@ def cmd_run(args) -> int:
     suite = get_suite(args.suite, args.set or [])
     if suite.train.portable_cpu:
         pin_portable_cpu_numerics()
+    from gadbench.memory import launch_of, plan_text
     from gadbench.runner import plan, run_suite
 
     if args.dry_run:
@@ -49,6 +50,7 @@ def cmd_run(args) -> int:
             print(f"suite {suite.name}: the Fig. 5 toy, seeds {list(suite.seeds)}, {suite.toy.steps} steps per method")
             return 0
         print_plan(plan(suite))
+        print(plan_text(suite, launch_of(suite.train.device, args.gpus, args.gpu_mem, args.accelerate_config)))
         return 0
     from gadbench import dist
 
@@ -60,7 +62,7 @@ def cmd_run(args) -> int:
     if not dist.is_main():  # one log, from process 0; warnings from every process
         logging.getLogger("gadbench").setLevel(logging.WARNING)
     suite_dir = run_suite(suite, Path(args.out), resume=args.resume, progress=not args.quiet,
-                          skip_locked=args.skip_locked)
+                          skip_locked=args.skip_locked, memory_check=not args.no_memory_check)
     main_process = dist.is_main()
     dist.close()
     if not main_process:
@@ -162,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--skip-locked", action="store_true",
                    help="skip the runs that another process is writing (default: stop at once)")
     r.add_argument("--update-baseline", action="store_true", help="rewrite the suite's regression baseline")
+    r.add_argument("--gpus", type=int, metavar="N", help="--dry-run: plan memory for N processes, one GPU each")
+    r.add_argument("--gpu-mem", type=float, metavar="GB", help="--dry-run: memory of each GPU, GiB (e.g. 80)")
+    r.add_argument("--accelerate-config", metavar="FILE",
+                   help="--dry-run: plan memory for this accelerate config's processes and machines")
+    r.add_argument("--no-memory-check", action="store_true",
+                   help="start even when the predicted memory exceeds the device (docs/scale.md)")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("suites", help="list suites with their runs and budgets, or explain settings")

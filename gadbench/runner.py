@@ -113,10 +113,15 @@ RUN_IN_USE_FIX = ("wait for it to end and rerun with --resume, or use another --
 
 
 def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress: bool = True,
-              skip_locked: bool = False) -> Path:
+              skip_locked: bool = False, memory_check: bool = True) -> Path:
     """Train, evaluate and summarize every run of `suite` under `out_root/<suite>/`. A run that another process
-    owns stops the suite before anything is written, or with `skip_locked` is skipped with a warning."""
+    owns stops the suite before anything is written, or with `skip_locked` is skipped with a warning. With
+    `memory_check`, a run predicted not to fit this launch's memory stops the suite first (gadbench.memory)."""
     check_requirements(suite)
+    if memory_check:
+        from gadbench import memory
+
+        memory.check(suite, memory.launch_of(suite.train.device))
     for r in runs_of(suite):
         make_reward(r)  # an unimportable reward stops the suite before any model loads
     if suite.toy is not None:

@@ -7,6 +7,7 @@ and on CPU ends bitwise-identical to an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -21,7 +22,8 @@ from gadbench import GadbenchError, dist
 from gadbench.budget import Meter, Spend
 from gadbench.config import ConfigError, RunSpec
 from gadbench.eval.evaluator import eval_seed
-from gadbench.io import append_jsonl, read_jsonl, truncate_jsonl
+from gadbench.io import append_jsonl, atomic_write_json, read_jsonl, truncate_jsonl
+from gadbench.memory.probe import PeakMeter
 from gadbench.methods import stage_plan
 from gadbench.methods.context import begin_stage, build_context
 from gadbench.methods.steps import d_diagnostics, timed
@@ -90,8 +92,7 @@ class Trainer:
                               "or rollout.engine: hf with FSDP.")
         self.bf16 = device.type == "cuda" and t.precision == "bf16"
         self.fsdp_wrap = functools.partial(dist.fsdp_wrap, device=device, bf16=self.bf16, hybrid=t.sharding == "hsdp")
-        g = load_causal_lm(spec.student)
-        self.g_skeleton = dist.meta_copy(g.model) if self.sharded else None
+        memory = PeakMeter(cuda=device.type == "cuda") if t.log_memory else None
 
         def place(model: torch.nn.Module) -> None:
             body = model.backbone if isinstance(model, Discriminator) else model
@@ -99,7 +100,11 @@ class Trainer:
                 body.gradient_checkpointing_enable()
             self.fsdp_wrap(model) if self.sharded else model.to(device)
 
-        self.ctx = build_context(spec, device, g=g, reward_fn=reward_fn, place=place)
+        with memory.measure("load") if memory else contextlib.nullcontext():
+            g = load_causal_lm(spec.student)
+            self.g_skeleton = dist.meta_copy(g.model) if self.sharded else None
+            self.ctx = build_context(spec, device, g=g, reward_fn=reward_fn, place=place)
+        self.ctx.memory = memory
         if self.sharded:
             local = sum(p.to_local().numel() for p in g.model.parameters())
             log.info("%s over %d processes: this rank holds %d of G's %d parameters", t.sharding.upper(),
@@ -158,6 +163,10 @@ class Trainer:
             if step % self.spec.train.checkpoint_every == 0 or at_stage_end:
                 self._save(step, keep_stage_end=at_stage_end)
         bar.close()
+        if self.ctx.memory is not None:  # every process's peaks, one file (train.log_memory)
+            peaks = dist.all_gather(self.ctx.memory.peaks)
+            if dist.is_main():
+                atomic_write_json(self.run.path / "memory.json", {"processes": peaks})
         return self.meter
 
     def _teacher_len(self, batch) -> float:
@@ -187,6 +196,10 @@ class Trainer:
         """Evaluation runs on the main process (from a gathered full copy of G when sharded); the others wait."""
         if self.on_eval is None:
             return
+        with self.ctx.phase("eval"):
+            self._evaluate(step)
+
+    def _evaluate(self, step: int) -> None:
         ctx = self.ctx
         extra = {}
         if ctx.d is not None and self.data.validation:  # every process: D may be sharded
@@ -213,6 +226,10 @@ class Trainer:
                                    f"{sums}); please report this with the suite file.")
 
     def _save(self, step: int, keep_stage_end: bool) -> None:
+        with self.ctx.phase("checkpoint"):
+            self._write_checkpoint(step, keep_stage_end)
+
+    def _write_checkpoint(self, step: int, keep_stage_end: bool) -> None:
         self._check_replicas(step)
         state = self._state(step)  # a collective when sharded
         if dist.is_main():

@@ -42,19 +42,21 @@ class Context:
     gold_fn: GoldFn | None = None  # the world's gold metrics of rollouts, logged per step
     _prompt_cache: dict = field(default_factory=dict)
     phase_times: dict[str, float] = field(default_factory=dict)  # seconds per phase of the step in progress
+    memory: object | None = None  # a gadbench.memory.PeakMeter when train.log_memory is on
 
     @contextlib.contextmanager
     def phase(self, name: str):
         """Add the wall time of the block to `phase_times[name]` (CUDA synchronised at both ends, so the time
-        is the block's own work)."""
+        is the block's own work), and its peak memory to `memory` when it measures."""
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
         sync()
         start = time.perf_counter()
-        try:
-            yield
-        finally:
-            sync()
-            self.phase_times[name] = self.phase_times.get(name, 0.0) + time.perf_counter() - start
+        with self.memory.measure(name) if self.memory is not None else contextlib.nullcontext():
+            try:
+                yield
+            finally:
+                sync()
+                self.phase_times[name] = self.phase_times.get(name, 0.0) + time.perf_counter() - start
 
     def prompt_ids(self, prompt: str) -> list[int]:
         if prompt not in self._prompt_cache:

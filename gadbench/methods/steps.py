@@ -364,7 +364,8 @@ def adversarial_frozen_d_step(ctx: Context, batch: list, step: int, step_in_stag
 
 def timed(fn, ctx, batch, step: int, step_in_stage: int):
     """fn(ctx, batch, step, step_in_stage) with its wall-clock time in the spend and the metrics, and the time
-    of each phase (`time/rollout`, `time/ref`, `time/g`: G's forward, backward and update, `time/d`)."""
+    of each phase (`time/rollout`, `time/ref`, `time/g`: G's forward, backward and update, `time/d`); with
+    train.log_memory, each phase's peak memory too (`mem/<phase>`, GiB)."""
     ctx.phase_times.clear()
     start = time.perf_counter()
     metrics, spend = fn(ctx, batch, step, step_in_stage)
@@ -372,4 +373,6 @@ def timed(fn, ctx, batch, step: int, step_in_stage: int):
     spend.wall_s = time.perf_counter() - start
     metrics["step_time"] = spend.wall_s
     metrics.update({f"time/{k}": v for k, v in ctx.phase_times.items()})
+    if ctx.memory is not None:  # each phase's peak in this step, GiB (train.log_memory)
+        metrics.update({f"mem/{k}": v / 2**30 for k, v in ctx.memory.taken().items()})
     return metrics, spend
