@@ -152,3 +152,47 @@ def test_d_builds_no_vocabulary_logits(tmp_path):
     with _VocabTensors(ctx.g.model.config.vocab_size) as seen:
         d_score_and_update(ctx, batch, roll, update=True)  # scores, BT loss, backward, AdamW step
     assert seen.rows == 0
+
+
+@pytest.mark.slow
+def test_bounded_fsdp_runs_match_whole_batches_and_one_process(tmp_path):
+    """2 processes with FSDP (gloo), micro-batches packed by tokens (the two processes' rollouts have other
+    lengths, so their micro-batch counts are evened out, as FSDP's collectives need), log-probabilities in
+    chunks and generate calls of 3 sequences: the same rollouts, and G, D and the reference within 1e-4 of the
+    whole-batch FSDP run (other micro-batches sum in another order; Adam turns that into differences of up to
+    1.4e-5 on parameters whose exact gradient is 0, such as the key biases; tests/test_distributed.py allows
+    1e-4 between partitions too); D's diagnostics, shared out over the processes, agree with one process's."""
+    import glob
+    import json
+    import os
+    import subprocess
+    import sys
+
+    suite = REPO / "tests" / "fixtures" / "suites" / "dp.yaml"
+    env = {**os.environ, "GADBENCH_EXPERIMENTS": str(REPO / "experiments"), "PYTHONWARNINGS": "ignore",
+           "OMP_NUM_THREADS": "1"}
+    two = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "-m", "gadbench.cli"]
+    one = [sys.executable, "-m", "gadbench.cli"]
+
+    def run(cmd: list[str], out: str, *settings: str) -> tuple[dict, list[dict], dict]:
+        args = [x for s in ("train.checkpoint_every=3", *settings) for x in ("--set", s)]
+        proc = subprocess.run([*cmd, "-q", "run", "--suite", str(suite), "--out", str(tmp_path / out), *args],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        path = Path(glob.glob(str(tmp_path / out / "dp" / "tiny--gad--*"))[0])
+        state = torch.load(path / "checkpoints" / "step-6" / "state.pt", weights_only=False)
+        rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+        return state, rows, json.loads((path / "eval" / "step-6" / "metrics.json").read_text())["validation"]["d"]
+
+    whole, rows_w, _ = run(two, "whole", "train.sharding=fsdp")
+    bounded, rows_b, diag_two = run(two, "bounded", "train.sharding=fsdp", *BOUNDED)
+    _, _, diag_one = run(one, "one", *BOUNDED)
+    for a, b in zip(rows_w, rows_b, strict=True):
+        assert {k: a.get(k) for k in ("response_len", "gold/accuracy", "truncated_frac")} == \
+               {k: b.get(k) for k in ("response_len", "gold/accuracy", "truncated_frac")}
+    off = {f"{m}.{n}": gap for m in ("g", "d", "ref") for n in whole[m]
+           if (gap := float((whole[m][n].double() - bounded[m][n].double()).abs().max())) > 1e-4}
+    assert not off, f"tensors differ by more than 1e-4: {off}"
+    assert diag_two["pairs"] == diag_one["pairs"] == 8 * 4
+    for key in ("auc", "teacher_score", "student_score", "identical_gap_max"):
+        assert diag_two[key] == pytest.approx(diag_one[key], abs=1e-4), key
