@@ -34,6 +34,7 @@ class Case:
     settings: list[str] = field(default_factory=list)
     prompt: int = 48  # every prompt's tokens (left-truncated to this)
     response: int = 48  # every rollout's and teacher response's tokens
+    steps: int = 4  # half of them GAD's warmup, half adversarial
 
 
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau upsilon "
@@ -68,9 +69,9 @@ def build_model(folder: Path, config: dict) -> Path:
 
 
 def suite_file(case: Case, model: str, data: Path, out: Path) -> Path:
-    """A GAD suite: 2 warmup and 2 adversarial steps of 4 prompts x 4 samples, evaluated at the start and the end
-    (8 validation prompts for D's diagnostics, 8 test prompts answered greedily), checkpointed at the end."""
-    t = case.prompt + case.response
+    """A GAD suite: `case.steps` steps of 4 prompts x 4 samples, half warmup and half adversarial, evaluated at
+    the start and the end (8 validation prompts for D's diagnostics, 8 test prompts answered greedily),
+    checkpointed at the end."""
     suite = {
         "name": f"mem-{case.name}", "seeds": [0], "students": {"m": {"path": model, "template": "plain"}},
         "teacher": {"spec": "dataset"}, "methods": {"gad": {"kind": "gad"}},
@@ -78,13 +79,12 @@ def suite_file(case: Case, model: str, data: Path, out: Path) -> Path:
                  "eval": {"test": {"source": "jsonl", "path": str(data), "prompt_field": "prompt",
                                    "response_field": "response", "limit": 8}},
                  "validation_size": 8},
-        "train": {"steps": 4, "warmup_steps": 2, "d_only_steps": 0, "batch_size": 4, "group_size": 4,
+        "train": {"steps": case.steps, "warmup_steps": case.steps // 2, "d_only_steps": 0, "batch_size": 4, "group_size": 4,
                   "max_prompt_tokens": case.prompt, "max_response_tokens": case.response, "checkpoint_every": 100,
                   "device": "cpu", "cpu_threads": 1, "log_memory": True, "lr_generator": 1e-6, "kl_beta": 0.001},
         "eval": {"every": 100, "max_new_tokens": case.response, "judges": ["rouge-l"], "bootstrap": 100},
         "budget": {"assumed_prompt_tokens": case.prompt, "assumed_response_tokens": case.response},
     }
-    assert t > 0
     path = out / f"{case.name}.yaml"
     import yaml
 

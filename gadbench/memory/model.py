@@ -20,13 +20,15 @@ torch.autograd.graph.saved_tensors_hooks: 40H + 16I bytes in fp32; 34H + 8I unde
 weights (norms in fp32, each linear keeping its own bf16 copy of its input); 24H + 8I with bf16 weights (FSDP's
 bf16 parameters); plus the attention mask, W bytes of the compute dtype (key and value repeated to every head
 are in the counts). Without gradient checkpointing every layer keeps them; with it each layer keeps its input
-and one layer is recomputed at a time. Backward needs about one layer's worth more. Under autocast over fp32
-weights, the bf16 copy of every weight a forward casts is kept for backward (2 bytes per parameter).
+and one layer is recomputed at a time; backward frees a layer's tensors before the next one's gradients need
+room. Under autocast over fp32 weights, the bf16 copy of every weight a forward casts is kept for backward
+(2 bytes per parameter). Logits take 12 bytes an entry with gradients (measured on CPU: the log-softmax kept
+for backward and the gradients through it), the compute dtype's bytes + 8 without.
 
 The lengths are the worst case the settings allow (every prompt at train.max_prompt_tokens, every response at
 train.max_response_tokens, evaluation answers at eval.max_new_tokens) unless `Lengths` says otherwise.
-Constants that are not counted but estimated (the CUDA context and NCCL's buffers, the host's Python runtime)
-are labelled as estimates where they are used.
+Constants that are not counted are labelled where they are defined: estimates for GPUs (the CUDA context and
+NCCL's buffers, the host's Python runtime), measurements for this machine's CPU runs.
 """
 
 from __future__ import annotations
@@ -107,10 +109,6 @@ class Prediction:
 
     def phase(self, name: str) -> Phase:
         return next(p for p in self.phases if p.name == name)
-
-    @property
-    def peak(self) -> int:
-        return max((p.device for p in self.phases), default=0)
 
 
 def _bytes(dtype: str) -> int:
@@ -324,10 +322,11 @@ def _eval(run: _Run, has_d: bool, main: bool) -> tuple[dict[str, int], dict[str,
     if has_d and val:
         used = min(val, spec.eval.d_diagnostics_prompts or val)
         prompts = used // run.launch.processes if used >= run.launch.processes else used
-        diagnostics = _rollout(run, prompts, t.group_size)
-        rows = prompts * (t.group_size + 2)  # teacher, echo and samples, scored one by one
+        sampled = _rollout(run, prompts, t.group_size)
+        rows = prompts * (t.group_size + 2)  # teacher, echo and samples, scored one by one, after the rollout
         tokens = run.micro_batch(run.width, rows, t.micro_batch_size or rows)
-        diagnostics["D scoring"] = run.forward_only(run.d, tokens, run.width, casts=True)
+        scored = {"D scoring": run.forward_only(run.d, tokens, run.width, casts=True)}
+        diagnostics = sampled if sum(sampled.values()) >= sum(scored.values()) else scored
     sizes = [d.limit or KNOWN_EVAL_SIZES.get(d.source, 500) for d in spec.data.eval.values()]
     answers = {}
     if run.sharded:  # gathered one full tensor at a time into the host, then copied
