@@ -489,21 +489,24 @@ def launch_of(device: str, gpus: int | None = None, gpu_mem_gib: float | None = 
         processes = int(os.environ.get("WORLD_SIZE", "1"))
         nodes = max(1, processes // int(os.environ.get("LOCAL_WORLD_SIZE", processes)))
     device_bytes = int(gpu_mem_gib * GiB) if gpu_mem_gib else None
-    if not cpu and device_bytes is None and not stated:
-        device_bytes, cpu = _visible_gpu(device)
-    return Launch(processes, nodes, "cpu" if cpu else "cuda", device_bytes, None if stated else _host_memory())
+    host = None if stated else _host_memory()
+    if not cpu and not stated and device_bytes is None:
+        device_bytes = _visible_gpu()
+        if device_bytes is None and device == "auto":  # no GPU here: an `auto` run trains on the CPU
+            cpu = True
+        elif device_bytes is None:  # a GPU run planned where there is none: its memory is unknown
+            host = None
+    return Launch(processes, nodes, "cpu" if cpu else "cuda", device_bytes, host)
 
 
-def _visible_gpu(device: str) -> tuple[int | None, bool]:
-    """(memory of the GPU this process would use, whether it runs on the CPU instead)."""
-    if device == "cpu":
-        return None, True
+def _visible_gpu() -> int | None:
+    """The memory of the GPU this process would use; None without one."""
     import torch
 
     if not torch.cuda.is_available():
-        return None, True
+        return None
     local = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
-    return torch.cuda.get_device_properties(local).total_memory, False
+    return torch.cuda.get_device_properties(local).total_memory
 
 
 def _host_memory() -> int | None:
