@@ -39,8 +39,7 @@ CASES = [
     Case("l768-1p-bf16", L768, settings=["train.precision=bf16", "train.shared_prefix=false", *BOUND]),
     Case("l768-2p", L768, processes=2, settings=["train.gradient_checkpointing=true"]),
     Case("smol-1p", path=SMOL, settings=["train.gradient_checkpointing=true", *BOUND]),
-    Case("smol-2p-fsdp", path=SMOL, processes=2, steps=2,
-         settings=["train.sharding=fsdp", "train.precision=bf16", *BOUND]),
+    Case("smol-2p-fsdp", path=SMOL, processes=2, settings=["train.sharding=fsdp", "train.precision=bf16", *BOUND]),
 ]
 
 

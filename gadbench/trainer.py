@@ -205,7 +205,8 @@ class Trainer:
         if ctx.d is not None and self.data.validation:  # every process: D may be sharded
             extra["d"] = d_diagnostics(ctx, self.data.validation, step)
         if self.sharded:
-            full = dist.unsharded_copy(ctx.g.model, self.g_skeleton, self.bf16)
+            # in bf16 runs a bf16 copy, which the hf engine generates from as it is (no second copy)
+            full = dist.unsharded_copy(ctx.g.model, self.g_skeleton, self.spec.train.precision == "bf16")
             ctx = dataclasses.replace(ctx, g=dataclasses.replace(ctx.g, model=full))
         if dist.is_main():
             with torch.random.fork_rng(devices=[]):  # evaluation never shifts the training RNG stream

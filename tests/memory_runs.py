@@ -34,7 +34,8 @@ class Case:
     settings: list[str] = field(default_factory=list)
     prompt: int = 48  # every prompt's tokens (left-truncated to this)
     response: int = 48  # every rollout's and teacher response's tokens
-    steps: int = 4  # half of them GAD's warmup, half adversarial
+    steps: int = 4  # half of them GAD's warmup, half adversarial: at least 2 each, or a stage's second step, the
+    # first with the AdamW states of both models resident, never runs
 
 
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau upsilon "

@@ -137,13 +137,15 @@ def test_gadbench_run_refuses_before_loading_a_model_that_cannot_fit(tmp_path):
 
 @pytest.mark.slow
 def test_a_real_runs_phases_stay_within_their_predictions():
-    """A 7 M-parameter Qwen2 (hidden 256, 4 layers, vocabulary 16,384), one process, GAD with every phase: each
-    phase's measured peak (above the process's memory before loading) is within 25% of its prediction."""
+    """A 7 M-parameter Qwen2 (hidden 256, 4 layers, vocabulary 16,384), one process, GAD with every phase: no
+    phase's measured peak (above the process's memory before loading) exceeds its prediction by more than
+    25%, nor falls 25% below it, except loading's, whose weights are mapped from their file and resident only
+    once read (0.77 measured here)."""
     config = dict(model_type="qwen2", vocab_size=16384, hidden_size=256, intermediate_size=704, num_hidden_layers=4,
                   num_attention_heads=8, num_key_value_heads=2, tie_word_embeddings=True)
     case = Case("q256", config, settings=["train.max_tokens_per_micro_batch=384", "train.logprob_chunk_tokens=64"])
     rows = compare(case, run_case(case, scratch()))
     assert {r["phase"] for r in rows} == {"load", "rollout", "d", "ref", "g", "eval", "checkpoint"}
     off = [f"{r['phase']}: measured {r['measured'] / 2**20:.0f} MiB, predicted {r['predicted'] / 2**20:.0f} MiB"
-           for r in rows if not 0.75 <= r["ratio"] <= 1.25]
+           for r in rows if r["ratio"] > 1.25 or (r["ratio"] < 0.75 and r["phase"] != "load")]
     assert not off, off

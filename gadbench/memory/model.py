@@ -207,8 +207,8 @@ class _Run:
         prefill = self.forward_only(self.g, rows * prompt, prompt, casts=False) + rows * v * (c + 4)
         step = rows * v * (c + 4 + (36 if sampled else 0))  # logits, their fp32 copy; the sampler's float64 work
         out = {"KV cache": self.kv_call(rows, prompt, new), "prefill / decoding step": max(prefill, step)}
-        if not self.cuda and c == 2:  # measured on this CPU: oneDNN's reordered copies of the bf16 weights
-            out["oneDNN weight reorders (measured)"] = 2 * 2 * self.g.params
+        if not self.cuda and c == 2 and not self.sharded:  # measured on this CPU: oneDNN's reordered copies of
+            out["oneDNN weight reorders (measured)"] = 2 * 2 * self.g.params  # the bf16 copy's weights
         return out
 
     def rollout_rows(self, prompts: int, samples: int) -> int:
@@ -330,8 +330,7 @@ def _eval(run: _Run, has_d: bool, main: bool) -> tuple[dict[str, int], dict[str,
     sizes = [d.limit or KNOWN_EVAL_SIZES.get(d.source, 500) for d in spec.data.eval.values()]
     answers = {}
     if run.sharded:  # gathered one full tensor at a time into the host, then copied
-        copy = 2 if (run.cuda and run.bf16) else run.w
-        answers["G unsharded copy"] = copy * run.g.params + (2 * run.g.params if run.bf16 and copy == 4 else 0)
+        answers["G unsharded copy"] = (2 if run.bf16 else run.w) * run.g.params
         answers["one full tensor"] = run.w * largest_weight(run.g)
     rows = run.rollout_rows(max(sizes + [val]), max(1, spec.eval.samples))
     answers.update(run.generate(rows, run.prompt_max, run.eval_new, sampled=spec.eval.samples > 0))
