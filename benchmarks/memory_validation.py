@@ -6,7 +6,11 @@ train.log_memory, on data that puts every sequence at the run's limits (tests/me
 each phase's measured peak (above the process's memory before it loaded a model) with gadbench.memory.predict.
 
     python benchmarks/memory_validation.py [CASE ...] [--out benchmarks/results/memory-cpu.json]
+    python benchmarks/memory_validation.py --stored DIR [CASE ...]   # again, from the runs kept in DIR
     python benchmarks/memory_validation.py --table benchmarks/results/memory-cpu.json   # the docs' table
+
+--stored compares the memory.json files of earlier runs (DIR/results/<case>/..., DIR/<case>.yaml, as a run
+leaves them; the script prints where) with the current model, without training again.
 
 About 35 minutes for all six cases on 2 cores (SmolLM2-135M takes most of it).
 """
@@ -24,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from memory_runs import Case, compare, run_case, scratch  # noqa: E402
+from memory_runs import Case, case_spec, compare, run_case, scratch  # noqa: E402
 
 MiB = 2**20
 Q512 = dict(model_type="qwen2", vocab_size=32000, hidden_size=512, intermediate_size=1408, num_hidden_layers=8,
@@ -45,7 +49,7 @@ CASES = [
 
 def describe(case: Case) -> str:
     model = case.path.split("/")[-1].split(".")[0] if case.path else f"{case.config['model_type']} h{case.config['hidden_size']}"
-    settings = ", ".join(s.split(".", 1)[1] for s in case.settings) or "defaults"
+    settings = ", ".join(s.removeprefix("train.") for s in case.settings) or "defaults"
     return f"{model}, {case.processes} process{'es' if case.processes > 1 else ''}, {settings}"
 
 
@@ -68,19 +72,26 @@ def main() -> None:
     p.add_argument("cases", nargs="*", help="case names (default: all)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "memory-cpu.json"))
     p.add_argument("--table", help="print the markdown table of a stored result file and stop")
+    p.add_argument("--stored", help="compare the runs kept in this folder instead of training")
     args = p.parse_args()
     if args.table:
         print(table(json.loads(Path(args.table).read_text())))
         return
     chosen = [c for c in CASES if not args.cases or c.name in args.cases]
-    work = scratch()
+    work = Path(args.stored) if args.stored else scratch()
+    print(f"runs in {work}", flush=True)
     results = {"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                            "load_before": os.getloadavg()}, "cases": []}
     for case in chosen:
         started = time.time()
-        res = run_case(case, work)
+        if args.stored:
+            memory = json.loads(next((work / "results" / case.name).glob("*/*/memory.json")).read_text())
+            res = {"spec": case_spec(case, work), "measured": memory["processes"]}
+        else:
+            res = run_case(case, work)
         rows = compare(case, res)
-        results["cases"].append({"case": case.name, "description": describe(case), "wall_s": round(time.time() - started),
+        results["cases"].append({"case": case.name, "description": describe(case),
+                                 "wall_s": None if args.stored else round(time.time() - started),
                                  "load_after": os.getloadavg(), "rows": rows})
         worst = max(rows, key=lambda r: abs(r["ratio"] - 1))
         print(f"{case.name}: {describe(case)}; {len(rows)} phases x processes, worst {worst['phase']} "

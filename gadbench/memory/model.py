@@ -279,23 +279,26 @@ def _d_pass(run: _Run, update: bool) -> dict[str, int]:
     return out
 
 
-def _g_micro_batch(run: _Run, sft: bool) -> tuple[int, int, int]:
-    """(tokens, rows, logit positions) of G's largest micro-batch: of teacher sequences (SFT) or rollouts."""
+def _g_micro_batch(run: _Run, sft: bool) -> tuple[int, int, int, int]:
+    """(tokens, rows, logit positions, micro-batches) of G's largest micro-batch: of teacher sequences (SFT) or
+    rollouts, and how many micro-batches the step has."""
     t, n = run.t, run.t.group_size
     if sft or not run.groups:
         rows = run.local_batch * (1 if sft else n)
         tokens = run.micro_batch(run.width, rows, t.micro_batch_size or rows)
         keep = run.prompt_max - run.prompt_min + run.response + 1  # from the earliest response position on
         per_row = run.response if t.logprob_chunk_tokens else keep
-        return tokens, tokens // run.width, tokens // run.width * per_row
+        return tokens, tokens // run.width, tokens // run.width * per_row, -(-rows * run.width // tokens)
     unit = run.prompt_max + n * run.response
     tokens = run.micro_batch(unit, run.local_batch, max(1, t.micro_batch_size // n) if t.micro_batch_size
                              else run.local_batch)
-    return tokens, tokens // unit * n, tokens // unit * n * run.response
+    return tokens, tokens // unit * n, tokens // unit * n * run.response, -(-run.local_batch * unit // tokens)
 
 
 def _g_pass(run: _Run, sft: bool, grad: bool) -> dict[str, int]:
-    tokens, rows, positions = _g_micro_batch(run, sft)
+    """G's update (`grad`), or the reference's forward over the same micro-batch, which from the second
+    micro-batch on runs beside the gradients G's first backward made."""
+    tokens, rows, positions, batches = _g_micro_batch(run, sft)
     chunk = run.t.logprob_chunk_tokens
     logits = run.logits(min(chunk, positions) if chunk else positions, grad)
     if grad:
@@ -303,6 +306,8 @@ def _g_pass(run: _Run, sft: bool, grad: bool) -> dict[str, int]:
                "activations": run.trained(run.g, tokens, run.width, head=True), "logits": logits}
     else:
         out = {"activations": run.forward_only(run.g, tokens, run.width, casts=False), "logits": logits}
+        if batches > 1:
+            out["G gradients"] = run.w * run.g.params // run.s
     if grad and not sft:
         out.update(_prompt_keys(run, run.g, rows))
     if run.sharded:
