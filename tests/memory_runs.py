@@ -79,7 +79,7 @@ def suite_file(case: Case, model: str, data: Path, out: Path) -> Path:
         "data": {"train": {"source": "jsonl", "path": str(data), "prompt_field": "prompt", "response_field": "response"},
                  "eval": {"test": {"source": "jsonl", "path": str(data), "prompt_field": "prompt",
                                    "response_field": "response", "limit": 8}},
-                 "validation_size": 8},
+                 "validation_size": 8, "allow_overlap": True},  # the test prompts come from the training file
         "train": {"steps": case.steps, "warmup_steps": case.steps // 2, "d_only_steps": 0, "batch_size": 4, "group_size": 4,
                   "max_prompt_tokens": case.prompt, "max_response_tokens": case.response, "checkpoint_every": 100,
                   "device": "cpu", "cpu_threads": 1, "log_memory": True, "lr_generator": 1e-6, "kl_beta": 0.001},
@@ -119,7 +119,7 @@ def run_case(case: Case, work: Path) -> dict:
 
 def case_spec(case: Case, work: Path):
     """The RunSpec `run_case` trained (its suite file is kept in `work`)."""
-    from gadbench.config import load_suite, runs_of
+    from gadbench.suite import load_suite, runs_of
 
     (spec,) = runs_of(load_suite(work / f"{case.name}.yaml", list(case.settings)))
     return spec

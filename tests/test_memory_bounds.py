@@ -10,14 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from ckpt import read_checkpoint
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from gadbench.config import get_suite, runs_of
-from gadbench.methods.steps import adversarial_step, d_score_and_update, grpo_update, rollout, warmup_step
+from gadbench.methods.gad import adversarial_step, warmup_step
+from gadbench.methods.updates import d_score_and_update, grpo_update, rollout
 from gadbench.rundata import load_run_data, run_teacher
 from gadbench.sequences import budget_ranges
+from gadbench.suite import get_suite, runs_of
 from gadbench.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -180,7 +182,7 @@ def test_bounded_fsdp_runs_match_whole_batches_and_one_process(tmp_path):
                               cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stderr[-3000:]
         path = Path(glob.glob(str(tmp_path / out / "dp" / "tiny--gad--*"))[0])
-        state = torch.load(path / "checkpoints" / "step-6" / "state.pt", weights_only=False)
+        state = read_checkpoint(path / "checkpoints" / "step-6")
         rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
         return state, rows, json.loads((path / "eval" / "step-6" / "metrics.json").read_text())["validation"]["d"]
 

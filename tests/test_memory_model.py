@@ -16,9 +16,9 @@ import torch
 from memory_runs import Case, compare, run_case, scratch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from gadbench.config import get_suite, runs_of
 from gadbench.memory import Launch, Lengths, predict, problem
 from gadbench.memory.shapes import KNOWN, shape_of
+from gadbench.suite import get_suite, runs_of
 
 REPO = Path(__file__).resolve().parents[1]
 GiB = 2**30
@@ -91,11 +91,54 @@ def test_the_formulas_give_hand_computed_values():
 def test_a_run_that_cannot_fit_is_named_with_its_phase_and_the_setting_that_fixes_it():
     spec = next(r for r in runs_of(get_suite("paper")) if r.student_name == "Qwen2.5-7B-Instruct" and
                 r.method_name == "gad")
-    huge = replace(spec, rollout=replace(spec.rollout, batch_size=4096))
+    huge = replace(spec, rollout=replace(spec.rollout, engine="hf", batch_size=4096))
     text = problem(predict(huge, Launch(8, 1, "cuda", 80 * GiB)))
     assert text and text.startswith(f"run {huge.run_id}: evaluation needs about "), text  # 500 answers per call
     assert re.search(r"more than the 74\.0 GiB usable of 80 \(estimate\); lower rollout\.batch_size \(now 4096 sequences", text)
     assert problem(predict(spec, Launch(8, 1, "cuda", 80 * GiB))) is None
+    greedy = replace(spec, rollout=replace(spec.rollout, gpu_memory_utilization=0.95))  # vLLM's share of the GPU
+    text = problem(predict(greedy, Launch(8, 1, "cuda", 80 * GiB)))
+    assert text and "lower rollout.gpu_memory_utilization (now 0.95)" in text, text
+
+
+def test_colocated_vllm_cpu_offload_loading_once_and_sharded_checkpoints():
+    """The phases main's FSDP path changes: a vLLM engine asleep while G and D train (its weights in host
+    memory) and awake, at its gpu_memory_utilization share, while it generates (no gathered G, no KV cache of
+    ours, no evaluation copy); shards offloaded to the host; loading once; checkpoints staged one shard at a
+    time without a gather."""
+    from gadbench.memory.model import HOST_RUNTIME, VLLM_ASLEEP
+
+    H, F, L, V = 64, 192, 2, 111
+    P = V * H + L * (H * H + 2 * H * 32 + 32 * 2 + H + H * H + 3 * H * F + 2 * H) + H
+    largest = max(V * H, F * H)  # an MLP projection: 12,288 entries
+    lengths, launch = Lengths(10, 10, 15, 15), Launch(4, 1, "cuda", 80 * GiB)
+    engine = int(0.3 * 80 * GiB)
+    pred = predict(_tiny_spec("train.sharding=fsdp", "rollout.engine=vllm", "rollout.gpu_memory_utilization=0.3"),
+                   launch, lengths)
+    rollout = pred.phase("rollout").parts
+    assert rollout["vLLM engine, asleep (estimate)"] == VLLM_ASLEEP
+    assert rollout["vLLM engine, awake"] == engine - VLLM_ASLEEP
+    assert "KV cache" not in rollout and "G gathered" not in rollout
+    g = pred.phase("g")
+    assert g.parts["vLLM engine, asleep (estimate)"] == VLLM_ASLEEP and "vLLM engine, awake" not in g.parts
+    assert g.host == HOST_RUNTIME + 4 * P  # the fp32 engine's weights wait on the host while G trains
+    ev = pred.phase("eval").parts
+    assert ev["vLLM engine, awake"] == engine - VLLM_ASLEEP and "G unsharded copy" not in ev
+    ckpt = pred.phase("checkpoint")
+    assert ckpt.device == ckpt.resident  # nothing gathered on the GPU
+    assert ckpt.host == HOST_RUNTIME + 4 * P + 4 * largest // 4  # one fp32 shard staged at a time
+    awake = predict(_tiny_spec("train.sharding=fsdp", "rollout.engine=vllm", "rollout.sleep=false"), launch, lengths)
+    assert awake.phase("g").parts["vLLM engine"] == engine and awake.phase("g").host == HOST_RUNTIME
+
+    other = predict(_tiny_spec("train.sharding=fsdp"), launch, lengths, main=False).phase("load")
+    assert other.host == HOST_RUNTIME  # process 0 alone reads the student
+    assert other.parts["G shards"] == 4 * P // 4 and other.parts["one full tensor received"] == 4 * largest
+    assert other.device == 4 * P // 4 + other.parts["D shards"] + 4 * largest
+
+    offload = predict(_tiny_spec("train.sharding=fsdp", "students.tiny.cpu_offload=true"), launch, lengths)
+    g = offload.phase("g")
+    assert not {"G weights", "G AdamW", "G gradients", "reference"} & set(g.parts), g.parts
+    assert g.host >= HOST_RUNTIME + (4 + 8 + 4 + 4) * P // 4  # G's weights, AdamW, gradients, the reference
 
 
 def _dry_run(*args: str) -> str:

@@ -4,15 +4,24 @@ the run's settings, the model's shape (gadbench.memory.shapes) and the launch, b
 A phase's peak is what stays resident through the stage it runs in (weights, AdamW states, the frozen
 reference, the bf16 rollout copy; all sharded 1/S under FSDP) plus what the phase allocates at its worst:
 
-    rollout     G gathered (FSDP) + KV cache of one generate call (rows x (prompt + new tokens), plus the layer
-                being extended) + the larger of the prefill's one-layer activations and a decoding step's logits
+    rollout     hf: G gathered (FSDP) + KV cache of one generate call (rows x (prompt + new tokens), plus the
+                layer being extended) + the larger of the prefill's one-layer activations and a decoding step's
+                logits; vllm: the engine awake, its rollout.gpu_memory_utilization share of the GPU (its weights,
+                KV cache and activations; the weight push gathers one tensor at a time before the KV cache wakes)
     d, g        gradients + activations of one micro-batch of T tokens + (G) the logits of a chunk or of the
                 micro-batch + FSDP's gathered root unit and two blocks, and its fp32 reduce-scatter buffers
     ref         one layer's activations of a micro-batch + its logits (no gradients)
-    eval        D's diagnostics (a rollout and D's scoring) and, on process 0, greedy answers (an unsharded
-                copy of G under FSDP, and its KV cache)
-    checkpoint  process 0 gathers full tensors on the host (G, D, reference and AdamW states under FSDP)
-    load        every process builds G and D's backbone on the host before placing them
+    eval        D's diagnostics (a rollout and D's scoring) and greedy answers: hf on process 0 (an unsharded
+                copy of G under FSDP, and its KV cache); vllm on every process's engine (no copy of G)
+    checkpoint  each process stages one tensor (shard) at a time on the host (torch.distributed.checkpoint:
+                nothing is gathered); replicas compare float64 checksums one tensor at a time
+    load        sharded: process 0 reads G once in its files' dtype, every process allocates its shards and
+                receives one full tensor at a time; otherwise every process builds G and D's backbone on the
+                host before placing them
+
+Under a vLLM engine that sleeps (rollout.sleep, CUDA), the engine's weights wait in host memory while G and D
+train and only its CUDA graphs' memory stays on the GPU (an estimate). With a student's cpu_offload under
+FSDP, the sharded weights, gradients and AdamW states (of G, D and the reference) are host memory, not GPU.
 
 Activations of a micro-batch of T tokens of width W (so T / W rows), per layer and token, are the tensors
 autograd keeps for backward in transformers' Llama/Qwen2 decoder layer, counted with
@@ -49,6 +58,10 @@ HOST_RUNTIME_CPU = 1 * GiB  # estimate: the same without CUDA, per process of a 
 # and FSDP's state too). The predictions of CPU runs count it; GPU runs' host figures have HOST_RUNTIME instead.
 CPU_RUNTIME_GROWTH = GiB // 8
 CPU_GROUP_GROWTH = GiB // 16
+VLLM_ASLEEP = GiB // 2  # estimate: what a sleeping vLLM engine keeps on its GPU (CUDA graphs' memory pools)
+# What FSDP2's CPU offload keeps in host memory instead of on the GPU (the sharded states; gathered parameters,
+# activations and unsharded gradients stay on the GPU)
+OFFLOADED = ("G weights", "G AdamW", "G gradients", "D weights", "D AdamW", "D gradients", "reference")
 PHASES = {"load": "load", "rollout": "rollout", "d": "D score/update", "ref": "reference", "g": "G update",
           "eval": "evaluation", "checkpoint": "checkpoint"}
 
@@ -139,6 +152,16 @@ class _Run:
         self.width = self.prompt_max + self.response
         self.local_batch = max(1, t.batch_size // n)
         self.groups = t.shared_prefix and not t.gradient_checkpointing and not self.sharded
+        r = spec.rollout
+        self.vllm = r.engine == "vllm"
+        self.offload = self.sharded and self.cuda and spec.student.cpu_offload  # on CPUs it moves nothing
+        # the engine's share of the GPU while it generates, and what it keeps while asleep (unknown GPU: none)
+        self.engine = int(r.gpu_memory_utilization * launch.device_bytes) if (
+            self.vllm and self.cuda and launch.device_bytes) else 0
+        self.engine_asleep = min(self.engine, VLLM_ASLEEP) if r.sleep else self.engine
+        engine_bytes = 2 if (self.bf16 or self.w == 2) else 4  # the engine's dtype (gadbench.rollout.vllm)
+        self.engine_weights_host = engine_bytes * self.g.params // r.tensor_parallel_size if (
+            self.engine and r.sleep) else 0
 
     # ------------------------------------------------------------------------------------------ pieces
 
@@ -216,20 +239,37 @@ class _Run:
         return min(rows, self.spec.rollout.batch_size or rows)
 
 
-def _resident(run: _Run, stage, method) -> dict[str, int]:
-    """What stays allocated through `stage` on each process."""
+@dataclass(frozen=True)
+class _Work:
+    """What a stage's steps do, read from its record's cost estimate (gadbench.methods.cost), never from names:
+    rollouts (then D scores them when the method has one), D trained, G trained, G trained on the rollouts
+    (GRPO) rather than on the teacher's responses (SFT)."""
+
+    rollouts: bool
+    trains_d: bool
+    trains_g: bool
+    g_on_rollouts: bool
+
+
+def _work(spec, planned) -> _Work:
+    from gadbench.methods.cost import shape
+
+    steps = [planned.stage.estimate(spec, 1, 1, k) for k in sorted({0, planned.steps - 1})]
+    batch, group, seq, _ = shape(spec)
+    g_tokens = max(s["g_trained_tokens"] for s in steps)
+    return _Work(rollouts=any(s["generated_tokens"] for s in steps), trains_d=any(s["d_trained_tokens"] for s in steps),
+                 trains_g=g_tokens > 0, g_on_rollouts=g_tokens >= batch * group * seq)
+
+
+def _resident(run: _Run, work: _Work, stage, has_d: bool) -> dict[str, int]:
+    """What stays allocated on the accelerator through `stage` on each process."""
     g, d, s, w, t = run.g, run.d, run.s, run.w, run.t
     out = {"G weights": w * g.params // s}
-    trains_g = stage.g_lr is not None and stage.name != "d-fit"
-    if stage.name == "warmup":
-        trains_g = method.generator_warmup
-    if trains_g:
+    if work.trains_g:
         out["G AdamW"] = 2 * w * g.params // s
-    if d is not None:
+    if has_d:
         out["D weights"] = w * d.params // s
-        trains_d = {"warmup": method.discriminator_warmup, "d-fit": True,
-                    "adversarial": stage.step == "adversarial_step"}.get(stage.name, False)
-        if trains_d:
+        if work.trains_d:
             out["D AdamW"] = 2 * w * d.params // s
     if stage.reference and t.kl_beta > 0:
         out["reference"] = w * g.params // s
@@ -242,13 +282,26 @@ def _resident(run: _Run, stage, method) -> dict[str, int]:
         out["bf16 rollout copy"] = 2 * g.params
     if not run.cuda:
         out["runtime growth (measured)"] = CPU_RUNTIME_GROWTH + (CPU_GROUP_GROWTH if run.launch.processes > 1 else 0)
-    if run.spec.rollout.engine == "vllm" and run.cuda and run.launch.device_bytes:
-        out["vLLM engine"] = int(run.spec.rollout.gpu_memory_utilization * run.launch.device_bytes)
+    if run.engine_asleep:
+        out["vLLM engine" + (", asleep (estimate)" if run.spec.rollout.sleep else "")] = run.engine_asleep
     return out
+
+
+def _resident_host(run: _Run) -> dict[str, int]:
+    """What stays in host memory through a stage on each process, besides the runtime: a sleeping vLLM
+    engine's weights (level 1 moves them there)."""
+    return {"vLLM weights, asleep on the host": run.engine_weights_host} if run.engine_weights_host else {}
+
+
+def _awake(run: _Run) -> dict[str, int]:
+    """A vLLM engine generating: its gpu_memory_utilization share, beyond what it keeps asleep (resident)."""
+    return {"vLLM engine, awake": run.engine - run.engine_asleep}
 
 
 def _rollout(run: _Run, prompts: int, samples: int) -> dict[str, int]:
     """A rollout of `samples` per prompt for `prompts` prompts on this process."""
+    if run.vllm:  # the engine schedules the prompts within its own KV cache (rollout.batch_size does not apply)
+        return _awake(run)
     out = {}
     if run.sharded:  # gathered for the whole generation (bf16 copies of fp32 weights cached under autocast)
         out["G gathered"] = run.mp * run.g.params + (2 * run.g.params if run.casts else 0)
@@ -317,9 +370,9 @@ def _g_pass(run: _Run, sft: bool, grad: bool) -> dict[str, int]:
 
 def _eval(run: _Run, has_d: bool, main: bool) -> tuple[dict[str, int], dict[str, int]]:
     """(device, host) parts of an evaluation point: the larger of D's diagnostics (a rollout, then D's scoring)
-    and, on process 0 (`main`), the greedy answers to the largest set (from an unsharded copy of G under FSDP,
-    gathered through the host)."""
-    from gadbench.runner import KNOWN_EVAL_SIZES
+    and the greedy answers to the largest set: on process 0 (`main`) with hf (from an unsharded copy of G
+    under FSDP, gathered through the host), on every process's engine with vllm."""
+    from gadbench.data import SOURCES
 
     spec, t = run.spec, run.t
     val = spec.data.validation_size
@@ -332,7 +385,10 @@ def _eval(run: _Run, has_d: bool, main: bool) -> tuple[dict[str, int], dict[str,
         tokens = run.micro_batch(run.width, rows, t.micro_batch_size or rows)
         scored = {"D scoring": run.forward_only(run.d, tokens, run.width, casts=True)}
         diagnostics = sampled if sum(sampled.values()) >= sum(scored.values()) else scored
-    sizes = [d.limit or KNOWN_EVAL_SIZES.get(d.source, 500) for d in spec.data.eval.values()]
+    sizes = [d.limit or SOURCES[d.source].size or 500 for d in spec.data.eval.values()]
+    if run.vllm:  # every process's engine answers its share (one process: the whole set)
+        answers = _awake(run)
+        return (diagnostics if sum(diagnostics.values()) > sum(answers.values()) else answers), {}
     answers = {}
     if run.sharded:  # gathered one full tensor at a time into the host, then copied
         answers["G unsharded copy"] = (2 if run.bf16 else run.w) * run.g.params
@@ -351,28 +407,44 @@ def largest_weight(shape: Shape) -> int:
     return max(shape.embedding_params, shape.intermediate * shape.hidden)
 
 
-def _checkpoint(run: _Run, resident: dict[str, int], main: bool) -> tuple[dict[str, int], dict[str, int]]:
-    """(device, host) parts: under FSDP every process gathers one full tensor at a time, which process 0 (`main`)
-    keeps on its host (G, D, the reference and both AdamW states); replicas compare float64 checksums, one
-    tensor at a time."""
+def _checkpoint(run: _Run) -> tuple[dict[str, int], dict[str, int]]:
+    """(device, host) parts: torch.distributed.checkpoint copies each process's tensors (its shards under FSDP)
+    to the host one at a time as it writes them (gadbench.state.checkpoint; nothing is gathered); replicas
+    first compare float64 checksums, one tensor at a time."""
     largest = largest_weight(run.g)
+    staged = {"one tensor staged on the host": run.w * largest // run.s} if run.cuda else {}
     if run.sharded:
-        host = {f"{k} (full)": v * run.s for k, v in resident.items() if k in
-                ("G weights", "G AdamW", "D weights", "D AdamW", "reference")} if main else {}
-        return {"one full tensor": run.w * largest}, host
-    return {"float64 checksum of one tensor": 8 * largest}, {}
+        return {}, staged
+    return ({"float64 checksum of one tensor": 8 * largest} if run.launch.processes > 1 else {}), staged
 
 
-def _load(run: _Run) -> tuple[dict[str, int], dict[str, int]]:
+def _load(run: _Run, main: bool) -> tuple[dict[str, int], dict[str, int]]:
     """(device, host) parts while G and D's backbone are built on the host and placed on the GPU. G's weights
     come from memory-mapped safetensors files: stored in the dtype G loads in, transformers uses them in place
     and only what is read is resident (D's copy reads the body; an untied LM head stays on disk), otherwise
     they are converted, with the files mapped meanwhile (the hub publishes bf16: an estimate when the files
-    are not on disk)."""
+    are not on disk). Sharded (gadbench.state.loading): process 0 (`main`) alone reads G (and a `d_model` D)
+    in its files' dtype, all of it read for the broadcast; every process allocates its shards (on the host
+    under cpu_offload) and receives one full tensor at a time."""
     from gadbench.memory.shapes import file_dtype_bytes, weight_files
 
     files = weight_files(run.spec.student.path)
-    in_place = (file_dtype_bytes(files[0]) if files else 2) == run.w
+    stored = file_dtype_bytes(files[0]) if files else 2
+    if run.sharded:
+        shards = {"G shards": run.w * run.g.params // run.s}
+        if run.d is not None:
+            shards["D shards"] = run.w * run.d.params // run.s
+        host = {"G read once, in its files' dtype": stored * run.g.params} if main else {}
+        if main and run.spec.method.d_model and run.d is not None:
+            host["D's model read once"] = stored * run.d.params
+        received = {"one full tensor received": run.w * largest_weight(run.g)}
+        if not run.cuda:
+            host["runtime growth (measured)"] = CPU_RUNTIME_GROWTH + CPU_GROUP_GROWTH
+            return {**shards, **received}, host
+        if run.offload:
+            return received, {**host, **shards}
+        return {**shards, **received}, host
+    in_place = stored == run.w
     if in_place:
         host = {"G's weights read in place": run.w * (run.g.body_params if run.d is not None else run.g.params)}
     else:
@@ -396,9 +468,16 @@ def _fixes(run: _Run) -> dict[str, str]:
               if t.max_tokens_per_micro_batch else "set train.max_tokens_per_micro_batch")
     chunk = "" if t.logprob_chunk_tokens else ", set train.logprob_chunk_tokens"
     checkpointing = "" if t.gradient_checkpointing else ", set train.gradient_checkpointing"
-    rows = f"lower rollout.batch_size (now {r.batch_size or 'all'} sequences per generate call)"
+    rows = (f"lower rollout.gpu_memory_utilization (now {r.gpu_memory_utilization})" if run.vllm else
+            f"lower rollout.batch_size (now {r.batch_size or 'all'} sequences per generate call)")
     more = "use more GPUs or train.sharding: fsdp" if not run.sharded else "use more GPUs"
-    return {"load": more, "rollout": rows, "d": tokens + checkpointing, "ref": tokens + chunk,
+    group = run.prompt_max + (t.group_size + 1) * run.response if run.groups else (t.group_size + 1) * run.width
+    d_fix = tokens + checkpointing
+    if 0 < t.max_tokens_per_micro_batch <= group:  # D's group of a teacher response and its samples goes alone
+        offload = "" if run.offload or not run.sharded else f", or students.{run.spec.student_name}.cpu_offload"
+        d_fix = (f"D's micro-batch is one group of a teacher response and its {t.group_size} samples already"
+                 f"{checkpointing}; {more}{offload}")
+    return {"load": more, "rollout": rows, "d": d_fix, "ref": tokens + chunk,
             "g": tokens + chunk + checkpointing, "eval": rows + " or eval.d_diagnostics_prompts",
             "checkpoint": more}
 
@@ -420,10 +499,14 @@ def predict(spec, launch: Launch, lengths: Lengths = Lengths(), shape: Shape | N
         if d is None:
             return Prediction(spec.run_id, launch, [], note=f"the shape of D's model `{spec.method.d_model}` is unknown")
     run = _Run(spec, launch, lengths, g, d)
-    method, fixes = spec.method, _fixes(run)
+    fixes = _fixes(run)
     found: dict[str, Phase] = {}
 
     def keep(name: str, resident: dict[str, int], device: dict[str, int], host: dict[str, int] | None = None) -> None:
+        if run.offload:  # the sharded states are host memory (OFFLOADED)
+            host = {**(host or {}), **{k: v for k, v in {**resident, **device}.items() if k in OFFLOADED}}
+            resident = {k: v for k, v in resident.items() if k not in OFFLOADED}
+            device = {k: v for k, v in device.items() if k not in OFFLOADED}
         parts = {**resident, **device}
         total = sum(parts.values())
         host_total = sum((host or {}).values())
@@ -436,25 +519,24 @@ def predict(spec, launch: Launch, lengths: Lengths = Lengths(), shape: Shape | N
         else:
             found[name].host = max(found[name].host, host_total)
 
-    device, host = _load(run)
+    device, host = _load(run, main)
     keep("load", {}, device, host)
+    resident_host = _resident_host(run)
     for planned in stage_plan(spec):
-        stage = planned.stage
-        resident = _resident(run, stage, method)
-        d_works = {"warmup": d is not None and method.discriminator_warmup, "d-fit": True,
-                   "adversarial": d is not None}.get(stage.name, False)
-        if d_works or stage.name == "adversarial":
-            keep("rollout", resident, _rollout(run, run.local_batch, run.t.group_size))
-        if d_works:
-            keep("d", resident, _d_pass(run, update="D AdamW" in resident))
+        stage, work = planned.stage, _work(spec, planned)
+        resident = _resident(run, work, stage, d is not None)
+        if work.rollouts:
+            keep("rollout", resident, _rollout(run, run.local_batch, run.t.group_size), resident_host)
+        if work.rollouts and d is not None:
+            keep("d", resident, _d_pass(run, update="D AdamW" in resident), resident_host)
         if "reference" in resident:
-            keep("ref", resident, _g_pass(run, sft=False, grad=False))
+            keep("ref", resident, _g_pass(run, sft=False, grad=False), resident_host)
         if "G AdamW" in resident:
-            keep("g", resident, _g_pass(run, sft=stage.name != "adversarial", grad=True))
+            keep("g", resident, _g_pass(run, sft=not work.g_on_rollouts, grad=True), resident_host)
         device, host = _eval(run, d is not None, main)
-        keep("eval", resident, device, host)
-        device, host = _checkpoint(run, resident, main)
-        keep("checkpoint", resident, device, host)
+        keep("eval", resident, device, {**resident_host, **host})
+        device, host = _checkpoint(run)
+        keep("checkpoint", resident, device, {**resident_host, **host})
     order = list(PHASES)
     phases = sorted(found.values(), key=lambda p: order.index(p.name))
     if run.cuda:
@@ -467,7 +549,7 @@ def predict(spec, launch: Launch, lengths: Lengths = Lengths(), shape: Shape | N
 
 
 class MemoryPlanError(GadbenchError, RuntimeError):
-    """A run whose predicted memory exceeds the device it would run on."""
+    """A run whose predicted memory exceeds the device it would run on, or a launch the plan cannot read."""
 
 
 def launch_of(device: str, gpus: int | None = None, gpu_mem_gib: float | None = None,
@@ -476,6 +558,10 @@ def launch_of(device: str, gpus: int | None = None, gpu_mem_gib: float | None = 
     num_processes and num_machines), else this process's own (torchrun's WORLD_SIZE and LOCAL_WORLD_SIZE, the
     memory of the GPU it would use and of the node)."""
     processes, nodes, cpu = None, 1, device == "cpu"
+    if gpus is not None and gpus < 1:
+        raise MemoryPlanError(f"--gpus {gpus} is not a process count; give --gpus 1 or more.")
+    if gpu_mem_gib is not None and not 0 < gpu_mem_gib < float("inf"):
+        raise MemoryPlanError(f"--gpu-mem {gpu_mem_gib} is not a GPU's memory; give it in GiB, e.g. --gpu-mem 80.")
     if accelerate_config:
         import yaml
 
@@ -484,8 +570,14 @@ def launch_of(device: str, gpus: int | None = None, gpu_mem_gib: float | None = 
         except (OSError, yaml.YAMLError) as e:
             raise MemoryPlanError(f"cannot read the accelerate config {accelerate_config} ({e}); give a readable "
                                   "YAML file or --gpus N instead.") from None
-        processes, nodes = int(cfg.get("num_processes", 1)), int(cfg.get("num_machines", 1))
-        cpu = cpu or bool(cfg.get("use_cpu", False))
+        try:
+            processes, nodes = int(cfg.get("num_processes", 1)), int(cfg.get("num_machines", 1))
+            cpu = cpu or bool(cfg.get("use_cpu", False))
+        except (AttributeError, TypeError, ValueError):
+            processes = nodes = 0
+        if processes < 1 or nodes < 1:
+            raise MemoryPlanError(f"the accelerate config {accelerate_config} has no usable num_processes and "
+                                  "num_machines (positive integers); fix the file or give --gpus N instead.")
     if gpus:
         processes = gpus
     stated = processes is not None
@@ -553,7 +645,7 @@ def problem(pred: Prediction) -> str | None:
 
 
 def predictions(suite, launch: Launch) -> list[Prediction]:
-    from gadbench.config import runs_of
+    from gadbench.suite import runs_of
 
     return [predict(spec, launch) for spec in runs_of(suite)] if suite.toy is None else []
 

@@ -77,7 +77,7 @@ class HFRolloutEngine:
         """Sample j of prompt i for each (i, j) of `rows`, in one generate call."""
         pad, eos = self.tok.pad_token_id, self.tok.eos_token_id
         width = max(len(prompts[i]) for i, _ in rows)
-        device = next(model.parameters()).device
+        device = dist.compute_device(model)  # a sharded model's shards may sit in host memory (cpu_offload)
         ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i, _ in rows], device=device)
         attn = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i, _ in rows], device=device)
         processors = LogitsProcessorList()
