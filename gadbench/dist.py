@@ -116,6 +116,15 @@ def all_sum(values: list[float]) -> list[float]:
     return t.tolist()
 
 
+def all_max(value: int) -> int:
+    """The largest of the ranks' values."""
+    if not active():
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def sync_grads(model: torch.nn.Module) -> None:
     """Sum every parameter's gradient over ranks (one flat all-reduce); sharded models reduced theirs already."""
     if not active() or is_sharded(model):

@@ -8,6 +8,11 @@ Two layouts compute the same numbers (up to float rounding; tests/test_sequences
   is 37% fewer tokens for G and the reference, 40% for D. It calls the model's body and head itself, so
   it is not used under FSDP (whose root unit gathers those) or gradient checkpointing (which turns the
   cache off).
+
+Memory bounds (docs/scale.md): `micro_batch_plan` packs micro-batches by a budget of padded tokens
+(`train.max_tokens_per_micro_batch`), and with `chunk_tokens` (`train.logprob_chunk_tokens`) the LM head
+runs on the response positions only, a chunk of positions at a time, each chunk recomputed in backward
+(torch.utils.checkpoint), so full-vocabulary logits never exist for more than one chunk.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.utils.checkpoint import checkpoint
+
+from gadbench import dist
 
 
 @dataclass
@@ -45,8 +53,13 @@ class Packed:
         """Prompt and response tokens of every sequence."""
         return int(self.attention_mask.sum())
 
-    def logprobs(self, model, temperature: float = 1.0) -> torch.Tensor:
-        return token_logprobs(model, self, temperature)
+    def trimmed(self) -> Packed:
+        """The same rows without the padding columns that none of them reaches."""
+        width = int(self.attention_mask.sum(dim=1).max())
+        return Packed(self.input_ids[:, :width], self.attention_mask[:, :width], self.target_mask[:, : width - 1])
+
+    def logprobs(self, model, temperature: float = 1.0, chunk_tokens: int = 0) -> torch.Tensor:
+        return token_logprobs(model, self, temperature, chunk_tokens)
 
 
 def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int, device="cpu") -> Packed:
@@ -62,15 +75,23 @@ def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int, devi
     return Packed(ids.to(device), attn.to(device), tmask.to(device))
 
 
-def token_logprobs(model, packed: Packed, temperature: float = 1.0) -> torch.Tensor:
+def token_logprobs(model, packed: Packed, temperature: float = 1.0, chunk_tokens: int = 0) -> torch.Tensor:
     """log softmax(logits / T)[input_ids[:, j+1]] at position j: [B, T-1], grad flows if enabled.
 
     T is the sampling temperature, so these are the log-probabilities of the policy that drew the rollouts
     (as verl and TRL compute them for the PPO ratio and the KL term); T = 1, or T <= 0 (greedy rollouts),
     gives the model's own.
     Only positions from the earliest response target on are computed (the LM head runs on those alone);
-    earlier positions hold 0, and every position under `target_mask` is exact.
+    earlier positions hold 0, and every position under `target_mask` is exact. With `chunk_tokens` > 0 the
+    head runs on the response positions alone, `chunk_tokens` of them at a time (`head_logprobs`); every
+    other position holds 0.
     """
+    if chunk_tokens > 0:
+        mask = packed.target_mask.bool()
+        hidden = final_hidden(model, packed.input_ids, packed.attention_mask)[:, :-1][mask]
+        lp = head_logprobs(model.get_output_embeddings(), hidden, packed.input_ids[:, 1:][mask], temperature,
+                           chunk_tokens)
+        return torch.zeros(mask.shape, dtype=lp.dtype, device=lp.device).masked_scatter(mask, lp)
     first = int(packed.target_mask.any(dim=0).float().argmax())
     keep = packed.input_ids.shape[1] - first
     logits = model(input_ids=packed.input_ids, attention_mask=packed.attention_mask, logits_to_keep=keep).logits
@@ -78,6 +99,42 @@ def token_logprobs(model, packed: Packed, temperature: float = 1.0) -> torch.Ten
     scale = 1.0 / temperature if temperature > 0 else 1.0
     lp = torch.log_softmax(logits[:, :-1].float() * scale, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return torch.nn.functional.pad(lp, (first, 0))
+
+
+def final_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The body's final hidden states [B, T, H] (after its last norm), from a forward of the whole causal LM
+    that computes no logits. Going through the whole model keeps FSDP's root unit (embeddings, final norm,
+    head) gathered from this forward to the backward, so the head can be applied afterwards."""
+    found = []
+    hook = body_of(model).register_forward_hook(lambda module, args, out: found.append(out.last_hidden_state))
+    try:
+        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+              logits_to_keep=torch.empty(0, dtype=torch.long, device=input_ids.device))
+    finally:
+        hook.remove()
+    return found[0]
+
+
+def _head_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, scale: float) -> torch.Tensor:
+    logits = head(hidden)
+    return torch.log_softmax(logits.float() * scale, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def head_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, temperature: float, chunk_tokens: int
+                  ) -> torch.Tensor:
+    """log softmax(head(hidden) / T)[targets] for hidden [N, H] and targets [N], in chunks of `chunk_tokens`
+    positions: [N] (fp32). The logits of a chunk exist only while it is computed; with gradients each chunk
+    is a checkpoint (only its hidden states are kept, and its logits are recomputed in backward, as verl's
+    fused PPO head does), so the full-vocabulary logits of more than one chunk never exist at once."""
+    scale = 1.0 / temperature if temperature > 0 else 1.0
+    parts = []
+    for start in range(0, targets.shape[0], chunk_tokens):
+        h, t = hidden[start : start + chunk_tokens], targets[start : start + chunk_tokens]
+        if torch.is_grad_enabled() and h.requires_grad:
+            parts.append(checkpoint(_head_logprobs, head, h, t, scale, use_reentrant=False))
+        else:
+            parts.append(_head_logprobs(head, h, t, scale))
+    return torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
 
 
 @dataclass
@@ -114,8 +171,14 @@ class Groups:
         """Prompt and response tokens of every sequence (as `Packed.tokens` counts them)."""
         return int(self.prompt_len.repeat_interleave(self.repeats).sum()) + self.response_tokens
 
-    def logprobs(self, model, temperature: float = 1.0) -> torch.Tensor:
-        return group_logprobs(model, self, temperature)
+    def trimmed(self) -> Groups:
+        """The same groups without the padding columns that none of their prompts or responses reaches."""
+        pw, rw = int(self.prompt_len.max()), int(self.response_mask.sum(dim=1).max())
+        return Groups(self.prompt_ids[:, :pw], self.prompt_mask[:, :pw], self.prompt_len,
+                      self.response_ids[:, :rw], self.response_mask[:, :rw], self.repeats)
+
+    def logprobs(self, model, temperature: float = 1.0, chunk_tokens: int = 0) -> torch.Tensor:
+        return group_logprobs(model, self, temperature, chunk_tokens)
 
 
 def _right_padded(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,11 +232,16 @@ def _response_mask(g: Groups, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(allowed.shape, dtype=dtype, device=prompt.device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
-def group_logprobs(model, g: Groups, temperature: float = 1.0) -> torch.Tensor:
+def group_logprobs(model, g: Groups, temperature: float = 1.0, chunk_tokens: int = 0) -> torch.Tensor:
     """log softmax(logits / T) of each response token given its prompt and the tokens before it: [R, Rw]
-    (0 where `response_mask` is 0); T as in `token_logprobs`."""
+    (0 where `response_mask` is 0); T and `chunk_tokens` as in `token_logprobs`."""
     last, hidden = group_hidden(body_of(model), g)
     head = model.get_output_embeddings()
+    if chunk_tokens > 0:
+        mask = g.response_mask.bool()
+        before = torch.cat([last.repeat_interleave(g.repeats, dim=0)[:, None], hidden[:, :-1]], dim=1)[mask]
+        lp = head_logprobs(head, before, g.response_ids[mask], temperature, chunk_tokens)
+        return torch.zeros(mask.shape, dtype=lp.dtype, device=lp.device).masked_scatter(mask, lp)
     logits = torch.cat([head(last).repeat_interleave(g.repeats, dim=0)[:, None], head(hidden[:, :-1])], dim=1)
     scale = 1.0 / temperature if temperature > 0 else 1.0
     lp = torch.log_softmax(logits.float() * scale, dim=-1).gather(-1, g.response_ids.unsqueeze(-1)).squeeze(-1)
@@ -193,3 +261,49 @@ def chunks(x: Packed | Groups, rows: int) -> list[tuple[int, int, Packed | Group
         per = max(1, rows // x.repeats) if rows else len(x.prompt_len)
         return [(a * x.repeats, b * x.repeats, x.slice(a, b)) for a, b in micro_batches(len(x.prompt_len), per)]
     return [(a, b, x.slice(a, b)) for a, b in micro_batches(len(x), rows)]
+
+
+def budget_ranges(widths: list[tuple[int, ...]], rows: tuple[int, ...], max_tokens: int) -> list[tuple[int, int]]:
+    """(start, stop) ranges of consecutive units, each within `max_tokens` padded tokens (a unit over it alone).
+
+    Unit i holds rows[k] rows of width widths[i][k] for each k (a sequence: one row of its length; a prompt
+    group: one prompt row and `repeats` response rows), so a range of c units costs
+    sum_k rows[k] * c * max_i widths[i][k] tokens, padding included. With several processes every process
+    returns the same number of ranges (the largest, reached by halving the ranges with the most units): under
+    FSDP each micro-batch's forward and backward are collectives, which must match across processes.
+    """
+    ranges, start, top = [], 0, [0] * len(rows)
+    for i, w in enumerate(widths):
+        grown = [max(t, x) for t, x in zip(top, w, strict=True)]
+        if i > start and sum(r * (i + 1 - start) * t for r, t in zip(rows, grown, strict=True)) > max_tokens:
+            ranges.append((start, i))
+            start, grown = i, list(w)
+        top = grown
+    if widths:
+        ranges.append((start, len(widths)))
+    target = dist.all_max(len(ranges))
+    while len(ranges) < target:
+        a, b = max(ranges, key=lambda r: r[1] - r[0])
+        if b - a < 2:
+            raise ValueError(f"{len(widths)} units cannot make the {target} micro-batches of another process")
+        i = ranges.index((a, b))
+        ranges[i : i + 1] = [(a, (a + b) // 2), ((a + b) // 2, b)]
+    return ranges
+
+
+def micro_batch_plan(x: Packed | Groups, rows: int, max_tokens: int = 0) -> list[tuple[int, int, Packed | Groups]]:
+    """The micro-batches of a forward/backward pass as (first row, end row, part).
+
+    `max_tokens` 0: `chunks(x, rows)`. Otherwise parts hold consecutive sequences (whole prompt groups for
+    `Groups`) within `max_tokens` padded tokens (`budget_ranges`), each trimmed to its own longest sequence,
+    whatever `rows` says.
+    """
+    if max_tokens <= 0:
+        return chunks(x, rows)
+    if isinstance(x, Groups):
+        r = x.repeats
+        lengths = x.response_mask.sum(dim=1).view(-1, r).max(dim=1).values
+        widths = list(zip(x.prompt_len.tolist(), lengths.tolist(), strict=True))
+        return [(a * r, b * r, x.slice(a, b).trimmed()) for a, b in budget_ranges(widths, (1, r), max_tokens)]
+    widths = [(w,) for w in x.attention_mask.sum(dim=1).tolist()]
+    return [(a, b, x.slice(a, b).trimmed()) for a, b in budget_ranges(widths, (1,), max_tokens)]

@@ -8,6 +8,7 @@ uninterrupted run with the same processes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -20,7 +21,8 @@ from gadbench import GadbenchError, dist, runtime
 from gadbench.budget import Meter, Spend
 from gadbench.config import ConfigError, ModelConfig, RunSpec
 from gadbench.eval.evaluator import eval_seed
-from gadbench.io import append_jsonl, kill_point, read_json, read_jsonl, truncate_jsonl
+from gadbench.io import append_jsonl, atomic_write_json, kill_point, read_json, read_jsonl, truncate_jsonl
+from gadbench.memory.probe import PeakMeter
 from gadbench.methods import eval_steps, stage_plan, uses_discriminator
 from gadbench.methods.context import begin_stage, build_context, timed
 from gadbench.methods.updates import d_diagnostics
@@ -86,6 +88,7 @@ class Trainer:
         self.device = device
         self.fsdp_wrap = functools.partial(dist.fsdp_wrap, device=device, bf16=self.bf16, hybrid=t.sharding == "hsdp",
                                            offload=offload)
+        memory = PeakMeter(cuda=device.type == "cuda") if t.log_memory else None
 
         def place(model: torch.nn.Module) -> None:
             body = model.backbone if isinstance(model, Discriminator) else model
@@ -93,16 +96,18 @@ class Trainer:
                 body.gradient_checkpointing_enable()
             self.fsdp_wrap(model) if self.sharded else model.to(device)
 
-        if self.sharded:  # loaded once, by process 0, into shards built on the meta device (gadbench.state.loading)
-            m = spec.method
-            d_model = ModelConfig(path=m.d_model, template=spec.student.template) if m.d_model else None
-            shard_device = torch.device("cpu") if offload else device
-            models = load_sharded(spec, d_model, uses_discriminator(spec), place, shard_device, cache=self.run.cache)
-            g, self.g_skeleton = models.g, models.g_skeleton
-            self.ctx = build_context(spec, device, g=g, d=models.d, place=lambda model: None)
-        else:
-            g, self.g_skeleton = load_causal_lm(spec.student, cache=self.run.cache), None
-            self.ctx = build_context(spec, device, g=g, place=place, cache=self.run.cache)
+        with memory.measure("load") if memory else contextlib.nullcontext():
+            if self.sharded:  # loaded once, by process 0, into shards built on the meta device (gadbench.state.loading)
+                m = spec.method
+                d_model = ModelConfig(path=m.d_model, template=spec.student.template) if m.d_model else None
+                shard_device = torch.device("cpu") if offload else device
+                models = load_sharded(spec, d_model, uses_discriminator(spec), place, shard_device, cache=self.run.cache)
+                g, self.g_skeleton = models.g, models.g_skeleton
+                self.ctx = build_context(spec, device, g=g, d=models.d, place=lambda model: None)
+            else:
+                g, self.g_skeleton = load_causal_lm(spec.student, cache=self.run.cache), None
+                self.ctx = build_context(spec, device, g=g, place=place, cache=self.run.cache)
+        self.ctx.memory = memory
         if self.sharded:
             local = sum(p.to_local().numel() for p in g.model.parameters())
             log.info("%s over %d processes%s: this rank holds %d of G's %d parameters", t.sharding.upper(),
@@ -168,6 +173,10 @@ class Trainer:
             if step % self.spec.train.checkpoint_every == 0 or at_stage_end:
                 self._save(step, keep_stage_end=at_stage_end)
         bar.close()
+        if self.ctx.memory is not None:  # every process's peaks, one file (train.log_memory)
+            peaks = dist.all_gather_object(self.ctx.memory.peaks)
+            if dist.is_main():
+                atomic_write_json(self.run.path / "memory.json", {"processes": peaks})
         return self.meter
 
     def _watch_length(self, step: int, metrics: dict, teacher_len: float) -> None:
@@ -212,6 +221,10 @@ class Trainer:
         sharded)."""
         if self.on_eval is None:
             return
+        with self.ctx.phase("eval"):
+            self._evaluate(step)
+
+    def _evaluate(self, step: int) -> None:
         ctx = self.ctx
         extra = {}
         if ctx.d is not None and self.data.validation:  # every process: D may be sharded
@@ -221,7 +234,8 @@ class Trainer:
         elif self.fan_out:
             ctx = dataclasses.replace(ctx, engine=FanOutEngine(ctx.engine))
         elif self.sharded:
-            full = dist.unsharded_copy(ctx.g.model, self.g_skeleton, self.device, self.bf16)
+            # in bf16 runs (CPUs too) a bf16 copy, which the hf engine generates from as it is (no second copy)
+            full = dist.unsharded_copy(ctx.g.model, self.g_skeleton, self.device, self.spec.train.precision == "bf16")
             ctx = dataclasses.replace(ctx, g=dataclasses.replace(ctx.g, model=full))
         if dist.is_main():
             if self.bar is not None:
@@ -248,6 +262,10 @@ class Trainer:
                                    f"{sums}); please report this with the suite file.")
 
     def _save(self, step: int, keep_stage_end: bool) -> None:
+        with self.ctx.phase("checkpoint"):
+            self._write_checkpoint(step, keep_stage_end)
+
+    def _write_checkpoint(self, step: int, keep_stage_end: bool) -> None:
         self._check_replicas(step)
         info = {"processes": dist.world(), "sharding": self.spec.train.sharding if self.sharded else "none",
                 "meter": self.meter.state()}

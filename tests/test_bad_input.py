@@ -229,6 +229,16 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], tuple[str, ...]]] = {
                                     ("suite `paper` needs a CUDA GPU", "--dry-run")),
     "run/bad option value": (lambda t: ["run", "--suite"], ("argument --suite: expected one argument",
                                                             "gadbench run --help")),
+    "run/memory plan for no GPUs": (lambda t: run_cmd(t, extra=("--dry-run", "--gpus", "0")),
+                                    ("--gpus 0 is not a process count", "--gpus 1 or more")),
+    "run/memory plan for a GPU without memory": (lambda t: run_cmd(t, extra=("--dry-run", "--gpu-mem", "-80")),
+                                                 ("is not a GPU's memory", "--gpu-mem 80")),
+    "run/memory plan from a missing accelerate config": (
+        lambda t: run_cmd(t, extra=("--dry-run", "--accelerate-config", str(t / "none.yaml"))),
+        ("cannot read the accelerate config", "--gpus N instead")),
+    "run/memory plan from an accelerate config without processes": (
+        lambda t: run_cmd(t, extra=("--dry-run", "--accelerate-config", str(write(t / "a.yaml", "num_processes: x\n")))),
+        ("no usable num_processes", "--gpus N instead")),
     # --- gadbench suites
     "suites/explain unknown": (lambda t: ["suites", "--explain", "nosuch"], ("no setting `nosuch`",)),
     "suites/explain typo": (lambda t: ["suites", "--explain", "train.stepz"], ("did you mean `train.steps`?",)),

@@ -45,6 +45,12 @@ def add_parser(subparsers) -> None:
     r.add_argument("--skip-locked", action="store_true",
                    help="skip the runs that another process is writing (default: stop at once)")
     r.add_argument("--update-baseline", action="store_true", help="rewrite the suite's regression baseline")
+    r.add_argument("--gpus", type=int, metavar="N", help="--dry-run: plan memory for N processes, one GPU each")
+    r.add_argument("--gpu-mem", type=float, metavar="GB", help="--dry-run: memory of each GPU, GiB (e.g. 80)")
+    r.add_argument("--accelerate-config", metavar="FILE",
+                   help="--dry-run: plan memory for this accelerate config's processes and machines")
+    r.add_argument("--no-memory-check", action="store_true",
+                   help="start even when the predicted memory exceeds the device (docs/scale.md)")
     r.set_defaults(func=run, interrupted=resume_hint)
 
 
@@ -68,6 +74,7 @@ def run(args) -> int:
     if suite.train.portable_cpu:  # before torch is imported (checking the suite's methods imports it)
         pin_portable_cpu_numerics()
     check_suite(suite, str(path))
+    from gadbench.memory import launch_of, plan_text
     from gadbench.runner import plan, run_suite
 
     if suite.baseline and not args.dry_run:  # before any training: a missing baseline would compare nothing
@@ -78,7 +85,9 @@ def run(args) -> int:
         if suite.toy is not None:
             print(f"suite {suite.name}: the Fig. 5 toy, seeds {list(suite.seeds)}, {suite.toy.steps} steps per method")
             return 0
+        launch = launch_of(suite.train.device, args.gpus, args.gpu_mem, args.accelerate_config)  # checked first
         print_plan(plan(suite))
+        print(plan_text(suite, launch))
         return 0
     from gadbench import dist
 
@@ -86,7 +95,7 @@ def run(args) -> int:
     if not dist.is_main():  # one log, from process 0; warnings from every process
         logging.getLogger("gadbench").setLevel(logging.WARNING)
     suite_dir = run_suite(suite, Path(args.out), resume=args.resume, progress=not args.quiet,
-                          skip_locked=args.skip_locked, force=args.force)
+                          skip_locked=args.skip_locked, force=args.force, memory_check=not args.no_memory_check)
     main_process = dist.is_main()
     dist.close()
     if not main_process:

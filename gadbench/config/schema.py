@@ -165,6 +165,15 @@ class TrainConfig:
     batch_size: int = setting(256, "prompts per step", paper="256", lo=1)
     micro_batch_size: int = setting(0, "sequences per forward/backward (0: the whole batch); the step is the same",
                                     lo=0)
+    max_tokens_per_micro_batch: int = setting(
+        0, "pack micro-batches by tokens instead: at most this many per forward/backward, padding included (a "
+           "longer sequence, or D's group of a teacher response and its samples, goes alone); 0: by "
+           "micro_batch_size. Bounds activation memory (docs/scale.md); the step is the same",
+        paper="12288 per GPU without padding (verl's dynamic batch size in the scripts)", lo=0)
+    logprob_chunk_tokens: int = setting(
+        0, "G's and the reference's log-probabilities: the LM head runs on response positions only, this many "
+           "at a time, recomputed in backward, so full-vocabulary logits exist for one chunk only (0: for the "
+           "whole micro-batch at once); the same numbers", lo=0)
     group_size: int = setting(8, "samples per prompt (GRPO's group; D pairs each with the teacher response)",
                               paper="8", lo=2)
     temperature: float = setting(0.8, "sampling temperature of rollouts; log-probs are of this tempered policy",
@@ -204,6 +213,9 @@ class TrainConfig:
                                         "off under FSDP or gradient checkpointing")
     portable_cpu: bool = setting(False, "pin x86 CPU kernels to their AVX2 code paths, so a CPU run gives the same "
                                         "bits on AVX2 and AVX-512 machines")
+    log_memory: bool = setting(False, "record each phase's peak memory: `mem/<phase>` (GiB) in metrics.jsonl rows "
+                                      "and every process's peaks in memory.json (GPUs: allocated by torch; CPUs: "
+                                      "resident set)", in_run_id=False)
 
 
 @dataclass(frozen=True)
@@ -213,7 +225,8 @@ class RolloutConfig:
     engine: Literal["hf", "vllm"] = setting("hf", "hf (transformers, KV cache, batched left-padded) or vllm (an "
                                                   "engine fed G's weights after each update)",
                                             paper="vllm")
-    batch_size: int = setting(0, "hf: prompts per generate call (0: all)", lo=0)
+    batch_size: int = setting(0, "hf: sequences (prompts x samples) per generate call on each process, in training, "
+                                 "D's diagnostics and evaluation (0: all at once); bounds the KV cache", lo=0)
     gpu_memory_utilization: float = setting(0.3, "vllm: share of GPU memory it may take beside training",
                                             paper="0.7", lo=0.05, hi=0.95)
     enforce_eager: bool = setting(False, "vllm: skip CUDA graphs / torch.compile (faster start, slower decoding)")
@@ -241,6 +254,8 @@ class EvalConfig:
         "length in range (the paper's), or the last", paper="paper")
     selection_metric: str = setting("", "the metric checkpoint selection optimises, in the direction its judge "
                                         "declares (default: the first judge's primary metric)")
+    d_diagnostics_prompts: int = setting(0, "validation prompts D's diagnostics use at each evaluation (0: the whole "
+                                            "split), shared out over the processes", lo=0)
     bootstrap: int = setting(RESAMPLES, "bootstrap resamples of every interval, at least (the report adds more "
                                         "until each bound's Monte-Carlo error is settled)", lo=100)
 

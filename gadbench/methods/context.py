@@ -44,19 +44,21 @@ class Context:
     gold_fn: GoldFn | None = None  # the world's gold metrics of rollouts, logged per step
     _prompt_cache: dict = field(default_factory=dict)
     phase_times: dict[str, float] = field(default_factory=dict)  # seconds per phase of the step in progress
+    memory: object | None = None  # a gadbench.memory.PeakMeter when train.log_memory is on
 
     @contextlib.contextmanager
     def phase(self, name: str):
         """Add the wall time of the block to `phase_times[name]` (CUDA synchronised at both ends, so the time
-        is the block's own work)."""
+        is the block's own work), and its peak memory to `memory` when it measures."""
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
         sync()
         start = time.perf_counter()
-        try:
-            yield
-        finally:
-            sync()
-            self.phase_times[name] = self.phase_times.get(name, 0.0) + time.perf_counter() - start
+        with self.memory.measure(name) if self.memory is not None else contextlib.nullcontext():
+            try:
+                yield
+            finally:
+                sync()
+                self.phase_times[name] = self.phase_times.get(name, 0.0) + time.perf_counter() - start
 
     def prompt_ids(self, prompt: str) -> list[int]:
         if prompt not in self._prompt_cache:
@@ -129,7 +131,8 @@ def begin_stage(ctx: Context, stage: Stage, frozen_copy: Callable[[torch.nn.Modu
 
 def timed(fn, ctx: Context, batch, step: int, step_in_stage: int):
     """fn(ctx, batch, step, step_in_stage) with its wall-clock time in the spend and the metrics, and the time
-    of each phase (`time/rollout`, `time/ref`, `time/g`: G's forward, backward and update, `time/d`)."""
+    of each phase (`time/rollout`, `time/ref`, `time/g`: G's forward, backward and update, `time/d`); with
+    train.log_memory, each phase's peak memory too (`mem/<phase>`, GiB)."""
     ctx.phase_times.clear()
     start = time.perf_counter()
     metrics, spend = fn(ctx, batch, step, step_in_stage)
@@ -137,4 +140,6 @@ def timed(fn, ctx: Context, batch, step: int, step_in_stage: int):
     spend.wall_s = time.perf_counter() - start
     metrics["step_time"] = spend.wall_s
     metrics.update({f"time/{k}": v for k, v in ctx.phase_times.items()})
+    if ctx.memory is not None:  # each phase's peak in this step, GiB (train.log_memory)
+        metrics.update({f"mem/{k}": v / 2**30 for k, v in ctx.memory.taken().items()})
     return metrics, spend

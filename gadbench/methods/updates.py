@@ -15,7 +15,7 @@ from gadbench.metrics import auc, summarize
 from gadbench.models import encode_pair, normalize_response, response_ids
 from gadbench.rollout.base import Rollout, decode_response
 from gadbench.rollout.sampling import sequence_seed
-from gadbench.sequences import chunks, group, micro_batches, pack, token_logprobs
+from gadbench.sequences import budget_ranges, group, micro_batch_plan, micro_batches, pack, token_logprobs
 
 
 def _mean(total: float, count: float) -> float:
@@ -47,10 +47,9 @@ def sft_update(ctx: Context, batch: list) -> tuple[dict, Spend]:
     total = 0.0
     ctx.g.model.train()
     with ctx.phase("g"):
-        for a, b in micro_batches(len(packed), t.micro_batch_size):
-            mb = packed.slice(a, b)
-            with ctx.autocast():
-                logp = token_logprobs(ctx.g.model, mb)  # the LM head runs on response positions only
+        for _, _, mb in micro_batch_plan(packed, t.micro_batch_size, t.max_tokens_per_micro_batch):
+            with ctx.autocast():  # the LM head runs on response positions only
+                logp = token_logprobs(ctx.g.model, mb, chunk_tokens=t.logprob_chunk_tokens)
             loss = alg.sft_loss(logp, mb.target_mask, num_tokens=n_tokens)
             loss.backward()
             total += float(loss.detach())
@@ -102,14 +101,14 @@ def grpo_update(ctx: Context, batch: list, roll, rewards: torch.Tensor) -> tuple
     adv = adv.to(ctx.device)
     stats = {"pg_loss": 0.0, "kl": 0.0, "clip_frac": 0.0}
     ctx.g.model.train()
-    for a, b, mb in chunks(seqs, t.micro_batch_size):
+    for a, b, mb in micro_batch_plan(seqs, t.micro_batch_size, t.max_tokens_per_micro_batch):
         ref_logp = None
         if ctx.ref is not None and t.kl_beta > 0:
             with torch.no_grad(), ctx.autocast(), ctx.phase("ref"):
-                ref_logp = mb.logprobs(ctx.ref, t.temperature)
+                ref_logp = mb.logprobs(ctx.ref, t.temperature, t.logprob_chunk_tokens)
         with ctx.phase("g"):
             with ctx.autocast():
-                logp = mb.logprobs(ctx.g.model, t.temperature)
+                logp = mb.logprobs(ctx.g.model, t.temperature, t.logprob_chunk_tokens)
             # One update per rollout batch (the paper's setting): the sampling policy is the current one, so
             # old log-probs equal the current ones and the ratio is exactly 1 at this update.
             loss, s = alg.grpo_loss(logp, logp.detach(), ref_logp, adv[a:b], mb.mask,
@@ -164,6 +163,19 @@ def _d_group_scores(ctx: Context, teacher: list[tuple], student: list[tuple]) ->
     return scores[:, 0], scores[:, 1:].reshape(-1)
 
 
+def _d_micro_batches(ctx: Context, teacher: list[tuple], student: list[tuple]) -> list[tuple[int, int]]:
+    """Ranges of prompts whose groups (teacher response and N samples) form D's micro-batches: by
+    train.micro_batch_size (whole groups), or packed within train.max_tokens_per_micro_batch padded tokens."""
+    t = ctx.spec.train
+    n, B = len(student) // len(teacher), len(teacher)
+    if t.max_tokens_per_micro_batch <= 0:
+        return micro_batches(B, max(1, (t.micro_batch_size or (B * (n + 1))) // (n + 1)))
+    rows = [(p, [r, *(s for _, s in student[b * n : (b + 1) * n])]) for b, (p, r) in enumerate(teacher)]
+    if ctx.shares_prompts:  # the prompt once, then n + 1 responses
+        return budget_ranges([(len(p), max(map(len, rs))) for p, rs in rows], (1, n + 1), t.max_tokens_per_micro_batch)
+    return budget_ranges([(len(p) + max(map(len, rs)),) for p, rs in rows], (n + 1,), t.max_tokens_per_micro_batch)
+
+
 def d_score_and_update(ctx: Context, batch: list, roll, update: bool) -> tuple[torch.Tensor, dict, Spend]:
     """Score teacher and student responses with D; if `update`, take one step on the D loss.
 
@@ -175,12 +187,11 @@ def d_score_and_update(ctx: Context, batch: list, roll, update: bool) -> tuple[t
     teacher_seqs, student_seqs = _d_sequences(ctx, batch, roll)
     n, B = t.group_size, len(batch)
     B_global = dist.all_sum([B])[0]
-    per_mb = max(1, (t.micro_batch_size or (B * (n + 1))) // (n + 1))
     loss_fn = alg.bradley_terry_loss if m.d_loss == "bt" else alg.cross_entropy_d_loss
     t_scores, s_scores, loss_total = [], [], 0.0
     ctx.d.model.train(update)
     with torch.set_grad_enabled(update), ctx.phase("d"):
-        for a, b in micro_batches(B, per_mb):
+        for a, b in _d_micro_batches(ctx, teacher_seqs, student_seqs):
             ts, ss = _d_group_scores(ctx, teacher_seqs[a:b], student_seqs[a * n : b * n])
             if update:
                 loss = loss_fn(ts, ss) * (b - a) / B_global
@@ -220,30 +231,45 @@ def d_diagnostics(ctx: Context, examples: list, step: int) -> dict:
                          side (its tokens as G would emit them, decoded by the rollout path, encoded again);
                          ~0 unless an EOS, padding or whitespace artefact lets D see which side a text is on;
       natural_identical  how many samples equal their teacher response as text (their gaps are included).
-    Every process runs it on the same examples (D may be sharded); only process 0's result is written.
+    It uses the first eval.d_diagnostics_prompts examples (all when 0), shared out over the processes (every
+    world-th, the same number on each: a remainder is left out), and every process gets the result; only
+    process 0's is written.
     """
     t = ctx.spec.train
     n = t.group_size
-    prompts = [ctx.prompt_ids(ex.prompt) for ex in examples]
-    seeds = [sequence_seed(ctx.spec.seed, DIAGNOSTIC_SEED + step, i) for i in range(len(examples))]
+    used = min(len(examples), ctx.spec.eval.d_diagnostics_prompts or len(examples))
+    split = used >= dist.world()  # each process takes every world-th example, all the same number of them
+    index = list(range(used))[dist.rank() : used - used % dist.world() : dist.world()] if split else list(range(used))
+    mine = [examples[i] for i in index]
+    prompts = [ctx.prompt_ids(ex.prompt) for ex in mine]
+    seeds = [sequence_seed(ctx.spec.seed, DIAGNOSTIC_SEED + step, i) for i in index]
     with ctx.autocast():
         roll = ctx.engine.generate(ctx.g.model, prompts, n, t.temperature, t.max_response_tokens, t.top_p, seeds=seeds)
     tok = ctx.g.tokenizer
-    echoed = [decode_response(tok, response_ids(tok, ex.teacher_response, t.max_response_tokens)[0]) for ex in examples]
-    mirror = Rollout(list(range(len(examples))), [[] for _ in examples], [False] * len(examples), echoed)
-    teacher_seqs, student_seqs = _d_sequences(ctx, examples, roll)
-    _, echo_seqs = _d_sequences(ctx, examples, mirror)
+    echoed = [decode_response(tok, response_ids(tok, ex.teacher_response, t.max_response_tokens)[0]) for ex in mine]
+    mirror = Rollout(list(range(len(mine))), [[] for _ in mine], [False] * len(mine), echoed)
+    teacher_seqs, student_seqs = _d_sequences(ctx, mine, roll)
+    _, echo_seqs = _d_sequences(ctx, mine, mirror)
     was_training = ctx.d.model.training
     ctx.d.model.eval()
     with torch.no_grad():
-        size = t.micro_batch_size or len(teacher_seqs) + len(student_seqs)
         seqs = teacher_seqs + echo_seqs + student_seqs
-        scores = torch.cat([_d_forward(ctx, seqs[a:b]) for a, b in micro_batches(len(seqs), size)]).double().cpu()
+        if t.max_tokens_per_micro_batch > 0:
+            ranges = budget_ranges([(len(p) + len(r),) for p, r in seqs], (1,), t.max_tokens_per_micro_batch)
+        else:
+            ranges = micro_batches(len(seqs), t.micro_batch_size or len(seqs))
+        scores = torch.cat([_d_forward(ctx, seqs[a:b]) for a, b in ranges]).double().cpu()
     ctx.d.model.train(was_training)
-    B = len(examples)
+    B = len(mine)
     ts, echo, ss = scores[:B], scores[B : 2 * B], scores[2 * B :].view(B, n)
-    same = torch.tensor([normalize_response(text) == normalize_response(examples[i].teacher_response)
+    same = torch.tensor([normalize_response(text) == normalize_response(mine[i].teacher_response)
                          for i, text in zip(roll.prompt_index, roll.texts, strict=True)]).view(B, n)
+    if split and dist.world() > 1:  # every process's examples, back in the examples' order
+        mine_rows = list(zip(index, ts.tolist(), echo.tolist(), ss.tolist(), same.tolist(), strict=True))
+        rows = sorted(r for part in dist.all_gather_object(mine_rows) for r in part)
+        B = len(rows)
+        ts, echo = torch.tensor([r[1] for r in rows]).double(), torch.tensor([r[2] for r in rows]).double()
+        ss, same = torch.tensor([r[3] for r in rows]).double(), torch.tensor([r[4] for r in rows])
     gaps = torch.cat([(ts - echo).abs(), (ts[:, None] - ss).abs()[same]])
     wins = (ts[:, None] > ss).double()
     return {"accuracy": summarize(wins.mean(dim=1).tolist(), ctx.spec.eval.bootstrap),

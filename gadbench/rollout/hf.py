@@ -38,18 +38,20 @@ class HFRolloutEngine:
         seeds: list[int] | None = None,
     ) -> Rollout:
         """`n` responses per prompt: greedy when temperature == 0, else sampled; sample j of prompt i uses
-        the seed sequence_seed(seeds[i], j), drawn from torch's RNG when `seeds` is None."""
+        the seed sequence_seed(seeds[i], j), drawn from torch's RNG when `seeds` is None. At most `batch_size`
+        sequences (prompts x samples) go into one generate call (all when 0), which bounds the KV cache; a
+        prompt's samples may be split over two calls (each sample has its own seed)."""
         if seeds is None:
             seeds = torch.randint(0, 2**31 - 1, (len(prompts),)).tolist()
-        step = self.batch_size or len(prompts)
+        rows = [(i, j) for i in range(len(prompts)) for j in range(n)]  # prompt-major: prompt i's samples adjacent
+        step = self.batch_size or max(1, len(rows))  # sequences per generate call
         out = Rollout([], [], [], [])
         was_training = model.training
         model.eval()
         generator = self.generator_for(model)
-        for start in range(0, len(prompts), step):
-            chunk = slice(start, start + step)
-            self._generate_chunk(generator, prompts[chunk], seeds[chunk], start, n, temperature, max_new_tokens, top_p,
-                                 out)
+        for start in range(0, len(rows), step):
+            self._generate_rows(generator, prompts, seeds, rows[start : start + step], temperature, max_new_tokens,
+                                top_p, out)
         model.train(was_training)
         return out
 
@@ -70,16 +72,17 @@ class HFRolloutEngine:
             dst.copy_(src)
         return low
 
-    def _generate_chunk(self, model, prompts, seeds, offset, n, temperature, max_new_tokens, top_p, out: Rollout) -> None:
+    def _generate_rows(self, model, prompts, seeds, rows: list[tuple[int, int]], temperature, max_new_tokens, top_p,
+                       out: Rollout) -> None:
+        """Sample j of prompt i for each (i, j) of `rows`, in one generate call."""
         pad, eos = self.tok.pad_token_id, self.tok.eos_token_id
-        width = max(map(len, prompts))
+        width = max(len(prompts[i]) for i, _ in rows)
         device = dist.compute_device(model)  # a sharded model's shards may sit in host memory (cpu_offload)
-        rows = [p for p in prompts for _ in range(n)]  # prompt-major: prompt i's n samples are adjacent
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in rows], device=device)
-        attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in rows], device=device)
+        ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i, _ in rows], device=device)
+        attn = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i, _ in rows], device=device)
         processors = LogitsProcessorList()
         if temperature > 0:
-            row_seeds = torch.tensor([sequence_seed(s, j) for s in seeds for j in range(n)])
+            row_seeds = torch.tensor([sequence_seed(seeds[i], j) for i, j in rows])
             processors.append(SeededSampler(row_seeds, temperature, top_p, width))
         # A fresh config: a checkpoint's own generation defaults (top_k, repetition penalty, ...) never apply.
         config = GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos,
@@ -90,10 +93,10 @@ class HFRolloutEngine:
             gen = model.generate(input_ids=ids, attention_mask=attn, generation_config=config,
                                  logits_processor=processors, synced_gpus=dist.is_sharded(model))
         gen = gen[:, width:].tolist()
-        for i, row in enumerate(gen):
+        for (i, _), row in zip(rows, gen, strict=True):
             finished = eos in row
             resp = row[: row.index(eos) + 1] if finished else [t for t in row if t != pad or pad == eos]
-            out.prompt_index.append(offset + i // n)
+            out.prompt_index.append(i)
             out.response_ids.append(resp)
             out.truncated.append(not finished)
             out.texts.append(decode_response(self.tok, resp))
