@@ -224,6 +224,9 @@ class RolloutConfig:
                                                   "engine fed G's weights after each update)",
                                             paper="vllm")
     batch_size: int = setting(0, "hf: prompts per generate call (0: all)", lo=0)
+    hf_fast: bool = setting(True, "hf: a prompt's KV cache shared by its samples; bf16 copies decode without autocast "
+                                  "and, on CPU, with packed attention (false: one plain generate call, bit-for-bit the "
+                                  "rollouts of earlier versions)")
     gpu_memory_utilization: float = setting(0.3, "vllm: share of GPU memory it may take beside training",
                                             paper="0.7", lo=0.05, hi=0.95)
     enforce_eager: bool = setting(False, "vllm: skip CUDA graphs / torch.compile (faster start, slower decoding)")

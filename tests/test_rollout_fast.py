@@ -174,3 +174,13 @@ def test_packed_attention_equals_sdpa_and_is_restored(setup):
     assert (packed - sdpa).abs().max().item() < 0.05 * scale
     with packed_attention(model):  # fp32: not applied
         assert model.config._attn_implementation == "sdpa"
+
+
+@pytest.mark.parametrize(("value", "fast"), [("true", True), ("false", False)])
+def test_rollout_hf_fast_chooses_the_path(setup, value, fast):
+    from gadbench.config import get_suite, runs_of
+    from gadbench.rollout import make_engine
+
+    spec = next(iter(runs_of(get_suite("smoke", [f"rollout.hf_fast={value}", "train.precision=bf16"]))))
+    engine = make_engine(spec, setup[1])
+    assert (engine.fast, engine.dtype) == (fast, torch.bfloat16)
