@@ -16,13 +16,14 @@ Shapes (`CASES`), prompts from the sharegpt-smol data (ShareGPT, chat template, 
     train-128    4 prompts of exactly 128 tokens x 4, temperature 0.8, up to 128 new tokens (the shape of
                  test_bench_engine.py's SmolLM2 runs: no padding, so no attention mask)
 
-Each case runs GADBENCH_BENCH_ROUNDS rounds (default 3) after a warm-up round; a round runs both engines on the
-same prompts and seeds, in alternating order. Responses end at EOS, so the two engines' bf16 samples (which
+Each case runs GADBENCH_BENCH_ROUNDS rounds (default 3) after a 4-token warm-up call of each engine; a round runs
+both engines on the same prompts and seeds, in alternating order. Responses end at EOS, so the two engines' bf16 samples (which
 may differ: gadbench/rollout/hf.py) can have different lengths: throughput is new tokens (response tokens,
 EOS included) per second of the `generate` call. extra_info holds every round's seconds (wall and process CPU)
-and tokens, the min and median of tokens/s per engine, the ratios fast / plain of the medians, of the bests
-and the median of the per-round ratios, the share of identical responses, and the load average before and
-after. Run (about 15 minutes on 2 idle cores):
+and tokens, the best and median tokens/s per engine, the ratios fast / plain of the medians, of the bests, the
+median of the per-round ratios, of CPU seconds per token and of seconds per decoding step (the longest response:
+`generate` steps every row until the last one ends, so this one does not depend on how long the samples are),
+the share of identical responses, and the load average before and after. Run (about 15 minutes on 2 idle cores):
 
     GADBENCH_BENCH_THREADS=2 python -m pytest benchmarks/test_bench_rollout.py --benchmark-enable \
         --benchmark-json=benchmarks/results/rollout-smollm2-cpu.json
@@ -129,19 +130,22 @@ def test_rollout(benchmark, smol, case):
         for name in order:
             roll, wall, cpu = _run(engines[name], name, model, prompts, n, temperature, max_new)
             rolls[name] = roll
-            rows[name].append({"wall_s": wall, "cpu_s": cpu, "new_tokens": roll.generated_tokens,
-                               "tokens_per_s": roll.generated_tokens / wall})
+            steps = max(map(len, roll.response_ids))  # generate's decoding steps: its longest response
+            rows[name].append({"wall_s": wall, "cpu_s": cpu, "new_tokens": roll.generated_tokens, "steps": steps,
+                               "tokens_per_s": roll.generated_tokens / wall, "s_per_step": wall / steps})
         same.append(sum(a == b for a, b in zip(rolls["plain"].response_ids, rolls["fast"].response_ids,
                                                strict=True)) / len(rolls["fast"].response_ids))
         order.reverse()
 
-    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1, warmup_rounds=1)
-    kept = {name: r[1:] for name, r in rows.items()}  # the warm-up round is recorded too
-    rate = {name: [r["tokens_per_s"] for r in k] for name, k in kept.items()}
+    for name in order:  # warm-up: the bf16 copy, lazy initialisations, the allocator
+        _run(engines[name], name, model, prompts, n, temperature, 4)
+    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1, warmup_rounds=0)
+    rate = {name: [r["tokens_per_s"] for r in k] for name, k in rows.items()}
     per = {name: {"median_tokens_per_s": statistics.median(rate[name]), "best_tokens_per_s": max(rate[name]),
-                  "median_wall_s": statistics.median(r["wall_s"] for r in kept[name]),
-                  "median_cpu_s": statistics.median(r["cpu_s"] for r in kept[name]),
-                  "median_new_tokens": statistics.median(r["new_tokens"] for r in kept[name])} for name in kept}
+                  "median_wall_s": statistics.median(r["wall_s"] for r in rows[name]),
+                  "median_cpu_s": statistics.median(r["cpu_s"] for r in rows[name]),
+                  "median_s_per_step": statistics.median(r["s_per_step"] for r in rows[name]),
+                  "median_new_tokens": statistics.median(r["new_tokens"] for r in rows[name])} for name in rows}
     benchmark.extra_info.update({
         "case": case, "prompts": n_prompts, "samples_per_prompt": n, "temperature": temperature,
         "max_new_tokens": max_new, "prompt_tokens": [len(p) for p in prompts], "torch_threads": THREADS,
@@ -153,8 +157,9 @@ def test_rollout(benchmark, smol, case):
             "median_of_round_ratios": statistics.median(f / p for f, p in zip(rate["fast"], rate["plain"],
                                                                               strict=True)),
             "median_cpu_s_per_token": (per["plain"]["median_cpu_s"] / per["plain"]["median_new_tokens"])
-            / (per["fast"]["median_cpu_s"] / per["fast"]["median_new_tokens"])},
-        "identical_responses_share": same[1:], "rounds_raw": rows,
+            / (per["fast"]["median_cpu_s"] / per["fast"]["median_new_tokens"]),
+            "median_s_per_step": per["plain"]["median_s_per_step"] / per["fast"]["median_s_per_step"]},
+        "identical_responses_share": same, "rounds_raw": rows,
         "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
     })
     if temperature == 0.0:

@@ -27,9 +27,9 @@ from gadbench.rollout.sampling import SeededSampler, sequence_seed
 
 class HFRolloutEngine:
     def __init__(self, tokenizer, batch_size: int = 0, dtype: torch.dtype | None = None, fast: bool = True):
-        """`fast=False` generates as the engine did before the decoding changes of the module docstring (one
-        `generate` over all rows, the model's own attention, the caller's autocast): bit-for-bit the samples of
-        earlier runs, at about half the speed of a bf16 copy on a CPU."""
+        """`fast=False` (`rollout.hf_fast: false`) generates as the engine did before the decoding changes of the
+        module docstring: one `generate` over all rows, the model's own attention, the caller's autocast; bit for
+        bit the rollouts of earlier versions, and slower (benchmarks/README.md, "Rollouts")."""
         self.tok = tokenizer
         self.batch_size = batch_size
         self.dtype = dtype
