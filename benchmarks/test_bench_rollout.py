@@ -20,7 +20,7 @@ Each case runs GADBENCH_BENCH_ROUNDS rounds (default 3) after a 4-token warm-up 
 both engines on the same prompts and seeds, in alternating order. Responses end at EOS, so the two engines' bf16 samples (which
 may differ: gadbench/rollout/hf.py) can have different lengths: throughput is new tokens (response tokens,
 EOS included) per second of the `generate` call. extra_info holds every round's seconds (wall and process CPU)
-and tokens, the best and median tokens/s per engine, the ratios fast / plain of the medians, of the bests, the
+and tokens, the best and median tokens/s per engine, the speedups of fast over plain: of the median and best tokens/s, the
 median of the per-round ratios, of CPU seconds per token and of seconds per decoding step (the longest response:
 `generate` steps every row until the last one ends, so this one does not depend on how long the samples are),
 the share of identical responses, and the load average before and after. Run (about 15 minutes on 2 idle cores):
@@ -151,7 +151,7 @@ def test_rollout(benchmark, smol, case):
         "max_new_tokens": max_new, "prompt_tokens": [len(p) for p in prompts], "torch_threads": THREADS,
         "model": SMOL + (" (bf16 copy, under bf16 autocast)" if BF16 else " (fp32)"), "rounds": ROUNDS,
         "per_engine": per,
-        "ratio_fast_over_plain": {
+        "speedup_fast_over_plain": {  # > 1: fast is faster
             "median_tokens_per_s": per["fast"]["median_tokens_per_s"] / per["plain"]["median_tokens_per_s"],
             "best_tokens_per_s": per["fast"]["best_tokens_per_s"] / per["plain"]["best_tokens_per_s"],
             "median_of_round_ratios": statistics.median(f / p for f, p in zip(rate["fast"], rate["plain"],
