@@ -16,14 +16,15 @@ Shapes (`CASES`), prompts from the sharegpt-smol data (ShareGPT, chat template, 
     train-128    4 prompts of exactly 128 tokens x 4, temperature 0.8, up to 128 new tokens (the shape of
                  test_bench_engine.py's SmolLM2 runs: no padding, so no attention mask)
 
-Each case runs GADBENCH_BENCH_ROUNDS rounds (default 3) after a 4-token warm-up call of each engine; a round runs
-both engines on the same prompts and seeds, in alternating order. Responses end at EOS, so the two engines' bf16 samples (which
-may differ: gadbench/rollout/hf.py) can have different lengths: throughput is new tokens (response tokens,
-EOS included) per second of the `generate` call. extra_info holds every round's seconds (wall and process CPU)
-and tokens, the best and median tokens/s per engine, the speedups of fast over plain: of the median and best tokens/s, the
-median of the per-round ratios, of CPU seconds per token and of seconds per decoding step (the longest response:
-`generate` steps every row until the last one ends, so this one does not depend on how long the samples are),
-the share of identical responses, and the load average before and after. Run (about 15 minutes on 2 idle cores):
+Each case runs GADBENCH_BENCH_ROUNDS rounds (default 3) after a 4-token warm-up call of each engine; a round
+runs both engines on the same prompts and seeds, in alternating order. Responses end at EOS, so the two
+engines' bf16 samples (which may differ: gadbench/rollout/hf.py) can have different lengths: throughput is new
+tokens (response tokens, EOS included) per second of the `generate` call. extra_info holds every round's
+seconds (wall and process CPU), tokens and decoding steps (the longest response: `generate` steps every row
+until the last one ends), the best and median tokens/s per engine, the speedups of fast over plain (median and
+best tokens/s, the median of the per-round ratios, CPU seconds per token, seconds per decoding step, which does
+not depend on how long the samples are), the share of identical responses, and the load average before and
+after. GADBENCH_BENCH_THREADS sets torch's threads (default 2). Run:
 
     GADBENCH_BENCH_THREADS=2 python -m pytest benchmarks/test_bench_rollout.py --benchmark-enable \
         --benchmark-json=benchmarks/results/rollout-smollm2-cpu.json
