@@ -84,7 +84,7 @@ class HFRolloutEngine:
     def _generate_chunk(self, model, prompts, seeds, offset, n, temperature, max_new_tokens, top_p, out: Rollout) -> None:
         pad, eos = self.tok.pad_token_id, self.tok.eos_token_id
         width = max(map(len, prompts))
-        device = next(model.parameters()).device
+        device = dist.compute_device(model)  # a sharded model's shards may sit in host memory (cpu_offload)
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)  # one row per prompt
         attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
         processors = LogitsProcessorList()
@@ -133,7 +133,7 @@ def _last_logits_only(model) -> dict:
     head's weight copied once per row (pytorch#151934, #186148), 1 s in bf16 for 8 rows of SmolLM2 where the
     contiguous input takes 9 ms with the same result."""
     params = inspect.signature(model.forward).parameters
-    device = next(model.parameters()).device
+    device = dist.compute_device(model)
     return {"logits_to_keep": torch.tensor([-1], device=device)} if "logits_to_keep" in params else {}
 
 
