@@ -58,3 +58,21 @@ def test_the_logits_processor_makes_greedy_pick_the_draw():
     out = sampler(ids, scores)
     assert torch.equal(out.argmax(dim=-1), draw(scores, seeds, 4, 0.8))
     assert (out == 0).sum() == 3 and torch.isinf(out).sum() == 3 * 10
+
+
+@pytest.mark.parametrize(("temperature", "top_p"), [(0.8, 1.0), (1.0, 0.9), (0.3, 1.0), (1.5, 0.5)])
+def test_draw_is_the_formula_bit_for_bit(temperature, top_p):
+    """`draw` against the module docstring's formula written out plainly: the first v with F(v) >= U * F(V-1)."""
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randn(64, 1000, generator=g) * 4
+    seeds = torch.randint(0, 2**31 - 1, (64,), generator=g)
+    for step in (0, 7, 100):
+        scaled = scores.double() / temperature
+        p = torch.softmax(scaled, dim=-1)
+        order = p.argsort(dim=-1, descending=True)
+        sorted_p = p.gather(-1, order)
+        outside = torch.zeros_like(p, dtype=torch.bool).scatter(-1, order, sorted_p.cumsum(-1) - sorted_p >= top_p)
+        cdf = p.masked_fill(outside, 0.0).cumsum(dim=-1)
+        want = (cdf >= uniforms(seeds, step)[:, None] * cdf[:, -1:]).int().argmax(dim=-1)
+        got = draw(scores, seeds, step, temperature, top_p)
+        assert torch.equal(got, want), (got != want).nonzero().tolist()

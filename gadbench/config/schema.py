@@ -227,6 +227,9 @@ class RolloutConfig:
                                             paper="vllm")
     batch_size: int = setting(0, "hf: sequences (prompts x samples) per generate call on each process, in training, "
                                  "D's diagnostics and evaluation (0: all at once); bounds the KV cache", lo=0)
+    hf_fast: bool = setting(True, "hf: a prompt's KV cache shared by its samples; bf16 copies decode without autocast "
+                                  "and, on CPU, with packed attention (false: one plain generate call, bit-for-bit the "
+                                  "rollouts of earlier versions)")
     gpu_memory_utilization: float = setting(0.3, "vllm: share of GPU memory it may take beside training",
                                             paper="0.7", lo=0.05, hi=0.95)
     enforce_eager: bool = setting(False, "vllm: skip CUDA graphs / torch.compile (faster start, slower decoding)")

@@ -14,7 +14,7 @@ def make_engine(spec, tokenizer) -> RolloutEngine:
 
         from gadbench.rollout.hf import HFRolloutEngine
 
-        return HFRolloutEngine(tokenizer, r.batch_size, torch.bfloat16 if t.precision == "bf16" else None)
+        return HFRolloutEngine(tokenizer, r.batch_size, torch.bfloat16 if t.precision == "bf16" else None, r.hf_fast)
     if r.engine == "vllm":
         from gadbench.rollout.vllm import VLLMRolloutEngine
 
