@@ -179,8 +179,8 @@ def test_packed_attention_equals_sdpa_and_is_restored(setup):
 
 @pytest.mark.parametrize(("value", "fast"), [("true", True), ("false", False)])
 def test_rollout_hf_fast_chooses_the_path(setup, value, fast):
-    from gadbench.suite import get_suite, runs_of
     from gadbench.rollout import make_engine
+    from gadbench.suite import get_suite, runs_of
 
     spec = next(iter(runs_of(get_suite("smoke", [f"rollout.hf_fast={value}", "train.precision=bf16"]))))
     engine = make_engine(spec, setup[1])
