@@ -206,9 +206,9 @@ def fsdp_wrap(model: torch.nn.Module, device: torch.device, bf16: bool, hybrid: 
 
 def compute_device(model: torch.nn.Module) -> torch.device:
     """Where `model` computes: its parameters' device, or for a sharded model the device of its mesh (its
-    shards may sit in host memory under CPU offload)."""
+    shards may sit in host memory under CPU offload; gathered, its parameters are plain tensors already there)."""
     p = next(model.parameters())
-    if not is_sharded(model):
+    if not is_sharded(model) or not hasattr(p, "device_mesh"):
         return p.device
     kind = p.device_mesh.device_type
     return torch.device(kind, torch.cuda.current_device()) if kind == "cuda" else torch.device(kind)
