@@ -38,6 +38,8 @@ def add_parser(subparsers) -> None:
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. train.steps=20")
     r.add_argument("--out", default="results", help="results root (default: results)")
     r.add_argument("--dry-run", action="store_true", help="print the plan without loading models")
+    r.add_argument("--gpu", metavar="KIND", help="--dry-run: estimate hours on this GPU kind (h100, h200, a100)")
+    r.add_argument("--gpus", type=int, metavar="N", help="--dry-run: ... with N processes, one GPU each")
     again = r.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue from the last complete checkpoints")
     again.add_argument("--force", action="store_true",
@@ -78,7 +80,10 @@ def run(args) -> int:
         if suite.toy is not None:
             print(f"suite {suite.name}: the Fig. 5 toy, seeds {list(suite.seeds)}, {suite.toy.steps} steps per method")
             return 0
-        print_plan(plan(suite))
+        p = plan(suite)
+        print_plan(p)
+        if args.gpu:
+            print_hours(suite, p, args.gpu, args.gpus)
         return 0
     from gadbench import dist
 
@@ -166,3 +171,33 @@ def print_plan(p: dict) -> None:
           f"student and seed (its answers are the same for every method, and the judge cache is shared)\n"
           f"  {p['judge_reference_calls']} reference answers written by the judge: one per item for the whole "
           "suite (cached across runs)")
+
+
+def print_hours(suite, p: dict, gpu: str, gpus: int | None) -> None:
+    """The throughput model's estimate (gadbench.throughput): hours per run and for the suite, with the rates and
+    their sources."""
+    from gadbench.runner import ASSUMED_JUDGE_TOKENS
+    from gadbench.throughput import ThroughputPlanError, suite_hours
+
+    if not gpus:
+        raise ThroughputPlanError(f"--gpu {gpu} needs the launch's process count: add --gpus N (e.g. --gpus 8).")
+    t = suite_hours(suite, p, gpu, gpus, ASSUMED_JUDGE_TOKENS[1])
+    rows = [[r["run_id"], f"{r['step_s']:.1f}", f"{r['rollout_s'] / 3600:.1f}", f"{r['compute_s'] / 3600:.1f}",
+             f"{r['eval_gen_s'] / 3600:.1f}", f"{r['judge_s'] / 3600:.1f}", f"{r['hours']:.1f}",
+             f"{r['gpu_hours']:.0f}"] for r in t["runs"]]
+    print(f"\nESTIMATED time on {gpus} x {gpu} (estimates, not measurements; gadbench/throughput.py):\n")
+    print(tabulate(rows, headers=["run", "s / step", "rollout h", "train h", "eval gen h", "judge h", "hours",
+                                  "GPU-hours"], tablefmt="github"))
+    print(f"\nsuite {p['suite']}: ESTIMATED {t['hours']:.1f} h, {t['gpu_hours']:.0f} GPU-hours "
+          f"(runs one after the other on the same {gpus} GPUs)")
+    r = t["rates"]
+    print(f"rates (estimates, with sources):\n"
+          f"  peak {r.peak_tflops.value:g} TFLOP/s: {r.peak_tflops.source}\n"
+          f"  MFU {r.train_mfu.value:g}: {r.train_mfu.source}\n"
+          f"  vLLM {r.rollout_tokens_per_s.value:,.0f} tokens/s per GPU at {r.rollout_params / 1e9:.2f}B, scaled by "
+          f"size: {r.rollout_tokens_per_s.source}\n"
+          f"  overhead x{t['overhead']:.2f} on GPU phases: a published NeMo-RL GRPO step (Llama-3.1-8B, 16 x H100, "
+          "97.7 s) over these formulas' time for it\n"
+          f"  judge {t['judge_s_per_call']:.1f} s per call at judge.concurrency {suite.judge.concurrency}: GPT-4o's "
+          "median first-token time and output speed (Artificial Analysis), for 300 completion tokens\n"
+          "  not counted: checkpoint writes, model loading, engine starts, CPU offload's slowdown")
