@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 PROMPT_TOKENS, RESPONSE_TOKENS, GROUP = 2048, 1536, 8
-TEMPLATE_TOKENS = 16  # room left in max_prompt_tokens for the chat template's own tokens
+TEMPLATE_TOKENS = 16  # room left for the chat template's own tokens (prompts) and EOS (teacher responses)
 
 
 def vllm_available() -> bool:
@@ -34,7 +34,8 @@ def vllm_available() -> bool:
 
 
 def filler(rng, words: int) -> str:
-    return " ".join(f"t{rng.randrange(5000)}" for _ in range(words))
+    """`words` filler words `t0`..`t999`, one token each in the padded tokenizer of every shape."""
+    return " ".join(f"t{rng.randrange(1000)}" for _ in range(words))
 
 
 def prepare(out: Path, shape: str, device: str, processes: int, prompts_per_process: int, steps: int,
@@ -60,7 +61,7 @@ def prepare(out: Path, shape: str, device: str, processes: int, prompts_per_proc
         with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
             for i in range(rows):
                 f.write(json.dumps({"id": f"{name}-{i}", "prompt": filler(rng, prompt_words),
-                                    "response": filler(rng, response_tokens - 1)}) + "\n")
+                                    "response": filler(rng, max(response_tokens // 2, response_tokens - TEMPLATE_TOKENS))}) + "\n")
     engine = engine or ("vllm" if vllm_available() else "hf")
     cuda = device == "cuda"
     train = {"steps": steps, "warmup_steps": 0, "d_only_steps": 0, "batch_size": batch, "group_size": GROUP,
@@ -68,7 +69,7 @@ def prepare(out: Path, shape: str, device: str, processes: int, prompts_per_proc
              "max_response_tokens": response_tokens, "lr_generator": 1.0e-6, "lr_discriminator": 1.0e-6,
              "kl_beta": 0.001, "clip_ratio": 0.2, "grad_clip": 0.2, "checkpoint_every": 10_000, "device": device,
              "precision": "bf16" if cuda else "fp32", "gradient_checkpointing": cuda,
-             "sharding": "fsdp" if processes > 1 else "none"}
+             "sharding": "fsdp"}  # as the paper suite: a no-op on one process
     if "log_memory" in TrainConfig.__dataclass_fields__:
         train["log_memory"] = True
     rollout = {"engine": engine, "tensor_parallel_size": 1, "sleep": True}

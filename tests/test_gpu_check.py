@@ -52,7 +52,7 @@ def test_the_cpu_path_runs_end_to_end(tmp_path, processes):
     chosen = json.loads((tmp_path / "gpu-check/chosen.json").read_text())
     assert chosen["batch"] == 2 * processes and chosen["processes"] == processes, chosen
     suite = (tmp_path / "gpu-check/check.yaml").read_text()
-    assert ("sharding: fsdp" if processes > 1 else "sharding: none") in suite, suite
+    assert "sharding: fsdp" in suite, suite
     # every rollout runs to its limit (random weights): 2 x processes prompts x 8 samples x 16 tokens per step
     budget = json.loads(next((tmp_path / "gpu-check/results").glob("*/*/budget.json")).read_text())
     assert budget["totals"]["generated_tokens"] == 2 * (2 * processes * 8 * 16), budget["totals"]
