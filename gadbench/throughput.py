@@ -7,7 +7,10 @@ A run's steps run one after the other on all N GPUs of the launch; per run:
     compute_s  = (FLOPs - rollout FLOPs) / (N x peak FLOP/s x MFU)     training, D scoring, reference
     gpu_s      = (rollout_s + compute_s) x overhead                     refit, log-probs, the longest rollout
     eval_gen_s = evaluation points x items x answer tokens / (N x vLLM tokens/s per GPU)
-    judge_s    = judge calls / (judge.concurrency / seconds per call)   on the critical path: judging is synchronous
+    judge_s    = judge calls / (judge.concurrency / seconds per call)
+    wait_s     = judge_s when judging is synchronous; in the background (eval.judge_in_background), the larger of
+                 one evaluation point's judging (the last, which the run waits for) and judge_s - the GPU time
+    hours      = rollout_s + compute_s + eval_gen_s (with the overhead) + wait_s
 
 vLLM tokens/s per GPU is taken as inversely proportional to the student's parameters (decoding reads the weights
 once per step for the whole batch; an estimate), from a figure at a reference size. `overhead` is what a
@@ -142,9 +145,13 @@ def run_hours(spec, row: dict, rates: GpuRates, gpus: int, overhead: float, judg
     eval_tokens = row["eval_answers"] * answer
     eval_s = eval_tokens / (gpus * rollout_rate(rates, p))
     judge_s = judge_calls * judge_seconds_per_call(judge_completion_tokens) / spec.judge.concurrency
+    gpu_s = (rollout_s + compute_s + eval_s) * overhead
+    points = max(row["eval_points"], 1)
+    # in the background, judging waits on the GPUs only for the last point, or where it cannot keep up
+    waits = max(judge_s / points, judge_s - gpu_s) if spec.eval.judge_in_background else judge_s
     phases = {"rollout_s": rollout_s * overhead, "compute_s": compute_s * overhead, "eval_gen_s": eval_s * overhead,
-              "judge_s": judge_s}
-    total = sum(phases.values())
+              "judge_s": judge_s, "judge_wait_s": waits if judge_s else 0.0}
+    total = gpu_s + phases["judge_wait_s"]
     return {**phases, "step_s": (rollout_s + compute_s) * overhead / max(row["steps"], 1), "hours": total / 3600,
             "gpu_hours": total / 3600 * gpus}
 
@@ -162,8 +169,8 @@ def suite_hours(suite, p: dict, gpu: str, gpus: int, judge_completion_tokens: in
     for row in p["runs"]:
         spec = specs[row["run_id"]]
         answers = p["eval_items"] * len(row["eval_steps"])
-        est = run_hours(spec, {**row, "eval_answers": answers}, rates, gpus, overhead,
-                        per_item * answers, judge_completion_tokens)
+        est = run_hours(spec, {**row, "eval_answers": answers, "eval_points": len(row["eval_steps"])}, rates, gpus,
+                        overhead, per_item * answers, judge_completion_tokens)
         runs.append({"run_id": row["run_id"], **est})
     hours = sum(r["hours"] for r in runs)
     return {"gpu": gpu, "gpus": gpus, "overhead": overhead, "runs": runs, "hours": hours, "gpu_hours": hours * gpus,

@@ -183,14 +183,16 @@ def print_hours(suite, p: dict, gpu: str, gpus: int | None) -> None:
         raise ThroughputPlanError(f"--gpu {gpu} needs the launch's process count: add --gpus N (e.g. --gpus 8).")
     t = suite_hours(suite, p, gpu, gpus, ASSUMED_JUDGE_TOKENS[1])
     rows = [[r["run_id"], f"{r['step_s']:.1f}", f"{r['rollout_s'] / 3600:.1f}", f"{r['compute_s'] / 3600:.1f}",
-             f"{r['eval_gen_s'] / 3600:.1f}", f"{r['judge_s'] / 3600:.1f}", f"{r['hours']:.1f}",
-             f"{r['gpu_hours']:.0f}"] for r in t["runs"]]
+             f"{r['eval_gen_s'] / 3600:.1f}", f"{r['judge_s'] / 3600:.1f}", f"{r['judge_wait_s'] / 3600:.1f}",
+             f"{r['hours']:.1f}", f"{r['gpu_hours']:.0f}"] for r in t["runs"]]
     print(f"\nESTIMATED time on {gpus} x {gpu} (estimates, not measurements; gadbench/throughput.py):\n")
-    print(tabulate(rows, headers=["run", "s / step", "rollout h", "train h", "eval gen h", "judge h", "hours",
-                                  "GPU-hours"], tablefmt="github"))
+    print(tabulate(rows, headers=["run", "s / step", "rollout h", "train h", "eval gen h", "judge h",
+                                  "GPUs wait for judge h", "hours", "GPU-hours"], tablefmt="github"))
     print(f"\nsuite {p['suite']}: ESTIMATED {t['hours']:.1f} h, {t['gpu_hours']:.0f} GPU-hours "
           f"(runs one after the other on the same {gpus} GPUs)")
     r = t["rates"]
+    judging = ("in the background (eval.judge_in_background): the GPUs wait for the last evaluation point, or "
+               "where judging cannot keep up" if suite.eval.judge_in_background else "synchronous: the GPUs wait")
     print(f"rates (estimates, with sources):\n"
           f"  peak {r.peak_tflops.value:g} TFLOP/s: {r.peak_tflops.source}\n"
           f"  MFU {r.train_mfu.value:g}: {r.train_mfu.source}\n"
@@ -200,4 +202,5 @@ def print_hours(suite, p: dict, gpu: str, gpus: int | None) -> None:
           "97.7 s) over these formulas' time for it\n"
           f"  judge {t['judge_s_per_call']:.1f} s per call at judge.concurrency {suite.judge.concurrency}: GPT-4o's "
           "median first-token time and output speed (Artificial Analysis), for 300 completion tokens\n"
+          f"  judging {judging}\n"
           "  not counted: checkpoint writes, model loading, engine starts, CPU offload's slowdown")
