@@ -58,7 +58,8 @@ def test_training_goes_on_while_judging_and_the_results_equal_synchronous_judgin
 
     def overlapped(run_dir: Path) -> list[int]:
         """Steps K whose judging ended after step K+1 had trained and been checkpointed."""
-        done = {int(p.name.split("-")[1]): p.stat().st_mtime for p in (run_dir / "eval").glob("step-*/metrics.json")}
+        done = {int(p.parent.name.split("-")[1]): p.stat().st_mtime
+                for p in (run_dir / "eval").glob("step-*/metrics.json")}
         saved = {int(p.parent.name.split("-")[1]): p.stat().st_mtime
                  for p in (run_dir / "checkpoints").glob("step-*/complete.json")}
         return [k for k in sorted(done) if k + 1 in saved and done[k] > saved[k + 1]]
@@ -75,11 +76,14 @@ def test_training_goes_on_while_judging_and_the_results_equal_synchronous_judgin
 
 @pytest.mark.slow
 def test_a_kill_while_judging_resumes_and_judges_the_stored_answers(tmp_path):
-    with LoopbackServer(latency=0.5, reply=rating) as srv:
-        killed = run(tmp_path / "k", srv.url, kill_at="mid-eval:2")
+    with LoopbackServer(latency=1.0, reply=rating) as srv:
+        killed = run(tmp_path / "k", srv.url, kill_at="mid-eval:2")  # after a set's judgments are stored
         assert killed.returncode != 0, killed.stderr[-2000:]
         run_dir = gad_run(tmp_path / "k")
-        assert not (run_dir / "eval/step-2/metrics.json").exists()
+        # training went past step 2 (its checkpoint is written) while step 2 was being judged: resuming from it
+        # never evaluates step 2 again, so the run must judge its stored answers
+        assert (run_dir / "checkpoints/step-2/complete.json").exists(), sorted(os.listdir(run_dir / "checkpoints"))
+        assert not (run_dir / "eval/step-2/metrics.json").exists() and (run_dir / "eval/step-2/pending.json").exists()
         asked = {json.dumps(b, sort_keys=True) for b in srv.received}
         first = len(srv.received)
         resumed = run(tmp_path / "k", srv.url, "--resume")

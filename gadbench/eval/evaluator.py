@@ -42,6 +42,7 @@ from gadbench.models import response_tokens
 
 log = logging.getLogger("gadbench")
 USAGE = "usage.json"
+PENDING = "pending.json"  # an evaluation whose answers are stored and whose judging is not done (D's diagnostics)
 
 
 def stored_metrics(out_dir: Path, damaged: str = "evaluating that step again") -> dict | None:
@@ -105,9 +106,10 @@ class Evaluator:
     With an LLM judge and `eval.judge_in_background`, a call answers every set with the step's weights (and runs
     the judges that read the student), stores the answers (`<set>.jsonl`), and hands the other judges to one
     background thread, which judges the stored answers and writes metrics.json last, as a synchronous evaluation
-    would (`evaluate` with `reuse`); training goes on meanwhile. `wait` joins them and then judges any step whose
-    answers are stored without metrics.json (a process killed while judging: the judge cache re-asks nothing
-    already answered)."""
+    would (`evaluate` with `reuse`); training goes on meanwhile. The answers are complete once `pending.json`
+    (D's validation diagnostics of the step, which judging stores with the metrics) is written, and it is removed
+    after metrics.json. `wait` joins them and then judges any step left pending without metrics.json (a process
+    killed while judging: the judge cache re-asks nothing already answered)."""
 
     def __init__(self, spec: RunSpec, data, run_dir: Path, cache_dir: Path):
         self.spec, self.data, self.run_dir = spec, data, Path(run_dir)
@@ -131,9 +133,15 @@ class Evaluator:
         now = {n: j for n, j in self.judges.items() if JUDGES[n].reads_student}
         for name, examples in self.sets().items():  # the answers need this step's weights: now
             self._evaluate_set(name, examples, ctx, out_dir, step, judges=now)
+        atomic_write_json(out_dir / PENDING, {"extra": extra})  # what judging the stored answers needs besides them
         self._pool = self._pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="gadbench-judge")
-        self._pending.append(self._pool.submit(self.evaluate, step, tokenizer_only(ctx), True, extra))
+        self._pending.append(self._pool.submit(self._judge_stored, step, tokenizer_only(ctx), extra))
         return None
+
+    def _judge_stored(self, step: int, ctx, extra: dict | None) -> dict:
+        results = self.evaluate(step, ctx, reuse=True, extra=extra)
+        (self.run_dir / "eval" / f"step-{step}" / PENDING).unlink(missing_ok=True)
+        return results
 
     def wait(self, ctx) -> None:
         """Every background evaluation finished (the first error raised), then every step whose answers are
@@ -143,9 +151,9 @@ class Evaluator:
             future.result()
         for out_dir in sorted(self.run_dir.glob("eval/step-*")):
             step = out_dir.name.split("-")[1]
-            if step.isdigit() and not (out_dir / "metrics.json").exists() and any(out_dir.glob("*.jsonl")):
+            if step.isdigit() and not (out_dir / "metrics.json").exists() and (out_dir / PENDING).exists():
                 log.info("%s: judging the stored answers of step %s", self.spec.run_id, step)
-                self.evaluate(int(step), tokenizer_only(ctx), reuse=True)
+                self._judge_stored(int(step), tokenizer_only(ctx), read_json(out_dir / PENDING)["extra"])
 
     def reask(self) -> list[int]:
         """Judge again, on their stored answers, the judgments whose call failed; returns the steps redone."""
