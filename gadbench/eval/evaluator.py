@@ -149,6 +149,9 @@ class Evaluator:
         pending, self._pending = self._pending, []
         for future in pending:
             future.result()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         for out_dir in sorted(self.run_dir.glob("eval/step-*")):
             step = out_dir.name.split("-")[1]
             if step.isdigit() and not (out_dir / "metrics.json").exists() and (out_dir / PENDING).exists():
