@@ -57,3 +57,22 @@ def test_the_cpu_path_runs_end_to_end(tmp_path, processes):
     budget = json.loads(next((tmp_path / "gpu-check/results").glob("*/*/budget.json")).read_text())
     assert budget["totals"]["generated_tokens"] == 2 * (2 * processes * 8 * 16), budget["totals"]
     assert m["rollout_tokens_per_s"] > 0 and m["train_tokens_per_s"] > 0 and m["step_time_s"] > m["rollout_s"], m
+
+
+def test_the_gpu_suite_it_writes_loads_and_is_planned(tmp_path, capsys):
+    """What the device would run (cuda, 8 processes, vLLM, the paper's lengths) is a valid suite: its dry run
+    plans 3 adversarial steps of 64 prompts x 8 samples x 1,536 tokens, and the report's prediction reads it."""
+    from gadbench.cli import main
+    from gadbench.devicecheck import predicted, prepare
+
+    chosen = prepare(tmp_path, "tiny", "cuda", 8, 8, 3, 2048, 1536, 2, "vllm")
+    assert chosen["engine"] == "vllm" and chosen["batch"] == 64, chosen
+    suite = (tmp_path / "check.yaml").read_text()
+    for line in ("precision: bf16", "gradient_checkpointing: true", "sharding: fsdp", "engine: vllm",
+                 "max_prompt_tokens: 2048", "max_response_tokens: 1536", "group_size: 8"):
+        assert line in suite, (line, suite)
+    assert main(["run", "--suite", str(tmp_path / "check.yaml"), "--dry-run", "--gpu", "h100", "--gpus", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "adversarial 3" in out and "| 2.4M " in out, out  # 3 x 64 x 8 x 1,536 = 2,359,296 generated tokens
+    p = predicted(tmp_path, "h100", 8)
+    assert p["step_s"] == pytest.approx((p["rollout_s"] + p["compute_s"]), rel=1e-9) and p["rollout_s"] > 0, p
