@@ -101,7 +101,8 @@ def measured(rows: list[dict], totals: dict, peak_tflops: float | None) -> dict:
     of the step time and the rollout time; per step, the run's totals (budget.json, summed over the processes)
     over its steps, which are equal here (every rollout runs to its limit). From them: rollout tokens/s
     (generated / rollout time), training tokens/s (G and D trained tokens / the rest of the step), achieved
-    TFLOP/s (the budget's FLOP estimate / step time), MFU, and each `mem/<phase>` peak (GiB, process 0)."""
+    TFLOP/s (the budget's FLOP estimate / step time), MFU (against `peak_tflops`, of all the GPUs), and each
+    `mem/<phase>` peak (GiB, process 0)."""
     steps = [r for r in rows if "step_time" in r]
     if not steps:
         raise ValueError("metrics.jsonl has no training step rows")
@@ -133,8 +134,9 @@ def peak_of(device: str) -> tuple[float | None, str]:
     return next((v for k, v in PEAK_TFLOPS_BF16 if k in name), None), name
 
 
-def report(out: Path, device: str, file=None) -> dict:
-    """Print and return the measured summary of the check's run under DIR/results."""
+def report(out: Path, device: str, file=None, gpu: tuple[float | None, str] | None = None) -> dict:
+    """Print and return the measured summary of the check's run under DIR/results; `gpu` (peak TFLOP/s, name)
+    defaults to GPU 0's."""
     from gadbench.io import read_json, read_jsonl
 
     file = file or sys.stdout
@@ -143,9 +145,9 @@ def report(out: Path, device: str, file=None) -> dict:
         raise FileNotFoundError(f"expected one run with metrics.jsonl under {out / 'results'}, found {len(run_dirs)}")
     run = run_dirs[0]
     budget = read_json(run / "budget.json")
-    peak, name = peak_of(device)
-    m = measured(read_jsonl(run / "metrics.jsonl"), budget["totals"], peak)
+    peak, name = gpu or peak_of(device)
     config = read_json(out / "chosen.json")
+    m = measured(read_jsonl(run / "metrics.jsonl"), budget["totals"], peak and peak * config["processes"])
     print(f"\nMEASURED ({name}; engine {config['engine']}; {config['processes']} process(es); median of "
           f"{m['measured_steps']} step(s) after the first):", file=file)
     print(f"  step_time_s          {m['step_time_s']:.2f}", file=file)
@@ -153,8 +155,6 @@ def report(out: Path, device: str, file=None) -> dict:
     print(f"  rollout_tokens_per_s {m['rollout_tokens_per_s']:.0f} (all processes)", file=file)
     print(f"  train_tokens_per_s   {m['train_tokens_per_s']:.0f} (G and D, all processes)", file=file)
     print(f"  achieved_tflops      {m['achieved_tflops']:.3f} (all processes)", file=file)
-    if "mfu" in m:
-        m["mfu"] /= config["processes"]  # achieved over all processes / (peak x GPUs)
     mfu = f"{m['mfu']:.3f} (of {peak:g} TFLOP/s dense bf16 per GPU)" if "mfu" in m else f"n/a ({name})"
     print(f"  mfu                  {mfu}", file=file)
     if m["memory_gib"]:

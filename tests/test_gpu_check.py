@@ -4,6 +4,7 @@ report's arithmetic on a hand-made run."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gadbench.devicecheck import measured
+from gadbench.devicecheck import measured, report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,6 +58,13 @@ def test_the_cpu_path_runs_end_to_end(tmp_path, processes):
     budget = json.loads(next((tmp_path / "gpu-check/results").glob("*/*/budget.json")).read_text())
     assert budget["totals"]["generated_tokens"] == 2 * (2 * processes * 8 * 16), budget["totals"]
     assert m["rollout_tokens_per_s"] > 0 and m["train_tokens_per_s"] > 0 and m["step_time_s"] > m["rollout_s"], m
+    # the report's GPU lines, on this run's files as if an H100 had measured them
+    shown = io.StringIO()
+    again = report(tmp_path / "gpu-check", "cuda", shown, gpu=(989.0, "NVIDIA H100 80GB HBM3"))
+    text = shown.getvalue()
+    assert again["mfu"] == pytest.approx(again["achieved_tflops"] / (989.0 * processes)), again
+    assert "of 989 TFLOP/s dense bf16 per GPU" in text and "PREDICTED by the throughput model" in text, text
+    assert f"{processes} x h100" in text and "this run used hf" in text, text
 
 
 def test_the_gpu_suite_it_writes_loads_and_is_planned(tmp_path, capsys):
