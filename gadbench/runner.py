@@ -367,6 +367,8 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
                 trained = trainer.train(resume=resume).state()
             finally:
                 trainer.ctx.engine.close()  # a vLLM engine frees its GPU memory before the next run starts one
+            if dist.is_main():  # judgments still in flight, and any a kill left undone, before training counts as ended
+                evaluator.wait(trainer.ctx)
         finally:
             if tracker is not None:
                 tracker.close()

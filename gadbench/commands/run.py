@@ -45,7 +45,9 @@ def add_parser(subparsers) -> None:
     r.add_argument("--skip-locked", action="store_true",
                    help="skip the runs that another process is writing (default: stop at once)")
     r.add_argument("--update-baseline", action="store_true", help="rewrite the suite's regression baseline")
-    r.add_argument("--gpus", type=int, metavar="N", help="--dry-run: plan memory for N processes, one GPU each")
+    r.add_argument("--gpus", type=int, metavar="N",
+                   help="--dry-run: plan memory (and with --gpu the hours) for N processes, one GPU each")
+    r.add_argument("--gpu", metavar="KIND", help="--dry-run: estimate hours on this GPU kind (h100, h200, a100)")
     r.add_argument("--gpu-mem", type=float, metavar="GB", help="--dry-run: memory of each GPU, GiB (e.g. 80)")
     r.add_argument("--accelerate-config", metavar="FILE",
                    help="--dry-run: plan memory for this accelerate config's processes and machines")
@@ -86,8 +88,11 @@ def run(args) -> int:
             print(f"suite {suite.name}: the Fig. 5 toy, seeds {list(suite.seeds)}, {suite.toy.steps} steps per method")
             return 0
         launch = launch_of(suite.train.device, args.gpus, args.gpu_mem, args.accelerate_config)  # checked first
-        print_plan(plan(suite))
+        p = plan(suite)
+        print_plan(p)
         print(plan_text(suite, launch))
+        if args.gpu:
+            print_hours(suite, p, args.gpu, launch.processes if args.gpus or args.accelerate_config else None)
         return 0
     from gadbench import dist
 
@@ -175,3 +180,36 @@ def print_plan(p: dict) -> None:
           f"student and seed (its answers are the same for every method, and the judge cache is shared)\n"
           f"  {p['judge_reference_calls']} reference answers written by the judge: one per item for the whole "
           "suite (cached across runs)")
+
+
+def print_hours(suite, p: dict, gpu: str, gpus: int | None) -> None:
+    """The throughput model's estimate (gadbench.throughput): hours per run and for the suite, with the rates and
+    their sources."""
+    from gadbench.runner import ASSUMED_JUDGE_TOKENS
+    from gadbench.throughput import ThroughputPlanError, suite_hours
+
+    if not gpus:
+        raise ThroughputPlanError(f"--gpu {gpu} needs the launch's process count: add --gpus N (e.g. --gpus 8).")
+    t = suite_hours(suite, p, gpu, gpus, ASSUMED_JUDGE_TOKENS[1])
+    rows = [[r["run_id"], f"{r['step_s']:.1f}", f"{r['rollout_s'] / 3600:.1f}", f"{r['compute_s'] / 3600:.1f}",
+             f"{r['eval_gen_s'] / 3600:.1f}", f"{r['judge_s'] / 3600:.1f}", f"{r['judge_wait_s'] / 3600:.1f}",
+             f"{r['hours']:.1f}", f"{r['gpu_hours']:.0f}"] for r in t["runs"]]
+    print(f"\nESTIMATED time on {gpus} x {gpu} (estimates, not measurements; gadbench/throughput.py):\n")
+    print(tabulate(rows, headers=["run", "s / step", "rollout h", "train h", "eval gen h", "judge h",
+                                  "GPUs wait for judge h", "hours", "GPU-hours"], tablefmt="github"))
+    print(f"\nsuite {p['suite']}: ESTIMATED {t['hours']:.1f} h, {t['gpu_hours']:.0f} GPU-hours "
+          f"(runs one after the other on the same {gpus} GPUs)")
+    r = t["rates"]
+    judging = ("in the background (eval.judge_in_background): the GPUs wait for the last evaluation point, or "
+               "where judging cannot keep up" if suite.eval.judge_in_background else "synchronous: the GPUs wait")
+    print(f"rates (estimates, with sources):\n"
+          f"  peak {r.peak_tflops.value:g} TFLOP/s: {r.peak_tflops.source}\n"
+          f"  MFU {r.train_mfu.value:g}: {r.train_mfu.source}\n"
+          f"  vLLM {r.rollout_tokens_per_s.value:,.0f} tokens/s per GPU at {r.rollout_params / 1e9:.2f}B, scaled by "
+          f"size: {r.rollout_tokens_per_s.source}\n"
+          f"  overhead x{t['overhead']:.2f} on GPU phases: a published NeMo-RL GRPO step (Llama-3.1-8B, 16 x H100, "
+          "97.7 s) over these formulas' time for it\n"
+          f"  judge {t['judge_s_per_call']:.1f} s per call at judge.concurrency {suite.judge.concurrency}: GPT-4o's "
+          "median first-token time and output speed (Artificial Analysis), for 300 completion tokens\n"
+          f"  judging {judging}\n"
+          "  not counted: checkpoint writes, model loading, engine starts, CPU offload's slowdown")

@@ -261,6 +261,9 @@ class EvalConfig:
                                             "split), shared out over the processes", lo=0)
     bootstrap: int = setting(RESAMPLES, "bootstrap resamples of every interval, at least (the report adds more "
                                         "until each bound's Monte-Carlo error is settled)", lo=100)
+    judge_in_background: bool = setting(True, "with an LLM judge, an evaluation's answers are generated at its step "
+                                              "and judged in a background thread while training goes on; the run "
+                                              "waits for every judgment before selecting", in_run_id=False)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 from gadbench.config import RunSpec
 from gadbench.io import (
@@ -40,6 +42,7 @@ from gadbench.models import response_tokens
 
 log = logging.getLogger("gadbench")
 USAGE = "usage.json"
+PENDING = "pending.json"  # an evaluation whose answers are stored and whose judging is not done (D's diagnostics)
 
 
 def stored_metrics(out_dir: Path, damaged: str = "evaluating that step again") -> dict | None:
@@ -91,23 +94,69 @@ def eval_seed(spec: RunSpec, step: int) -> int:
     return spec.seed + 7919 * step
 
 
+def tokenizer_only(ctx) -> SimpleNamespace:
+    """What judging stored answers reads of a run's context: G's tokenizer (teacher lengths), so a background
+    thread never holds the step's weights (with `hf` under FSDP, a gathered full copy of G)."""
+    return SimpleNamespace(g=SimpleNamespace(tokenizer=ctx.g.tokenizer))
+
+
 class Evaluator:
-    """Callable hook for the trainer: `evaluator(step, ctx)`."""
+    """Callable hook for the trainer: `evaluator(step, ctx)`.
+
+    With an LLM judge and `eval.judge_in_background`, a call answers every set with the step's weights (and runs
+    the judges that read the student), stores the answers (`<set>.jsonl`), and hands the other judges to one
+    background thread, which judges the stored answers and writes metrics.json last, as a synchronous evaluation
+    would (`evaluate` with `reuse`); training goes on meanwhile. The answers are complete once `pending.json`
+    (D's validation diagnostics of the step, which judging stores with the metrics) is written, and it is removed
+    after metrics.json. `wait` joins them and then judges any step left pending without metrics.json (a process
+    killed while judging: the judge cache re-asks nothing already answered)."""
 
     def __init__(self, spec: RunSpec, data, run_dir: Path, cache_dir: Path):
         self.spec, self.data, self.run_dir = spec, data, Path(run_dir)
         self.judges = {n: JUDGES[n].build(spec, cache_dir) for n in spec.eval.judges}
         self.usage: dict = {}  # gadbench.judge.usage.add_usage over every judge call
+        self.background = spec.eval.judge_in_background and any(JUDGES[n].llm for n in self.judges)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: list[Future] = []
 
     def sets(self) -> dict[str, list]:
         out = {"validation": self.data.validation} if self.data.validation else {}
         return {**out, **self.data.eval}
 
-    def __call__(self, step: int, ctx, extra: dict | None = None) -> dict:
+    def __call__(self, step: int, ctx, extra: dict | None = None) -> dict | None:
         stored = stored_metrics(self.run_dir / "eval" / f"step-{step}")
         if stored is not None:
             return stored
-        return self.evaluate(step, ctx, reuse=False, extra=extra)
+        if not self.background:
+            return self.evaluate(step, ctx, reuse=False, extra=extra)
+        out_dir = self.run_dir / "eval" / f"step-{step}"
+        now = {n: j for n, j in self.judges.items() if JUDGES[n].reads_student}
+        for name, examples in self.sets().items():  # the answers need this step's weights: now
+            self._evaluate_set(name, examples, ctx, out_dir, step, judges=now)
+        atomic_write_json(out_dir / PENDING, {"extra": extra})  # what judging the stored answers needs besides them
+        self._pool = self._pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="gadbench-judge")
+        self._pending.append(self._pool.submit(self._judge_stored, step, tokenizer_only(ctx), extra))
+        return None
+
+    def _judge_stored(self, step: int, ctx, extra: dict | None) -> dict:
+        results = self.evaluate(step, ctx, reuse=True, extra=extra)
+        (self.run_dir / "eval" / f"step-{step}" / PENDING).unlink(missing_ok=True)
+        return results
+
+    def wait(self, ctx) -> None:
+        """Every background evaluation finished (the first error raised), then every step whose answers are
+        stored without metrics.json judged on them; `ctx` gives the tokenizer (teacher lengths)."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        for out_dir in sorted(self.run_dir.glob("eval/step-*")):
+            step = out_dir.name.split("-")[1]
+            if step.isdigit() and not (out_dir / "metrics.json").exists() and (out_dir / PENDING).exists():
+                log.info("%s: judging the stored answers of step %s", self.spec.run_id, step)
+                self._judge_stored(int(step), tokenizer_only(ctx), read_json(out_dir / PENDING)["extra"])
 
     def reask(self) -> list[int]:
         """Judge again, on their stored answers, the judgments whose call failed; returns the steps redone."""
@@ -161,8 +210,11 @@ class Evaluator:
         return rows if same else None
 
     def _evaluate_set(self, name: str, examples: list, ctx, out_dir: Path, step: int,
-                      cached: list[dict] | None = None) -> dict:
+                      cached: list[dict] | None = None, judges: dict | None = None) -> dict:
+        """Answer set `name` (or take `cached` rows), judge it with `judges` (default: all) and store its rows;
+        returns its statistics."""
         e = self.spec.eval
+        judges = self.judges if judges is None else judges
         if cached is not None:
             rows = cached
         elif ctx is None:
@@ -181,7 +233,7 @@ class Evaluator:
                            reference=r.get("reference"), category=r.get("category")) for r in rows]
         stats: dict[str, dict] = {}
         spent: dict = {}
-        for jname, judge in self.judges.items():
+        for jname, judge in judges.items():
             record = JUDGES[jname]
             todo = [i for i, r in enumerate(rows) if jname not in r["judgments"] or call_failed(r["judgments"][jname])]
             if todo:
