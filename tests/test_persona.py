@@ -340,3 +340,8 @@ def test_teacher_samples_are_cut_at_l_and_come_back_from_the_cache(tok, teacher_
     fresh = _teacher(tok, _model(5), cache_path=path, model_id="tiny-5")
     assert fresh.samples(PROMPTS, 5) != first
     assert len(path.read_text().splitlines()) == 20
+    # A teacher of another mixture shares the file: it skips the rows of personas it does not have.
+    alone = PersonaTeacher(teacher_model, tok, Mixture((Persona("s", "s1", 1.0),)), max_tokens=L, cache_path=path,
+                           model_id="tiny-0")
+    assert {s.persona for s in alone.samples(PROMPTS, 2)[0]} == {0}
+    assert len(path.read_text().splitlines()) == 24

@@ -8,8 +8,9 @@ the rounding that left padding brings to the logits (a token that sits on a boun
 
 `respond(prompts)` gives draw 0's text, what the methods train on (the `Teacher` protocol). `samples(prompts,
 k)` gives draws 0..k-1 with their persona and token ids for the gold judge's forward KL: separate draws from
-the same mixture, draw 0 among them. Draws are kept in memory and, with `cache_path`, in a JSONL file keyed by
-everything that determines them (model id, mixture, seed, L, template, prompt, j).
+the same mixture, draw 0 among them. Draws are kept in memory and, with `cache_path`, appended to a JSONL file
+batch by batch (a killed run keeps what it drew), keyed by everything that determines them (model id,
+mixture, seed, L, template, prompt, j).
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gadbench.config import ModelConfig
 from gadbench.io import append_jsonl, read_jsonl
+from gadbench.models import load_causal_lm
 from gadbench.rollout.base import decode_response
 from gadbench.rollout.hf import HFRolloutEngine
 from gadbench.rollout.sampling import sequence_seed
+from gadbench.sequences import micro_batches
 from gadbench.worlds.persona import Mixture, PersonaError, persona_prompt_ids
 
 
@@ -63,8 +67,10 @@ class PersonaTeacher:
         self._prompt_ids: dict[str, list[list[int]]] = {}
         if self.cache_path is not None:
             index = {name: k for k, name in enumerate(mixture.names)}
-            for row in read_jsonl(self.cache_path):
-                self._drawn[row["key"]] = TeacherSample(index[row["persona"]], tuple(row["response_ids"]), row["cut"])
+            for row in read_jsonl(self.cache_path):  # a file may hold other mixtures' draws: their keys differ
+                if row["persona"] in index:
+                    self._drawn[row["key"]] = TeacherSample(index[row["persona"]], tuple(row["response_ids"]),
+                                                            row["cut"])
 
     def persona_prompt_ids(self, prompt: str) -> list[list[int]]:
         """The prompt's ids under each persona, in mixture order."""
@@ -86,16 +92,16 @@ class PersonaTeacher:
         keys = [[self._key(p, j) for j in range(k)] for p in prompts]
         todo = {key: (p, j) for p, row in zip(prompts, keys, strict=True) for j, key in enumerate(row)
                 if key not in self._drawn}
-        if todo:
-            self._generate(todo)
+        items = list(todo.items())
+        for a, b in micro_batches(len(items), self.batch_size):  # each batch cached as soon as it is drawn
+            self._generate(items[a:b])
         return [[self._drawn[key] for key in row] for row in keys]
 
-    def _generate(self, todo: dict[str, tuple[str, int]]) -> None:
-        items = list(todo.items())
+    def _generate(self, items: list[tuple[str, tuple[str, int]]]) -> None:
         personas = [self.persona_of(p, j) for _, (p, j) in items]
         ids = [self.persona_prompt_ids(p)[k] for (_, (p, _)), k in zip(items, personas, strict=True)]
-        prompt_hash = {p: int.from_bytes(_hash("prompt", p)[:4], "big") & 0x7FFFFFFF for _, (p, _) in items}
-        seeds = [sequence_seed(self.seed, prompt_hash[p], j) for _, (p, j) in items]
+        seeds = [sequence_seed(self.seed, int.from_bytes(_hash("prompt", p)[:4], "big") & 0x7FFFFFFF, j)
+                 for _, (p, j) in items]
         roll = self.engine.generate(self.model, ids, 1, 1.0, self.max_tokens, seeds=seeds)
         rows = []
         for (key, _), k, resp, cut in zip(items, personas, roll.response_ids, roll.truncated, strict=True):
@@ -107,3 +113,10 @@ class PersonaTeacher:
     def respond(self, prompts: list[str]) -> list[str]:
         """Draw 0's text for each prompt: special tokens dropped, no leading or trailing whitespace."""
         return [decode_response(self.tokenizer, list(row[0].response_ids)) for row in self.samples(prompts, 1)]
+
+
+def load_persona_teacher(mixture: Mixture, path: str, **opts) -> PersonaTeacher:
+    """A persona teacher over its own copy of the causal LM at `path` (`gadbench.models.load_causal_lm`; a GGUF
+    file is dequantised once and cached), e.g. SmolLM2-135M-Instruct for smol-gold; `opts` as PersonaTeacher's."""
+    loaded = load_causal_lm(ModelConfig(path=path))
+    return PersonaTeacher(loaded.model, loaded.tokenizer, mixture, model_id=path, **opts)
