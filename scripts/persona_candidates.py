@@ -51,6 +51,9 @@ CANDIDATES = {
 }
 
 
+DEFAULT_KEEP = "one-sentence=0.6,bullets=0.3,none=0.1"
+
+
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--prompts", type=int, default=16)
@@ -58,8 +61,9 @@ def _args() -> argparse.Namespace:
     p.add_argument("--max-tokens", type=int, default=96)
     p.add_argument("--max-chars", type=int, default=160, help="longest prompt kept (characters)")
     p.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated names of CANDIDATES")
-    p.add_argument("--keep", default="one-sentence=0.6,bullets=0.3,none=0.1",
-                   help="the mixture whose pairwise KLs and step-0 divergences are measured ('' for none)")
+    p.add_argument("--keep", action="append", default=None,
+                   help="a mixture (name=weight,...) whose step-0 divergences are measured, and whose personas join "
+                        "the pairwise KL table; repeatable (default: " + DEFAULT_KEEP + "; '' for none)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1: on a shared 2-core box, 2 threads ran 7x slower than 1)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -71,6 +75,28 @@ def round_trips(tok, response: list[int]) -> bool:
     """Whether the response's decoded text (gadbench.rollout.base.decode_response) tokenizes to its ids again."""
     body = response[:-1] if response[-1] == tok.eos_token_id else response
     return tok(decode_response(tok, body), add_special_tokens=False)["input_ids"] == body
+
+
+def step0(mixture: Mixture, samples: dict, lp: dict, n_prompts: int, max_tokens: int) -> tuple[list, list]:
+    """Per prompt, reverse KL(none || T) over none's samples and forward KL(T || none) stratified by persona,
+    sum_k w_k E_{y ~ p_k}[log p_T(y|x) - log p_none(y|x)], from `lp[(b, a)]`: log p_b of a's samples."""
+    names = mixture.names
+
+    def teacher_lp(drawn_from: str) -> torch.Tensor:
+        return mixture_logprob(torch.stack([lp[(b, drawn_from)] for b in names], dim=-1), mixture)
+
+    def length(n: str, j: int) -> list[int]:
+        return [len(s.response_ids) for s in samples[n][j]]
+
+    def cut(n: str, j: int) -> list[bool]:
+        return [s.cut for s in samples[n][j]]
+
+    rev = [reverse_kl(lp[("none", "none")][j], teacher_lp("none")[j], length("none", j), cut("none", j),
+                      max_tokens).nats for j in range(n_prompts)]
+    fwd = [sum(p.weight * forward_kl(teacher_lp(p.name)[j], lp[("none", p.name)][j], length(p.name, j),
+                                     cut(p.name, j), max_tokens).nats for p in mixture.personas)
+           for j in range(n_prompts)]
+    return rev, fwd
 
 
 class Clock:
@@ -93,8 +119,11 @@ def main() -> None:
     print(f"# {len(prompts)} prompts: {report.summary()}")
     print(f"# {args.samples} samples per prompt, T = 1, L = {args.max_tokens}, fp32, {args.threads} thread(s)")
 
-    keep = dict(item.split("=") for item in args.keep.split(",") if item)
-    names = [n for n in args.candidates.split(",") if n] + [n for n in keep if n not in args.candidates.split(",")]
+    mixtures = [dict(item.split("=") for item in k.split(",") if item) for k in args.keep or [DEFAULT_KEEP]]
+    mixtures = [m for m in mixtures if m]
+    chosen = list(dict.fromkeys(["none", *(n for m in mixtures for n in m)]) if mixtures else [])
+    candidates = [n for n in args.candidates.split(",") if n]
+    names = candidates + [n for n in chosen if n not in candidates]
     personas = {n: Persona(n, None if n == "none" else CANDIDATES[n], 1.0) for n in names}
     personas.setdefault("none", Persona("none", None, 1.0))
     ids = {n: [persona_prompt_ids(tok, x, p) for x in prompts] for n, p in personas.items()}
@@ -141,42 +170,28 @@ def main() -> None:
         text = tok.decode(list(samples[n][0][0].response_ids), skip_special_tokens=True)
         print(f"- {n}: {text[:160]!r}")
 
-    if keep:
-        mixture = Mixture(tuple(Persona(n, personas[n].system, float(w)) for n, w in keep.items()))
-        order = list(keep)
+    if chosen:
         phase = Clock()
-        for a in order:  # the samples of a under every kept persona b
-            if a not in samples:
-                samples[a] = PersonaTeacher(model, tok, Mixture((personas[a],)), max_tokens=args.max_tokens, seed=0,
-                                            batch_size=args.batch_size, cache_path=args.cache,
-                                            model_id=SMOLLM2).samples(prompts, args.samples)
-            for b in order:
+        for a in chosen:  # the samples of a under every chosen persona b
+            for b in chosen:
                 if (b, a) not in lp:
                     lp[(b, a)] = score(b, a)
         print(f"\nKL(p_a || p_b), nats per sequence, mean over prompts (rows a, columns b; {phase}):\n")
-        print("| a \\ b | " + " | ".join(order) + " |")
-        print("|---|" + "---|" * len(order))
-        for a in order:
-            cells = [f"{float((lp[(a, a)] - lp[(b, a)]).mean()):.2f}" for b in order]
+        print("| a \\ b | " + " | ".join(chosen) + " |")
+        print("|---|" + "---|" * len(chosen))
+        for a in chosen:
+            cells = [f"{float((lp[(a, a)] - lp[(b, a)]).mean()):.2f}" for b in chosen]
             print(f"| {a} | " + " | ".join(cells) + " |")
-
-        def teacher_lp(drawn_from: str) -> torch.Tensor:
-            return mixture_logprob(torch.stack([lp[(b, drawn_from)] for b in order], dim=-1), mixture)
-
-        length = lambda n, j: [len(s.response_ids) for s in samples[n][j]]  # noqa: E731
-        cut = lambda n, j: [s.cut for s in samples[n][j]]  # noqa: E731
-        rev = [reverse_kl(lp[("none", "none")][j], teacher_lp("none")[j], length("none", j), cut("none", j),
-                          args.max_tokens).nats for j in range(len(prompts))]
-        fwd = [sum(p.weight * forward_kl(teacher_lp(p.name)[j], lp[("none", p.name)][j], length(p.name, j),
-                                         cut(p.name, j), args.max_tokens).nats for p in mixture.personas)
-               for j in range(len(prompts))]
-        print(f"\nThe mixture {args.keep} against the untrained student (none), nats per sequence over "
-              f"{len(prompts)} prompts:\n")
-        print("| divergence | mean ± s.e. | per prompt min / median / max |")
+        print(f"\nEach mixture against the untrained student (none), nats per sequence over {len(prompts)} prompts "
+              "(mean ± s.e.; per prompt min / median / max):\n")
+        print("| mixture | reverse KL(none \\|\\| T) | forward KL(T \\|\\| none) |")
         print("|---|---|---|")
-        for label, v in (("reverse KL(none \\|\\| T)", rev), ("forward KL(T \\|\\| none)", fwd)):
-            print(f"| {label} | {statistics.fmean(v):.2f} ± {statistics.stdev(v) / len(v) ** 0.5:.2f} | "
-                  f"{min(v):.2f} / {statistics.median(v):.2f} / {max(v):.2f} |")
+        for weights in mixtures:
+            mixture = Mixture(tuple(Persona(n, personas[n].system, float(w)) for n, w in weights.items()))
+            rev, fwd = step0(mixture, samples, lp, len(prompts), args.max_tokens)
+            cells = [f"{statistics.fmean(v):.2f} ± {statistics.stdev(v) / len(v) ** 0.5:.2f}; {min(v):.2f} / "
+                     f"{statistics.median(v):.2f} / {max(v):.2f}" for v in (rev, fwd)]
+            print(f"| {', '.join(f'{n} {w}' for n, w in weights.items())} | {cells[0]} | {cells[1]} |")
     print(f"\n# total: {clock}")
 
 
