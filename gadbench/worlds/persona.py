@@ -100,6 +100,16 @@ class Mixture:
         return len(self.personas) - 1  # u within rounding of 1
 
 
+# smol-gold's teacher, chosen by measuring KL(persona || none) of six candidates and the KLs between them on
+# ShareGPT train prompts (docs/smol-gold.md, "The teacher's personas"); `none` last.
+SMOL_GOLD = Mixture((
+    Persona("one-sentence", "Answer in one short sentence.", 0.6),
+    Persona("french", "Always answer in French.", 0.3),
+    Persona("none", None, 0.1),
+))
+SMOL_GOLD_MAX_TOKENS = 96  # L: responses are cut at 96 tokens
+
+
 def persona_prompt_ids(tok, prompt: str, persona: Persona, template: str = "chat") -> list[int]:
     """The teacher's prompt ids for `prompt` under `persona`: the chat template over [system, user]; with no
     system prompt, exactly `gadbench.models.prompt_ids(tok, prompt, template)`, the student's prompt."""
