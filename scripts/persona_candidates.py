@@ -151,7 +151,10 @@ def main() -> None:
         lengths[n] = [[len(s.response_ids) for s in row] for row in samples[n]]
         cuts[n] = [[s.cut for s in row] for row in samples[n]]
         lp[(n, n)] = score(n, n)
+        flat_len = [x for row in lengths[n] for x in row]
+        cut = sum(x for row in cuts[n] for x in row) / len(flat_len)
         if n == "none":
+            print(f"| none | (SmolLM2's default) | 0 | 0 | | {statistics.fmean(flat_len):.1f} | {cut:.0%} | {phase} |")
             continue
         lp[("none", n)] = score("none", n)
         per_prompt = [forward_kl(lp[(n, n)][j], lp[("none", n)][j], lengths[n][j], cuts[n][j], args.max_tokens)
@@ -160,8 +163,6 @@ def main() -> None:
         mean = statistics.fmean(kls)
         se = statistics.stdev(kls) / len(kls) ** 0.5
         per_token = sum(e.nats * e.samples for e in per_prompt) / sum(map(sum, lengths[n]))
-        flat_len = [x for row in lengths[n] for x in row]
-        cut = sum(x for row in cuts[n] for x in row) / len(flat_len)
         print(f"| {n} | {personas[n].system} | {mean:.2f} ± {se:.2f} | {per_token:.3f} | {min(kls):.2f} / "
               f"{statistics.median(kls):.2f} / {max(kls):.2f} | {statistics.fmean(flat_len):.1f} | {cut:.0%} | "
               f"{phase} |")
