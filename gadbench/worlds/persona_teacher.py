@@ -27,7 +27,7 @@ from gadbench.rollout.base import decode_response
 from gadbench.rollout.hf import HFRolloutEngine
 from gadbench.rollout.sampling import sequence_seed
 from gadbench.sequences import micro_batches
-from gadbench.worlds.persona import Mixture, PersonaError, persona_prompt_ids
+from gadbench.worlds.persona import SMOL_GOLD_MAX_TOKENS, Mixture, PersonaError, persona_prompt_ids
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class PersonaTeacher:
 
     name = "persona"
 
-    def __init__(self, model, tokenizer, mixture: Mixture, *, max_tokens: int = 96, seed: int = 0,
+    def __init__(self, model, tokenizer, mixture: Mixture, *, max_tokens: int = SMOL_GOLD_MAX_TOKENS, seed: int = 0,
                  template: str = "chat", batch_size: int = 8, cache_path: str | Path | None = None,
                  model_id: str = ""):
         if max_tokens < 1:
