@@ -210,7 +210,7 @@ class Engine:
     """All four methods, built once from the same initial weights."""
 
     def __init__(self, tmp: Path, methods=METHODS):
-        from gadbench.bench import bench_context, make_spec
+        from gadbench.commands.bench import bench_context, make_spec
         from gadbench.data.base import Example
         from gadbench.models import prompt_ids
 
@@ -224,7 +224,9 @@ class Engine:
         self.batch = [Example(p, teacher, {"id": str(i)}) for i, p in enumerate(prompts)]
         self.steps, self.timers, self.trained_tokens, self.stepper = {}, {}, {}, None
         self.phases: dict[str, list[dict]] = {}  # method -> each step's time/<phase> metrics
-        from gadbench.methods.steps import adversarial_step, sft_step, timed
+        from gadbench.methods.context import timed
+        from gadbench.methods.gad import adversarial_step
+        from gadbench.methods.seqkd import sft_step
 
         for name in methods:
             if name == "trl_grpo":

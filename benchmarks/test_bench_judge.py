@@ -3,7 +3,7 @@
 The ideal rate is c / L items per second (mtbench-single: one call per item). The benchmark stores the
 measured rate and its ratio to the ideal in extra_info (target >= 0.8). The server runs in a child process,
 as a remote judge would, so its CPU time is not charged to the client. The client has an SQLite cache, as
-`gadbench.judge.factory` gives every judge, so each answer's commit is timed; each round judges fresh items,
+`gadbench.judge.records.llm_judge` gives every LLM judge, so each answer's commit is timed; each round judges fresh items,
 so nothing comes from the cache. Run:
     pytest benchmarks/test_bench_judge.py --benchmark-enable --benchmark-json=benchmarks/results/judge-cpu.json
 """

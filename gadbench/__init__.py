@@ -1,5 +1,9 @@
 """gadbench: the reference suite for black-box on-policy distillation of LLMs (GAD, SeqKD and ablations)."""
 
+import sys
+
+__version__ = "0.1.0"  # the package version (pyproject.toml reads it from here)
+
 
 def one_line(text: str) -> str:
     """`text` with every unprintable character (newline, tab, NUL, U+2028, ...) written as its escape."""
@@ -25,3 +29,9 @@ class GadbenchError(Exception):
 
     def __init__(self, message: str = ""):
         super().__init__(one_line(str(message)))
+
+
+def print_error(error: object) -> int:
+    """Print `error` as gadbench's one-line error on stderr (`gadbench: ...`); returns the exit status, 2."""
+    print(f"gadbench: {one_line(str(error))}", file=sys.stderr)
+    return 2

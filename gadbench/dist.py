@@ -7,8 +7,8 @@ batch (up to floating-point summation order). With one process every function he
 
 With `train.sharding: fsdp` (`fsdp_wrap`) each model is sharded instead (FSDP2: parameters, gradients and
 AdamW states split over the processes, like ZeRO-3; `hsdp` shards within a node and replicates across
-nodes); FSDP's reduce-scatter then sums the gradients, and the state-dict helpers below gather full
-tensors for checkpoints and evaluation.
+nodes); FSDP's reduce-scatter then sums the gradients, and the helpers below gather a full copy of G for
+evaluation (checkpoints stay sharded: gadbench.state.checkpoint).
 """
 
 from __future__ import annotations
@@ -21,16 +21,14 @@ import os
 
 import torch
 import torch.distributed as dist
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_optimizer_state_dict,
-    set_model_state_dict,
-    set_optimizer_state_dict,
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.fsdp import (
+    CPUOffloadPolicy,
+    FSDPModule,
+    MixedPrecisionPolicy,
+    OffloadPolicy,
+    fully_shard,
 )
-from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
-
-from gadbench.config import ConfigError
 
 
 def init() -> None:
@@ -82,6 +80,31 @@ def from_main(fn):
     box = [fn() if is_main() else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def gather_to_main(obj) -> list | None:
+    """Every process's (picklable) `obj` in rank order on process 0, None on the others (a collective)."""
+    if not active():
+        return [obj]
+    out = [None] * world() if is_main() else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def all_gather_object(obj, group=None) -> list:
+    """Every process's (picklable) `obj` in rank order, on every process: of all processes, or of `group`."""
+    if not active():
+        return [obj]
+    out = [None] * dist.get_world_size(group)
+    dist.all_gather_object(out, obj, group=group)
+    return out
+
+
+def consecutive_groups(size: int):
+    """This process's group when the processes are split into groups of `size` consecutive ranks (0..size-1,
+    size..2 size-1, ...); a collective, called by every process."""
+    group, _ = dist.new_subgroups_by_enumeration([list(range(i, i + size)) for i in range(0, world(), size)])
+    return group
 
 
 def all_sum(values: list[float]) -> list[float]:
@@ -147,24 +170,39 @@ def _mesh(device_type: str, hybrid: bool):
     return init_device_mesh(device_type, (world() // local, local), mesh_dim_names=("replicate", "shard"))
 
 
-def fsdp_wrap(model: torch.nn.Module, device: torch.device, bf16: bool, hybrid: bool = False) -> torch.nn.Module:
+def fsdp_wrap(model: torch.nn.Module, device: torch.device, bf16: bool, hybrid: bool = False,
+              offload: bool = False) -> torch.nn.Module:
     """Shard `model` over all processes in place (FSDP2) and move the shards (and buffers) to `device`; with
     `hybrid` (HSDP), shard within each node and replicate across nodes. Each transformer block (the classes in
     the transformers models' `_no_split_modules`) is one unit and the root holds the rest, so tied embeddings
     stay in one unit. Gradients are summed across ranks, not averaged: losses are already normalised by
     global counts. With bf16, parameters are gathered and used in bf16 and gradients reduced in fp32; the
-    sharded master weights and AdamW states stay fp32."""
+    sharded master weights and AdamW states stay fp32. With `offload` (FSDP2's CPUOffloadPolicy) the shards,
+    their gradients and so the AdamW states live in host memory and the optimizer steps on the CPU; each unit's
+    parameters are copied to `device` to be gathered (pinned host memory on GPUs; on a CPU the policy changes
+    nothing)."""
     mesh = _mesh(device.type, hybrid)
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+    policy = CPUOffloadPolicy(pin_memory=device.type == "cuda") if offload else OffloadPolicy()
     blocks = set().union(*(getattr(m, "_no_split_modules", None) or () for m in model.modules()))
     for m in [m for m in model.modules() if type(m).__name__ in blocks]:
-        fully_shard(m, mesh=mesh, mp_policy=mp)
-    fully_shard(model, mesh=mesh, mp_policy=mp)
+        fully_shard(m, mesh=mesh, mp_policy=mp, offload_policy=policy)
+    fully_shard(model, mesh=mesh, mp_policy=mp, offload_policy=policy)
     for m in model.modules():
         if isinstance(m, FSDPModule):  # a plain SUM (gloo has no pre-multiplied sum)
             m.set_gradient_divide_factor(1.0)
             m.set_force_sum_reduction_for_comms(True)
     return model
+
+
+def compute_device(model: torch.nn.Module) -> torch.device:
+    """Where `model` computes: its parameters' device, or for a sharded model the device of its mesh (its
+    shards may sit in host memory under CPU offload)."""
+    p = next(model.parameters())
+    if not is_sharded(model):
+        return p.device
+    kind = p.device_mesh.device_type
+    return torch.device(kind, torch.cuda.current_device()) if kind == "cuda" else torch.device(kind)
 
 
 @contextlib.contextmanager
@@ -194,44 +232,6 @@ def full_state_dict(model: torch.nn.Module) -> dict:
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
-def load_full_state_dict(model: torch.nn.Module, state: dict) -> None:
-    if is_sharded(model):
-        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
-    else:
-        model.load_state_dict(state)
-
-
-def optimizer_state_dict(model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict | None:
-    """As `full_state_dict`, for the optimizer of `model` (a collective when sharded); None before its first
-    step (gathering would initialise a sharded optimizer's state with a zero step and shift its step count)."""
-    if not opt.state:
-        return None
-    if not is_sharded(model):
-        return opt.state_dict()
-    return get_optimizer_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-
-
-def load_optimizer_state_dict(model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict | None) -> None:
-    """Restore what `optimizer_state_dict` saved, from a checkpoint written with the same `train.sharding`."""
-    if state is None:
-        return
-    by_name = isinstance(next(iter(state["state"]), None), str)  # sharded: parameter names; else positions
-    if by_name != is_sharded(model):
-        raise ConfigError("the checkpoint's optimizer states were written with another train.sharding (or a "
-                          "sharded run on one process); resume with the sharding and process count it was written with.")
-    if is_sharded(model):
-        set_optimizer_state_dict(model, opt, state, options=StateDictOptions(full_state_dict=True))
-    else:
-        opt.load_state_dict(state)
-
-
-def meta_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of `model`'s structure on the meta device (no memory), tied parameters still tied."""
-    memo = {id(p): torch.nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad) for p in model.parameters()}
-    memo.update({id(b): torch.empty_like(b, device="meta") for b in model.buffers()})
-    return copy.deepcopy(model, memo)
-
-
 def frozen_copy(model: torch.nn.Module, skeleton: torch.nn.Module | None = None, wrap=None) -> torch.nn.Module:
     """A frozen copy of `model` in eval mode. A sharded model is copied shard by shard into `wrap(...)` (the
     model's own sharding) of `skeleton`, the unsharded model on the meta device: no gather."""
@@ -247,8 +247,9 @@ def frozen_copy(model: torch.nn.Module, skeleton: torch.nn.Module | None = None,
     return clone.eval().requires_grad_(False)
 
 
-def unsharded_copy(model: torch.nn.Module, skeleton: torch.nn.Module, bf16: bool = False) -> torch.nn.Module | None:
-    """A plain (unsharded) copy of a sharded `model` on rank 0's device (in bf16 with `bf16`, halving its
+def unsharded_copy(model: torch.nn.Module, skeleton: torch.nn.Module, device: torch.device,
+                   bf16: bool = False) -> torch.nn.Module | None:
+    """A plain (unsharded) copy of a sharded `model` on rank 0's `device` (in bf16 with `bf16`, halving its
     memory), None elsewhere (a collective)."""
     state = full_state_dict(model)
     if not is_main():
@@ -256,7 +257,7 @@ def unsharded_copy(model: torch.nn.Module, skeleton: torch.nn.Module, bf16: bool
     clone = copy.deepcopy(skeleton)
     for p in clone.parameters() if bf16 else ():  # parameters only: buffers such as RoPE's stay fp32
         p.data = p.data.to(torch.bfloat16)  # on the meta device: free
-    clone.to_empty(device=next(model.parameters()).device)
+    clone.to_empty(device=device)
     if hasattr(clone, "tie_weights"):  # to_empty gives each module its own tensor; transformers models re-tie
         clone.tie_weights()
     clone.load_state_dict(state)  # parameters and persistent buffers

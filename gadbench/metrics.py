@@ -3,6 +3,12 @@
 Invalid items (None or NaN: parse failures, API errors) are excluded from every statistic and counted in
 `n_total - n_valid`; they are never scored 0.
 
+Monte-Carlo error. A percentile-bootstrap bound is a quantile of R random resamples, so it moves with the RNG
+seed; a verdict read from it can flip. `quantile_mc_se` estimates each bound's Monte-Carlo standard error, and
+`grow_draws` adds resamples (doubling, from the suite's `eval.bootstrap` up to MAX_RESAMPLES) until every bound
+is settled: its s.e. is at most MC_SHARE of the interval's width and, for a verdict, it lies more than
+MC_BAND s.e. from 0. A verdict whose bound is still within MC_BAND s.e. of 0 at the cap is "borderline".
+
 Text metrics use `tokenize`: lower-cased runs of word characters, and each other non-space character as
 its own token ("Don't!" -> ["don", "'", "t", "!"]).
 """
@@ -19,6 +25,10 @@ import numpy as np
 OTHERS = ("dolly", "selfinst", "vicuna")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _CELLS_PER_CHUNK = 4_000_000  # bootstrap index matrix size per chunk (memory bound)
+RESAMPLES = 2000  # the default number of bootstrap resamples (eval.bootstrap)
+MC_SHARE = 0.05  # a bound is settled when its Monte-Carlo s.e. is at most this share of the interval's width
+MC_BAND = 2.0  # ... and, for a verdict, when it lies more than this many s.e. from 0
+MAX_RESAMPLES = 64_000  # resamples stop growing here; an unsettled verdict is then "borderline"
 
 
 def tokenize(text: str) -> list[str]:
@@ -110,17 +120,71 @@ def hierarchical_means(groups: Sequence[np.ndarray], n_resamples: int = 2000, se
     return (picked * w).sum(axis=1) / w.sum(axis=1)
 
 
+def quantile_mc_se(draws: np.ndarray, q: float) -> float:
+    """Monte-Carlo standard error of the q-quantile of R independent draws, from order statistics (no density
+    estimate): the number of draws below the true quantile is Binomial(R, q), with sd s = sqrt(R q (1 - q)), so
+    the order statistics of ranks R q -+ s lie about one standard error either side of it:
+        se = (x_(ceil(R q + s)) - x_(floor(R q - s))) / 2,   ranks clipped to 1..R."""
+    x = np.sort(np.asarray(draws, dtype=float))
+    r = len(x)
+    centre, spread = r * q, math.sqrt(r * q * (1 - q))
+    hi = min(r, max(1, math.ceil(centre + spread)))
+    lo = min(r, max(1, math.floor(centre - spread)))
+    return float(x[hi - 1] - x[lo - 1]) / 2
+
+
+def _bounds(draws: np.ndarray, level: float) -> dict:
+    """ci_low, ci_high (percentile interval) of 1-D draws, each bound's MC s.e. and the resample count."""
+    qs = ((1 - level) / 2, (1 + level) / 2)
+    lo, hi = np.quantile(draws, qs)
+    return {"ci_low": float(lo), "ci_high": float(hi), "mc_low": quantile_mc_se(draws, qs[0]),
+            "mc_high": quantile_mc_se(draws, qs[1]), "n_resamples": len(draws)}
+
+
+def _settled(b: dict, decide_at: float | None) -> bool:
+    width = b["ci_high"] - b["ci_low"]
+    for bound, se in ((b["ci_low"], b["mc_low"]), (b["ci_high"], b["mc_high"])):
+        if se > MC_SHARE * width:
+            return False
+        if decide_at is not None and se > 0 and abs(bound - decide_at) <= MC_BAND * se:
+            return False
+    return True
+
+
+def grow_draws(draw, n_resamples: int, seed: int = 0, level: float = 0.95, decide_at: float | None = None,
+               max_resamples: int = MAX_RESAMPLES) -> tuple[np.ndarray, list[dict]]:
+    """Bootstrap draws of a statistic, grown until every interval bound is settled (module doc).
+
+    `draw(n, seed)` returns n independent draws, [n] or [n, K] (K statistics from the same resamples). Starts
+    with `n_resamples` draws; while a column's bound is unsettled and fewer than `max_resamples` are drawn, adds
+    as many again from a fresh seed. `decide_at`: the value a verdict compares the bounds with (0 for a
+    difference), None for an interval no verdict reads. Returns the draws [R, K] and, per column, `_bounds`."""
+    batches = [np.asarray(draw(n_resamples, seed), dtype=float)]
+    total = len(batches[0])
+    while True:
+        draws = np.concatenate(batches).reshape(total, -1)
+        bounds = [_bounds(draws[:, k], level) for k in range(draws.shape[1])]
+        if total >= max_resamples or all(_settled(b, decide_at) for b in bounds):
+            return draws, bounds
+        extra = min(total, max_resamples - total)
+        batches.append(np.asarray(draw(extra, int(np.random.SeedSequence([seed, len(batches)]).generate_state(1)[0])),
+                                  dtype=float))
+        total += extra
+
+
 def _by_seed(values: Mapping[int, Mapping[str, float | None]]) -> dict[int, dict[str, float]]:
     return {s: {k: float(v) for k, v in items.items() if v is not None and not math.isnan(v)}
             for s, items in values.items()}
 
 
 def seeds_and_items(values: Mapping[int, Mapping[str, float | None]], n_resamples: int = 2000, seed: int = 0,
-                    level: float = 0.95) -> dict:
+                    level: float = 0.95, max_resamples: int = MAX_RESAMPLES) -> dict:
     """Pooled mean over (seed, item) with a hierarchical-bootstrap interval (`hierarchical_means`).
 
     `values`: seed -> item id -> value (None/NaN invalid, excluded). Returns mean, ci_low, ci_high,
-    n_seeds, n_items (valid items over all seeds) and n_valid/n_total as `summarize` does.
+    n_seeds, n_items (valid items over all seeds), n_valid/n_total as `summarize` does, and the Monte-Carlo
+    s.e. of each bound (mc_low, mc_high) with the resamples drawn (n_resamples: at least `n_resamples`, grown
+    up to `max_resamples` until each s.e. is at most MC_SHARE of the width; `grow_draws`).
     """
     clean = _by_seed(values)
     groups = [np.array(list(v.values())) for v in clean.values() if v]
@@ -128,18 +192,21 @@ def seeds_and_items(values: Mapping[int, Mapping[str, float | None]], n_resample
     out = {"mean": None, "ci_low": None, "ci_high": None, "n_seeds": len(groups),
            "n_items": int(sum(map(len, groups))), "n_valid": int(sum(map(len, groups))), "n_total": total}
     if groups:
-        means = hierarchical_means(groups, n_resamples, seed)[:, 0]
-        lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-        out.update(mean=float(np.concatenate(groups).mean()), ci_low=float(lo), ci_high=float(hi))
+        _, (b,) = grow_draws(lambda n, s: hierarchical_means(groups, n, s)[:, 0], n_resamples, seed, level,
+                             max_resamples=max_resamples)
+        out.update(mean=float(np.concatenate(groups).mean()), **b)
     return out
 
 
 def paired_seeds_and_items(a: Mapping[int, Mapping[str, float | None]], b: Mapping[int, Mapping[str, float | None]],
-                           n_resamples: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+                           n_resamples: int = 2000, seed: int = 0, level: float = 0.95,
+                           max_resamples: int = MAX_RESAMPLES) -> dict:
     """Difference mean(a - b) paired by (seed, item id), with a hierarchical-bootstrap interval.
 
     Pairs are the (seed, id) valid in both; seeds are resampled, then items within each seed. Returns diff,
-    ci_low, ci_high, p (the two-sided bootstrap fraction of `paired_bootstrap`), n_seeds and n_items.
+    ci_low, ci_high, p (the two-sided bootstrap fraction of `paired_bootstrap`), n_seeds, n_items, and each
+    bound's Monte-Carlo s.e. (mc_low, mc_high) with the resamples drawn (n_resamples): at least `n_resamples`,
+    grown up to `max_resamples` until each bound is settled for a verdict against 0 (`grow_draws`).
     """
     ca, cb = _by_seed(a), _by_seed(b)
     groups = []
@@ -149,16 +216,21 @@ def paired_seeds_and_items(a: Mapping[int, Mapping[str, float | None]], b: Mappi
             groups.append(np.array([ca[s][k] - cb[s][k] for k in ids]))
     if not groups:
         raise ValueError("paired_seeds_and_items: the two methods share no (seed, item) with valid values")
-    means = hierarchical_means(groups, n_resamples, seed)[:, 0]
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    draws, (bounds,) = grow_draws(lambda n, s: hierarchical_means(groups, n, s)[:, 0], n_resamples, seed, level,
+                                  decide_at=0.0, max_resamples=max_resamples)
+    means = draws[:, 0]
     p = min(1.0, 2 * min(float(np.mean(means <= 0)), float(np.mean(means >= 0))))
-    return {"diff": float(np.concatenate(groups).mean()), "ci_low": float(lo), "ci_high": float(hi), "p": p,
+    return {"diff": float(np.concatenate(groups).mean()), **bounds, "p": p,
             "n_seeds": len(groups), "n_items": int(sum(map(len, groups)))}
 
 
-def verdict(ci_low: float, ci_high: float, expected_sign: int) -> str:
+def verdict(ci_low: float, ci_high: float, expected_sign: int, mc_low: float = 0.0, mc_high: float = 0.0) -> str:
     """'reproduced' when the interval lies strictly on the expected side of 0, 'not reproduced' when it lies
-    strictly on the other side, else 'inconclusive' (the interval contains 0)."""
+    strictly on the other side, else 'inconclusive' (the interval contains 0); 'borderline' when a bound lies
+    within MC_BAND of its Monte-Carlo standard errors (`mc_low`, `mc_high`) of 0, so that another RNG seed
+    could give another verdict."""
+    if any(se > 0 and abs(bound) <= MC_BAND * se for bound, se in ((ci_low, mc_low), (ci_high, mc_high))):
+        return "borderline"
     if ci_low > 0 or ci_high < 0:
         return "reproduced" if (ci_low > 0) == (expected_sign > 0) else "not reproduced"
     return "inconclusive"

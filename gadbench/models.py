@@ -43,13 +43,17 @@ class LoadedModel:
     template: str
 
 
-def load_causal_lm(cfg: ModelConfig, download: bool = True) -> LoadedModel:
+def load_causal_lm(cfg: ModelConfig, download: bool = True, stored_dtype: bool = False,
+                   cache: Path | None = None) -> LoadedModel:
     """The model and tokenizer `cfg.path` names: `world:<size>`, a local folder, a .gguf file (dequantised
     once into a cached folder), or a hub id (fetched when `download` and the hub is reachable, else only
-    from the local cache). A model that cannot be loaded raises `ModelUnavailableError` saying how to
-    provide it."""
-    if cfg.path.startswith("world:"):
-        model, tok = load_world_student(cfg.path.split(":", 1)[1])
+    from the local cache), in `cfg.dtype`, or with `stored_dtype` in the dtype its files hold (the caller
+    casts). World students and converted GGUF models are cached in `cache` (a run's `<out>/cache`;
+    `$GADBENCH_CACHE` wins, see `cache_root`). A model that cannot be loaded raises `ModelUnavailableError`
+    saying how to provide it."""
+    if cfg.path.startswith("world:"):  # stored in fp32
+        model, tok = load_world_student(cfg.path.split(":", 1)[1],
+                                        torch.float32 if stored_dtype else getattr(torch, cfg.dtype), cache)
         return LoadedModel(model, tok, "chat")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -60,11 +64,12 @@ def load_causal_lm(cfg: ModelConfig, download: bool = True) -> LoadedModel:
                                     "(models are never converted from elsewhere).")
     try:
         if gguf:
-            path = str(_gguf_to_folder(path, cfg.gguf_file))
+            path = str(_gguf_to_folder(path, cfg.gguf_file, cache))
         elif local.exists():
             path = str(local)
         tok = AutoTokenizer.from_pretrained(path, local_files_only=not download)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, cfg.dtype), local_files_only=not download)
+        dtype = "auto" if stored_dtype else getattr(torch, cfg.dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=not download)
     except OSError as e:
         raise ModelUnavailableError(
             f"model `{cfg.path}` is not available offline ({str(e).splitlines()[0][:120]}); download it where "
@@ -80,7 +85,7 @@ def load_causal_lm(cfg: ModelConfig, download: bool = True) -> LoadedModel:
     return LoadedModel(model, tok, cfg.template)
 
 
-def _gguf_to_folder(path: str, gguf_file: str | None) -> Path:
+def _gguf_to_folder(path: str, gguf_file: str | None, cache: Path | None = None) -> Path:
     """Dequantise a GGUF checkpoint once into a cached transformers folder (GGUF models cannot be saved as-is)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -98,7 +103,7 @@ def _gguf_to_folder(path: str, gguf_file: str | None) -> Path:
     if not gguf_path.exists():
         raise OSError(f"no GGUF file at {gguf_path}")
     key = hashlib.sha256(f"{gguf_path.resolve()}:{gguf_path.stat().st_size}".encode()).hexdigest()[:10]
-    out = cache_root() / f"gguf-{Path(name).stem}-{key}"
+    out = cache_root(cache) / f"gguf-{Path(name).stem}-{key}"
     if (out / "config.json").exists():
         return out
     tok = AutoTokenizer.from_pretrained(src_dir, gguf_file=name)
@@ -220,10 +225,12 @@ def backbone_of(causal_lm: nn.Module) -> nn.Module:
     return copy.deepcopy(getattr(causal_lm, causal_lm.base_model_prefix))
 
 
-def build_discriminator(student: LoadedModel, d_model: ModelConfig | None, seed: int, d_loss: str = "bt") -> LoadedModel:
-    """D from the student's own weights, or from another causal LM (the discriminator-size ablation); the
-    head has a bias only for the cross-entropy loss (see `Discriminator`)."""
-    source = student if d_model is None else load_causal_lm(d_model)
+def build_discriminator(student: LoadedModel, d_model: ModelConfig | None, seed: int, d_loss: str = "bt",
+                        cache: Path | None = None) -> LoadedModel:
+    """D from the student's own weights, or from another causal LM (the discriminator-size ablation, loaded
+    with `cache` as `load_causal_lm`); the head has a bias only for the cross-entropy loss (see
+    `Discriminator`)."""
+    source = student if d_model is None else load_causal_lm(d_model, cache=cache)
     hidden = source.model.config.hidden_size
     disc = Discriminator(backbone_of(source.model), hidden, seed=seed, bias=d_loss == "ce")
     return LoadedModel(disc, source.tokenizer, source.template)

@@ -1,4 +1,5 @@
-"""Progress on long work: a tqdm bar on a terminal, a plain line every ~10% otherwise."""
+"""Progress on long work: a tqdm bar on a terminal, a plain line every ~10% otherwise; `status(text)` says what
+is happening between steps (an evaluation): the bar's postfix, or a plain line."""
 
 from __future__ import annotations
 
@@ -7,6 +8,16 @@ import sys
 
 log = logging.getLogger("gadbench")
 SHOWN = ("d_loss", "d_acc", "reward_mean", "sft_loss", "response_len")
+
+
+def duration(seconds: float) -> str:
+    """42 s, 3 min 05 s, 1 h 02 min."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 class _Plain:
@@ -19,6 +30,9 @@ class _Plain:
         if self.n % self.every == 0 or self.n == self.total:
             shown = " ".join(f"{k}={metrics[k]:.3g}" for k in SHOWN if metrics and k in metrics)
             log.info("%s: step %d/%d %s", self.desc, self.n, self.total, shown)
+
+    def status(self, text: str) -> None:
+        log.info("%s: %s", self.desc, text)
 
     def close(self) -> None:
         pass
@@ -35,6 +49,9 @@ class _Bar(_Plain):
         self.bar.update(n)
         if metrics:
             self.bar.set_postfix({k: f"{metrics[k]:.3g}" for k in SHOWN if k in metrics}, refresh=False)
+
+    def status(self, text: str) -> None:
+        self.bar.set_postfix_str(text)
 
     def close(self) -> None:
         self.bar.close()

@@ -8,12 +8,13 @@ the suite's black-box teacher.
 from __future__ import annotations
 
 import random
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gadbench.config import DatasetConfig, RunSpec
+from gadbench.config import DataConfig, DatasetConfig, RunSpec
 from gadbench.data import DataError, DataSpec, Example, LoadReport, load_examples
-from gadbench.worlds import synthetic as world
+from gadbench.teachers import teacher_from
 
 
 @dataclass
@@ -23,6 +24,7 @@ class RunData:
     eval: dict[str, list[Example]]
     reports: list[LoadReport]
     teacher_usage: dict = field(default_factory=dict)  # an API teacher's requests, cache hits, tokens and cost
+    overlap: dict = field(default_factory=dict)  # eval set -> its prompts also among the training prompts (`overlap`)
 
     def batch(self, step: int, size: int) -> list[Example]:
         """The examples of global step `step` (1-based): consecutive slices of the epoch-ordered list."""
@@ -31,25 +33,16 @@ class RunData:
         return [self.train[(start + i) % n] for i in range(size)]
 
 
-def _world_examples(cfg: DatasetConfig, offset: int) -> list[Example]:
-    """World problems: split `id` or `ood`; `offset` keeps train, validation and test prompts disjoint."""
-    split = cfg.split if cfg.split in world.SPLITS else "id"
-    n = cfg.limit or 64
-    pool = world.sample_problems(offset + n, split, seed=0)[offset:]
-    return [Example(p.prompt, None, {"id": f"{split}-{offset + i}", "source": "world", "task": p.task})
-            for i, p in enumerate(pool)]
-
-
-def _load(cfg: DatasetConfig, require_teacher: bool) -> tuple[list[Example], LoadReport | None]:
+def data_spec(cfg: DatasetConfig, require_teacher: bool = False, offset: int = 0) -> DataSpec:
+    """What the data loaders read for a dataset's settings (the one mapping from settings to loader)."""
     fields = {k: v for k, v in (("prompt", cfg.prompt_field), ("response", cfg.response_field), ("id", cfg.id_field)) if v}
-    spec = DataSpec(source=cfg.source, path=cfg.path, hub_id=cfg.hub_id, split=cfg.split, limit=cfg.limit,
+    return DataSpec(source=cfg.source, path=cfg.path, hub_id=cfg.hub_id, split=cfg.split, limit=cfg.limit,
                     fields=fields, bad_rows=cfg.bad_rows, require_teacher=require_teacher, multi_turn=cfg.multi_turn,
                     max_chars=cfg.max_chars, max_response_chars=cfg.max_response_chars,
-                    max_repetition=cfg.max_repetition, test_fraction=cfg.test_fraction)
-    return load_examples(spec)
+                    max_repetition=cfg.max_repetition, test_fraction=cfg.test_fraction, offset=offset)
 
 
-WORLD_OFFSETS = {"train": 0, "validation": 5000, "test": 6000}
+WORLD_OFFSETS = {"train": 0, "validation": 5000, "test": 6000}  # the world's disjoint problem pools
 
 
 def load_run_data(spec: RunSpec, teacher, fill_train: bool = True) -> RunData:
@@ -60,11 +53,12 @@ def load_run_data(spec: RunSpec, teacher, fill_train: bool = True) -> RunData:
     reports: list[LoadReport] = []
     needs_teacher = spec.teacher.spec == "dataset"
     if d.train.source == "world":
-        pool = _world_examples(d.train, WORLD_OFFSETS["train"])
-        validation = _world_examples(DatasetConfig("world", split="id", limit=d.validation_size or 1), WORLD_OFFSETS["validation"])
-        validation = validation[: d.validation_size]
+        pool, report = load_examples(data_spec(d.train, offset=WORLD_OFFSETS["train"]))
+        reports.append(report)
+        held = DatasetConfig("world", split="id", limit=d.validation_size or 1)
+        validation = load_examples(data_spec(held, offset=WORLD_OFFSETS["validation"]))[0][: d.validation_size]
     else:
-        pool, report = _load(d.train, require_teacher=needs_teacher)
+        pool, report = load_examples(data_spec(d.train, require_teacher=needs_teacher))
         reports.append(report)
         if not pool:
             raise DataError(f"the training data has no usable rows ({report.summary()}); add rows to it or fix "
@@ -80,16 +74,41 @@ def load_run_data(spec: RunSpec, teacher, fill_train: bool = True) -> RunData:
     train = [pool[i] for i in order]
     evals = {}
     for name, cfg in d.eval.items():
-        if cfg.source == "world":
-            evals[name] = _world_examples(cfg, WORLD_OFFSETS["test"])
-        else:
-            examples, report = _load(cfg, require_teacher=False)
-            reports.append(report)
-            evals[name] = examples
+        examples, report = load_examples(data_spec(cfg, offset=WORLD_OFFSETS["test"] if cfg.source == "world" else 0))
+        reports.append(report)
+        evals[name] = examples
+    found = overlap(d, train + validation, evals)
+    if not d.allow_overlap and (hit := next((k for k, v in found.items() if v["overlap"]), None)):
+        o = found[hit]
+        raise DataError(
+            f"eval set `{hit}`: {o['overlap']} of its {o['n']} prompts are also training prompts (ids "
+            f"{', '.join(o['ids'])}); make the data disjoint, or set data.allow_overlap: true to run anyway (the "
+            "overlap is then reported).")
     validation = fill_teacher(validation, teacher)
     evals = {k: fill_teacher(v, teacher) for k, v in evals.items()}
     usage = getattr(teacher, "usage", None)
-    return RunData(train, validation, evals, reports, asdict(usage) if usage is not None else {})
+    return RunData(train, validation, evals, reports, asdict(usage) if usage is not None else {}, found)
+
+
+def normalized(prompt: str) -> str:
+    """A prompt as the overlap check compares it: NFKC, case-folded, whitespace runs collapsed to one space."""
+    return " ".join(unicodedata.normalize("NFKC", prompt).casefold().split())
+
+
+def overlap(d: DataConfig, training: list[Example], evals: dict[str, list[Example]]) -> dict[str, dict]:
+    """Per eval set {n, overlap, ids}: its prompts that are also training prompts (`training`: the training
+    examples and the validation split held out from them), by normalised text, or by id when the set reads the
+    same data as data.train (same source, path and hub id); `ids` lists the first five."""
+    texts = {normalized(ex.prompt) for ex in training}
+    ids = {ex.meta.get("id") for ex in training} - {None}
+    same = (d.train.source, d.train.path, d.train.hub_id)
+    out = {}
+    for name, examples in evals.items():
+        cfg = d.eval[name]
+        by_id = (cfg.source, cfg.path, cfg.hub_id) == same
+        hits = [ex for ex in examples if normalized(ex.prompt) in texts or (by_id and ex.meta.get("id") in ids)]
+        out[name] = {"n": len(examples), "overlap": len(hits), "ids": [str(ex.meta.get("id")) for ex in hits[:5]]}
+    return out
 
 
 def fill_teacher(examples: list[Example], teacher) -> list[Example]:
@@ -106,16 +125,8 @@ def fill_teacher(examples: list[Example], teacher) -> list[Example]:
 
 def run_teacher(spec: RunSpec, cache_dir: Path | None = None):
     """The black box a run asks for missing teacher responses: None for `dataset` (the responses are in the
-    data), the world's program, or a `gadbench.teachers` backend; an API teacher caches its answers in
-    `cache_dir`, so the runs of a suite ask each prompt once."""
-    s = spec.teacher.spec
-    if s == "dataset":
+    data), else its backend built from the suite's teacher settings; an API teacher caches its answers in
+    `cache_dir/teacher.sqlite`, so the runs of a suite ask each prompt once."""
+    if spec.teacher.spec == "dataset":
         return None
-    if s in ("program", "program:world"):
-        from gadbench.worlds.synthetic import ProgramTeacher
-
-        return ProgramTeacher(seed=0)
-    from gadbench.teachers import make_teacher as make
-
-    opts = {"cache_path": cache_dir / "teacher.sqlite"} if cache_dir is not None and s.startswith("openai:") else {}
-    return make(s, api_key_env=spec.teacher.api_key_env, concurrency=spec.teacher.concurrency, **opts)
+    return teacher_from(spec.teacher, cache_dir / "teacher.sqlite" if cache_dir is not None else None)

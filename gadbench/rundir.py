@@ -1,12 +1,20 @@
 """A run's directory: where each file of a run lives, and its checkpoints (docs/results-format.md).
 
     <out>/<suite>/<run_id>/  config.yaml  metrics.jsonl  budget.json  summary.json  eval/step-K/
-                             checkpoints/step-K/state.pt (+ KEEP at stage ends)
+                             checkpoints/step-K/ (gadbench.state.checkpoint: DCP shards, rng-<rank>.pt, KEEP at stage
+                             ends, complete.json, manifest.json)
     <out>/cache/             answers of API teachers and judges, shared by the suites of one --out
 
-A checkpoint is written to a temporary folder and renamed into place, so a crash never leaves a partial
-checkpoint under a real name; a failed write (disk full) raises `CheckpointWriteError` and leaves the
-previous checkpoint intact.
+A checkpoint is written to a temporary folder, marked complete (complete.json), sealed (below) and renamed into
+place; only a folder under its real name with the marker counts, and pruning deletes the marker first, so
+neither a crash while writing nor one while pruning leaves a partial checkpoint that passes for a complete
+one. A failed write (disk full) raises `CheckpointWriteError` and leaves the previous checkpoint intact.
+Before the rename, `seal` writes the folder's manifest after every other file: the size and sha256 of each
+file in it (whatever files the checkpoint format writes). `intact_checkpoint` verifies checkpoints against
+their manifests before one is loaded: a damaged one (bytes changed, a file cut short, emptied, missing or
+added, the manifest missing or unreadable) is passed over with a warning for the newest intact one, and when
+none is left `--resume` stops in one line naming the damaged file. The sha256 reads every byte of a
+checkpoint once more at each write and each resume (several files at once).
 
 One owner per run (`RunLock`): an exclusive OS lock that a process holds on a run while it may write the
 run's files: `fcntl.flock` on `<out>/<suite>/.<run_id>.lock`, beside the run directory (a fresh start deletes
@@ -19,20 +27,32 @@ Children forked while a lock is held close their copy of it, so the lock ends wi
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
+import logging
 import os
 import shutil
 import socket
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from gadbench import GadbenchError
+from gadbench.io import atomic_write_json, kill_point
+
+log = logging.getLogger("gadbench")
+
+MANIFEST = "manifest.json"  # a checkpoint folder's {file: {"size", "sha256"}}, written after every other file
 
 
 class CheckpointWriteError(GadbenchError, OSError):
     """A checkpoint could not be written (e.g. no space left); the previous checkpoint is intact."""
+
+
+class CheckpointDamagedError(GadbenchError, OSError):
+    """A checkpoint does not match its manifest; the message names the damaged file."""
 
 
 @dataclass(frozen=True)
@@ -78,61 +98,91 @@ class RunDir:
         return self.path / "checkpoints"
 
     def checkpoint(self, step: int) -> Path:
-        return self.checkpoints / f"step-{step}" / "state.pt"
+        return self.checkpoints / f"step-{step}"
 
     def checkpoint_steps(self) -> list[int]:
         """Steps with a complete checkpoint."""
         if not self.checkpoints.is_dir():
             return []
         return sorted(int(p.name.split("-")[1]) for p in self.checkpoints.glob("step-*")
-                      if p.name.split("-")[1].isdigit() and (p / "state.pt").exists())
+                      if p.name.split("-")[1].isdigit() and (p / COMPLETE).exists())
 
     def latest_checkpoint(self) -> int:
         return max(self.checkpoint_steps(), default=0)
 
-    def load_checkpoint(self, step: int) -> dict:
-        """Memory-mapped on the CPU: every process reads the same pages, and nothing lands on one GPU."""
-        import torch
+    def intact_checkpoint(self) -> int:
+        """The newest checkpoint that matches its manifest (0 when there is no checkpoint). Each damaged one
+        newer than it is named in a warning; when every checkpoint is damaged, CheckpointDamagedError."""
+        damaged = []
+        for step in reversed(self.checkpoint_steps()):
+            problem = verify(self.checkpoint(step))
+            if problem is None:
+                return step
+            damaged.append(problem)
+            log.warning("checkpoint step-%d is damaged (%s); trying the one before it", step, problem)
+        if damaged:
+            raise CheckpointDamagedError(
+                f"no intact checkpoint is left in {self.checkpoints} (the newest: {damaged[0]}); rerun without "
+                "--resume to start the run over, or restore the checkpoints from a copy.")
+        return 0
 
-        return torch.load(self.checkpoint(step), map_location="cpu", mmap=True, weights_only=False)
+    def earlier_format_steps(self) -> list[int]:
+        """Steps whose checkpoint an earlier gadbench wrote (one state.pt file), which this version does not read."""
+        return sorted(int(p.parent.name.split("-")[1]) for p in self.checkpoints.glob("step-*/state.pt")
+                      if p.parent.name.split("-")[1].isdigit())
 
-    def write_checkpoint(self, state: dict, step: int, keep_stage_end: bool, keep_newest: int) -> None:
-        """Write `state` as step `step` (atomically), then keep the newest `keep_newest` checkpoints plus
-        those marked as stage ends."""
+    def new_checkpoint_dir(self, step: int) -> Path:
+        """An empty temporary folder for checkpoint `step`, beside the checkpoints."""
         self.checkpoints.mkdir(parents=True, exist_ok=True)
-        final = self.checkpoints / f"step-{step}"
-        tmp = Path(tempfile.mkdtemp(dir=self.checkpoints, prefix=f".step-{step}."))
-        try:
-            _save_state(state, tmp / "state.pt")
-            if keep_stage_end:
-                (tmp / "KEEP").touch()
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
-        except OSError as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise CheckpointWriteError(
-                f"could not write the checkpoint of step {step} ({e.strerror or e}); the previous checkpoint "
-                f"(step {self.latest_checkpoint()}) is intact. Free disk space under {self.checkpoints} and "
-                "rerun with --resume."
-            ) from None
+        return Path(tempfile.mkdtemp(dir=self.checkpoints, prefix=f".step-{step}."))
+
+    def commit_checkpoint(self, tmp: Path, step: int, info: dict, keep_stage_end: bool, keep_newest: int) -> None:
+        """Make the written folder `tmp` checkpoint `step`: KEEP at stage ends, complete.json (`info`), the
+        manifest last (`seal`), then the rename; then keep the newest `keep_newest` checkpoints plus those marked
+        as stage ends."""
+        if keep_stage_end:
+            (tmp / "KEEP").touch()
+        atomic_write_json(tmp / COMPLETE, info)
+        kill_point("mid-checkpoint", step)
+        seal(tmp)
+        final = self.checkpoint(step)
+        if final.exists():
+            _remove(final)
+        tmp.rename(final)
+        kill_point("after-checkpoint-rename", step)
         self._prune(keep_newest)
 
     def _prune(self, keep_newest: int) -> None:
+        """Also deletes what crashes left: temporary folders, and folders whose deletion was cut short."""
         for tmp in self.checkpoints.glob(".step-*"):
             shutil.rmtree(tmp, ignore_errors=True)
-        done = sorted((int(p.name.split("-")[1]), p) for p in self.checkpoints.glob("step-*"))
-        for _, path in done[:-keep_newest]:
-            if not (path / "KEEP").exists():
-                shutil.rmtree(path, ignore_errors=True)
+        done = self.checkpoint_steps()
+        for path in self.checkpoints.glob("step-*"):
+            if path.name.split("-")[1].isdigit() and int(path.name.split("-")[1]) not in done:
+                _remove(path)
+        for step in done[:-keep_newest]:
+            if not (self.checkpoint(step) / "KEEP").exists():
+                _remove(self.checkpoint(step))
 
 
-class _WriteRecorder:
-    """The file torch.save writes through: it keeps the OSError of a failed write (no space left, file too
-    large), which torch.save alone reports as an opaque RuntimeError."""
+COMPLETE = "complete.json"  # a checkpoint folder's marker, written before its manifest
+
+
+def _remove(folder: Path) -> None:
+    """Delete a checkpoint folder, its marker first: a crash halfway leaves a folder that no longer counts."""
+    (folder / COMPLETE).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+class WriteRecorder:
+    """A file that keeps the OSError of a failed write (no space left, file too large), which torch.save
+    writing through it reports as an opaque RuntimeError; everything else is the file's own."""
 
     def __init__(self, f):
         self.f, self.error = f, None
+
+    def __getattr__(self, name: str):
+        return getattr(self.f, name)
 
     def write(self, data) -> int:
         try:
@@ -149,12 +199,12 @@ class _WriteRecorder:
             raise
 
 
-def _save_state(state: dict, path: Path) -> None:
+def save_state(state: dict, path: Path) -> None:
     """torch.save to `path`, flushed to disk; a failed write raises its OSError."""
     import torch
 
     with open(path, "wb") as f:
-        sink = _WriteRecorder(f)
+        sink = WriteRecorder(f)
         try:
             torch.save(state, sink)
         except RuntimeError:
@@ -163,6 +213,67 @@ def _save_state(state: dict, path: Path) -> None:
             raise sink.error from None
         f.flush()
         os.fsync(f.fileno())
+
+
+# ------------------------------------------------------------------------------------------- manifest
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def _sha256s(folder: Path, names: list[str]) -> dict[str, str]:
+    """sha256 of each file, several files at once (hashlib releases the GIL: a sharded checkpoint's files hash
+    in parallel)."""
+    with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1, len(names)))) as pool:
+        return dict(zip(names, pool.map(lambda name: _sha256(folder / name), names), strict=True))
+
+
+def seal(folder: Path) -> None:
+    """Write `folder`'s manifest: the size and sha256 of every file in it (subfolders included), written last
+    and flushed to disk, so a folder with a manifest had all its files written before it."""
+    folder = Path(folder)
+    names = _files(folder)
+    files = {name: {"size": (folder / name).stat().st_size, "sha256": sha}
+             for name, sha in _sha256s(folder, names).items()}
+    with open(folder / MANIFEST, "w", encoding="utf-8") as f:
+        json.dump(files, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def verify(folder: Path) -> str | None:
+    """None when every file of `folder`'s manifest is there with its size and sha256 and no file was added;
+    else what is wrong, naming the file."""
+    folder = Path(folder)
+    try:
+        listed = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        assert isinstance(listed, dict) and all(isinstance(v, dict) for v in listed.values())
+    except FileNotFoundError:
+        return f"{folder / MANIFEST} is missing (an earlier gadbench wrote none, or the folder was damaged)"
+    except (OSError, ValueError, AssertionError):
+        return f"{folder / MANIFEST} is not a readable manifest"
+    for name in sorted(set(_files(folder)) - set(listed)):
+        return f"{folder / name} is not in the manifest"
+    for name, want in sorted(listed.items()):
+        path = folder / name
+        if not path.is_file():
+            return f"{path} is missing"
+        size = path.stat().st_size
+        if size != want.get("size"):
+            return f"{path} has {size} bytes, the manifest {want.get('size')}"
+    for name, sha in _sha256s(folder, sorted(listed)).items():
+        if sha != listed[name].get("sha256"):
+            return f"{folder / name} does not match its sha256 in the manifest"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- owner
@@ -201,8 +312,8 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as e:
             raise RunLockError(f"cannot create the lock file {self.path} ({e.strerror}); check that the results "

@@ -15,12 +15,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 'transformers', transformers.__version__, 'gpu', torch.cuda.is_available())"
 
-# `gadbench bench` once gadbench/cli.py lists gadbench.bench; the module itself otherwise.
-if "$PY" -m gadbench.cli bench --help >/dev/null 2>&1; then
-  CMD=("$PY" -m gadbench.cli bench)
-else
-  CMD=("$PY" -m gadbench.bench)
-fi
+CMD=("$PY" -m gadbench.cli bench)
 
 rc=0
 timeout --signal=TERM --kill-after=20 480 "${CMD[@]}" --device cuda --model-shape qwen2.5-0.5b --steps 5 \

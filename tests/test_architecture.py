@@ -1,5 +1,6 @@
-"""The layout docs/architecture.md describes: module-level imports form no circle, and the package's top level
-stays small (one concept per module; related modules live in subpackages)."""
+"""The layout docs/architecture.md describes: imports form no circle (those inside functions included), nothing
+imports the command line, and the package's top level stays small (one concept per module; related modules live in
+subpackages)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ def _module(path: Path) -> str:
 
 
 def _imports(path: Path) -> set[str]:
-    """gadbench modules imported at module level (imports inside functions run later and form no circle)."""
+    """gadbench modules imported anywhere in the file, at module level or inside functions."""
     found = set()
-    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -61,7 +62,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_module_level_imports_form_no_circle():
+def test_imports_form_no_circle():
     graph = _graph()
     assert graph["gadbench.trainer"]  # the walk sees imports
     # a package's __init__ importing its own submodules is how packages export; only real cycles count
@@ -80,30 +81,9 @@ def test_fewer_than_15_top_level_modules():
     assert len(top) < 15, top
 
 
-def test_the_worked_example_of_a_new_variant_needs_one_record_and_a_yaml_entry(tmp_path, monkeypatch):
-    """docs/architecture.md's example, as written there: a Method record and a suite entry are all it takes
-    for the dry run, training and the budget counters."""
-    import gadbench.methods as methods
-    from gadbench.config import get_suite, runs_of
-    from gadbench.runner import plan
-    from gadbench.trainer import Trainer
-
-    def _gad_d_first_stages(spec, steps: int) -> list:
-        return [(methods.D_FIT, spec.train.d_only_steps)] + methods._gad_stages(spec, steps)
-
-    monkeypatch.setitem(methods.METHODS, "gad-d-first", methods.Method("gad-d-first", _gad_d_first_stages,
-                                                                       lambda m: True))
-    monkeypatch.setenv("GADBENCH_CACHE", str(PACKAGE.parent / "results" / "cache"))
-    names = [m for m in get_suite("smoke").methods]
-    suite = get_suite("smoke", [*(f"methods.{m}=null" for m in names),
-                                "methods.gad-d-first={kind: gad-d-first, description: D first}",
-                                "train.steps=4", "train.warmup_steps=2", "train.d_only_steps=1", "train.batch_size=4",
-                                "train.group_size=2", "train.max_response_tokens=12", "data.train.limit=8",
-                                "data.validation_size=0", "train.checkpoint_every=100"])
-    assert plan(suite)["runs"][0]["stages"] == "d-fit 1 + warmup 2 + adversarial 2"
-    (spec,) = runs_of(suite)
-    from gadbench.rundata import load_run_data, run_teacher
-
-    meter = Trainer(spec, tmp_path / "run", load_run_data(spec, run_teacher(spec)), progress=False).train()
-    assert meter.per_stage["d-fit"].d_optimizer_steps == 1 and meter.per_stage["d-fit"].g_optimizer_steps == 0
-    assert meter.totals.steps == 5
+def test_nothing_imports_the_command_line():
+    graph = _graph()
+    assert not [m for m, targets in graph.items() if "gadbench.cli" in targets]
+    commands = [m for m in graph if m.startswith("gadbench.commands.")]
+    assert not [m for m, targets in graph.items() if set(commands) & targets and not m.startswith("gadbench.commands")
+                and m != "gadbench.cli"]

@@ -8,7 +8,8 @@ import re
 import pytest
 import torch
 
-from gadbench import bench
+from gadbench.cli import main
+from gadbench.commands import bench
 
 KEYS = ("step_time_s", "rollout_tokens_per_s", "train_tokens_per_s", "achieved_tflops", "mfu", "peak_memory_mb")
 
@@ -22,7 +23,7 @@ def restore_threads():
 
 def test_bench_cpu_tiny_prints_consistent_numbers(capsys, tmp_path, restore_threads):
     # One thread: on a shared 2-core machine, two OpenMP threads under contention are many times slower.
-    rc = bench.main(["--device", "cpu", "--model-shape", "tiny", "--steps", "2", "--threads", "1",
+    rc = main(["bench", "--device", "cpu", "--model-shape", "tiny", "--steps", "2", "--threads", "1",
                      "--json", str(tmp_path / "bench.json")])
     out = capsys.readouterr().out
     assert rc == 0
@@ -49,7 +50,7 @@ def test_bench_is_a_gadbench_subcommand():
 
     parser = build_parser()
     args = parser.parse_args(["bench", "--device", "cpu", "--model-shape", "tiny", "--steps", "2"])
-    assert args.func is bench.cmd_bench and args.steps == 2 and args.model_shape == "tiny"
+    assert args.func is bench.run and args.steps == 2 and args.model_shape == "tiny"
 
 
 def test_padded_tokenizer_round_trips_every_sampled_id():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gadbench.config import ConfigError, SuiteConfig, get_suite, load_suite, runs_of
+from gadbench.config import ConfigError, SuiteConfig
 from gadbench.runner import plan
+from gadbench.suite import get_suite, load_suite, runs_of
 
 REPO = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).resolve().parent / "fixtures" / "config"
@@ -239,7 +241,7 @@ def test_run_id_is_stable_and_well_formed():
 @pytest.mark.parametrize(
     "override",
     ["train.lr_generator=2e-6", "train.steps=9", "train.temperature=0.7", "eval.every=5", "eval.samples=2",
-     "data.train.limit=32", "data.validation_size=4", "teacher.spec=dataset", "judge.model=gpt-4o-mini",
+     "data.train.limit=32", "data.validation_size=4", "teacher.spec=program:world", "judge.model=gpt-4o-mini",
      "budget.assumed_prompt_tokens=9", "rollout.batch_size=3", "students.tiny.template=plain"],
 )
 def test_run_id_changes_when_any_shared_setting_changes(override):
@@ -338,9 +340,9 @@ def test_judge_cost_follows_the_judge_model():
     assert own["judge_cost_usd"] == pytest.approx(round(p["judge_calls"] * (900 * 1.0 + 300 * 2.0) / 1e6, 2))
     with pytest.raises(ConfigError, match=r"price_per_mtok = \[1.0\] must be two prices >= 0"):
         get_suite("sharegpt-smol", base + ["judge.price_per_mtok=[1.0]"])
-    code = ("import sys; from gadbench.config import get_suite; from gadbench.runner import plan; "
+    code = ("import sys; from gadbench.suite import get_suite; from gadbench.runner import plan; "
             "plan(get_suite('sharegpt-smol', ['eval.judges=[gad-paper]'])); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('openai', 'httpx2')))")
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'openai'))")  # httpx2 is also the hub's
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
 
@@ -359,6 +361,27 @@ def test_requires_gpu_stops_with_one_line(tmp_path):
     assert not (tmp_path / "out").exists()  # stopped before creating anything
 
 
+def test_vllm_engine_without_vllm_stops_with_one_line(tmp_path):
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed; the requirement is met")
+    r = _cli("run", "--suite", str(FIX / "base.yaml"), "--out", str(tmp_path / "out"), "--set", "rollout.engine=vllm",
+             tmp_path=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "needs vLLM for rollout.engine=vllm (pip install 'gadbench[vllm]'" in lines[0]
+    assert not (tmp_path / "out").exists()  # stopped before creating anything
+
+
+def test_tensor_parallel_size_must_divide_the_process_count():
+    from gadbench.config import RolloutConfig
+    from gadbench.rollout.vllm import VLLMRolloutEngine
+
+    with pytest.raises(ConfigError, match=r"rollout.tensor_parallel_size=2 does not divide the 1 process\(es\)"):
+        VLLMRolloutEngine(None, RolloutConfig(engine="vllm", tensor_parallel_size=2), max_model_len=64)
+    VLLMRolloutEngine(None, RolloutConfig(engine="vllm", tensor_parallel_size=1), max_model_len=64)  # builds lazily
+
+
 # ------------------------------------------------------------------------------------ hyperparameter search
 
 
@@ -370,7 +393,7 @@ def test_search_expands_each_method_into_its_grid():
     names = [r.method_name for r in runs]
     assert names == ["seqkd+lr_sft=0.001", "seqkd+lr_sft=0.003", "gad+lr_generator=0.0001+lr_discriminator=0.0001",
                      "gad+lr_generator=0.0001+lr_discriminator=0.001"]
-    assert [r.train.lr_sft for r in runs[:2]] == [1e-3, 3e-3] and runs[1].variant == {"lr_sft": 3e-3}
+    assert [r.train.lr_sft for r in runs[:2]] == [1e-3, 3e-3] and runs[1].search_point == {"lr_sft": 3e-3}
     assert runs[3].train.lr_discriminator == 1e-3 and runs[3].train.lr_generator == 1e-4
     assert runs[3].train.steps == s.train.steps  # everything else as the suite says
     assert len({r.run_id for r in runs}) == 4
@@ -418,10 +441,60 @@ def test_portable_cpu_pins_the_kernels_of_a_real_run(tmp_path):
 
 
 def test_every_setting_is_documented_and_docs_config_md_is_current():
-    from gadbench.config import _settings, explain
+    from gadbench.config import explain
+    from gadbench.config.explain import _settings
 
     missing = [k for k, _, f in _settings(SuiteConfig, "") if not f.metadata.get("doc")]
     assert not missing, f"settings without a one-line doc: {missing}"
     listed = (REPO / "docs" / "config.md").read_text()
     stale = [line for line in explain() if line not in listed]
     assert not stale, f"docs/config.md is out of date (regenerate it from `gadbench suites --explain`): {stale[:3]}"
+
+
+def test_relative_paths_are_read_from_the_suite_files_folder_and_set_paths_from_the_working_directory(
+        tmp_path, monkeypatch):
+    """`baseline` and `data.*.path` written in a suite file are read from that file's folder (each file of an
+    `extends` chain from its own); given with --set, from the current directory; the suite holds them absolute."""
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "parent.yaml").write_text(
+        "name: parent\nbaseline: ../baselines/b.json\ndata: {train: {source: jsonl, path: train.jsonl}}\n")
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "child.yaml").write_text(
+        "extends: ../base/parent.yaml\nname: child\ndata: {eval: {x: {source: jsonl, path: sub/x.jsonl}, "
+        "y: {source: jsonl, path: /abs/y.jsonl}, z: {source: jsonl, path: ~/z.jsonl}}}\n")
+    monkeypatch.chdir(tmp_path)
+    s = load_suite(tmp_path / "suites" / "child.yaml")
+    assert s.baseline == str(tmp_path / "baselines" / "b.json")
+    assert s.data.train.path == str(tmp_path / "base" / "train.jsonl")
+    assert s.data.eval["x"].path == str(tmp_path / "suites" / "sub" / "x.jsonl")
+    assert s.data.eval["y"].path == "/abs/y.jsonl" and s.data.eval["z"].path == str(Path.home() / "z.jsonl")
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    s = load_suite(tmp_path / "suites" / "child.yaml", ["data.train.path=t.jsonl", "baseline=../b2.json",
+                                                       "data.eval.w={source: jsonl, path: w.jsonl}"])
+    assert (s.data.train.path, s.baseline) == (str(tmp_path / "cwd" / "t.jsonl"), str(tmp_path / "b2.json"))
+    assert s.data.eval["w"].path == str(tmp_path / "cwd" / "w.jsonl")
+    assert s.data.eval["x"].path == str(tmp_path / "suites" / "sub" / "x.jsonl")  # not given: the file's folder
+
+
+def test_settings_that_cannot_change_results_are_left_out_of_the_run_id():
+    """judge/teacher timeout and max_retries: changing them resumes the same run; every other setting (judge.model
+    here) makes another run."""
+    from gadbench.suite import get_suite, runs_of
+
+    ids = lambda *sets: [r.run_id for r in runs_of(get_suite("smoke", list(sets)))]  # noqa: E731
+    assert ids() == ids("judge.timeout=5", "judge.max_retries=0", "teacher.timeout=1", "teacher.max_retries=2")
+    assert ids() != ids("judge.model=other")
+
+
+def test_a_judge_is_priced_by_its_own_model_in_the_paper_suite():
+    """The paper suite names no judge price: GPT-4o is priced at its list price, another judge model as itself
+    (unknown without judge.price_per_mtok), never at GPT-4o's rate."""
+    from gadbench.llm.pricing import cost_usd
+    from gadbench.runner import ASSUMED_JUDGE_TOKENS
+
+    paper = plan(get_suite("paper"))
+    assert paper["judge_cost_usd"] == round(paper["judge_calls"] * cost_usd(*ASSUMED_JUDGE_TOKENS, (2.5, 10.0)), 2)
+    assert plan(get_suite("paper", ["judge.model=Qwen/Qwen2.5-72B-Instruct"]))["judge_cost_usd"] is None
+    priced = plan(get_suite("paper", ["judge.model=Qwen/Qwen2.5-72B-Instruct", "judge.price_per_mtok=[0.1, 0.2]"]))
+    assert priced["judge_cost_usd"] == round(priced["judge_calls"] * cost_usd(*ASSUMED_JUDGE_TOKENS, (0.1, 0.2)), 2)

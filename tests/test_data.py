@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -298,7 +299,8 @@ def test_every_load_setting_of_a_suite_reaches_the_loader(tmp_path):
 
     from gadbench.config import DatasetConfig
 
-    spec_fields = {f.name for f in dataclasses.fields(DataSpec)} - {"fields", "require_teacher"}
+    # `require_teacher` and `offset` (the world's disjoint train/validation/test pools) are set by the run itself
+    spec_fields = {f.name for f in dataclasses.fields(DataSpec)} - {"fields", "require_teacher", "offset"}
     config_fields = {f.name for f in dataclasses.fields(DatasetConfig)} - {"prompt_field", "response_field", "id_field"}
     assert spec_fields == config_fields, spec_fields ^ config_fields
 
@@ -431,3 +433,16 @@ def test_real_sharegpt_loader_report(real_sharegpt):
     assert report.total == 17_671 and report.kept == 11_168
     assert report.skipped == {"first_turn_not_user": 6_358, "empty_conversation": 138, "empty_prompt": 7}
     assert sum(e.meta["split"] == "test" for e in examples) == 257
+
+
+def test_vicuna_attaches_gpt4_references_from_fastchats_layout(tmp_path):
+    """FastChat's llm_judge keeps GPT-4's Vicuna answers in reference_answer/gpt-4.jsonl beside question.jsonl
+    (vicuna_bench: questions 61-70); `vicuna` attaches them as `mtbench` does, and without the file none."""
+    shutil.copy(FIX / "vicuna" / "question.jsonl", tmp_path / "question.jsonl")
+    (tmp_path / "reference_answer").mkdir()
+    (tmp_path / "reference_answer" / "gpt-4.jsonl").write_text(json.dumps(
+        {"question_id": 2, "model_id": "gpt-4", "choices": [{"index": 0, "turns": ["391.", "55.86"]}]}) + "\n")
+    examples, _ = load("vicuna", tmp_path / "question.jsonl")
+    assert "reference" not in examples[0].meta
+    assert (examples[1].meta["reference"], examples[1].meta["reference_model"]) == ("391.", "gpt-4")
+    assert all("reference" not in ex.meta for ex in load("vicuna", FIX / "vicuna" / "question.jsonl")[0])

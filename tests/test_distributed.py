@@ -8,9 +8,16 @@
 2. FSDP2 (`train.sharding: fsdp`): each rank holds about half of G; the run matches the replicated
    2-process run with the same rollouts and parameters within 1e-5 (the local arithmetic is the same and
    reduce-scatter sums the same two numbers; only the gradient norm for clipping is summed over shards in
-   another order). Checkpoints hold full tensors, and a resume from a mid-stage checkpoint (sharded
-   optimizer states and reference restored) ends at the uninterrupted run's weights, bitwise.
-3. HSDP (`train.sharding: hsdp`) launched as 2 nodes of 2 processes (two torchrun agents here): matches a
+   another order). With the student's `cpu_offload` the run is bitwise the same (on a CPU the policy moves nothing).
+3. Checkpoints (torch.distributed.checkpoint, each process writing its shards): a checkpoint written by 2 FSDP
+   processes restores bitwise into 1 process and into 2 (G, D, reference, both optimizers, RNG), and so does
+   one written by 1 process into 2 FSDP processes; a resume on 2 from a mid-stage checkpoint ends at the
+   uninterrupted run's weights bitwise, and resumes on another process count finish within the 1- vs
+   2-process tolerance (1e-4). `gadbench eval` reads a 2-process checkpoint in one process.
+4. Load once: G and D loaded by process 0 and broadcast into shards built on the meta device equal, bitwise,
+   what each process gets loading the student itself (a bf16-stored student upcast to fp32; D from another
+   model; tied embeddings stay tied).
+5. HSDP (`train.sharding: hsdp`) launched as 2 nodes of 2 processes (two torchrun agents here): matches a
    replicated 4-process run (tolerances in the test).
 """
 
@@ -26,27 +33,57 @@ from pathlib import Path
 
 import pytest
 import torch
+from ckpt import read_checkpoint
 from loopback import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = REPO / "tests" / "fixtures" / "suites" / "dp.yaml"
 
 
+ENV = {**os.environ, "GADBENCH_EXPERIMENTS": str(REPO / "experiments"), "PYTHONWARNINGS": "ignore",
+       "OMP_NUM_THREADS": "1"}
+FIX = REPO / "tests" / "fixtures" / "distributed"
+
+
 def _run(cmd: list[str], out: Path, *args: str) -> str:
     """Run the dp suite with `cmd` (a launcher and the CLI module); returns the log (stderr)."""
-    env = {**os.environ, "GADBENCH_EXPERIMENTS": str(REPO / "experiments"), "PYTHONWARNINGS": "ignore",
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([*cmd, "run", "--suite", str(SUITE), "--out", str(out), *args], cwd=REPO, env=env,
+    proc = subprocess.run([*cmd, "run", "--suite", str(SUITE), "--out", str(out), *args], cwd=REPO, env=ENV,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stderr
 
 
+def _script(processes: int, script: str, *args: str) -> str:
+    """Run a fixture script in 1 process, or in several under torchrun; returns its output."""
+    launch = [sys.executable] if processes == 1 else [sys.executable, "-m", "torch.distributed.run",
+                                                      "--nproc_per_node", str(processes), "--master_port",
+                                                      str(free_port())]
+    proc = subprocess.run([*launch, str(FIX / script), *map(str, args)], cwd=REPO, env=ENV, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc.stdout + proc.stderr
+
+
+def _run_dir(out: Path) -> Path:
+    return Path(glob.glob(str(out / "dp" / "tiny--gad--*"))[0])
+
+
 def _final(out: Path) -> tuple[dict, list[dict], dict]:
-    run = Path(glob.glob(str(out / "dp" / "tiny--gad--*"))[0])
-    state = torch.load(run / "checkpoints" / "step-6" / "state.pt", weights_only=False)
+    run = _run_dir(out)
+    state = read_checkpoint(run / "checkpoints" / "step-6")
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return state, rows, json.loads((run / "budget.json").read_text())["totals"]
+
+
+def _interrupt_after_step_5(out: Path, copy_to: Path | None = None) -> Path:
+    """The run as if killed after step 5's checkpoint (a copy of it when `copy_to`): step 6 and the summary gone."""
+    run = _run_dir(out)
+    if copy_to is not None:
+        shutil.copytree(out, copy_to)
+        run = _run_dir(copy_to)
+    shutil.rmtree(run / "checkpoints" / "step-6")
+    (run / "summary.json").unlink()
+    return run
 
 
 ONE = [sys.executable, "-m", "gadbench.cli"]
@@ -114,17 +151,45 @@ def test_two_processes_replicated_and_sharded_match_one(tmp_path):
     answers = lambda out: [json.loads(x)["answer"] for x in  # noqa: E731
                            next((out / "dp").glob("tiny--gad--*/eval/step-6/world-id.jsonl")).read_text().splitlines()]
     assert answers(tmp_path / "fsdp") == answers(tmp_path / "two")  # evaluated from the gathered copy of G
+    # `gadbench eval`, one process, reads the 2-process checkpoint's G and answers as training-time evaluation did
+    (_run_dir(tmp_path / "fsdp") / "eval" / "step-6" / "world-id.jsonl").unlink()
+    proc = subprocess.run([*ONE, "eval", str(_run_dir(tmp_path / "fsdp")), "--checkpoint", "6"], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert answers(tmp_path / "fsdp") == answers(tmp_path / "two")
 
-    # Interrupted after step 5 (adversarial stage: optimizer states and the reference are in the checkpoint).
-    run = Path(glob.glob(str(tmp_path / "fsdp" / "dp" / "tiny--gad--*"))[0])
+    log = _run(TWO, tmp_path / "offload", *EVERY_STEP, "--set", "train.sharding=fsdp", "--set",
+               "students.tiny.cpu_offload=true")
+    assert "FSDP over 2 processes with CPU offload" in log
+    offloaded, rows5, _ = _final(tmp_path / "offload")
+    _assert_same_weights(fsdp, offloaded)
+    for part in ("g_opt", "d_opt"):
+        assert all(torch.equal(fsdp[part][k], offloaded[part][k]) for k in fsdp[part]), part
+    assert [{k: v for k, v in r.items() if k != "step_time" and not k.startswith("time/")} for r in rows5] == [
+        {k: v for k, v in r.items() if k != "step_time" and not k.startswith("time/")} for r in rows3]
+
+    # Interrupted after step 5 (adversarial stage: optimizer states and the reference are in the checkpoint),
+    # written by 2 FSDP processes: it restores bitwise into 1 process and into 2; resumed on 2 it ends
+    # bitwise where the uninterrupted run ends, resumed on 1 within the 1- vs 2-process tolerance.
+    run = _run_dir(tmp_path / "fsdp")
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-3", "step-5", "step-6"]
-    shutil.rmtree(run / "checkpoints" / "step-6")
-    (run / "summary.json").unlink()
+    assert sorted(p.name for p in (run / "checkpoints" / "step-5").iterdir()) == [
+        ".metadata", "__0_0.distcp", "__1_0.distcp", "complete.json", "rng-0.pt", "rng-1.pt"]
+    on_one = _interrupt_after_step_5(tmp_path / "fsdp", copy_to=tmp_path / "fsdp-on-1")
+    run = _interrupt_after_step_5(tmp_path / "fsdp")
+    assert "restore ok: ['d', 'd_opt', 'g', 'g_opt', 'ref'] on 1 process(es)" in _script(1, "restore_check.py", run, 5)
+    assert "restore ok: ['d', 'd_opt', 'g', 'g_opt', 'ref'] on 2 process(es)" in _script(2, "restore_check.py", run, 5)
     log = _run(TWO, tmp_path / "fsdp", *EVERY_STEP, "--set", "train.sharding=fsdp", "--resume")
-    assert "from step 5" in log
+    assert "from step 5 (written by 2 process(es))" in log
     resumed, rows4, _ = _final(tmp_path / "fsdp")
     _assert_same_weights(fsdp, resumed)
     assert [r["step"] for r in rows4] == [1, 2, 3, 4, 5, 6]
+
+    log = _run(ONE, tmp_path / "fsdp-on-1", *EVERY_STEP, "--set", "train.sharding=fsdp", "--resume")
+    assert "from step 5 (written by 2 process(es))" in log and not (on_one / "checkpoints" / "step-6" / "rng-1.pt").exists()
+    resumed_on_one, rows6, _ = _final(tmp_path / "fsdp-on-1")
+    _assert_same_weights(fsdp, resumed_on_one, atol=1e-4)
+    assert [r["step"] for r in rows6] == [1, 2, 3, 4, 5, 6]
 
 
 @pytest.mark.slow
@@ -138,14 +203,12 @@ def test_hybrid_sharding_across_two_nodes_matches_replicas(tmp_path):
             "gadbench.cli"]
     _run(four, tmp_path / "four", *EVERY_STEP)
     port = free_port()
-    env = {**os.environ, "GADBENCH_EXPERIMENTS": str(REPO / "experiments"), "PYTHONWARNINGS": "ignore",
-           "OMP_NUM_THREADS": "1"}
     agents = [subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
          "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
          "-m", "gadbench.cli", "run", "--suite", str(SUITE), "--out", str(tmp_path / "hsdp"), *EVERY_STEP,
          "--set", "train.sharding=hsdp"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for node in (0, 1)]
+        cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for node in (0, 1)]
     logs = [a.communicate(timeout=600)[1] for a in agents]
     assert [a.returncode for a in agents] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
     line = next(x for x in logs[0].splitlines() if "HSDP over 4 processes" in x)
@@ -162,30 +225,41 @@ def test_hybrid_sharding_across_two_nodes_matches_replicas(tmp_path):
 
 
 @pytest.mark.slow
-def test_resuming_with_another_sharding_stops_with_one_line(tmp_path):
-    """`train.sharding: fsdp` on one process stores optimizer states by position (FSDP is off there); resuming
-    that run on 2 processes, where it is sharded, must stop with one line and leave the checkpoints alone."""
+def test_a_one_process_checkpoint_resumes_on_two_fsdp_processes(tmp_path):
+    """`train.sharding: fsdp` on one process holds plain tensors (FSDP is off there); its checkpoint restores
+    bitwise into 2 FSDP processes, and the resumed run finishes within the 1- vs 2-process tolerance."""
     _run([*ONE, "-q"], tmp_path / "out", *EVERY_STEP, "--set", "train.sharding=fsdp")
-    run = Path(glob.glob(str(tmp_path / "out" / "dp" / "tiny--gad--*"))[0])
-    shutil.rmtree(run / "checkpoints" / "step-6")
-    (run / "summary.json").unlink()
-    before = sorted(p.name for p in (run / "checkpoints").iterdir())
-    env = {**os.environ, "GADBENCH_EXPERIMENTS": str(REPO / "experiments"), "PYTHONWARNINGS": "ignore",
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([*TWO, "-q", "run", "--suite", str(SUITE), "--out", str(tmp_path / "out"), *EVERY_STEP,
-                           "--set", "train.sharding=fsdp", "--resume"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode != 0
-    assert "gadbench: the checkpoint's optimizer states were written with another train.sharding" in proc.stderr
-    assert "gadbench/trainer.py" not in proc.stderr  # no traceback from gadbench (the launcher prints its own)
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+    one, _, _ = _final(tmp_path / "out")
+    run = _interrupt_after_step_5(tmp_path / "out")
+    assert "restore ok: ['d', 'd_opt', 'g', 'g_opt', 'ref'] on 2 process(es)" in _script(2, "restore_check.py", run, 5)
+    log = _run(TWO, tmp_path / "out", *EVERY_STEP, "--set", "train.sharding=fsdp", "--resume")
+    assert "FSDP over 2 processes" in log and "from step 5 (written by 1 process(es))" in log
+    resumed, rows, _ = _final(tmp_path / "out")
+    _assert_same_weights(one, resumed, atol=1e-4)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert (run / "checkpoints" / "step-6" / "rng-1.pt").exists()  # written by both processes
 
+
+@pytest.mark.slow
+def test_load_once_equals_every_process_loading_the_student(tmp_path):
+    """Through gadbench.state.loading on 2 processes (tests/fixtures/distributed/load_once.py): a student stored in bf16
+    (read by process 0 in bf16, upcast into fp32 shards, offloaded), and the world student with D from another
+    model (world:small)."""
+    from tinymodels import build_tiny_model
+
+    model, tok = build_tiny_model(tmp_path / "fp32", arch="llama")
+    model.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    tok.save_pretrained(tmp_path / "bf16")
+    out = _script(2, "load_once.py", SUITE, tmp_path / "bf16", "-", "offload")
+    assert "load-once ok" in out and f"process 0 read {tmp_path / 'bf16'} (torch.bfloat16" in out, out[-3000:]
+    out = _script(2, "load_once.py", SUITE, "world:tiny", "world:small", "-")
+    assert "load-once ok" in out and "process 0 read world:small" in out, out[-3000:]
 
 
 def test_the_processes_of_one_launch_are_one_owner_and_stop_together(tmp_path):
     """Process 0 takes the run's lock for the launch (the 2-process runs above would stop otherwise); when
     another process holds the run, every process of the launch stops with the one line instead of waiting."""
-    from gadbench.config import get_suite, runs_of
+    from gadbench.suite import get_suite, runs_of
 
     (spec,) = runs_of(get_suite(str(SUITE)))
     run = tmp_path / "out" / "dp" / spec.run_id

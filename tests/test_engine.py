@@ -3,26 +3,23 @@ GRPO under a frozen D, the frozen-D ablation, bitwise resume, the budget counter
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from ckpt import read_checkpoint
 
 from gadbench.budget import check_matched
-from gadbench.config import get_suite, runs_of
 from gadbench.data import Example
 from gadbench.io import read_json, read_jsonl
-from gadbench.methods.steps import (
-    _d_forward,
-    _d_sequences,
-    adversarial_frozen_d_step,
-    d_score_and_update,
-    rollout,
-)
+from gadbench.methods.gad import adversarial_frozen_d_step
+from gadbench.methods.updates import _d_forward, _d_sequences, d_score_and_update, rollout
 from gadbench.rollout import Rollout
 from gadbench.rundata import load_run_data, run_teacher
 from gadbench.runner import run_suite
+from gadbench.suite import get_suite, runs_of
 from gadbench.trainer import Trainer, TrainingDiverged
 
 REPO = Path(__file__).resolve().parent.parent
@@ -137,7 +134,7 @@ def test_grpo_steps_under_a_frozen_d_raise_the_reward(tmp_path):
                                     "methods.gad.discriminator=frozen-after-warmup"])
     ctx = tr.ctx
     tr._begin_stage(1)  # adversarial: G optimizer at lr_generator, reference = G now
-    assert tr.plan[1].stage.step == "adversarial_frozen_d_step"
+    assert tr.plan[1].stage.step is adversarial_frozen_d_step
     batch = tr.data.batch(1, 8)
     d_before = {k: v.clone() for k, v in ctx.d.model.state_dict().items()}
 
@@ -164,7 +161,7 @@ def test_grpo_steps_under_a_frozen_d_raise_the_reward(tmp_path):
 
 
 def _ckpt(tr: Trainer, step: int) -> dict:
-    return torch.load(tr.run.checkpoints / f"step-{step}" / "state.pt", weights_only=False)
+    return read_checkpoint(tr.run.checkpoint(step))
 
 
 def _equal(a: dict, b: dict) -> bool:
@@ -288,18 +285,27 @@ def test_resume_is_bitwise_identical(uninterrupted, tmp_path, resume_from):
 
     run_suite(suite, tmp_path / "b", resume=True, progress=False)
 
-    sa, sb = (torch.load(d / "checkpoints" / "step-6" / "state.pt", weights_only=False) for d in (a, b))
-    for key in ("g", "d", "ref"):
+    sa, sb = (read_checkpoint(d / "checkpoints" / "step-6") for d in (a, b))
+    assert sa.keys() == sb.keys() == {"step", "g", "d", "ref", "g_opt", "d_opt"}
+    for key in ("g", "d", "ref", "g_opt", "d_opt"):
         assert _equal(sa[key], sb[key]), key
-    assert sa["d_opt"]["state"].keys() == sb["d_opt"]["state"].keys()
-    for k, st in sa["g_opt"]["state"].items():
-        assert all(torch.equal(v, sb["g_opt"]["state"][k][n]) for n, v in st.items())
     assert _rows(a) == _rows(b)
     assert [r["step"] for r in _rows(b)] == [1, 2, 3, 4, 5, 6]
     ta, tb = read_json(a / "budget.json")["totals"], read_json(b / "budget.json")["totals"]
     ta.pop("wall_s"), tb.pop("wall_s")
     assert ta == tb
     assert read_json(a / "eval" / "step-6" / "metrics.json") == read_json(b / "eval" / "step-6" / "metrics.json")
+
+
+def test_resume_refuses_checkpoints_of_the_earlier_format_in_one_line(tmp_path):
+    """A run whose only checkpoint is an earlier version's state.pt stops instead of silently restarting."""
+    from gadbench.config import ConfigError
+
+    tr = _trainer(tmp_path, "seqkd", ["train.steps=2"])
+    (tr.run.checkpoints / "step-1").mkdir(parents=True)
+    (tr.run.checkpoints / "step-1" / "state.pt").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"written by an earlier gadbench version \(state.pt\)"):
+        tr.train(resume=True)
 
 
 def test_discriminator_diagnostics_at_every_evaluation(uninterrupted):
@@ -356,7 +362,7 @@ def test_rollout_seeds_follow_the_step_and_survive_a_resume(tmp_path):
     assert again == calls[3:]
 
 
-def test_length_warning_compares_each_step_with_its_own_batch(tmp_path, monkeypatch):
+def test_length_warning_compares_each_step_with_its_own_batch(tmp_path):
     from gadbench.budget import Spend
 
     tr = _trainer(tmp_path, "gad", ["train.steps=6", "train.warmup_steps=2", "train.length_warning_ratio=1.0"])
@@ -370,8 +376,7 @@ def test_length_warning_compares_each_step_with_its_own_batch(tmp_path, monkeypa
     def fake_step(ctx, batch, step, k):  # odd steps answer just longer than their teacher, even steps just shorter
         return {"response_len": teacher_len(step) + (0.01 if step % 2 else -0.01)}, Spend()
 
-    monkeypatch.setattr("gadbench.methods.steps.warmup_step", fake_step)
-    monkeypatch.setattr("gadbench.methods.steps.adversarial_step", fake_step)
+    tr.plan = [dataclasses.replace(p, stage=dataclasses.replace(p.stage, step=fake_step)) for p in tr.plan]
     tr.train()
     flags = [bool(r.get("length_warning")) for r in read_jsonl(tr.run.metrics)]
     assert flags == [True, False, True, False, True, False]
@@ -409,7 +414,7 @@ def test_each_step_logs_the_time_of_its_phases(tmp_path):
 def test_sft_update_trains_on_response_tokens_and_eos_only(tmp_path):
     """The SFT loss a step reports is the mean NLL over each teacher response's tokens and its EOS, computed
     here by hand from a plain forward pass: prompt tokens (and padding) carry no loss."""
-    from gadbench.methods.steps import sft_update
+    from gadbench.methods.updates import sft_update
     from gadbench.models import response_ids
 
     tr = _trainer(tmp_path, "seqkd")

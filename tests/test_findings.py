@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from gadbench.report.findings import findings_table
-from gadbench.report.load import load_suite
+from gadbench.report.load import load_results
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results" / "smoke"
 ID_ROW = "GAD beats SeqKD (in distribution)"
@@ -40,7 +40,7 @@ def _set_accuracy(suite: Path, pattern: str, value_of) -> None:
 
 
 def _finding(suite: Path, name: str) -> list:
-    return next(r for r in findings_table(load_suite(suite)).rows if r[0] == name)
+    return next(r for r in findings_table(load_results(suite)).rows if r[0] == name)
 
 
 def _interval(evidence: str) -> tuple[float, float, float]:
@@ -112,5 +112,45 @@ def test_skipped_without_gad_and_seqkd_says_why(tmp_path):
     suite = _copy(tmp_path)
     for p in suite.glob("tiny-qwen--seqkd--*"):
         shutil.rmtree(p)
-    assert findings_table(load_suite(suite)) == (
+    assert findings_table(load_results(suite)) == (
         "Findings table skipped: it needs `gad` and `seqkd` runs whose eval rows (eval/step-K/*.jsonl) are stored.")
+
+
+def _note_counts(table) -> list[int]:
+    return [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) (?:resamples|refits), MC s\.e\.", table.note)]
+
+
+def test_findings_start_at_the_suites_bootstrap_setting_and_print_count_and_mc_error(tmp_path):
+    suite = _copy(tmp_path)
+    table = findings_table(load_results(suite))
+    assert "eval.bootstrap = 2,000" in table.note  # the fixture stores no setting: the setting's default
+    assert len(_note_counts(table)) >= len(table.rows) and min(_note_counts(table)) >= 2000, table.note
+    record = json.loads((suite / "suite.json").read_text())
+    record["config"]["eval"] = {"bootstrap": 3000}
+    (suite / "suite.json").write_text(json.dumps(record))
+    table = findings_table(load_results(suite))
+    assert "eval.bootstrap = 3,000" in table.note and min(_note_counts(table)) >= 3000, table.note
+    assert f"{ID_ROW}: " in table.note and "MC s.e. of the bounds ±" in table.note
+
+
+REFERENCE = Path(__file__).parents[1] / "baselines" / "reference" / "sharegpt-smol"
+
+
+def test_the_sharegpt_smol_headline_verdict_does_not_depend_on_the_rng_seed():
+    """The stored reference (2 seeds x 48 prompts, embedding GAD - SeqKD, upper bound about +0.2 in an interval
+    7.6 wide): at its eval.bootstrap of 1000 fixed resamples, RNG seed 0 put the upper bound at -0.075 ("not
+    reproduced") and most seeds above 0; with the resamples grown until both bounds are settled, every seed
+    gives the same verdict, and the report computes it at the suite's setting."""
+    from gadbench.metrics import paired_seeds_and_items, verdict
+    from gadbench.report.findings import _by_seed, _runs
+
+    suite = load_results(REFERENCE)
+    a, b = (_by_seed(_runs(suite, key, "smol135m"), "sharegpt-test", "embedding/score") for key in ("gad", "seqkd"))
+    fixed = paired_seeds_and_items(a, b, 1000, seed=0, max_resamples=1000)
+    assert fixed["ci_high"] < 0 and verdict(fixed["ci_low"], fixed["ci_high"], +1) == "not reproduced", fixed
+    grown = [paired_seeds_and_items(a, b, 1000, seed=s) for s in range(12)]
+    assert {verdict(r["ci_low"], r["ci_high"], +1, r["mc_low"], r["mc_high"]) for r in grown} == {"inconclusive"}, [
+        (r["ci_high"], r["mc_high"], r["n_resamples"]) for r in grown]
+    table = findings_table(suite)
+    row = next(r for r in table.rows if r[0] == ID_ROW)
+    assert row[3] == "inconclusive" and "eval.bootstrap = 1,000" in table.note, (row, table.note)

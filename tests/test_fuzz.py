@@ -25,8 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gadbench import config as cfg
-from gadbench.config import ConfigError, load_suite, runs_of
+from gadbench.config import ConfigError
 from gadbench.data import DataError, DataSpec, list_sources, load_examples
+from gadbench.suite import load_suite, runs_of
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 BASE = yaml.safe_load((FIX / "config" / "base.yaml").read_text(encoding="utf-8"))

@@ -15,9 +15,8 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from gadbench.config import get_suite, runs_of
-from gadbench.methods.rewards import make_reward
 from gadbench.rundata import load_run_data, run_teacher
+from gadbench.suite import get_suite, runs_of
 from gadbench.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,8 +38,7 @@ def _env():
 def _largest_grads(spec, tmp_path: Path) -> dict[str, dict[str, float]]:
     """model ('g' or 'd') -> parameter name -> the largest |grad| seen at any optimizer step of the run."""
     data = load_run_data(spec, run_teacher(spec))
-    trainer = Trainer(spec, tmp_path / spec.run_id, data, reward_fn=make_reward(spec),
-                      progress=False)
+    trainer = Trainer(spec, tmp_path / spec.run_id, data, progress=False)
     names = {}
     for tag, m in (("g", trainer.ctx.g), ("d", trainer.ctx.d)):
         for n, p in (m.model.named_parameters() if m is not None else ()):

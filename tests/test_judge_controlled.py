@@ -64,6 +64,17 @@ def test_score_at_zero_is_the_intercept():
     assert (alpha, beta[0]) == pytest.approx((125 / 3, 15))
 
 
+def test_score_at_zero_agrees_with_scikit_learn_also_when_a_resample_is_rank_deficient():
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 4)), rng.normal(50, 5, 40)
+    for cols in (x, np.column_stack([x[:, :3], np.full(40, 0.7)]), np.zeros((40, 4))):  # full rank, a constant, none
+        fit = LinearRegression().fit(cols, y)
+        alpha, beta = score_at_zero(y, cols)
+        assert alpha == pytest.approx(fit.intercept_, abs=1e-9) and beta == pytest.approx(fit.coef_, abs=1e-9)
+
+
 # --- stored rows ----------------------------------------------------------------------------------------------
 
 VERDICTS = {"win": ["[[A]]", "[[B]]"], "tie": ["[[C]]", "[[C]]"], "loss": ["[[B]]", "[[A]]"]}
@@ -125,7 +136,7 @@ def test_judged_items_pick_the_opponent_each_judge_saw():
     ]
     assert [(i.id, i.opponent) for i in judged_items(rows, "pairwise")] == [("1", "t"), ("2", "ref")]
     assert [(i.id, i.opponent, i.score) for i in judged_items(rows, "gad-paper")] == [("5", "jr", 40.0)]
-    with pytest.raises(ValueError, match="pairwise and gad-paper"):
+    with pytest.raises(ValueError, match="controlled scores exist for the judges gad-paper, pairwise, not 'rouge-l'"):
         judged_items(rows, "rouge-l")
 
 

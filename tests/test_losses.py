@@ -1,4 +1,4 @@
-"""The pure losses of gadbench.algorithms against hand-computed numbers, and grpo_loss against TRL's GRPOTrainer."""
+"""The pure losses of gadbench.losses against hand-computed numbers, and grpo_loss against TRL's GRPOTrainer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from gadbench import algorithms as alg
+from gadbench import losses as alg
 
 LN2 = 0.6931471805599453
 LN3 = 1.0986122886681098

@@ -10,15 +10,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from gadbench.config import ConfigError, ModelConfig, get_suite, runs_of
+from gadbench.config import ConfigError, ModelConfig
 from gadbench.data import Example
-from gadbench.methods import ADVERSARIAL, ADVERSARIAL_FROZEN_D, D_FIT, SFT, WARMUP, stage_plan
+from gadbench.methods import stage_plan
+from gadbench.methods.gad import ADVERSARIAL, ADVERSARIAL_FROZEN_D, WARMUP, WARMUP_G_ONLY
+from gadbench.methods.offpolicy import D_FIT
 from gadbench.methods.rewards import gold_reward, make_reward, rouge_l_reward
-from gadbench.methods.steps import DIAGNOSTIC_SEED, _d_forward, _d_sequences, d_diagnostics
+from gadbench.methods.seqkd import SFT
+from gadbench.methods.updates import DIAGNOSTIC_SEED, _d_forward, _d_sequences, d_diagnostics
 from gadbench.metrics import summarize
 from gadbench.models import build_discriminator, load_causal_lm
 from gadbench.rollout.sampling import sequence_seed
 from gadbench.rundata import load_run_data, run_teacher
+from gadbench.suite import get_suite, runs_of
 from gadbench.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +58,7 @@ def _sum(*parts: dict) -> dict:
     (SFT, "seqkd", [], 0, SFT_STEP),
     (WARMUP, "gad", [], 0, _sum(ROLLOUT, D_TRAIN)),  # step 0 < d_only_steps: D alone
     (WARMUP, "gad", [], 1, _sum(ROLLOUT, D_TRAIN, SFT_STEP)),
-    (WARMUP, "gad-no-dwarmup", [], 1, SFT_STEP),
+    (WARMUP_G_ONLY, "gad-no-dwarmup", [], 1, SFT_STEP),
     (WARMUP, "gad-no-gwarmup", [], 1, _sum(ROLLOUT, D_TRAIN)),
     (D_FIT, "gad-offpolicy", [], 0, _sum(ROLLOUT, D_TRAIN)),
     (ADVERSARIAL, "gad", [], 0, _sum(ROLLOUT, D_TRAIN, GRPO)),
@@ -70,6 +74,19 @@ def test_each_stage_estimates_what_its_step_spends(stage, method, extra, k, expe
 def test_the_assumed_response_length_is_capped_by_max_response_tokens():
     got = ADVERSARIAL.estimate(_spec("grpo-rouge", ["budget.assumed_response_tokens=50"]), P, DP, 0)
     assert got == pytest.approx(_sum(_cost(generated=48, flops=2 * P * 108), _cost(g=108, flops=8 * P * 108)))
+
+
+@pytest.mark.parametrize(("method", "lr"), [("gad", 2e-4), ("gad-no-dwarmup", 7e-4), ("gad-no-gwarmup", 2e-4)])
+def test_warmup_trains_g_at_lr_warmup_and_without_d_warmup_at_seqkds_rate(tmp_path, method, lr):
+    """Table 3's "w/o discriminator warmup" starts GAD from "the checkpoint after one SeqKD epoch" (the paper), so
+    its warmup, G's SFT alone, runs at lr_sft; the joint warmup at lr_warmup. Checked on the optimizer a real
+    Trainer builds for the first stage."""
+    spec = _spec(method, ["train.lr_sft=7e-4", "train.lr_warmup=2e-4", "train.cpu_threads=1"])
+    plan = stage_plan(spec)
+    assert plan[0].name == "warmup" and plan[0].stage.g_lr == ("lr_sft" if method == "gad-no-dwarmup" else "lr_warmup")
+    trainer = Trainer(spec, tmp_path, None, progress=False)
+    trainer._begin_stage(0)
+    assert [g["lr"] for g in trainer.ctx.g_opt.param_groups] == [lr]
 
 
 # ------------------------------------------------------------------------------------------- diagnostics

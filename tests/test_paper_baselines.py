@@ -111,5 +111,4 @@ def test_lookup_by_run_names():
     assert base.value("", "Qwen2.5-7B-Instruct", "seqkd", "Others") == 48.3  # printed in Table 3
     assert base.value("", "Qwen2.5-14B-Instruct", "gad", "Others") == pytest.approx((50.4 + 51.1 + 51.6) / 3)
     assert base.value("", "Qwen2.5-7B-Instruct", "gad", "LMSYS", "length") == 414.0
-    assert base.pairwise("Qwen/Qwen2.5-14B-Instruct", "seqkd") == {"win": 68.0, "tie": 8.0, "loss": 24.0}
     assert base.value("", "tiny-qwen", "gad", "LMSYS") is None

@@ -9,12 +9,12 @@ import pytest
 import torch
 from test_engine import REPO, TINY
 
-from gadbench.config import get_suite, runs_of
 from gadbench.data import Example
-from gadbench.methods.steps import sft_update
+from gadbench.methods.updates import sft_update
 from gadbench.models import response_ids
 from gadbench.rollout.hf import HFRolloutEngine
 from gadbench.rundata import load_run_data, run_teacher
+from gadbench.suite import get_suite, runs_of
 from gadbench.trainer import Trainer
 
 BATCH = [Example("add 3 5", "answer : 8", {}), Example("rev c a b d", "the answer is b a c d .", {})]

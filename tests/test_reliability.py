@@ -36,18 +36,21 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from ckpt import read_checkpoint
 from loopback import LoopbackServer
 
 from gadbench.io import read_json, read_jsonl
 from gadbench.judge import GadPaper, JudgeItem, MtBenchSingle, judge
 from gadbench.llm import ChatClient, FatalAPIError
-from gadbench.rundir import RunLock, RunLockError
+from gadbench.report.regression import current_metrics
+from gadbench.rundir import MANIFEST, RunLock, RunLockError
+from gadbench.suite import runs_of as runs_of_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures" / "reliability"
@@ -75,7 +78,22 @@ def no_row_times(rows: list[dict]) -> list[dict]:
 
 
 def same_models(a: dict, b: dict) -> bool:
-    return all(a[m].keys() == b[m].keys() and all(torch.equal(a[m][k], b[m][k]) for k in a[m]) for m in ("g", "d"))
+    return all(_same(a[m], b[m]) for m in ("g", "d"))
+
+
+def _same(a, b) -> bool:
+    """Equal checkpoint parts (name -> tensor, bitwise), or equal plain values."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    return a == b
+
+
+def folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def largest_file(folder: Path) -> int:
+    return max(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 # ================================================================================ 1. kill -9 and resume
@@ -101,7 +119,7 @@ def reference(tmp_path_factory) -> Reference:
     run = run_dir_of(out)
     states = {}
     for k in range(1, STEPS + 1):
-        s = torch.load(run / "checkpoints" / f"step-{k}" / "state.pt", weights_only=False)
+        s = read_checkpoint(run / "checkpoints" / f"step-{k}")
         states[k] = {"g": s["g"], "d": s["d"]}
     evals = {}
     for p in (run / "eval").glob("step-*/*"):
@@ -132,9 +150,9 @@ def check_consistent(out: Path, ref: Reference) -> dict:
     assert rows == ref.rows[: len(rows)], "a logged step differs from the uninterrupted run"
     seen["rows"] = len(rows)
     for d in sorted((run / "checkpoints").glob("step-*")):
-        if (d / "state.pt").exists():  # a folder under a real name is complete (a pruned one may lack state.pt)
+        if (d / "complete.json").exists():  # a checkpoint (a folder being pruned loses its marker first)
             k = int(d.name.split("-")[1])
-            state = torch.load(d / "state.pt", weights_only=False)
+            state = read_checkpoint(d)
             assert state["step"] == k and same_models(state, ref.states[k]), f"checkpoint {d.name} differs"
             seen["checkpoints"].append(k)
     for p in (run / "eval").glob("step-*/*"):
@@ -187,7 +205,7 @@ class Proc:
 def kill_one(out: Path, resume: bool, kind: str, rng: random.Random) -> dict:
     """Start a run (fresh or --resume), kill it at a seeded random moment of the `kind` phase."""
     run = run_dir_of(out)
-    done = [int(p.parent.name.split("-")[1]) for p in run.glob("checkpoints/step-*/state.pt")] if run else []
+    done = [int(p.parent.name.split("-")[1]) for p in run.glob("checkpoints/step-*/complete.json")] if run else []
     first_open = max(done, default=0) + 1
     if kind in ("step", "checkpoint") and first_open > STEPS:
         kind = "report"  # nothing left to train
@@ -233,7 +251,7 @@ def chain(out: Path, kinds: list[str], seed: int, ref: Reference) -> list[dict]:
     assert "Traceback" not in proc.stderr
     check_consistent(out, ref)
     run = run_dir_of(out)
-    final = torch.load(run / "checkpoints" / f"step-{STEPS}" / "state.pt", weights_only=False)
+    final = read_checkpoint(run / "checkpoints" / f"step-{STEPS}")
     assert same_models(final, ref.states[STEPS])
     assert no_row_times(list(read_jsonl(run / "metrics.jsonl"))) == ref.rows
     got, want = read_json(run / "budget.json")["totals"], dict(ref.budget["totals"])
@@ -404,7 +422,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_a_loadable_checkpoint(tmp_path):
     assert kept == bad - 1 >= 1
     run = run_dir_of(tmp_path)
     assert max(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("step-*")) == kept
-    state = torch.load(run / "checkpoints" / f"step-{kept}" / "state.pt", weights_only=False)
+    state = read_checkpoint(run / "checkpoints" / f"step-{kept}")
     assert state["step"] == kept
     assert all(torch.isfinite(t).all() for m in ("g", "d") for t in state[m].values())
     assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == list(range(1, bad))  # nan step not logged
@@ -423,7 +441,8 @@ def test_long_prompts_are_kept_and_left_truncated_to_max_prompt_tokens(tmp_path)
     path = FIX / "long_prompts.jsonl"
     long_prompt = [r["prompt"] for r in read_jsonl(path) if len(r["prompt"]) > 1000][0]
     proc = run_cli(cli(FIX / "data.yaml", tmp_path, "--set", f"data.train.path={path}",
-                       "--set", f"data.eval.long={{source: jsonl, path: {path}}}"))
+                       "--set", f"data.eval.long={{source: jsonl, path: {path}}}",
+                       "--set", "data.allow_overlap=true"))  # the training file doubles as the eval set
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = Path(glob.glob(str(tmp_path / "data" / "tiny--seqkd--*"))[0])
     rows = list(read_jsonl(run / "eval" / "step-2" / "long.jsonl"))
@@ -450,7 +469,7 @@ def _mount_tmpfs(where: Path, size: int) -> bool:
 
 def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_then_resume_finishes(reference, tmp_path):
     """A real filesystem that fills up: a tmpfs that holds one checkpoint and not two."""
-    one = (reference.run / "checkpoints" / "step-1" / "state.pt").stat().st_size
+    one = folder_size(reference.run / "checkpoints" / "step-1")
     out = tmp_path / "small-disk"
     if not _mount_tmpfs(out, one + 1024 * 1024):
         pytest.skip("mounting a tmpfs is not permitted here (needs root / CAP_SYS_ADMIN); "
@@ -461,25 +480,45 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_then_resume
                               "the previous checkpoint (step 1) is intact", "Free disk space", "--resume")
         run = run_dir_of(out)
         assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-1"], line  # no partial folder left
-        state = torch.load(run / "checkpoints" / "step-1" / "state.pt", weights_only=False)
+        state = read_checkpoint(run / "checkpoints" / "step-1")
         assert state["step"] == 1 and same_models(state, reference.states[1])
         assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == [1, 2]
 
         subprocess.run(["mount", "-o", "remount,size=64m", str(out)], check=True, timeout=30)
         proc = run_cli(cli(CRASH, out, "--resume"))  # as the message says: free space, rerun with --resume
         assert proc.returncode == 0, proc.stderr[-3000:]
-        final = torch.load(run / "checkpoints" / f"step-{STEPS}" / "state.pt", weights_only=False)
+        final = read_checkpoint(run / "checkpoints" / f"step-{STEPS}")
         assert same_models(final, reference.states[STEPS])
         assert no_row_times(list(read_jsonl(run / "metrics.jsonl"))) == reference.rows
     finally:
         subprocess.run(["umount", str(out)], timeout=30)
 
 
+def test_a_checkpoint_counts_only_under_its_name_with_its_marker_and_pruning_clears_what_crashes_left(tmp_path):
+    """A folder is a checkpoint only under its real name with complete.json; a write cut short (a temporary
+    folder) and a deletion cut short (a real name whose marker went first) are not, and the next commit's
+    pruning removes both while keeping the newest and the stage ends."""
+    from gadbench.rundir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    for step in (1, 2, 3):  # step 2 ends a stage
+        folder = run.new_checkpoint_dir(step)
+        (folder / "shard").write_bytes(b"x")
+        run.commit_checkpoint(folder, step, {"step": step}, keep_stage_end=step == 2, keep_newest=10)
+    assert read_json(run.checkpoint(3) / "complete.json") == {"step": 3}
+    (run.checkpoint(3) / "complete.json").unlink()  # pruning deletes the marker first, then was killed
+    run.new_checkpoint_dir(4)  # a write killed before its commit
+    assert run.checkpoint_steps() == [1, 2] and run.latest_checkpoint() == 2
+    folder = run.new_checkpoint_dir(5)
+    run.commit_checkpoint(folder, 5, {"step": 5}, keep_stage_end=False, keep_newest=1)
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == ["step-2", "step-5"]
+    assert run.checkpoint_steps() == [2, 5] and (run.checkpoint(2) / "KEEP").exists()
+
+
 def test_file_too_large_while_checkpointing_keeps_the_previous_checkpoint(reference, tmp_path):
     """RLIMIT_FSIZE in the child: writes past the limit fail with EFBIG (SIGXFSZ ignored). Warmup checkpoints
     fit under the limit; the first adversarial one (step 5, it also holds the KL reference) does not."""
-    warm = (reference.run / "checkpoints" / "step-4" / "state.pt").stat().st_size
-    adv = (reference.run / "checkpoints" / "step-5" / "state.pt").stat().st_size
+    warm, adv = (largest_file(reference.run / "checkpoints" / f"step-{k}") for k in (4, 5))
     assert adv > warm + 64 * 1024
     limit = (warm + adv) // 2
 
@@ -493,7 +532,7 @@ def test_file_too_large_while_checkpointing_keeps_the_previous_checkpoint(refere
     run = run_dir_of(tmp_path)
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert names == ["step-3", "step-4"], names  # keep_checkpoints 2; no partial folder left
-    state = torch.load(run / "checkpoints" / "step-4" / "state.pt", weights_only=False)
+    state = read_checkpoint(run / "checkpoints" / "step-4")
     assert same_models(state, reference.states[4])
 
 
@@ -660,15 +699,20 @@ def without_clock(obj):
 
 
 def assert_same_run(got: Path, want: Path) -> None:
-    """Same files; each byte-identical, except for wall-clock fields (in JSON, JSONL and checkpoints)."""
+    """Same files; each byte-identical, except for wall-clock fields (in JSON, JSONL and checkpoints) and the
+    checkpoints' manifests (the sha256 of a checkpoint covers its wall-clock fields: the same files are listed)."""
     files = sorted(str(p.relative_to(want)) for p in want.rglob("*") if p.is_file())
     assert sorted(str(p.relative_to(got)) for p in got.rglob("*") if p.is_file()) == files
     for name in files:
         a, b = got / name, want / name
-        if a.suffix == ".pt":
-            sa, sb = (torch.load(x, weights_only=False) for x in (a, b))
-            assert sa["step"] == sb["step"] and same_models(sa, sb), name
-            assert without_clock(sa["meter"]) == without_clock(sb["meter"]), name
+        if a.name == MANIFEST:
+            assert read_json(a).keys() == read_json(b).keys(), name
+        elif a.parent.parent.name == "checkpoints" and a.suffix in (".distcp", ""):  # the shards and .metadata:
+            continue  # compared as tensors with complete.json below
+        elif a.parent.parent.name == "checkpoints" and a.name == "complete.json":
+            sa, sb = (read_checkpoint(x.parent) for x in (a, b))
+            assert sa.keys() == sb.keys() and all(_same(sa[k], sb[k]) for k in sa), name
+            assert without_clock(read_json(a)) == without_clock(read_json(b)), name
         elif a.name in ("metrics.jsonl", "budget.json", "summary.json"):
             load = (lambda p: list(read_jsonl(p))) if a.suffix == ".jsonl" else read_json
             assert without_clock(load(a)) == without_clock(load(b)), name
@@ -739,23 +783,32 @@ def test_a_lock_ends_with_its_owner_not_with_the_children_it_forked(tmp_path):
                 os.kill(child, signal.SIGKILL)
 
 
-def test_skip_locked_lets_processes_share_a_suite(tmp_path):
-    """Two processes, each `--resume --skip-locked` (array tasks): each trains the runs the other is not on."""
-    two = ("--set", "methods.seqkd={kind: seqkd}")  # gad first, then seqkd
-    with Paused(cli(CRASH, tmp_path, *two, "--resume", "--skip-locked"), step=2) as first:
-        gad = run_dir_of(tmp_path)
-        alone = run_cli(cli(CRASH, tmp_path, *two), timeout=120)  # without --skip-locked: stops, writes nothing
+def test_skip_locked_lets_processes_share_a_suite(reference, tmp_path):
+    """Two processes, each `--resume --skip-locked` (array tasks): each trains the runs the other is not on. The
+    suite has a regression baseline: the process that ends first, with a run still being trained by the other,
+    does not compare; the one that completes the suite does."""
+    baseline = tmp_path / "baseline.json"  # the gad run's metrics (seqkd's come out as "new", which passes)
+    baseline.write_text(json.dumps({k: {"value": v, "tolerance": 1e-6} for k, v in
+                                    current_metrics(reference.run.parent).items()}))
+    two = ("--set", "methods.seqkd={kind: seqkd}", "--set", f"baseline={baseline}")  # gad first, then seqkd
+    out = tmp_path / "out"
+    with Paused(cli(CRASH, out, *two, "--resume", "--skip-locked"), step=2) as first:
+        gad = run_dir_of(out)
+        alone = run_cli(cli(CRASH, out, *two), timeout=120)  # without --skip-locked: stops, writes nothing
         one_line_error(alone, f"run {gad.name} is in use by PID {first.pid}", "--skip-locked runs the suite's other runs")
-        assert not glob.glob(str(tmp_path / "crash" / "tiny--seqkd--*"))
-        shared = run_cli(cli(CRASH, tmp_path, *two, "--resume", "--skip-locked"), timeout=300)
+        assert not glob.glob(str(out / "crash" / "tiny--seqkd--*"))
+        shared = run_cli(cli(CRASH, out, *two, "--resume", "--skip-locked"), timeout=300)
         assert shared.returncode == 0, shared.stderr[-3000:]
         assert f"run {gad.name} is in use by PID {first.pid}" in shared.stderr and "skipped (--skip-locked)" in shared.stderr
         assert f"1 run(s) skipped, in use by other processes: {gad.name}; when they end, rerun with --resume" in shared.stderr
-        (seqkd,) = glob.glob(str(tmp_path / "crash" / "tiny--seqkd--*"))
+        assert f"regression check not run: 1 run(s) of the suite are not complete ({gad.name}, ...)" in shared.stdout
+        assert "MOVED" not in shared.stdout and "missing" not in shared.stdout
+        (seqkd,) = glob.glob(str(out / "crash" / "tiny--seqkd--*"))
         assert (Path(seqkd) / "summary.json").exists() and not (gad / "summary.json").exists()
     log = first.finish()
     assert f"{Path(seqkd).name}: already complete, skipped" in log
-    checks = read_json(tmp_path / "crash" / "suite.json")["budget_check"]
+    assert f"tracked metrics within tolerance of {baseline}" in log
+    checks = read_json(out / "crash" / "suite.json")["budget_check"]
     assert sorted(checks) == sorted([gad.name, Path(seqkd).name])
     for run in (gad, Path(seqkd)):
         assert read_json(run / "summary.json")["budget_check"] == checks[run.name]
@@ -778,3 +831,240 @@ def test_a_run_logs_and_records_what_each_data_load_kept_and_skipped(tmp_path):
                          "--set", "data.train.bad_rows=error"))
     one_line_error(strict, f"{path}: row 3: the line is not UTF-8 text (byte 0xe9 at column 16)",
                    "save the file as UTF-8")
+
+
+# ================================================================ 7. named kill points (GADBENCH_KILL_AT)
+
+KEEP_ALL = ("--set", "train.keep_checkpoints=100")  # the reference run's settings: every checkpoint kept
+# In a run's order: a step's log row, a checkpoint's state written without its manifest, a checkpoint renamed
+# into place (before pruning), the step-8 evaluation after its validation set and after its metrics.json, and
+# either side of the summary. Each kill is followed by a --resume that the next point kills.
+KILL_POINTS = ["after-metrics-row:2", "mid-checkpoint:3", "after-checkpoint-rename:5", "mid-eval:8", "after-eval:8",
+               "before-summary", "after-summary"]
+
+
+def killed_at(point: str, out: Path, resume: bool) -> subprocess.CompletedProcess:
+    proc = run_cli(cli(CRASH, out, *KEEP_ALL, *(["--resume"] if resume else [])),
+                   env={**ENV, "GADBENCH_KILL_AT": point})
+    assert proc.returncode == -signal.SIGKILL, (point, proc.returncode, proc.stderr[-3000:])
+    return proc
+
+
+@pytest.mark.slow
+def test_kill_points_and_a_damaged_checkpoint_then_resume_end_bitwise_where_the_uninterrupted_run_ends(
+        reference, tmp_path):
+    """Killed at every named point in turn (each resume killed at the next point); after the kill at
+    after-checkpoint-rename:5, checkpoint step-5 is damaged (a byte flipped), so the next resume must pass it
+    over for step-4 with a warning naming it. The run that finally completes equals the uninterrupted one:
+    every file, byte for byte (wall-clock fields and checkpoint manifests aside)."""
+    out = tmp_path / "out"
+    for i, point in enumerate(KILL_POINTS):
+        proc = killed_at(point, out, resume=i > 0)
+        check_consistent(out, reference)
+        if point == "after-checkpoint-rename:5":
+            shards = run_dir_of(out) / "checkpoints" / "step-5" / "__0_0.distcp"
+            data = bytearray(shards.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            shards.write_bytes(bytes(data))
+        if point == "mid-eval:8":  # the resume after the damage
+            assert "checkpoint step-5 is damaged" in proc.stderr and "does not match its sha256" in proc.stderr
+            assert "resumed tiny--gad" in proc.stderr and "from step 4" in proc.stderr, proc.stderr[-3000:]
+    done = run_cli(cli(CRASH, out, *KEEP_ALL, "--resume"))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert_same_run(run_dir_of(out), reference.run)
+
+
+def test_every_checkpoint_damaged_stops_resume_in_one_line_and_changes_nothing(tmp_path):
+    killed_at("after-checkpoint-rename:2", tmp_path, resume=False)
+    run = run_dir_of(tmp_path)
+    (run / "checkpoints" / "step-2" / "__0_0.distcp").write_bytes(b"")  # emptied
+    shards = run / "checkpoints" / "step-1" / "__0_0.distcp"
+    shards.write_bytes(shards.read_bytes()[:1000])  # cut short
+    before = snapshot(run)
+    proc = run_cli(cli(CRASH, tmp_path, *KEEP_ALL, "--resume"))
+    one_line_error(proc, f"no intact checkpoint is left in {run / 'checkpoints'}", "step-2/__0_0.distcp has 0 bytes",
+                   "rerun without --resume")
+    assert "checkpoint step-2 is damaged" in proc.stderr and "checkpoint step-1 is damaged" in proc.stderr
+    assert snapshot(run) == before
+
+
+# ======================================================================= 8. damaged results on --resume
+
+
+def copy_reference(reference: Reference, tmp_path: Path) -> Path:
+    """A copy of the uninterrupted run's --out folder; returns the run's directory in it."""
+    out = tmp_path / "out"
+    shutil.copytree(reference.run.parents[1], out, ignore=shutil.ignore_patterns("*.lock"))
+    return out / "crash" / reference.run.name
+
+
+def test_resume_rebuilds_a_truncated_summary_and_leaves_a_damaged_evaluation_out(reference, tmp_path):
+    run = copy_reference(reference, tmp_path)
+    for name in ("summary.json", "eval/step-4/metrics.json"):
+        data = (run / name).read_bytes()
+        (run / name).write_bytes(data[: len(data) // 2])
+    proc = run_cli(cli(CRASH, run.parents[1], *KEEP_ALL, "--resume"))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"{run / 'summary.json'} is damaged: not valid JSON" in proc.stderr and "summarizing the run again" in proc.stderr
+    assert f"{run / 'eval/step-4/metrics.json'} is damaged" in proc.stderr
+    assert "the report leaves that evaluation out" in proc.stderr  # the report builds without it
+    summary = read_json(run / "summary.json")
+    assert any("eval/step-4/metrics.json is damaged: step 4 was left out of checkpoint selection" in w
+               for w in summary["warnings"]), summary["warnings"]
+    assert f"gadbench eval {run} --checkpoint 4" in " ".join(summary["warnings"])
+    assert summary["selection"]["checkpoint"] == 8  # the one evaluation point left
+    if reference.summary["selection"]["checkpoint"] == 8:
+        assert summary["eval"] == reference.summary["eval"]
+
+
+def test_a_damaged_middle_line_of_the_step_log_stops_resume_in_one_line(reference, tmp_path):
+    run = copy_reference(reference, tmp_path)
+    (run / "summary.json").unlink()
+    (run / "budget.json").unlink()  # training "not finished": resume reads the step log
+    rows = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
+    rows[3] = rows[3][:20] + "\n"
+    (run / "metrics.jsonl").write_text("".join(rows))
+    before = snapshot(run)
+    proc = run_cli(cli(CRASH, run.parents[1], *KEEP_ALL, "--resume"))
+    one_line_error(proc, f"{run / 'metrics.jsonl'}: line 4 is not valid JSON", "fix or remove that line")
+    assert snapshot(run) == before
+
+
+# ================================================================= 9. a judge outage does not stop a suite
+
+
+OUTAGE = ("--set", "methods.seqkd={kind: seqkd}", "--set", "eval.selection_metric=mtbench-single/score",
+          "--set", "judge.max_retries=0")
+
+
+def judge_rows(run: Path) -> list[dict]:
+    return [j for p in sorted(run.glob("eval/step-*/*.jsonl")) for r in read_jsonl(p)
+            for n, j in r["judgments"].items() if n == "mtbench-single"]
+
+
+def test_a_judge_outage_skips_its_evaluation_points_and_resume_and_eval_ask_again(tmp_path):
+    """Every judge request fails (503, no retry): both runs of the suite complete, each evaluation point without
+    a valid judgment is left out of selection with a warning naming it, and the usage counts the failures.
+    With the endpoint back, `gadbench eval` re-asks one step's failed judgments and `--resume` the rest, only
+    those; the summaries then select on the scores and add up what every process spent."""
+    suite, env = FIX / "llmjudge.yaml", {**ENV, "GADBENCH_TEST_KEY": SECRET}
+    out = tmp_path / "out"
+    with LoopbackServer(default="status:503", reply=rating_reply) as srv:
+        argv = cli(suite, out, "--set", f"judge.base_url={srv.url}", *OUTAGE)
+        down = run_cli(argv, env=env)
+        assert down.returncode == 0 and "Traceback" not in down.stderr, down.stderr[-3000:]
+        failed = len(srv.received)
+        assert failed > 0 and "judgments failed (api error: gave up after 1 attempts; last error: HTTP 503)" in down.stderr
+        runs = sorted(p for p in (out / "llmjudge").iterdir() if (p / "config.yaml").exists())
+        assert len(runs) == 2
+        for run in runs:
+            s = read_json(run / "summary.json")
+            steps = sorted(int(p.name.split("-")[1]) for p in run.glob("eval/step-*") if p.name != "step-0")
+            assert s["selection"]["rule"] == "last" and s["selection"]["skipped"] == steps, s["selection"]
+            assert [w for w in s["warnings"] if "has no valid mtbench-single/score score" in w] == [
+                f"evaluation at step {k} has no valid mtbench-single/score score on the validation split (every "
+                "judgment failed, e.g. a judge outage): it was left out of checkpoint selection; `gadbench run "
+                "--resume` asks the failed judgments again" for k in steps]
+            assert all(not j["valid"] and j["details"]["error"].startswith("api error") for j in judge_rows(run))
+        usage = [read_json(r / "summary.json")["judge_usage"] for r in runs]
+        assert sum(u["failures"] for u in usage) == sum(u["requests"] for u in usage) == failed
+
+        srv.default = "ok"  # the endpoint is back
+        gad = next(r for r in runs if "--gad--" in r.name)
+        last = max(int(p.name.split("-")[1]) for p in gad.glob("eval/step-*"))
+        ev = run_cli([sys.executable, "-m", "gadbench.cli", "eval", str(gad), "--checkpoint", str(last)], env=env)
+        assert ev.returncode == 0, ev.stderr[-3000:]
+        step_rows = [j for p in (gad / "eval" / f"step-{last}").glob("*.jsonl") for r in read_jsonl(p)
+                     for n, j in r["judgments"].items() if n == "mtbench-single"]
+        assert 0 < len(srv.received) - failed <= len(step_rows) and all(j["valid"] for j in step_rows)
+        assert all(not j["valid"] for j in judge_rows(gad) if j not in step_rows)  # only that step was asked
+
+        up = run_cli(cli(suite, out, "--set", f"judge.base_url={srv.url}", *OUTAGE, "--resume"), env=env)
+        assert up.returncode == 0 and "Traceback" not in up.stderr, up.stderr[-3000:]
+        # each distinct request that failed is asked once more (a step whose answers repeat another's is cached)
+        distinct = {json.dumps(b, sort_keys=True) for b in srv.received[:failed]}
+        again = [json.dumps(b, sort_keys=True) for b in srv.received[failed:]]
+        assert len(again) == len(set(again)) == len(distinct) and set(again) == distinct, up.stderr[-3000:]
+    for run in runs:
+        s = read_json(run / "summary.json")
+        assert s["selection"]["rule"] == "validation" and "skipped" not in s["selection"], s["selection"]
+        assert not [w for w in s["warnings"] if "no valid" in w]
+        assert all(j["valid"] for j in judge_rows(run))
+    usage = [read_json(r / "summary.json")["judge_usage"] for r in runs]
+    assert sum(u["requests"] for u in usage) == len(srv.received) and sum(u["failures"] for u in usage) == failed
+
+
+def test_judge_usage_of_a_killed_run_is_kept_by_resume(tmp_path):
+    """Killed after its last evaluation (while writing that step's checkpoint): the resumed process asks the
+    judge nothing, and the summary still counts every request the killed process sent."""
+    suite, env = FIX / "llmjudge.yaml", {**ENV, "GADBENCH_TEST_KEY": SECRET}
+    with LoopbackServer(reply=rating_reply) as srv:
+        argv = cli(suite, tmp_path, "--set", f"judge.base_url={srv.url}")
+        proc = run_cli(argv, env={**env, "GADBENCH_KILL_AT": "mid-checkpoint:2"})
+        assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+        sent = len(srv.received)
+        done = run_cli(argv + ["--resume"], env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert len(srv.received) == sent > 0
+    usage = read_json(run_dir_of(tmp_path, "llmjudge") / "summary.json")["judge_usage"]
+    assert usage["requests"] == sent and usage["cost_usd"] == pytest.approx(
+        (usage["prompt_tokens"] * 1.0 + usage["completion_tokens"] * 2.0) / 1e6), usage
+
+
+def test_judge_timeout_and_retries_are_settings_that_reach_the_client(tmp_path):
+    """A hung endpoint costs (judge.max_retries + 1) x judge.timeout per request, both set in the suite."""
+    from gadbench.judge.records import JUDGES
+    from gadbench.suite import get_suite
+    from gadbench.teachers import teacher_from
+
+    with LoopbackServer(default="hang") as srv:
+        spec = runs_of_suite(get_suite(str(FIX / "llmjudge.yaml"), [f"judge.base_url={srv.url}", "judge.timeout=0.2",
+                                                                      "judge.max_retries=1"]))[0]
+        judge_ = JUDGES["mtbench-single"].build(spec, tmp_path)
+        assert (judge_.client.timeout, judge_.client.max_retries) == (0.2, 1)
+        judge_.client.backoff_base = 0.01
+        run = judge_.judge(ITEMS[:1])
+        assert len(srv.received) == 2 and not run[0].valid
+        assert "gave up after 2 attempts; last error: no response within 0.2 s" in run[0].details["error"]
+        teacher = teacher_from(replace(spec.teacher, spec=f"openai:m@{srv.url}", timeout=3.0, max_retries=2))
+        assert (teacher.client.timeout, teacher.client.max_retries) == (3.0, 2)
+
+
+# ================================================================================ 10. checkpoint manifests
+
+
+def test_a_manifest_names_every_kind_of_damage_to_a_checkpoint_folder(tmp_path):
+    """seal writes the size and sha256 of every file (subfolders too) last; verify names the damaged file:
+    bytes changed in place, a file cut short or emptied, removed, added, or the manifest itself gone."""
+    from gadbench.rundir import seal, verify
+
+    def folder() -> Path:
+        d = tmp_path / f"ckpt{len(list(tmp_path.iterdir()))}"
+        (d / "shards").mkdir(parents=True)
+        (d / "state.pt").write_bytes(os.urandom(5000))
+        (d / "shards" / "rank0.distcp").write_bytes(os.urandom(300))
+        (d / "KEEP").touch()
+        seal(d)
+        assert verify(d) is None
+        return d
+
+    def flip(p: Path) -> None:
+        data = bytearray(p.read_bytes())
+        data[2500] ^= 1
+        p.write_bytes(bytes(data))
+
+    damage = {
+        "state.pt does not match its sha256 in the manifest": lambda d: flip(d / "state.pt"),
+        "state.pt has 2500 bytes, the manifest 5000": lambda d: (d / "state.pt").write_bytes(
+            (d / "state.pt").read_bytes()[:2500]),
+        "state.pt has 0 bytes, the manifest 5000": lambda d: (d / "state.pt").write_bytes(b""),
+        "shards/rank0.distcp is missing": lambda d: (d / "shards" / "rank0.distcp").unlink(),
+        "extra.bin is not in the manifest": lambda d: (d / "extra.bin").write_bytes(b"x"),
+        "manifest.json is missing": lambda d: (d / MANIFEST).unlink(),
+        "manifest.json is not a readable manifest": lambda d: (d / MANIFEST).write_text('{"state.pt": '),
+    }
+    for expected, spoil in damage.items():
+        d = folder()
+        spoil(d)
+        problem = verify(d)
+        assert problem is not None and expected in problem and str(d) in problem, (expected, problem)

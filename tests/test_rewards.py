@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from gadbench.config import ConfigError, get_suite, runs_of
+from gadbench.config import ConfigError
 from gadbench.io import read_jsonl
 from gadbench.methods.rewards import gold_reward, make_reward, rouge_l_reward
 from gadbench.rundata import load_run_data, run_teacher
 from gadbench.runner import run_suite
+from gadbench.suite import get_suite, runs_of
 from gadbench.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,8 +42,7 @@ def _spec(reward: str):
 
 def _adversarial_rows(spec, tmp_path) -> list[dict]:
     data = load_run_data(spec, run_teacher(spec))
-    Trainer(spec, tmp_path / spec.run_id, data, reward_fn=make_reward(spec),
-            progress=False).train()
+    Trainer(spec, tmp_path / spec.run_id, data, progress=False).train()
     rows = [r for r in read_jsonl(tmp_path / spec.run_id / "metrics.jsonl") if r["stage"] == "adversarial"]
     assert len(rows) == 2
     return rows

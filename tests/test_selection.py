@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 
-from gadbench.eval.selection import CheckpointScores, select_checkpoint
+from gadbench.config import EvalConfig
+from gadbench.eval.selection import _RULES, CheckpointScores, select_checkpoint
 
 TEACHER = {"lmsys": 300.0, "dolly": 150.0}
 CKPTS = [
@@ -38,11 +41,37 @@ def test_paper_rule_without_any_checkpoint_in_range_says_so():
 def test_last_and_errors():
     assert select_checkpoint(CKPTS, "last").step == 200
     assert select_checkpoint(CKPTS, "last").to_json() == {"rule": "last", "checkpoint": 200, "note": "last checkpoint (step 200)"}
-    with pytest.raises(ValueError, match="unknown selection rule"):
-        select_checkpoint(CKPTS, "best")
-    with pytest.raises(ValueError, match="validation score"):
-        select_checkpoint([CheckpointScores(1)], "validation")
     with pytest.raises(ValueError, match="lengths"):
         select_checkpoint(CKPTS, "paper", teacher_length={"lmsys": 300.0})
     with pytest.raises(ValueError, match="no checkpoints"):
         select_checkpoint([], "last")
+
+
+def test_a_checkpoint_without_a_score_is_skipped_and_named_and_none_scored_takes_the_last():
+    """A judge outage leaves evaluation points without a valid score: selection goes on without them (fail-safe)
+    and says which it left out; with no scored point at all it reports the last checkpoint."""
+    outage = [CheckpointScores(c.step, validation=None if c.step in (100, 150) else c.validation,
+                               test={} if c.step in (100, 150) else c.test, length=c.length) for c in CKPTS]
+    s = select_checkpoint(outage, "validation")
+    assert (s.step, s.skipped) == (200, (100, 150)), s  # 48.0 at 200; 100 (also 48.0, earlier) had no score
+    assert s.to_json()["skipped"] == [100, 150]
+    p = select_checkpoint(outage, "paper", teacher_length=TEACHER)
+    assert (p.step, p.skipped) == (200, (100, 150)), p
+    for rule in ("validation", "paper"):
+        none = select_checkpoint([CheckpointScores(1), CheckpointScores(2)], rule, teacher_length=TEACHER)
+        assert (none.rule, none.step, none.skipped) == ("last", 2, (1, 2)), none
+        assert "no checkpoint has a" in none.note and "step 2" in none.note
+    assert "skipped" not in select_checkpoint(CKPTS, "validation").to_json()
+
+
+def test_a_lower_is_better_metric_is_selected_at_its_lowest():
+    """The direction comes from the metric's declaration (the runner reads its judge record): for a loss-like
+    metric the best checkpoint is the lowest, on the validation split and on the test sets alike."""
+    s = select_checkpoint(CKPTS, "validation", higher_is_better=False)
+    assert s.step == 50 and "45.00" in s.note
+    assert select_checkpoint(CKPTS, "paper", teacher_length=TEACHER, higher_is_better=False).step == 50
+
+
+def test_every_rule_the_settings_allow_is_implemented():
+    allowed = typing.get_args(typing.get_type_hints(EvalConfig)["selection"])
+    assert set(allowed) == set(_RULES)

@@ -13,9 +13,10 @@ import pytest
 import torch
 from tinymodels import build_tiny_model
 
+from gadbench.commands.serve import add_parser
 from gadbench.config import ModelConfig
 from gadbench.llm import ChatClient, ChatRequest
-from gadbench.llm.serve import add_parser, start_server
+from gadbench.llm.serve import start_server
 from gadbench.models import load_causal_lm
 
 PROMPTS = ["def hello(world):", "import os and sys", "class Point:"]
@@ -252,14 +253,13 @@ def test_guided_choice_answers_are_the_likeliest_allowed_choice(served, tiny):
 def test_a_guided_judge_gives_valid_verdicts_where_a_free_one_cannot(served, tmp_path):
     """gad-paper through ChatClient and the served tiny model: free replies do not parse; guided ones all do,
     and each score is one of the protocol's verdict lines."""
-    from gadbench.judge import get_judge
-    from gadbench.judge.types import JudgeItem
+    from gadbench.judge import GadPaper, JudgeItem, LLMJudge
 
     items = [JudgeItem(str(i), p, f"answer {i}", None) for i, p in enumerate(PROMPTS)]
     results = {}
     for guided in (False, True):
         client = ChatClient("tiny", base_url=served, cache_path=tmp_path / "judge.sqlite", progress=False)
-        results[guided] = get_judge("gad-paper", client=client, max_tokens=10, guided=guided).judge(items)
+        results[guided] = LLMJudge(GadPaper(max_tokens=10, guided=guided), client).judge(items)
     assert not any(j.valid for j in results[False])
     assert all(j.valid for j in results[True]), [j.details for j in results[True]]
     for j in results[True]:

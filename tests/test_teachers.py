@@ -16,10 +16,11 @@ import torch
 from loopback import LoopbackServer
 from tinymodels import build_tiny_model
 
+from gadbench.cli import main
 from gadbench.io import read_jsonl
 from gadbench.llm.serve import start_server
-from gadbench.teachers import make_teacher, register_teacher
-from gadbench.teachers.collect import cache_path_for, collect, main
+from gadbench.teachers import BACKENDS, Backend, make_teacher, register_teacher
+from gadbench.teachers.collect import cache_path_for, collect
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["def hello(world):", "x", "import os and sys and json", "class Point:"]
@@ -48,8 +49,8 @@ def write_data(path: Path, prompts: list[str], **extra) -> Path:
     return path
 
 
-def test_specs_registry_and_errors():
-    with pytest.raises(ValueError, match="unknown teacher backend 'nope'.*dataset, hf, openai"):
+def test_specs_registry_and_errors(monkeypatch):
+    with pytest.raises(ValueError, match="teacher backend `nope` in `nope:x` is not registered.*; use one of openai, hf"):
         make_teacher("nope:x")
     with pytest.raises(ValueError, match="openai:MODEL"):
         make_teacher("openai")
@@ -63,10 +64,11 @@ def test_specs_registry_and_errors():
         def respond(self, prompts):
             return [p.upper() + self.arg for p in prompts]
 
-    register_teacher("shout", lambda arg, **opts: Shout(arg))
+    monkeypatch.setattr("gadbench.teachers.base.BACKENDS", dict(BACKENDS))  # registrations end with the test
+    register_teacher(Backend("shout", lambda arg, **opts: Shout(arg)))
     assert make_teacher("shout:!").respond(["a", "b"]) == ["A!", "B!"]
     with pytest.raises(ValueError, match="already registered"):
-        register_teacher("openai", lambda arg, **opts: Shout(arg))
+        register_teacher(Backend("openai", lambda arg, **opts: Shout(arg)))
 
 
 def test_dataset_teacher_returns_shipped_responses_and_rejects_missing_ones():
@@ -133,7 +135,10 @@ def test_collect_fails_cleanly_when_retries_run_out_then_a_rerun_completes(tmp_p
         argv = ["teacher", "collect", "--teacher", f"openai:m@{server.url}", "--data", str(data),
                 "--out", str(tmp_path / "o.jsonl"), "--concurrency", "1", "--max-retries", "1"]
         assert main(argv) == 1  # two 500s exhaust "a"; "b" is answered and cached
-        assert "1 of 2 teacher requests failed" in capsys.readouterr().err
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines[-1].startswith("gadbench: 1 of 2 teacher requests failed") and "rerun" in lines[-1], lines
+        assert lines[-2] == ("usage: 3 requests sent (1 retries), 0 cache hits, 1 failures, 1 prompt + 2 completion "
+                             "tokens, estimated cost unknown (no price for this model)"), lines  # spent, all the same
         assert not (tmp_path / "o.jsonl").exists()
         assert main(argv) == 0 and len(server.received) == 2 + 1 + 1
         assert [r["teacher_response"] for r in read_jsonl(tmp_path / "o.jsonl")] == ["echo: a", "echo: b"]
@@ -148,7 +153,7 @@ def test_kill_9_mid_collection_then_resume_loses_nothing_and_reasks_nothing(tmp_
     data = write_data(tmp_path / "d.jsonl", prompts)
     out = tmp_path / "o.jsonl"
     with LoopbackServer(latency=0.25) as server:
-        argv = [sys.executable, "-m", "gadbench.teachers.collect", "teacher", "collect",
+        argv = [sys.executable, "-m", "gadbench.cli", "teacher", "collect",
                 "--teacher", f"openai:m@{server.url}", "--data", str(data), "--out", str(out),
                 "--concurrency", str(concurrency)]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -179,8 +184,8 @@ def test_kill_9_mid_collection_then_resume_loses_nothing_and_reasks_nothing(tmp_
 def test_a_suites_api_teacher_asks_each_prompt_once_across_runs(tmp_path):
     """The runner's API teacher caches its answers under the suite's cache folder: a second run of the suite
     (another method, or another process of the same run) sends no request."""
-    from gadbench.config import get_suite, runs_of
     from gadbench.rundata import run_teacher
+    from gadbench.suite import get_suite, runs_of
 
     with LoopbackServer() as server:
         spec = runs_of(get_suite("smoke", [f"teacher.spec=openai:m@{server.url}"]))[0]
@@ -195,8 +200,8 @@ def test_a_suites_api_teacher_asks_each_prompt_once_across_runs(tmp_path):
 def test_run_data_records_what_the_api_teacher_cost(tmp_path):
     """load_run_data (the runner's data load) keeps the teacher's usage: the first load sends one request per
     prompt without a response, the second answers them all from the suite's cache."""
-    from gadbench.config import get_suite, runs_of
     from gadbench.rundata import load_run_data, run_teacher
+    from gadbench.suite import get_suite, runs_of
 
     with LoopbackServer() as server:
         spec = runs_of(get_suite("smoke", [f"teacher.spec=openai:m@{server.url}", "data.train.limit=6",

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from gadbench.config import SuiteConfig, ToyConfig, get_suite
+from gadbench.config import SuiteConfig, ToyConfig
 from gadbench.io import read_json
 from gadbench.report import build_report
+from gadbench.suite import get_suite
 from gadbench.worlds import toy
 
 
@@ -114,4 +115,4 @@ def test_write_toy_run_and_report(tmp_path):
                         "n_valid": 1, "n_total": 1}
     report = build_report(suite_dir)
     assert (suite_dir / "figures" / "toy.png").stat().st_size > 0
-    assert "figures/toy.png" in report.read_text()
+    assert "figures/toy.png" in report.markdown.read_text()

@@ -52,7 +52,8 @@ class DataSpec:
     `path` (a local .jsonl/.json/.parquet file) always wins over `$GADBENCH_DATA_DIR` and the hub;
     `hub_id` overrides the source's default hub dataset. `split=None` means the source's default.
     `fields` maps `prompt`/`response`/`id` to column names (sources `jsonl` and `parquet`).
-    `test_fraction` is the share of conversation ids hashed into `test` (source `sharegpt`).
+    `test_fraction` is the share of conversation ids hashed into `test` (source `sharegpt`); `offset`, the first
+    problem of the source `world` (the run keeps its train, validation and test problems disjoint by offset).
     `max_chars` / `max_response_chars` skip rows whose prompt / teacher response is longer; `max_repetition`
     skips rows whose teacher response repeats itself: the share of its word 4-grams that repeat an earlier
     one is above it (a degenerate loop of one phrase is near 1, ordinary prose near 0).
@@ -71,6 +72,7 @@ class DataSpec:
     max_response_chars: int | None = None
     max_repetition: float | None = None
     test_fraction: float = 0.02
+    offset: int = 0
 
     def __post_init__(self) -> None:
         if self.bad_rows not in ("skip", "error"):
@@ -144,30 +146,42 @@ REASONS: dict[str, tuple[str, str]] = {
 }
 
 SourceFn = Callable[[DataSpec], tuple[str, Iterable[Row]]]
-_SOURCES: dict[str, SourceFn] = {}
 
 
-def register_source(name: str) -> Callable[[SourceFn], SourceFn]:
-    """Register `fn(spec) -> (where, rows)` under `name`; `where` names the file or hub dataset read."""
+@dataclass(frozen=True)
+class Source:
+    """A data source: `read(spec) -> (where, rows)`, `where` naming the file or hub dataset read; `size`, the rows
+    of its default split when known (the plan's judge-cost estimate for an eval set without `limit`)."""
+
+    name: str
+    read: SourceFn
+    size: int | None = None
+
+
+SOURCES: dict[str, Source] = {}
+
+
+def register_source(name: str, size: int | None = None) -> Callable[[SourceFn], SourceFn]:
+    """Decorate `read(spec) -> (where, rows)` to register it as source `name` (one record per name)."""
 
     def add(fn: SourceFn) -> SourceFn:
-        if name in _SOURCES:
+        if name in SOURCES:
             raise ValueError(f"data source {name!r} is registered twice")
-        _SOURCES[name] = fn
+        SOURCES[name] = Source(name, fn, size)
         return fn
 
     return add
 
 
 def list_sources() -> list[str]:
-    return sorted(_SOURCES)
+    return sorted(SOURCES)
 
 
 def load_examples(spec: DataSpec) -> tuple[list[Example], LoadReport]:
     """Load `spec.source` and apply the bad-row policy; stop after `spec.limit` kept examples."""
-    if spec.source not in _SOURCES:
+    if spec.source not in SOURCES:
         raise DataError(f"unknown data source {spec.source!r}; choose one of {', '.join(list_sources())}.")
-    where, rows = _SOURCES[spec.source](spec)
+    where, rows = SOURCES[spec.source].read(spec)
     report = LoadReport(spec.source, where)
     examples: list[Example] = []
     for row in rows:

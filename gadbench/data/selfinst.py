@@ -32,6 +32,6 @@ def _row(number: int, record: dict) -> Row:
     return Row(number, join_input(record.get("instruction"), first.get("input")), first.get("output"), meta)
 
 
-@register_source("selfinst")
+@register_source("selfinst", size=252)
 def load(spec: DataSpec) -> tuple[str, Iterator[Row]]:
     return open_source(spec, FILENAMES, None, spec.split or "test", _row)

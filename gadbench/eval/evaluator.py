@@ -1,29 +1,88 @@
 """Evaluation at a checkpoint: greedy answers on each eval set (and the validation split) -> judges ->
 per-item rows in `eval/step-K/<dataset>.jsonl` and summary statistics in `eval/step-K/metrics.json`.
 
-Items without a teacher response are judged against the data's own reference answer where it has one
-(`meta["reference"]`, e.g. GPT-4's MT-bench answers), stored as the row's `reference`.
+Every judge is a record of gadbench.judge.records, run in the order `eval.judges` names them: its judgment of
+each row is stored under its name, and each metric it declares becomes `<judge>/<metric>` (mean and interval
+over items), beside its record's extra statistics. A judge that reads the student (e.g. `gold-sampled`) is
+given the run's model context. The data's own reference answer (`meta["reference"]`, e.g. GPT-4's MT-bench
+answers) and question category (`meta["category"]`) are stored in the row as `reference` and `category` and
+passed to the judges (mtbench-single reads both); items without a teacher response are judged against that
+reference where a judge needs an answer to compare with (pairwise, rouge-l, embedding).
 
-The world's `gold` judge scores exactly (teacher log-probability per token, accuracy, style); with
-`eval.samples > 0` it also scores that many samples per prompt at temperature 1, the distributional view
-(style coverage and E_student[log p_teacher], the reverse-KL side) that greedy answers cannot show, stored
-per prompt (the mean over its samples) as the row's `gold-sampled` judgment.
+What the judges spent is added to `eval/step-K/usage.json` after each set (gadbench.judge.usage.add_usage), so
+usage survives a kill and every pass over a step (a resumed run's, `gadbench eval`'s) adds to it; a run's
+summary adds up its steps' files (`stored_usage`). A judgment whose call failed (an API error, e.g. a judge
+outage) is stored invalid and never scored; re-evaluating a step with its stored answers (`reask`, and
+`gadbench eval`) asks the judge again for those judgments only.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from gadbench.config import RunSpec
-from gadbench.io import atomic_write_json, atomic_write_text, read_json
-from gadbench.judge.types import JudgeItem
+from gadbench.io import (
+    DamagedFileError,
+    atomic_write_json,
+    atomic_write_text,
+    kill_point,
+    read_json,
+    read_jsonl,
+)
+from gadbench.judge.aggregation import judge_statistics
+from gadbench.judge.records import JUDGES
+from gadbench.judge.types import JudgeItem, call_failed
 from gadbench.judge.usage import add_usage
 from gadbench.metrics import corpus_ngram_f1, summarize
 from gadbench.models import response_tokens
-from gadbench.worlds import synthetic as world
 
-GOLD_PER_ITEM = ("teacher_logprob", "accuracy")
+log = logging.getLogger("gadbench")
+USAGE = "usage.json"
+
+
+def stored_metrics(out_dir: Path, damaged: str = "evaluating that step again") -> dict | None:
+    """`out_dir`/metrics.json, or None when there is none or it is damaged (with a warning ending in `damaged`,
+    what the caller does instead)."""
+    path = Path(out_dir) / "metrics.json"
+    if not path.exists():
+        return None
+    try:
+        return read_json(path)
+    except DamagedFileError as e:
+        log.warning("%s; %s", e.problem, damaged)
+        return None
+
+
+def failed_steps(run_dir: Path, judges) -> list[int]:
+    """Steps of run `run_dir` with a complete evaluation holding a judgment of one of `judges` whose call
+    failed (an API error)."""
+    out = []
+    for out_dir in Path(run_dir).glob("eval/step-*"):
+        step = out_dir.name.split("-")[1]
+        if not step.isdigit() or not (out_dir / "metrics.json").exists():
+            continue
+        try:
+            rows = [r for path in sorted(out_dir.glob("*.jsonl")) for r in read_jsonl(path)]
+        except DamagedFileError as e:
+            log.warning("%s; its failed judgments, if any, are not asked again", e.problem)
+            continue
+        if any(call_failed(j) for r in rows for n, j in (r.get("judgments") or {}).items() if n in judges):
+            out.append(int(step))
+    return sorted(out)
+
+
+def stored_usage(run_dir: Path, steps: str = "eval/step-*") -> dict:
+    """The judge usage of every evaluation of run `run_dir` (eval/step-K/usage.json) added up; `steps` "."
+    reads the one evaluation folder `run_dir`."""
+    total: dict = {}
+    for path in sorted(Path(run_dir).glob(f"{steps}/{USAGE}")):
+        try:
+            total = add_usage(total, read_json(path))
+        except DamagedFileError as e:
+            log.warning("%s; its judge usage is left out of the summary", e.problem)
+    return total
 
 
 def eval_seed(spec: RunSpec, step: int) -> int:
@@ -32,23 +91,12 @@ def eval_seed(spec: RunSpec, step: int) -> int:
     return spec.seed + 7919 * step
 
 
-def gold_item(prompt: str, answer: str) -> dict:
-    g = world.gold_score(prompt, answer)
-    return {"teacher_logprob": g.teacher_logprob_per_token, "accuracy": float(g.correct), "style": g.style}
-
-
-def _judges(names: tuple[str, ...], spec: RunSpec, cache_dir: Path) -> dict:
-    from gadbench.judge.factory import make_judge
-
-    return {n: make_judge(n, spec.judge, cache_dir) for n in names if n != "gold"}
-
-
 class Evaluator:
     """Callable hook for the trainer: `evaluator(step, ctx)`."""
 
     def __init__(self, spec: RunSpec, data, run_dir: Path, cache_dir: Path):
         self.spec, self.data, self.run_dir = spec, data, Path(run_dir)
-        self.judges = _judges(spec.eval.judges, spec, cache_dir)
+        self.judges = {n: JUDGES[n].build(spec, cache_dir) for n in spec.eval.judges}
         self.usage: dict = {}  # gadbench.judge.usage.add_usage over every judge call
 
     def sets(self) -> dict[str, list]:
@@ -56,29 +104,44 @@ class Evaluator:
         return {**out, **self.data.eval}
 
     def __call__(self, step: int, ctx, extra: dict | None = None) -> dict:
-        out_dir = self.run_dir / "eval" / f"step-{step}"
-        if (out_dir / "metrics.json").exists():
-            return read_json(out_dir / "metrics.json")
+        stored = stored_metrics(self.run_dir / "eval" / f"step-{step}")
+        if stored is not None:
+            return stored
         return self.evaluate(step, ctx, reuse=False, extra=extra)
+
+    def reask(self) -> list[int]:
+        """Judge again, on their stored answers, the judgments whose call failed; returns the steps redone."""
+        steps = failed_steps(self.run_dir, self.judges)
+        for step in steps:
+            log.info("%s: asking the judges again for the failed judgments of step %d", self.spec.run_id, step)
+            try:
+                self.evaluate(step, None, reuse=True)
+            except ValueError as e:  # stored answers that no longer match the run's sets
+                log.warning("%s: step %d was not judged again (%s)", self.spec.run_id, step, e)
+        return steps
 
     def evaluate(self, step: int, ctx, reuse: bool = True, extra: dict | None = None) -> dict:
         """Evaluate every set at `step` and (re)write metrics.json. With `reuse`, a set whose stored rows
         (`<set>.jsonl`) hold the same ids and prompts keeps its answers and the judgments already made; only
-        missing judges run, and the statistics of judges not asked are kept (`gadbench eval`). `extra` (the
+        missing judges run, and judgments whose call failed are asked again; the statistics of judges not
+        asked are kept (`gadbench eval`). `extra` (the
         trainer's discriminator diagnostics) is stored with the validation split's metrics; a re-evaluation
         keeps the stored ones. `ctx` None judges stored answers only (every set must have them), and keeps the
         stored teacher lengths."""
         out_dir = self.run_dir / "eval" / f"step-{step}"
-        stored = read_json(out_dir / "metrics.json") if (out_dir / "metrics.json").exists() else {}
-        results = {name: self._evaluate_set(name, examples, ctx, out_dir, self.cached_rows(out_dir, name, examples)
-                                            if reuse else None)
-                   for name, examples in self.sets().items()}
+        stored = stored_metrics(out_dir) or {}
+        results = {}
+        for name, examples in self.sets().items():
+            results[name] = self._evaluate_set(name, examples, ctx, out_dir, step,
+                                               self.cached_rows(out_dir, name, examples) if reuse else None)
+            kill_point("mid-eval", step)
         if reuse:  # a judge not asked this time keeps its stored statistics
             results = {name: {**stored.get(name, {}), **stats} for name, stats in results.items()}
         if "validation" in results:
             kept = {k: v for k, v in stored.get("validation", {}).items() if k == "d"}
             results["validation"].update(extra or kept)
         atomic_write_json(out_dir / "metrics.json", results)
+        kill_point("after-eval", step)
         return results
 
     @staticmethod
@@ -87,13 +150,18 @@ class Evaluator:
         path = out_dir / f"{name}.jsonl"
         if not path.exists():
             return None
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            rows = list(read_jsonl(path))
+        except DamagedFileError as e:
+            log.warning("%s; answering that set again", e.problem)
+            return None
         same = len(rows) == len(examples) and all(
             r.get("id") == str(ex.meta.get("id", i)) and r.get("prompt") == ex.prompt
             for i, (r, ex) in enumerate(zip(rows, examples, strict=False)))
         return rows if same else None
 
-    def _evaluate_set(self, name: str, examples: list, ctx, out_dir: Path, cached: list[dict] | None = None) -> dict:
+    def _evaluate_set(self, name: str, examples: list, ctx, out_dir: Path, step: int,
+                      cached: list[dict] | None = None) -> dict:
         e = self.spec.eval
         if cached is not None:
             rows = cached
@@ -107,34 +175,31 @@ class Evaluator:
                  "teacher_response": ex.teacher_response, "judgments": {}}
                 for i, (ex, text, ids) in enumerate(zip(examples, roll.texts, roll.response_ids, strict=True))
             ]
+        for r, ex in zip(rows, examples, strict=True):  # the data's own reference answer and category
+            r.update({k: ex.meta[k] for k in ("reference", "category") if ex.meta.get(k)})
+        items = [JudgeItem(r["id"], r["prompt"], r["answer"], r["teacher_response"] or r.get("reference"),
+                           reference=r.get("reference"), category=r.get("category")) for r in rows]
         stats: dict[str, dict] = {}
-        if "gold" in e.judges:
-            for r in rows:
-                r["judgments"]["gold"] = {**gold_item(r["prompt"], r["answer"]), "valid": True}
-            for key in GOLD_PER_ITEM:
-                stats[f"gold/{key}"] = summarize([r["judgments"]["gold"][key] for r in rows], e.bootstrap)
-            if e.samples:
-                if not all("gold-sampled" in r["judgments"] for r in rows):
-                    if ctx is None:
-                        raise ValueError(f"no stored sampled answers for {name} and no model to sample from")
-                    for r, sampled in zip(rows, self._sampled_gold(examples, ctx), strict=True):
-                        r["judgments"]["gold-sampled"] = sampled
-                for key in rows[0]["judgments"]["gold-sampled"]:
-                    stats[f"gold-sampled/{key}"] = summarize([r["judgments"]["gold-sampled"][key] for r in rows],
-                                                             e.bootstrap)
-        for r, ex in zip(rows, examples, strict=True):  # no teacher response: judge against the data's reference
-            if r["teacher_response"] is None and ex.meta.get("reference"):
-                r["reference"] = ex.meta["reference"]
-        items = [JudgeItem(r["id"], r["prompt"], r["answer"], r["teacher_response"] or r.get("reference"))
-                 for r in rows]
+        spent: dict = {}
         for jname, judge in self.judges.items():
-            if not all(jname in r["judgments"] for r in rows):
-                judgments = judge.judge(items)
-                self.usage = add_usage(self.usage, getattr(judgments, "usage", {}))
-                for r, j in zip(rows, judgments, strict=True):
-                    r["judgments"][jname] = j.to_json()
-            scores = [r["judgments"][jname] for r in rows]
-            stats[f"{jname}/score"] = summarize([j["score"] if j["valid"] else None for j in scores], e.bootstrap)
+            record = JUDGES[jname]
+            todo = [i for i, r in enumerate(rows) if jname not in r["judgments"] or call_failed(r["judgments"][jname])]
+            if todo:
+                if record.reads_student and ctx is None:
+                    raise ValueError(f"no stored {jname} judgments for {name} and no model for the judge to read")
+                asked = [items[i] for i in todo]
+                judgments = judge.judge(asked, ctx) if record.reads_student else judge.judge(asked)
+                spent = add_usage(spent, getattr(judgments, "usage", {}))
+                for i, j in zip(todo, judgments, strict=True):
+                    rows[i]["judgments"][jname] = j.to_json()
+                failed = sum(call_failed(rows[i]["judgments"][jname]) for i in todo)
+                if failed:
+                    log.warning("%s: step %d, %s: %d of %d %s judgments failed (%s); they are left out of the "
+                                "scores, and `gadbench run --resume` or `gadbench eval` asks them again",
+                                self.spec.run_id, step, name, failed, len(rows), jname,
+                                next(rows[i]["judgments"][jname]["details"]["error"] for i in todo
+                                     if call_failed(rows[i]["judgments"][jname])))
+            stats.update(judge_statistics(record, [r["judgments"][jname] for r in rows], e.bootstrap))
         stats["length"] = summarize([r["answer_tokens"] for r in rows], e.bootstrap)
         with_teacher = [r for r in rows if r["teacher_response"]]
         if with_teacher and ctx is not None:
@@ -143,23 +208,8 @@ class Evaluator:
                 with_teacher)
             stats["ngram_f1"] = corpus_ngram_f1([r["answer"] for r in with_teacher],
                                                 [r["teacher_response"] for r in with_teacher])
+        if spent:  # before the rows: a kill between the two counts the re-judging as cache hits, losing nothing
+            self.usage = add_usage(self.usage, spent)
+            atomic_write_json(out_dir / USAGE, add_usage(stored_usage(out_dir, "."), spent))
         atomic_write_text(out_dir / f"{name}.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
         return stats
-
-    def _sampled_gold(self, examples: list, ctx) -> list[dict]:
-        """Per example, the gold metrics of `eval.samples` answers sampled at temperature 1, averaged over the
-        samples (each style's share is the mean of its indicator); intervals then resample examples."""
-        e = self.spec.eval
-        prompts = [ctx.prompt_ids(ex.prompt) for ex in examples]
-        roll = ctx.engine.generate(ctx.g.model, prompts, e.samples, 1.0, e.max_new_tokens)
-        per_example: list[list] = [[] for _ in examples]
-        for i, text in zip(roll.prompt_index, roll.texts, strict=True):
-            per_example[i].append(world.gold_score(examples[i].prompt, text))
-        out = []
-        for scores in per_example:
-            k = len(scores)
-            row = {"teacher_logprob": sum(g.teacher_logprob_per_token for g in scores) / k,
-                   "accuracy": sum(g.correct for g in scores) / k}
-            row.update({f"style_share/{s}": sum(g.style == s for g in scores) / k for s in world.STYLE_NAMES})
-            out.append(row)
-        return out

@@ -1,8 +1,7 @@
-"""Judges: LLM protocols (gad-paper, mtbench-single, pairwise) over a ChatClient, and offline judges
-(rouge-l, embedding). Every judge maps JudgeItems to Judgments; `get_judge(name, **kwargs)` builds one.
-
-LLM judges take `client=` plus the protocol's options, e.g. `get_judge("gad-paper", client=c, swap=True)`.
-Register more (e.g. the synthetic world's gold judge) with `register_judge(name, factory)`.
+"""Judges: LLM protocols (gad-paper, mtbench-single, pairwise) over a ChatClient, offline judges (rouge-l,
+embedding) and the synthetic world's gold judges, each a record of gadbench.judge.records (`JUDGES`; more with
+`register_judge(JudgeRecord(...))`). Every judge maps JudgeItems to judgments; an LLM judge is
+`LLMJudge(protocol, client)`, e.g. `LLMJudge(GadPaper(swap=True), client)`.
 Over stored judgments: `gadbench.judge.controlled` (length- and style-controlled scores) and
 `gadbench.judge.agreement` (position and judge agreement). Names below load on first use, so those two
 modules (which the report reads) import without the LLM client.
@@ -11,11 +10,11 @@ modules (which the report reads) import without the LLM client.
 from importlib import import_module
 
 _HOMES = {
-    "aggregate": "aggregation", "JudgeRun": "engine", "judge": "engine", "reparse": "engine",
+    "JudgeRun": "engine", "judge": "engine", "reparse": "engine",
     "LLMJudge": "llm_judge", "EmbeddingJudge": "offline", "RougeLJudge": "offline",
-    "PROTOCOLS": "protocols", "GadPaper": "protocols", "LLMProtocol": "protocols",
+    "GadPaper": "protocols", "LLMProtocol": "protocols", "Rating": "protocols",
     "MtBenchSingle": "protocols", "Pairwise": "protocols",
-    "available_judges": "registry", "get_judge": "registry", "register_judge": "registry",
+    "JUDGES": "records", "JudgeRecord": "records", "Metric": "records", "register_judge": "records",
     "Judge": "types", "JudgeItem": "types", "Judgment": "types",
 }
 

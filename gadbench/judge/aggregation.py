@@ -1,12 +1,11 @@
-"""Dataset-level numbers from judgments; invalid judgments are excluded and counted.
+"""Dataset-level statistics of stored judgments (`to_json()` dicts), as metrics.json stores them: each metric a
+judge's record declares (`judge_statistics`), and the extra statistics its record names:
 
-- every judge: `score` = mean item score with a bootstrap interval (`gadbench.metrics.summarize`), plus
-  `parse_failure_rate` (parse failures / items judged with complete replies; None when there were none);
-- gad-paper also: `ratio_of_sums` = 100 x sum(student) / sum(student + reference) over valid items
-  (`score` is then the paper's other reading, the mean of per-item ratios);
-- pairwise also: `win`, `tie`, `loss` = fractions of valid items (`score` = win rate with ties counted half);
-- judged in two orders (pairwise; gad-paper with swap=True): `position_agreement`, the share of valid items
-  whose two orders agree, with an interval (`gadbench.judge.agreement.position_agreement`).
+- `ratio_of_sums` (gad-paper): 100 x sum(student) / sum(student + reference) over valid items, the paper's other
+  reading of its score (`score` is the mean of per-item ratios), with an interval;
+- `win`, `tie`, `loss` (pairwise): fractions of valid items;
+- `position_agreement` (judged in two orders): the share of valid items whose two orders agree, with an
+  interval (`gadbench.judge.agreement.position_agreement`); absent when no item was judged in two orders.
 """
 
 from __future__ import annotations
@@ -14,26 +13,40 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gadbench.judge.agreement import position_agreement
-from gadbench.judge.protocols import PARSE_FAILURE
-from gadbench.judge.types import Judgment
 from gadbench.metrics import ratio_of_sums, summarize
 
 
-def aggregate(judgments: Sequence[Judgment], judge_name: str, n_resamples: int = 2000, seed: int = 0) -> dict:
-    valid = [j for j in judgments if j.valid]
-    failures = sum(j.details.get("error") == PARSE_FAILURE for j in judgments)
-    parsed = len(valid) + failures
-    out = {
-        "score": summarize([j.score if j.valid else None for j in judgments], n_resamples, seed),
-        "parse_failure_rate": failures / parsed if parsed else None,
-    }
-    if judge_name == "gad-paper":
-        student = [j.details["student"] if j.valid else None for j in judgments]
-        total = [j.details["student"] + j.details["reference"] if j.valid else None for j in judgments]
-        out["ratio_of_sums"] = ratio_of_sums([None if s is None else 100 * s for s in student], total, n_resamples, seed)
-    if judge_name == "pairwise":
-        for outcome in ("win", "tie", "loss"):
-            out[outcome] = sum(j.details["outcome"] == outcome for j in valid) / len(valid) if valid else None
-    if any("orders_agree" in j.details for j in valid):
-        out["position_agreement"] = position_agreement([j.to_json() for j in judgments], n_resamples, seed)
-    return out
+def ratio_of_sums_summary(jsons: Sequence[dict], n_resamples: int) -> dict:
+    details = [j.get("details") or {} if j.get("valid") else None for j in jsons]
+    student = [None if d is None else 100 * d["student"] for d in details]
+    total = [None if d is None else d["student"] + d["reference"] for d in details]
+    return {"ratio_of_sums": ratio_of_sums(student, total, n_resamples)}
+
+
+def outcome_shares(jsons: Sequence[dict]) -> dict:
+    valid = [j for j in jsons if j.get("valid")]
+    return {o: sum(j["details"]["outcome"] == o for j in valid) / len(valid) if valid else None
+            for o in ("win", "tie", "loss")}
+
+
+def position_summary(jsons: Sequence[dict], n_resamples: int) -> dict:
+    if not any(j.get("valid") and "orders_agree" in (j.get("details") or {}) for j in jsons):
+        return {}
+    return {"position_agreement": position_agreement(list(jsons), n_resamples)}
+
+
+def judge_statistics(record, judgments: list[dict], n_resamples: int) -> dict:
+    """`<judge>/<metric>` for each metric the record declares (a `/*` family: each key of it the judgments
+    hold), an invalid judgment counting as missing; then the record's extra statistics."""
+    valid = [j for j in judgments if j.get("valid", True)]
+    keys = []
+    for key in record.metrics:
+        if key.endswith("/*"):
+            keys += sorted({k for j in valid for k in j if k.startswith(key[:-1])})
+        else:
+            keys.append(key)
+    stats = {f"{record.name}/{k}": summarize([j.get(k) if j.get("valid", True) else None for j in judgments],
+                                             n_resamples) for k in keys}
+    if record.summary is not None:
+        stats.update({f"{record.name}/{k}": v for k, v in record.summary(judgments, n_resamples).items()})
+    return stats

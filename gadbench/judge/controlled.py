@@ -5,10 +5,12 @@ that. A controlled score answers: what would the judge's score be if the student
 opponents' length (and markdown style)? It is a regression over the items of one method on one dataset,
 read at zero difference.
 
+Which judges can be controlled, and how, is their record's `Control` (gadbench.judge.records): the fit
+("logistic" for a win rate, pairwise; "linear" for a 0-100 score, gad-paper) and where the opponent text is.
 Per valid judgment i: y_i, the item score (pairwise: 100 win, 50 tie, 0 loss; gad-paper: 100 s / (s + r));
-a_i, the student's answer; b_i, the answer it was judged against (pairwise: the row's teacher response, else
-its `reference`, as `gadbench.eval.evaluator` passes them to the judge; gad-paper: the judge's own reference,
-details["judge_reference"]). Items without b_i are left out.
+a_i, the student's answer; b_i, the answer it was judged against (opponent "teacher": the row's teacher
+response, else its `reference`, as `gadbench.eval.evaluator` passes them to the judge; "judge_reference": the
+judge's own reference, details["judge_reference"]). Items without b_i are left out.
 
 Lengths l are whitespace-separated words of both texts: rows store `answer_tokens` for the student only, the
 opponent has no token count, and a difference needs one unit on both sides.
@@ -20,14 +22,14 @@ with n_k = length l, markdown headers (`#`..`######` at a line start), list item
 a line start) and bold spans (`**..**`, `__..__`), counted outside fenced code blocks; sd is the population
 standard deviation over the items. Covariates are scaled, never centred, so 0 means "no difference".
 
-pairwise: logistic regression with soft labels p_i = y_i / 100 (a tie is half a win):
+logistic (pairwise): logistic regression with soft labels p_i = y_i / 100 (a tie is half a win):
     length (AlpacaEval 2's length-controlled win rate, Dubois et al. 2024, "Length-Controlled AlpacaEval"):
         logit P(student wins i) = theta + phi * tanh(z_i)
     style (Arena-Hard style control, LMSYS 2024, "Does style matter?"; its Bradley-Terry fit with style
     terms is, for one student against one opponent, this logistic model):
         logit P(student wins i) = theta + sum_k phi_k x_ik
     controlled = 100 sigmoid(theta), the prediction at zero difference.
-gad-paper: least squares on the 0-100 item score:
+linear (gad-paper): least squares on the 0-100 item score:
     length: y_i = alpha + beta z_i;   style: y_i = alpha + sum_k beta_k x_ik;   controlled = alpha.
 
 Departures from AlpacaEval and Arena-Hard:
@@ -39,14 +41,19 @@ Departures from AlpacaEval and Arena-Hard:
   battle; with one student against one opponent, centring would read the score at the student's own mean
   difference and undo the control.
 
-Fits use scikit-learn, not statsmodels: it is already installed (lm-eval needs it) and is what AlpacaEval's
-own fit uses; its L2 penalty (PENALTY_C = 100 on the covariate terms, the intercept unpenalised) keeps the
+The logistic fit uses scikit-learn, not statsmodels: it is already installed (lm-eval needs it) and is what
+AlpacaEval's own fit uses; its L2 penalty (PENALTY_C = 100 on the covariate terms, the intercept unpenalised) keeps the
 logistic fit finite when the covariates separate wins from losses, where statsmodels' unpenalised maximum
 likelihood diverges; and only point estimates are needed, because the intervals come from the bootstrap.
+The linear fit is numpy's least squares (the same numbers as scikit-learn's LinearRegression, without its
+per-call overhead, which dominated the bootstrap's refits).
 
 Intervals: percentile bootstrap that refits on every resample: items are resampled; with several seeds,
 seeds first, then items within each drawn seed (the scheme of `gadbench.metrics.hierarchical_means`). The
-covariates (their sd included) are computed once on all items and resampled with them.
+covariates (their sd included) are computed once on all items and resampled with them. Refits are added
+(`gadbench.metrics.grow_draws`, up to `max_resamples`; by default none, as every refit is a regression) until
+each bound's Monte-Carlo error is settled; every bound comes with its Monte-Carlo s.e., and a difference's
+verdict is "borderline" when a bound is within 2 of them of 0.
 
 `warning` is set when |controlled - raw| > WARN_POINTS = 2 points of the 0-100 scale, the size of the
 GAD-vs-SeqKD gaps in the paper's Table 2 (0.5 to 2.2 points): a shift that large can change the conclusion.
@@ -61,9 +68,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import expit
-from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.linear_model import LogisticRegression
 
-from gadbench.metrics import verdict
+from gadbench.judge.records import JUDGES, Control
+from gadbench.metrics import grow_draws, verdict
 
 WARN_POINTS = 2.0
 CONTROLS = ("length", "style")
@@ -87,16 +95,24 @@ class JudgedItem:
     answer_tokens: int | None = None
 
 
+def control_of(judge: str) -> Control:
+    """How `judge`'s score is controlled; a judge whose record has no `Control` is an error."""
+    control = JUDGES[judge].control if judge in JUDGES else None
+    if control is None:
+        able = [n for n, r in JUDGES.items() if r.control]
+        raise ValueError(f"controlled scores exist for the judges {', '.join(able)}, not {judge!r}")
+    return control
+
+
 def judged_items(rows: Sequence[dict], judge: str) -> list[JudgedItem]:
-    """The valid `judge` ("pairwise" or "gad-paper") judgments of stored eval rows that have an opponent text."""
-    if judge not in ("pairwise", "gad-paper"):
-        raise ValueError(f"controlled scores exist for the pairwise and gad-paper judges, not {judge!r}")
+    """The valid `judge` judgments of stored eval rows that have an opponent text (see `Control`)."""
+    opponent_of = control_of(judge).opponent
     out = []
     for r in rows:
         j = (r.get("judgments") or {}).get(judge)
         if not j or not j.get("valid") or j.get("score") is None or r.get("answer") is None:
             continue
-        if judge == "gad-paper":
+        if opponent_of == "judge_reference":
             opponent = (j.get("details") or {}).get("judge_reference")
         else:
             opponent = r.get("teacher_response") or r.get("reference")
@@ -148,15 +164,18 @@ def win_rate_at_zero(p: Sequence[float], x: np.ndarray) -> tuple[float, np.ndarr
 
 
 def score_at_zero(y: Sequence[float], x: np.ndarray) -> tuple[float, np.ndarray]:
-    """alpha and beta of the least-squares fit y = alpha + x @ beta."""
-    fit = LinearRegression().fit(x, np.asarray(y, dtype=float))
-    return float(fit.intercept_), fit.coef_
+    """alpha and beta of the least-squares fit y = alpha + x @ beta, as scikit-learn's LinearRegression: beta from
+    the centred data (minimum-norm when a resample leaves x rank-deficient), alpha = mean(y) - mean(x) @ beta."""
+    y = np.asarray(y, dtype=float)
+    x_mean = x.mean(axis=0)
+    beta = np.linalg.lstsq(x - x_mean, y - y.mean(), rcond=None)[0]
+    return float(y.mean() - x_mean @ beta), beta
 
 
 def _covariates(items: Sequence[JudgedItem], judge: str, control: str) -> np.ndarray:
     if control == "length":
         z = length_covariate([words(i.answer) for i in items], [words(i.opponent) for i in items])
-        return np.tanh(z) if judge == "pairwise" else z
+        return np.tanh(z) if control_of(judge).fit == "logistic" else z
     return style_covariates([style_counts(i.answer) for i in items], [style_counts(i.opponent) for i in items])
 
 
@@ -165,8 +184,12 @@ def _check(control: str) -> None:
         raise ValueError(f"control must be one of {CONTROLS}, not {control!r}")
 
 
+def _fit(judge: str, y: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
+    return win_rate_at_zero(y / 100, x) if control_of(judge).fit == "logistic" else score_at_zero(y, x)
+
+
 def _at_zero(judge: str, y: np.ndarray, x: np.ndarray) -> float:
-    return (win_rate_at_zero(y / 100, x) if judge == "pairwise" else score_at_zero(y, x))[0]
+    return _fit(judge, y, x)[0]
 
 
 def _identified(x: np.ndarray) -> bool:
@@ -193,9 +216,9 @@ def _draws(stat, groups: list[np.ndarray], n_resamples: int, seed: int) -> np.nd
     return np.array([stat(_resample(groups, rng)) for _ in range(n_resamples)]).reshape(n_resamples, -1)
 
 
-def _interval(draws: np.ndarray, level: float) -> dict:
-    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
-    return {"ci_low": float(lo), "ci_high": float(hi)}
+def _interval(bounds: dict) -> dict:
+    """ci_low, ci_high and each bound's Monte-Carlo s.e. (mc_low, mc_high) of one column of `grow_draws`."""
+    return {k: bounds[k] for k in ("ci_low", "ci_high", "mc_low", "mc_high")}
 
 
 def _warning(control: str, shift: float) -> str | None:
@@ -210,14 +233,16 @@ def _features(control: str) -> tuple[str, ...]:
 
 
 def controlled_score(runs: Mapping[int, Sequence[dict]], judge: str, control: str = "length",
-                     n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+                     n_resamples: int = 1000, seed: int = 0, level: float = 0.95,
+                     max_resamples: int | None = None) -> dict:
     """Raw and controlled score of one method on one dataset, from its stored eval rows.
 
     `runs`: seed -> that run's rows of the dataset (eval/step-K/<dataset>.jsonl at the selected step);
-    `judge`: "pairwise" or "gad-paper"; `control`: "length" or "style" (formulas in the module doc).
-    Returns raw and controlled ({mean, ci_low, ci_high} on 0-100; both intervals from the same resamples),
-    shift (controlled - raw), coefficients (phi or beta per covariate), n_items (valid judgments with an
-    opponent text), n_seeds, n_total (rows given) and warning (a sentence, or None). Without items, or with a
+    `judge`: a judge whose record has a `Control`; `control`: "length" or "style" (formulas in the module doc).
+    Returns raw and controlled ({mean, ci_low, ci_high, mc_low, mc_high} on 0-100; both intervals from the same
+    resamples, at least `n_resamples`, grown up to `max_resamples`), n_resamples, shift (controlled - raw),
+    coefficients (phi or beta per covariate), n_items (valid judgments with an opponent text), n_seeds, n_total
+    (rows given) and warning (a sentence, or None). Without items, or with a
     covariate that never varies, the controlled fields are None (and warning says why).
     """
     _check(control)
@@ -232,14 +257,19 @@ def controlled_score(runs: Mapping[int, Sequence[dict]], judge: str, control: st
     y, x = np.array([it.score for it in items]), _covariates(items, judge, control)
     groups = _groups([len(s) for s in per_seed])
     identified = _identified(x)
-    draws = _draws(lambda i: (y[i].mean(), _at_zero(judge, y[i], x[i]) if identified else np.nan),
-                   groups, n_resamples, seed)
-    out["raw"] = {"mean": float(y.mean()), **_interval(draws[:, 0], level)}
+
+    def stat(i: np.ndarray) -> tuple[float, float]:  # (raw, controlled); nothing to control when unidentified
+        return y[i].mean(), _at_zero(judge, y[i], x[i]) if identified else 0.0
+
+    _, bounds = grow_draws(lambda n, s: _draws(stat, groups, n, s), n_resamples, seed, level,
+                           max_resamples=max_resamples or n_resamples)
+    out["raw"] = {"mean": float(y.mean()), **_interval(bounds[0])}
+    out["n_resamples"] = bounds[0]["n_resamples"]
     if not identified:
         out["warning"] = f"the {control} difference is the same on every item: no controlled score"
         return out
-    value, coef = win_rate_at_zero(y / 100, x) if judge == "pairwise" else score_at_zero(y, x)
-    out["controlled"] = {"mean": value, **_interval(draws[:, 1], level)}
+    value, coef = _fit(judge, y, x)
+    out["controlled"] = {"mean": value, **_interval(bounds[1])}
     out["shift"] = value - out["raw"]["mean"]
     out["coefficients"] = {n: float(c) for n, c in zip(_features(control), coef, strict=True)}
     out["warning"] = _warning(control, out["shift"])
@@ -261,16 +291,18 @@ def _paired(a: Mapping[int, Sequence[dict]], b: Mapping[int, Sequence[dict]],
 
 def controlled_difference(a: Mapping[int, Sequence[dict]], b: Mapping[int, Sequence[dict]], judge: str,
                           control: str = "length", expected_sign: int = 1, n_resamples: int = 1000, seed: int = 0,
-                          level: float = 0.95) -> dict:
+                          level: float = 0.95, max_resamples: int | None = None) -> dict:
     """controlled(a) - controlled(b), e.g. GAD minus SeqKD, with a paired bootstrap interval and a verdict.
 
     `a`, `b`: seed -> rows, as for `controlled_score`. Pairs are the (seed, item id) valid in both; each
     resample draws seeds, then ids within each drawn seed, the same for a and b, and refits both models
     (each method keeps its own fit and covariate scale, so the difference is that of two `controlled_score`
-    values on the paired items). Returns diff, ci_low, ci_high, p (the two-sided bootstrap fraction of
-    `gadbench.metrics.paired_bootstrap`), verdict (`gadbench.metrics.verdict` against `expected_sign`), the
-    same four for the raw scores (raw_diff, raw_ci_low, raw_ci_high, raw_verdict), n_seeds, n_items, and
-    warning when the controlled and raw differences are more than WARN_POINTS apart.
+    values on the paired items). Returns diff, ci_low, ci_high, mc_low, mc_high (each bound's Monte-Carlo s.e.),
+    p (the two-sided bootstrap fraction of `gadbench.metrics.paired_bootstrap`), verdict
+    (`gadbench.metrics.verdict` against `expected_sign`), the same for the raw scores (raw_diff, raw_ci_low,
+    raw_ci_high, raw_mc_low, raw_mc_high, raw_verdict), n_resamples (at least `n_resamples`, grown up to
+    `max_resamples` until both differences' bounds are settled for a verdict), n_seeds, n_items, and warning
+    when the controlled and raw differences are more than WARN_POINTS apart.
     """
     _check(control)
     pairs = _paired(a, b, judge)
@@ -285,13 +317,15 @@ def controlled_difference(a: Mapping[int, Sequence[dict]], b: Mapping[int, Seque
     def stat(i: np.ndarray) -> tuple[float, float]:
         return ya[i].mean() - yb[i].mean(), _at_zero(judge, ya[i], xa[i]) - _at_zero(judge, yb[i], xb[i])
 
-    draws = _draws(stat, groups, n_resamples, seed)
+    draws, bounds = grow_draws(lambda n, s: _draws(stat, groups, n, s), n_resamples, seed, level, decide_at=0.0,
+                               max_resamples=max_resamples or n_resamples)
     raw, diff = stat(np.arange(len(ya)))
-    out = {"judge": judge, "control": control, "diff": float(diff), **_interval(draws[:, 1], level)}
+    out = {"judge": judge, "control": control, "diff": float(diff), **_interval(bounds[1])}
     out["p"] = min(1.0, 2 * min(float(np.mean(draws[:, 1] <= 0)), float(np.mean(draws[:, 1] >= 0))))
-    out["verdict"] = verdict(out["ci_low"], out["ci_high"], expected_sign)
-    raw_ci = _interval(draws[:, 0], level)
-    out.update(raw_diff=float(raw), raw_ci_low=raw_ci["ci_low"], raw_ci_high=raw_ci["ci_high"],
-               raw_verdict=verdict(raw_ci["ci_low"], raw_ci["ci_high"], expected_sign),
-               n_seeds=len(pairs), n_items=len(ya), warning=_warning(control, diff - raw))
+    out["verdict"] = verdict(out["ci_low"], out["ci_high"], expected_sign, out["mc_low"], out["mc_high"])
+    raw_ci = _interval(bounds[0])
+    out.update(raw_diff=float(raw), **{f"raw_{k}": v for k, v in raw_ci.items()},
+               raw_verdict=verdict(raw_ci["ci_low"], raw_ci["ci_high"], expected_sign, raw_ci["mc_low"],
+                                   raw_ci["mc_high"]),
+               n_resamples=len(draws), n_seeds=len(pairs), n_items=len(ya), warning=_warning(control, diff - raw))
     return out

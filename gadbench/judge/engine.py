@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from gadbench.judge.protocols import PARSE_FAILURE, LLMProtocol
-from gadbench.judge.types import JudgeItem, Judgment, invalid
+from gadbench.judge.types import API_ERROR, JudgeItem, Judgment, invalid
 from gadbench.llm.client import ChatClient, ChatResult
 
 
@@ -57,7 +57,7 @@ def judge(items: Sequence[JudgeItem], protocol: LLMProtocol, client: ChatClient)
     for it in items:
         ref = refs.get(it.prompt)
         if ref is not None and ref.text is None:
-            planned.append(invalid(f"api error: reference answer failed: {ref.error}"))
+            planned.append(invalid(f"{API_ERROR}: reference answer failed: {ref.error}"))
         else:
             planned.append(protocol.requests(it, ref.text if ref is not None else None))
     flat = [r for p in planned if isinstance(p, list) for r in p]
@@ -72,7 +72,7 @@ def judge(items: Sequence[JudgeItem], protocol: LLMProtocol, client: ChatClient)
         k += len(p)
         raws = [results[i].text for i in span]
         errors = [results[i].error for i in span if results[i].error is not None]
-        j = invalid(f"api error: {errors[0]}", raws) if errors else protocol.parse(raws)
+        j = invalid(f"{API_ERROR}: {errors[0]}", raws) if errors else protocol.parse(raws)
         if sum(asked[i] for i in span):
             j.details.update(reasked=sum(asked[i] for i in span), unparsed=[t for i in span for t in unparsed[i]])
         if it.prompt in refs:
@@ -125,7 +125,7 @@ def _usage(judgments: list[Judgment], before: dict, after: dict) -> dict:
     cost = None if after["cost_usd"] is None else after["cost_usd"] - (before["cost_usd"] or 0.0)
     errors = [j.details.get("error", "") for j in judgments if not j.valid]
     parse_failures = sum(e == PARSE_FAILURE for e in errors)
-    api_errors = sum(e.startswith("api error") for e in errors)
+    api_errors = sum(e.startswith(API_ERROR) for e in errors)
     parsed = sum(1 for j in judgments if j.raw and all(t is not None for t in j.raw))
     compared = [j.details["orders_agree"] for j in judgments if j.valid and "orders_agree" in j.details]
     return {

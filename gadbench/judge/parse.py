@@ -15,7 +15,10 @@ Scores must lie in [1, 10] (decimals allowed); anything outside is a failure, no
   3. the first line holds no number (prose): the first later line that holds nothing but two numbers
      and an optional "Score(s)/Rating(s):" label.
   A first line with one number or more than two numbers, and no rule-2 labels, is a failure.
-`parse_rating` (mtbench-single): the last "[[n]]"; else the last "[n]"; else the last "Rating: n".
+`parse_rating` (a `Rating` judge, whose reply ends in its grade): the last "[[n]]"; else the last "[n]"; else the
+last "Rating: n".
+`parse_first_rating` (mtbench-single, as FastChat's llm_judge reads a single-answer grade): the first "[[n]]";
+else the first "[n]".
 `parse_verdict` (pairwise): the last "[[A]]", "[[B]]" or "[[C]]" (the prompt asks for the verdict last).
 """
 
@@ -104,13 +107,26 @@ def parse_two_scores(text: str | None) -> tuple[float, float] | None:
 
 
 def parse_rating(text: str | None) -> float | None:
-    """The 1-10 rating of an mtbench-single reply, or None."""
+    """The 1-10 rating at the end of a reply (the last match of the first pattern that matches), or None."""
     if not text:
         return None
     for pattern in _RATING_PATTERNS:
         found = pattern.findall(text)
         if found:
             value = float(found[-1])
+            return value if _in_range(value) else None
+    return None
+
+
+def parse_first_rating(text: str | None) -> float | None:
+    """The 1-10 rating of an mtbench-single reply, or None: FastChat's rule, the first "[[n]]", else the first
+    "[n]" (fastchat/llm_judge/common.py, `one_score_pattern` then `one_score_pattern_backup`)."""
+    if not text:
+        return None
+    for pattern in _RATING_PATTERNS[:2]:
+        found = pattern.search(text)
+        if found:
+            value = float(found.group(1))
             return value if _in_range(value) else None
     return None
 

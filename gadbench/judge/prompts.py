@@ -1,4 +1,4 @@
-"""Versioned judge prompt templates stored as `prompts/<name>.v<N>.txt`.
+"""Versioned judge prompt templates stored as `prompts/<name>.v<N>.txt` (or any `.txt` file given by its path).
 
 A file has a `[system]` section and a `[user]` section; `{field}` placeholders are filled in one pass, so
 text inside a filled-in answer is never substituted again. The file's id (`<name>.v<N>`) and a short hash of
@@ -43,11 +43,13 @@ class PromptTemplate:
 
 @cache
 def load_prompt(prompt_id: str) -> PromptTemplate:
-    """Load `prompts/<prompt_id>.txt`, e.g. `load_prompt("gad-paper.v2")`."""
-    path = PROMPT_DIR / f"{prompt_id}.txt"
+    """Load `prompts/<prompt_id>.txt`, e.g. `load_prompt("gad-paper.v2")`, or the file at path `prompt_id`
+    when it ends in `.txt` (its id is the file name without `.txt`)."""
+    path = Path(prompt_id) if prompt_id.endswith(".txt") else PROMPT_DIR / f"{prompt_id}.txt"
     if not path.exists():
         known = sorted(p.stem for p in PROMPT_DIR.glob("*.txt"))
-        raise FileNotFoundError(f"no judge prompt {prompt_id!r}; available: {', '.join(known)}")
+        raise FileNotFoundError(f"no judge prompt {prompt_id!r}; available: {', '.join(known)}, or a .txt path")
+    prompt_id = path.stem
     text = path.read_text(encoding="utf-8")
     parts = _SECTION.split(text)
     sections = dict(zip(parts[1::2], (p.strip("\n") for p in parts[2::2]), strict=True))

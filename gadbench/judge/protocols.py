@@ -14,14 +14,22 @@ gad-paper with `swap=True`), details["orders_agree"] records whether the two ord
 
 - gad-paper (docs/paper.md, section 5.1): the judge first answers each prompt itself (its reference, one per
   distinct prompt); then it rates reference and student 1-10, both scores alone on the first line, with the
-  paper's prompt (`gad-paper.v2`; `version="v1"` is the variant that also tells the judge to ignore length).
+  prompt `gad-paper.v2`, a reconstruction of the paper's Fig. 8 from FastChat's Vicuna-era pairwise prompt (its
+  differences from FastChat's: docs/judging.md; `version="v1"` also tells the judge to ignore length).
   Reference is Assistant 1 and student Assistant 2; `swap=True` adds the swapped order and averages.
   Item score = 100 x s / (s + r), averaged over orders.
-- mtbench-single: reference-guided single-answer grading, "[[n]]" in 1-10; the reference is the teacher
-  response, and the plain single-answer prompt is used when an item has none. Item score = n.
+- mtbench-single: FastChat's MT-bench single-answer grading, "[[n]]" in 1-10, the first one in the reply.
+  As in FastChat, only questions of the categories that need a reference (NEEDS_REFERENCE: math, reasoning,
+  coding) are graded against one: the data's own (GPT-4's answer, `item.reference`), else the teacher's
+  response (a departure: FastChat always has GPT-4's; `MtBenchSingle.reference_of` tells which, from the row's
+  stored category, reference and teacher response); every other question, and any item without a category,
+  is graded without a reference. Item score = n.
 - pairwise: student against `item.other` (default: the teacher response) in both orders. Per order the
   verdict gives the student a win, tie or loss; equal outcomes stand, different outcomes are a tie.
   Item score = 100 (win), 50 (tie), 0 (loss), so the mean is the win rate with ties counted half.
+- rating: any prompt file whose reply ends in "[[n]]"; item score = n (a new judge's protocol, see Rating).
+
+Each judge that uses a protocol is a record of gadbench.judge.records.
 """
 
 from __future__ import annotations
@@ -30,10 +38,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from gadbench.judge.parse import parse_rating, parse_two_scores, parse_verdict
+from gadbench.judge.parse import parse_first_rating, parse_rating, parse_two_scores, parse_verdict
 from gadbench.judge.prompts import load_prompt
 from gadbench.judge.types import JudgeItem, Judgment, invalid
-from gadbench.llm.client import ChatRequest
+from gadbench.llm.request import ChatRequest
 
 PARSE_FAILURE = "parse failure"
 
@@ -66,7 +74,7 @@ class LLMProtocol:
 
 @dataclass(frozen=True)
 class GadPaper(LLMProtocol):
-    version: str = "v2"  # the paper's prompt (Fig. 8); "v1" adds "or their length" to the bias sentence
+    version: str = "v2"  # a reconstruction of the paper's Fig. 8 (docs/judging.md); "v1" also mentions length
     swap: bool = False
     reference_max_tokens: int | None = None
     name = "gad-paper"
@@ -99,19 +107,65 @@ class GadPaper(LLMProtocol):
         return Judgment(ratio, True, raws, details)
 
 
+NEEDS_REFERENCE = ("math", "reasoning", "coding", "arena-hard-200")  # FastChat's NEED_REF_CATS
+
+
 @dataclass(frozen=True)
 class MtBenchSingle(LLMProtocol):
     name = "mtbench-single"
     prompt_names = ("mtbench-single", "mtbench-single-noref")
-    parse_reply = staticmethod(parse_rating)
+    parse_reply = staticmethod(parse_first_rating)
     choices = tuple(f"[[{n}]]" for n in range(1, 11))
 
+    @staticmethod
+    def reference_of(item: JudgeItem) -> tuple[str | None, str]:
+        """(reference text, where it comes from): the data's reference, else the teacher's response, for a
+        category that needs one; (None, "none") otherwise."""
+        if item.category not in NEEDS_REFERENCE:
+            return None, "none"
+        if item.reference is not None:
+            return item.reference, "data"
+        return (item.teacher_response, "teacher") if item.teacher_response is not None else (None, "missing")
+
     def requests(self, item: JudgeItem, reference: str | None) -> list[ChatRequest] | Judgment:
-        if item.teacher_response is None:
+        text, source = self.reference_of(item)
+        if source == "missing":
+            return invalid(f"no reference answer for a {item.category} question (FastChat grades these against one)")
+        if text is None:
             p = load_prompt(f"{self.name}-noref.{self.version}")
             return [self.request(p.render(question=item.prompt, answer=item.answer))]
         p = load_prompt(f"{self.name}.{self.version}")
-        return [self.request(p.render(question=item.prompt, reference=item.teacher_response, answer=item.answer))]
+        return [self.request(p.render(question=item.prompt, reference=text, answer=item.answer))]
+
+    def parse(self, raws: list[str | None]) -> Judgment:
+        rating = self.parse_reply(raws[0])
+        if rating is None:
+            return invalid(PARSE_FAILURE, raws)
+        return Judgment(rating, True, raws, {"rating": rating})
+
+
+@dataclass(frozen=True)
+class Rating(LLMProtocol):
+    """One call per item: the template `prompt` (a name under gadbench/judge/prompts/, or a `.txt` path) filled
+    with the fields it names of question, answer and reference (the teacher's response); the reply's "[[n]]" is
+    the item's score. A new rating judge is this protocol with its own prompt file."""
+
+    prompt: str = ""
+    name = "rating"
+    parse_reply = staticmethod(parse_rating)
+    choices = tuple(f"[[{n}]]" for n in range(1, 11))
+
+    @property
+    def namespace(self) -> str:
+        p = load_prompt(self.prompt)
+        return f"{p.id}@{p.sha}"
+
+    def requests(self, item: JudgeItem, reference: str | None) -> list[ChatRequest] | Judgment:
+        p = load_prompt(self.prompt)
+        values = {"question": item.prompt, "answer": item.answer, "reference": item.teacher_response}
+        if "reference" in p.fields and item.teacher_response is None:
+            return invalid("no reference answer to rate against")
+        return [self.request(p.render(**{k: v for k, v in values.items() if k in p.fields}))]
 
     def parse(self, raws: list[str | None]) -> Judgment:
         rating = self.parse_reply(raws[0])
@@ -147,6 +201,3 @@ class Pairwise(LLMProtocol):
         agree = len(set(outcomes)) == 1
         outcome = outcomes[0] if agree else "tie"
         return Judgment(_POINTS[outcome], True, raws, {"outcome": outcome, "verdicts": verdicts, "orders_agree": agree})
-
-
-PROTOCOLS = {"gad-paper": GadPaper, "mtbench-single": MtBenchSingle, "pairwise": Pairwise}

@@ -28,22 +28,12 @@ import openai
 from tqdm import tqdm
 
 from gadbench import GadbenchError
+from gadbench.config.schema import url_problem
 from gadbench.llm.cache import CachedResponse, ResponseCache, request_key
 from gadbench.llm.pricing import cost_usd, resolve_price
+from gadbench.llm.request import ChatRequest
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    """One chat completion. `choices`: the reply must be one of these strings, sent as `guided_choice` (the
-    structured-output field of vLLM's OpenAI server, which `gadbench serve` also honours)."""
-
-    messages: tuple[dict, ...] | list[dict]
-    temperature: float = 0.0
-    max_tokens: int | None = None
-    seed: int | None = None
-    choices: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -100,6 +90,8 @@ class ChatClient:
             raise ValueError("concurrency must be >= 1 and max_retries >= 0; fix the ChatClient arguments.")
         self.model = model
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        if problem := url_problem(self.base_url):
+            raise FatalAPIError(f"the endpoint's base URL {problem}.")
         self.api_key_env = api_key_env
         self._api_key = os.environ.get(api_key_env)
         if not self._api_key:

@@ -10,13 +10,14 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from gadbench import dist
 from gadbench.config import ModelConfig, RunSpec
-from gadbench.methods import Stage, uses_discriminator
-from gadbench.methods.rewards import Reward
+from gadbench.methods.base import Stage, uses_discriminator
+from gadbench.methods.rewards import Reward, make_reward, make_shaping
 from gadbench.models import LoadedModel, build_discriminator, count_params, load_causal_lm, prompt_ids
 from gadbench.rollout import RolloutEngine, make_engine
 from gadbench.sequences import group, pack
@@ -39,6 +40,7 @@ class Context:
     g_opt: torch.optim.Optimizer | None = None
     d_opt: torch.optim.Optimizer | None = None
     reward_fn: Reward | None = None  # the fixed reward of `discriminator: none`
+    shaping: list = field(default_factory=list)  # (name, reward, weight) added to every GRPO reward
     gold_fn: GoldFn | None = None  # the world's gold metrics of rollouts, logged per step
     _prompt_cache: dict = field(default_factory=dict)
     phase_times: dict[str, float] = field(default_factory=dict)  # seconds per phase of the step in progress
@@ -87,24 +89,27 @@ def _world_gold(prompts: list[str], texts: list[str]) -> dict[str, float]:
     return {k: m[k] for k in ("teacher_logprob", "accuracy")}
 
 
-def build_context(spec: RunSpec, device: torch.device, *, g: LoadedModel | None = None, with_d: bool = True,
-                  reward_fn: Reward | None = None, place: Callable[[torch.nn.Module], None] | None = None) -> Context:
-    """G (the suite's student unless given), D when the method has one and `with_d` (from G's weights, or
-    `method.d_model`, built before G moves), both placed by `place` (default: moved to `device`), the rollout
-    engine, and the world's gold metrics of rollouts when the teacher is the world's program."""
-    g = g or load_causal_lm(spec.student)
-    d = None
-    if with_d and uses_discriminator(spec):
+def build_context(spec: RunSpec, device: torch.device, *, g: LoadedModel | None = None, d: LoadedModel | None = None,
+                  with_d: bool = True, reward_fn: Reward | None = None,
+                  place: Callable[[torch.nn.Module], None] | None = None, cache: Path | None = None) -> Context:
+    """G (the suite's student unless given), D when the method has one and `with_d` (given, or built from G's
+    weights or `method.d_model` before G moves), both placed by `place` (default: moved to `device`), the
+    rollout engine, the method's fixed reward (`reward_fn` overrides it) and reward shaping, and the world's gold
+    metrics of rollouts when the teacher is the world's program. Models load with `cache` (models.load_causal_lm)."""
+    g = g or load_causal_lm(spec.student, cache=cache)
+    if not (with_d and uses_discriminator(spec)):
+        d = None
+    elif d is None:
         m = spec.method
         d_cfg = ModelConfig(path=m.d_model, template=spec.student.template) if m.d_model else None
-        d = build_discriminator(g, d_cfg, seed=spec.seed, d_loss=m.d_loss)
+        d = build_discriminator(g, d_cfg, seed=spec.seed, d_loss=m.d_loss, cache=cache)
     for model in (g, d):
         if model is not None:
             place(model.model) if place else model.model.to(device)
     gold = _world_gold if spec.teacher.spec.startswith("program") else None
     return Context(spec=spec, g=g, d=d, engine=make_engine(spec, g.tokenizer), device=device,
                    g_params=count_params(g.model), d_params=count_params(d.model) if d else 0,
-                   reward_fn=reward_fn, gold_fn=gold)
+                   reward_fn=reward_fn or make_reward(spec), shaping=make_shaping(spec), gold_fn=gold)
 
 
 def adamw(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -120,3 +125,16 @@ def begin_stage(ctx: Context, stage: Stage, frozen_copy: Callable[[torch.nn.Modu
     if ctx.d is not None:
         ctx.d_opt = adamw(ctx.d.model.parameters(), t.lr_discriminator, t.weight_decay)
     ctx.ref = frozen_copy(ctx.g.model) if stage.reference and t.kl_beta > 0 else None
+
+
+def timed(fn, ctx: Context, batch, step: int, step_in_stage: int):
+    """fn(ctx, batch, step, step_in_stage) with its wall-clock time in the spend and the metrics, and the time
+    of each phase (`time/rollout`, `time/ref`, `time/g`: G's forward, backward and update, `time/d`)."""
+    ctx.phase_times.clear()
+    start = time.perf_counter()
+    metrics, spend = fn(ctx, batch, step, step_in_stage)
+    spend.steps = 1
+    spend.wall_s = time.perf_counter() - start
+    metrics["step_time"] = spend.wall_s
+    metrics.update({f"time/{k}": v for k, v in ctx.phase_times.items()})
+    return metrics, spend

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gadbench.io import read_json
 from gadbench.report.naming import OOD, same_model, student_label
 from gadbench.report.schema import validate
 
@@ -23,9 +24,6 @@ class Baselines:
             self._index.setdefault(
                 self._key(e["teacher"], e["student"], e["key"], e["dataset"], e["metric"]), e
             )
-        self._pairwise = {
-            (e["student"].lower(), e["vs_key"], e["metric"]): e for e in entries if "figure" in e
-        }
 
     @staticmethod
     def _key(teacher, student, key, dataset, metric) -> tuple:
@@ -52,21 +50,20 @@ class Baselines:
                 return sum(p["value"] for p in parts) / len(parts)
         return None
 
-    def pairwise(self, student: str, vs_key: str) -> dict[str, float] | None:
-        """Human-evaluation percentages (Figure 3) of GAD against `vs_key` for `student`."""
-        got = {
-            m: self._pairwise.get((student_label(student).lower(), vs_key, m)) for m in ("win", "tie", "loss")
-        }
-        return {m: e["value"] for m, e in got.items()} if all(got.values()) else None
-
 
 def load_baselines(path: str | Path | None = None) -> Baselines:
     """Load and validate paper.json against paper.schema.json next to it."""
     path = Path(path) if path else DEFAULT_PATH
-    doc = json.loads(path.read_text(encoding="utf-8"))
+    if not path.is_file():
+        raise FileNotFoundError(f"there is no baselines file {path}; pass --baselines a JSON file like "
+                                f"{DEFAULT_PATH.name}, or leave it out for the paper's numbers.")
+    doc = read_json(path, fix=f"pass a valid JSON file like {DEFAULT_PATH.name}")
     schema_path = path.with_name("paper.schema.json")
     if schema_path.exists():
         errors = validate(doc, json.loads(schema_path.read_text(encoding="utf-8")))
         if errors:
-            raise ValueError(f"{path} does not match {schema_path.name}: " + "; ".join(errors[:5]))
+            raise ValueError(f"{path} does not match {schema_path.name}: " + "; ".join(errors[:5]) + "; fix those "
+                             "entries.")
+    if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list):
+        raise ValueError(f"{path} holds no list of `entries`; pass a baselines file like {DEFAULT_PATH.name}.")
     return Baselines(doc["entries"])

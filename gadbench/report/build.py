@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -11,17 +12,31 @@ import matplotlib
 from gadbench.io import atomic_write_bytes, atomic_write_text
 from gadbench.report.baselines import Baselines, load_baselines
 from gadbench.report.figures import FIGURES
-from gadbench.report.load import load_suite
+from gadbench.report.load import load_results
 from gadbench.report.notes import collect
 from gadbench.report.render import Report, html_page, markdown
 from gadbench.report.tables import build_tables
-from gadbench.report.typeset import to_csv, to_latex, to_markdown
+from gadbench.report.typeset import Table, to_csv, to_latex, to_markdown
 
 
-def build_report(path: str | Path, ci: bool = False, baselines: str | Path | None = None) -> Path:
-    """Write the report of `path` (a run dir or results/<suite>/) into it and return the REPORT.md path.
+@dataclass(frozen=True)
+class BuiltReport:
+    """What `build_report` wrote and the tables it holds, for callers that show them (the end of `gadbench run`)
+    without parsing the Markdown."""
+
+    markdown: Path  # REPORT.md
+    html: Path  # report.html
+    tables: tuple[Table, ...]
+
+    def table(self, name: str) -> Table | None:
+        """The table named `name` (findings, main, ablations, ...), None when the report skipped it."""
+        return next((t for t in self.tables if t.name == name), None)
+
+
+def build_report(path: str | Path, ci: bool = False, baselines: str | Path | None = None) -> BuiltReport:
+    """Write the report of `path` (a run dir or results/<suite>/) into it and return what it wrote.
     `ci` adds intervals to cells; `baselines` overrides baselines/paper.json (used for the paper suite)."""
-    suite = load_suite(path)
+    suite = load_results(path)
     base: Baselines | None = load_baselines(baselines) if suite.is_paper else None
     out = Path(path)
     for sub in ("tables", "figures"):
@@ -48,7 +63,7 @@ def build_report(path: str | Path, ci: bool = False, baselines: str | Path | Non
     rep = Report(suite, collect(suite), tables, skipped_tables, figures, skipped_figures, ci)
     atomic_write_text(out / "report.html", html_page(rep))
     atomic_write_text(out / "REPORT.md", markdown(rep))
-    return out / "REPORT.md"
+    return BuiltReport(out / "REPORT.md", out / "report.html", tuple(tables))
 
 
 def _save(fig, fmt: str, **kwargs) -> bytes:

@@ -4,13 +4,26 @@ from __future__ import annotations
 
 from statistics import mean
 
-from gadbench.metrics import seeds_and_items
+from gadbench.judge.records import metric_info
+from gadbench.metrics import RESAMPLES, seeds_and_items
 from gadbench.report.load import Run, Suite
-from gadbench.report.naming import OOD, OTHERS, dataset_label, dataset_order, higher_is_better
+from gadbench.report.naming import OOD, OTHERS, dataset_label, dataset_order
 from gadbench.report.typeset import Cell
 
-NOT_METRICS = ("length", "ngram_f1", "pairwise", "d")
-BOOTSTRAP = 2000  # resamples of the intervals the report computes itself
+NOT_METRICS = ("length",)  # declared, but shown in the length table, not as a score column
+
+
+def resamples(runs: list[Run], meta: dict | None = None) -> int:
+    """The suite's `eval.bootstrap` (suite.json's config, else the largest in the runs' config.yaml, else the
+    setting's default): the fewest resamples of every interval the report computes; gadbench.metrics adds
+    more until each bound's Monte-Carlo error is settled."""
+
+    def count(config: dict | None) -> int | None:
+        n = ((config or {}).get("eval") or {}).get("bootstrap")
+        return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+    suite_setting = count((meta or {}).get("config"))
+    return suite_setting or max((n for r in runs if (n := count(r.config))), default=RESAMPLES)
 
 
 def eval_of(run: Run, label: str) -> dict:
@@ -36,13 +49,13 @@ def datasets(suite: Suite) -> list[str]:
 
 
 def metrics_of(suite: Suite, label: str) -> list[str]:
-    """Metric keys of a dataset, primary first: the runs' checkpoint-selection metric when they name one,
-    else a key ending in '/score' (an LLM judge), else alphabetical."""
+    """The declared metrics (judge records) a dataset's summaries hold, primary first: the runs'
+    checkpoint-selection metric when they name one, else a key ending in '/score', else alphabetical."""
     keys = {
         m
         for r in suite.runs
         for m, s in eval_of(r, label).items()
-        if m not in NOT_METRICS and isinstance(s, dict) and "mean" in s
+        if m not in NOT_METRICS and metric_info(m) is not None and isinstance(s, dict) and "mean" in s
     }
     chosen = {((r.summary or {}).get("selection") or {}).get("metric") for r in suite.runs} & keys
     primary = min(chosen) if chosen else None
@@ -111,7 +124,7 @@ def aggregate(runs: list[Run], label: str, metric: str) -> Cell:
         return Cell(s["mean"], s.get("ci_low"), s.get("ci_high"), s.get("n_valid"))
     items = {r.seed: item_values(r, label, metric) for r, _ in found}
     if label != OTHERS and all(items.values()) and len(items) == len(found):
-        h = seeds_and_items(items, n_resamples=BOOTSTRAP)
+        h = seeds_and_items(items, n_resamples=resamples(runs))
         return Cell(h["mean"], h["ci_low"], h["ci_high"], h["n_items"], seeds=h["n_seeds"])
     means = [s["mean"] for _, s in found]
     return Cell(mean(means), min(means), max(means), None, seeds=len(found), kind="range")
@@ -123,6 +136,13 @@ def set_digits(cells: list[Cell]) -> None:
     digits = 1 if vals and max(vals) >= 10 else 3
     for c in cells:
         c.digits = digits
+
+
+def higher_is_better(metric: str) -> bool | None:
+    """The declared direction of a reported metric (its judge record's `Metric`); None when it has none or is
+    not declared."""
+    info = metric_info(metric)
+    return info.higher_is_better if info else None
 
 
 def mark_best(cells: list[Cell], metric: str) -> None:
@@ -137,9 +157,13 @@ def mark_best(cells: list[Cell], metric: str) -> None:
         c.bold = k == best
 
 
-def pairwise_results(block: dict) -> list[dict]:
-    """The complete {vs, win, tie, loss, n} entries of a dataset's eval block."""
-    entries = block.get("pairwise") if isinstance(block, dict) else None
-    return [
-        p for p in entries or [] if all(isinstance(p.get(k), int | float) for k in ("win", "tie", "loss"))
-    ]
+def outcome_shares(block: dict) -> list[dict]:
+    """{judge, win, tie, loss, n} of each judge whose statistics in an eval block include win / tie / loss shares
+    (the pairwise judge: the student against the teacher's answer)."""
+    out = []
+    for key in block if isinstance(block, dict) else {}:
+        judge, _, name = key.rpartition("/")
+        shares = {k: block.get(f"{judge}/{k}") for k in ("win", "tie", "loss")}
+        if name == "win" and all(isinstance(v, int | float) for v in shares.values()):
+            out.append({"judge": judge, **shares, "n": (block.get(f"{judge}/score") or {}).get("n_valid")})
+    return out

@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from gadbench.report.cells import aggregate, columns, datasets, eval_of, metrics_of, pairwise_results
+from gadbench.report.cells import aggregate, columns, datasets, eval_of, metrics_of, outcome_shares
 from gadbench.report.load import Run, Suite
 from gadbench.report.naming import dataset_label, dataset_order, student_label
 
@@ -58,7 +58,7 @@ def fig_bars(suite: Suite) -> Figure | str:
     fams = [
         f
         for f in ("before", "seqkd", "gad")
-        if any(r.family == f and r.variant.group is None and r.summary for r in suite.runs)
+        if any(r.family == f and r.identity.group is None and r.summary for r in suite.runs)
     ]
     if not students or not panels or len(fams) < 2:
         return "skipped: needs eval results of at least two of before distillation, SeqKD and GAD."
@@ -71,7 +71,7 @@ def fig_bars(suite: Suite) -> Figure | str:
                     [
                         r
                         for r in suite.runs
-                        if r.family == fam and r.variant.group is None and student_label(r.student) == s
+                        if r.family == fam and r.identity.group is None and student_label(r.student) == s
                     ],
                     d,
                     m,
@@ -104,7 +104,7 @@ def _groups(runs: list[Run]) -> dict[str, list[Run]]:
     """Runs that differ only by seed, under one legend label."""
     out: dict[str, list[Run]] = {}
     for r in runs:
-        out.setdefault(f"{student_label(r.student)} {r.variant.label}{r.search_label}", []).append(r)
+        out.setdefault(f"{student_label(r.student)} {r.identity.label}{r.search_label}", []).append(r)
     return out
 
 
@@ -149,15 +149,15 @@ def fig_curves(suite: Suite) -> Figure | str:
 def fig_hacking(suite: Suite) -> Figure | str:
     """Response length, reward and a gold metric over steps: frozen (off-policy) vs online discriminator, each
     kind of run as the mean over its runs with the range shaded."""
-    frozen = [r for r in suite.runs if r.variant.group == "frozen discriminator" and _series(r, "response_len")[0]]
-    online = [r for r in suite.runs if r.variant.key == "gad" and _series(r, "response_len")[0]]
+    frozen = [r for r in suite.runs if r.identity.group == "frozen discriminator" and _series(r, "response_len")[0]]
+    online = [r for r in suite.runs if r.identity.key == "gad" and _series(r, "response_len")[0]]
     if not frozen:
         return "skipped: no frozen-discriminator run with response_len in metrics.jsonl."
     runs = frozen + online
     gold = sorted({k for r in runs for m in r.metrics for k in m if k.startswith("gold/")})
     keys = ["response_len", "reward_mean"] + gold[:1]
-    kinds = [(f"{v}", [r for r in frozen if r.variant.label == v], "#e15759", "-")
-             for v in dict.fromkeys(r.variant.label for r in frozen)]
+    kinds = [(f"{v}", [r for r in frozen if r.identity.label == v], "#e15759", "-")
+             for v in dict.fromkeys(r.identity.label for r in frozen)]
     kinds += [("online D (GAD)", online, "#4e79a7", "-")] if online else []
     fig = _figure(4.2 * len(keys), 3.6)
     for ax, k in zip(fig.subplots(1, len(keys), squeeze=False)[0], keys, strict=True):
@@ -242,7 +242,7 @@ def fig_ngram(suite: Suite) -> Figure | str:
         groups: dict[str, list[list[float]]] = defaultdict(list)
         for r in suite.runs:
             if _ngram(r, d):
-                groups[f"{student_label(r.student)} {r.variant.label}"].append(_ngram(r, d))
+                groups[f"{student_label(r.student)} {r.identity.label}"].append(_ngram(r, d))
         for name, curves in groups.items():
             n = min(len(c) for c in curves)
             ax.plot(range(1, n + 1), np.mean([c[:n] for c in curves], axis=0), marker="o", label=name)
@@ -281,14 +281,14 @@ def fig_toy(suite: Suite) -> Figure | str:
 def fig_pairwise(suite: Suite) -> Figure | str:
     """Win / tie / loss bars for every pairwise result in the summaries."""
     bars = [
-        (f"{r.label} vs {p['vs']} ({d})", p)
+        (f"{r.label} vs teacher ({d}, {p['judge']})", p)
         for r in suite.runs
         for d, b in ((r.summary or {}).get("eval") or {}).items()
-        for p in pairwise_results(b)
+        for p in outcome_shares(b)
     ]
     if not bars:
-        return "skipped: no pairwise results in any summary."
-    fig = _figure(9, 0.45 * len(bars) + 1.2)
+        return "skipped: no judge in any summary gives win / tie / loss shares."
+    fig = _figure(9, max(2.4, 0.45 * len(bars) + 1.2))
     ax = fig.subplots()
     y = np.arange(len(bars))
     left = np.zeros(len(bars))

@@ -3,8 +3,10 @@
 per method, and how far judgments agree (gadbench.judge.agreement): one judge's two answer orders, and two
 judges on the same answers.
 
-Controlled scores exist for the `gad-paper` and `pairwise` judges; a regression over fewer than MIN_ITEMS
-judged items per method is not shown. Intervals resample seeds, then items (N_RESAMPLES refits each).
+Controlled scores exist for the judges whose record has a `Control` (gad-paper, pairwise); a regression over
+fewer than MIN_ITEMS judged items per method is not shown. Intervals resample seeds, then items, refitting on
+each resample: at least the suite's `eval.bootstrap` refits, grown (gadbench.metrics.grow_draws) up to MAX_REFITS
+until each bound's Monte-Carlo error is settled.
 """
 
 from __future__ import annotations
@@ -15,15 +17,15 @@ import numpy as np
 
 from gadbench.judge.agreement import item_scores, judge_agreement, position_agreement
 from gadbench.judge.controlled import CONTROLS, controlled_difference, controlled_score, judged_items
-from gadbench.report.cells import datasets, selected_rows
+from gadbench.judge.records import JUDGES
+from gadbench.report.cells import datasets, resamples, selected_rows
 from gadbench.report.load import Run, Suite
 from gadbench.report.naming import student_label
 from gadbench.report.typeset import Cell, Table
 
-CONTROLLED_JUDGES = ("gad-paper", "pairwise")
+CONTROLLED_JUDGES = tuple(name for name, record in JUDGES.items() if record.control)
 MIN_ITEMS = 10
-N_RESAMPLES = 500
-PARITY = 50.0  # gad-paper and pairwise: 50 is parity with the opponent
+MAX_REFITS = 16_000  # a regression per resample: a lower cap than gadbench.metrics.MAX_RESAMPLES
 
 
 def by_seed(runs: list[Run], label: str) -> dict[int, list[dict]]:
@@ -39,8 +41,8 @@ def _groups(runs: list[Run]) -> list[tuple[str, str, list[Run]]]:
     """(student, variant label, seeds) of the students' runs, in the given order."""
     groups: dict[tuple[str, str], list[Run]] = {}
     for r in runs:
-        if r.variant.key not in ("teacher", "before") and r.summary:
-            groups.setdefault((r.student, r.variant.label), []).append(r)
+        if r.identity.key not in ("teacher", "before") and r.summary:
+            groups.setdefault((r.student, r.identity.label), []).append(r)
     return [(s, v, runs) for (s, v), runs in groups.items()]
 
 
@@ -51,6 +53,7 @@ def _cell(part: dict) -> Cell:
 def controlled_table(suite: Suite, base=None) -> Table | str:
     """Per student, method, dataset and controllable judge: raw, length- and style-controlled score."""
     rows, warnings = [], []
+    n_resamples = resamples(suite.runs, suite.meta)
     for student, variant, runs in _groups(suite.runs):
         for label in datasets(suite):
             per_seed = by_seed(runs, label)
@@ -58,7 +61,8 @@ def controlled_table(suite: Suite, base=None) -> Table | str:
                 n = sum(len(judged_items(rows, judge)) for rows in per_seed.values())
                 if n < MIN_ITEMS:
                     continue
-                fits = {c: controlled_score(per_seed, judge, c, n_resamples=N_RESAMPLES) for c in CONTROLS}
+                fits = {c: controlled_score(per_seed, judge, c, n_resamples=n_resamples, max_resamples=MAX_REFITS)
+                        for c in CONTROLS}
                 cells = [_cell(fits["length"]["raw"])] + [
                     _cell(f["controlled"]) if f["controlled"]["mean"] is not None else "–" for f in fits.values()]
                 warned = [f"{c}: {f['warning']}" for c, f in fits.items() if f["warning"]]
@@ -71,7 +75,9 @@ def controlled_table(suite: Suite, base=None) -> Table | str:
     note = ("Raw: the judge's mean score (0-100). Length-controlled: the score predicted at zero length "
             "difference to the opponent (AlpacaEval 2's LC for pairwise; a linear fit for gad-paper). "
             "Style-controlled: at zero difference in length, headers, list items and bold (Arena-Hard). "
-            f"Formulas: docs/judging.md. 95% intervals, {N_RESAMPLES} refits on resampled seeds, then items. "
+            f"Formulas: docs/judging.md. 95% intervals refitted on resampled seeds, then items: at least "
+            f"eval.bootstrap = {n_resamples:,} refits, more (up to {MAX_REFITS:,}) until each bound's Monte-Carlo "
+            "error is at most 5% of its interval's width. "
             "shift > 2: the controlled score moved by more than 2 points.")
     if warnings:
         note += " " + " ".join(w.rstrip(".") + "." for w in warnings)
@@ -80,13 +86,15 @@ def controlled_table(suite: Suite, base=None) -> Table | str:
                   "shift > 2", "n (seeds x items)"], rows, note=note)
 
 
-def survives_length_control(gad: list[Run], seqkd: list[Run], labels: list[str]) -> list | None:
-    """The finding row: length-controlled GAD - SeqKD on the first dataset with a controllable judge."""
+def survives_length_control(gad: list[Run], seqkd: list[Run], labels: list[str],
+                             n_resamples: int) -> tuple[list, str] | None:
+    """The finding row, with its resamples and Monte-Carlo errors: length-controlled GAD - SeqKD on the first
+    dataset with a controllable judge."""
     for label in labels:
         a, b = by_seed(gad, label), by_seed(seqkd, label)
         for judge in (j for j in CONTROLLED_JUDGES if j in _judges(a) and j in _judges(b)):
             try:
-                d = controlled_difference(a, b, judge, "length", n_resamples=N_RESAMPLES)
+                d = controlled_difference(a, b, judge, "length", n_resamples=n_resamples, max_resamples=MAX_REFITS)
             except ValueError:
                 continue
             if d["n_items"] < MIN_ITEMS:
@@ -95,7 +103,9 @@ def survives_length_control(gad: list[Run], seqkd: list[Run], labels: list[str])
                         f"[{d['ci_low']:+.2f}, {d['ci_high']:+.2f}] (raw {d['raw_diff']:+.2f} "
                         f"[{d['raw_ci_low']:+.2f}, {d['raw_ci_high']:+.2f}], {d['raw_verdict']})")
             n = f"{d['n_seeds']} x {round(d['n_items'] / d['n_seeds'])} prompts"
-            return ["GAD's gain survives length control", evidence, n, d["verdict"]]
+            mc = (f"{d['n_resamples']:,} refits, MC s.e. of the bounds ±{d['mc_low']:.3f} / ±{d['mc_high']:.3f} "
+                  f"(raw ±{d['raw_mc_low']:.3f} / ±{d['raw_mc_high']:.3f})")
+            return ["GAD's gain survives length control", evidence, n, d["verdict"]], mc
     return None
 
 
@@ -119,7 +129,8 @@ def agreement_table(suite: Suite, base=None) -> Table | str:
         judges = sorted({j for _, _, runs in groups for j in _judges(by_seed(runs, label))})
         scores = {j: _pooled(groups, label, j) for j in judges}
         for a, b in combinations(judges, 2):
-            center = PARITY if a in CONTROLLED_JUDGES and b in CONTROLLED_JUDGES else None
+            parities = {JUDGES[j].parity if j in JUDGES else None for j in (a, b)}
+            center = parities.pop() if len(parities) == 1 else None
             g = judge_agreement(scores[a], scores[b], center)
             if g["n"] >= 2:
                 agree = "–" if g["agreement"] is None else f"{100 * g['agreement']:.0f}%"
@@ -127,7 +138,7 @@ def agreement_table(suite: Suite, base=None) -> Table | str:
         for j in judges:
             judged = [(r.get("judgments") or {}).get(j) or {} for _, _, runs in groups for run in runs
                       for r in selected_rows(run, label)]
-            p = position_agreement(judged, n_resamples=N_RESAMPLES)
+            p = position_agreement(judged, n_resamples=resamples(suite.runs, suite.meta))
             if p["n_valid"]:
                 rows.append([label, f"{j}: answer orders swapped", "–", "–",
                              f"{100 * p['mean']:.0f}% [{100 * p['ci_low']:.0f}, {100 * p['ci_high']:.0f}]",

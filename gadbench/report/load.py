@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from gadbench.io import read_json, read_jsonl
-from gadbench.report.naming import Variant, student_label, variant_of
+from gadbench.io import DamagedFileError, read_json, read_jsonl
+from gadbench.report.naming import student_label
+
+log = logging.getLogger("gadbench")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a run is, as its summary.json stores it: the method record's report identity (gadbench.methods) or the
+    suite's `before`/teacher rows; the report reads it and infers nothing. A run without a summary (unfinished)
+    is known by its method name alone."""
+
+    key: str  # matches baselines/paper.json: gad, gad:d_loss=ce, seqkd, before, teacher, ...
+    family: str  # the base method: teacher, before, seqkd, gad, ...
+    label: str
+    group: str | None = None  # None: a main-table method; else the ablation it belongs to
+    description: str = ""
+
+    @classmethod
+    def read(cls, stored: dict | None, method: str) -> Identity:
+        if not isinstance(stored, dict) or not stored.get("key"):
+            return cls(method, method, method)
+        return cls(str(stored["key"]), str(stored.get("family") or stored["key"]), str(stored.get("label") or method),
+                   stored.get("group"), str(stored.get("description") or ""))
 
 
 @dataclass
@@ -27,11 +50,11 @@ class Run:
     teacher: str
     method: str
     seed: int
-    variant: Variant
+    identity: Identity
 
     @property
     def label(self) -> str:
-        return f"{student_label(self.student)} {self.variant.label}{self.search_label} s{self.seed}"
+        return f"{student_label(self.student)} {self.identity.label}{self.search_label} s{self.seed}"
 
     @property
     def base_method(self) -> str:
@@ -40,8 +63,8 @@ class Run:
 
     @property
     def search_point(self) -> dict:
-        """The run's point of its method's hyperparameter search (config.yaml `variant`), {} without one."""
-        point = self.config.get("variant")
+        """The run's point of its method's hyperparameter search (summary.json `search_point`), {} without one."""
+        point = (self.summary or {}).get("search_point")
         return point if isinstance(point, dict) else {}
 
     @property
@@ -50,8 +73,7 @@ class Run:
 
     @property
     def family(self) -> str:
-        """teacher, before, seqkd, gad (the config's kind first, see `variant_of`), or the method name."""
-        return self.variant.key.split(":")[0]
+        return self.identity.family
 
 
 @dataclass
@@ -67,7 +89,7 @@ class Suite:
         return self.meta.get("paper_baseline") is True or self.name == "paper"
 
 
-def load_suite(path: str | Path) -> Suite:
+def load_results(path: str | Path) -> Suite:
     """Load a suite directory, or a single run directory as a suite of one."""
     path = Path(path)
     if not path.is_dir():
@@ -76,7 +98,7 @@ def load_suite(path: str | Path) -> Suite:
         run = load_run(path)
         name = (run.summary or {}).get("suite") or path.parent.name
         return Suite(path, name, {}, [run])
-    meta = read_json(path / "suite.json") if (path / "suite.json").exists() else {}
+    meta = _json_object(path / "suite.json") or {}
     listed = [str(r) for r in meta.get("runs", []) if isinstance(r, str)]
     found = sorted(p.name for p in path.iterdir() if p.is_dir() and is_run(p))
     order = [r for r in listed if r in found] + [r for r in found if r not in listed]
@@ -87,15 +109,42 @@ def load_suite(path: str | Path) -> Suite:
     return Suite(path, str(name), meta, runs, [r for r in listed if r not in found])
 
 
+REPORT_FIX = "rerun its suite with `gadbench run --resume` to rebuild it, or move the run's folder away"
+
+
+def _config(path: Path) -> dict:
+    """A run's config.yaml as a mapping ({} without one); a damaged one raises DamagedFileError naming it."""
+    if not path.exists():
+        return {}
+    try:
+        config = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as e:
+        what = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else "not valid YAML"
+        raise DamagedFileError(f"{path} is damaged ({what})", "restore it from a copy, or move the run's folder "
+                               "away") from None
+    if config is not None and not isinstance(config, dict):
+        raise DamagedFileError(f"{path} holds no mapping of settings", "restore it from a copy, or move the run's "
+                               "folder away")
+    return config or {}
+
+
+def _json_object(path: Path) -> dict | None:
+    """The JSON object in `path` (None without the file); damaged, or not an object: DamagedFileError."""
+    if not path.exists():
+        return None
+    value = read_json(path, fix=REPORT_FIX)
+    if not isinstance(value, dict):
+        raise DamagedFileError(f"{path} holds no JSON object", REPORT_FIX)
+    return value
+
+
 def load_run(path: Path) -> Run:
-    config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").exists() else {}
-    config = config or {}
-    summary = read_json(path / "summary.json") if (path / "summary.json").exists() else None
-    budget = read_json(path / "budget.json") if (path / "budget.json").exists() else None
-    toy = read_json(path / "toy.json") if (path / "toy.json").exists() else None
+    config = _config(path / "config.yaml")
+    summary = _json_object(path / "summary.json")
+    budget = _json_object(path / "budget.json")
+    toy = _json_object(path / "toy.json")
     parts = path.name.split("--")
     s = summary or {}
-    method_cfg = config.get("method") if isinstance(config.get("method"), dict) else {}
     student = s.get("student") or _name(config.get("student")) or parts[0]
     method = s.get("method") or _name(config.get("method")) or (parts[1] if len(parts) > 1 else "unknown")
     seed = s.get("seed", config.get("seed"))
@@ -116,7 +165,7 @@ def load_run(path: Path) -> Run:
         teacher=str(_name(config.get("teacher")) or ""),
         method=str(method),
         seed=int(seed),
-        variant=variant_of(str(method).split("+", 1)[0], method_cfg, str(student)),
+        identity=Identity.read(s.get("identity"), str(method).split("+", 1)[0]),
     )
 
 
@@ -130,11 +179,16 @@ def _load_evals(root: Path) -> dict[int, dict[str, list[dict]]]:
 
 
 def _load_eval_metrics(root: Path) -> dict[int, dict]:
+    """step -> eval/step-K/metrics.json; a damaged one is left out with a warning (the run's summary, which the
+    tables read, names it too, with how to rebuild it)."""
     out = {}
     for f in root.glob("step-*/metrics.json") if root.is_dir() else []:
         m = re.fullmatch(r"step-(\d+)", f.parent.name)
         if m:
-            out[int(m.group(1))] = read_json(f)
+            try:
+                out[int(m.group(1))] = _json_object(f)
+            except DamagedFileError as e:
+                log.warning("%s; the report leaves that evaluation out", e.problem)
     return dict(sorted(out.items()))
 
 

@@ -43,6 +43,8 @@ def collect(suite: Suite) -> Notes:
         notes.warnings += [f"{r.label}: {w}" for w in s.get("warnings") or []]
         for load in s.get("data") or []:
             notes.data.setdefault(_load_line(load), []).append(r.label)
+        for line in _overlap_lines(s.get("data_overlap")):
+            notes.data.setdefault(line, []).append(r.label)
         check = s.get("budget_check") or {}
         if check.get("within") is False:
             notes.budget.append(
@@ -57,6 +59,19 @@ def collect(suite: Suite) -> Notes:
         )
     notes.warnings += [f"{rid}: listed in suite.json but has no directory." for rid in suite.missing]
     return notes
+
+
+def _overlap_lines(found) -> list[str]:
+    """The eval sets' overlap with the training prompts (summary.json `data_overlap`), one line per set that has
+    any, or one line saying none has; nothing for summaries written before the check."""
+    if not isinstance(found, dict) or not found:
+        return []
+    hits = {k: v for k, v in found.items() if isinstance(v, dict) and v.get("overlap")}
+    if not hits:
+        return ["eval sets checked against the training prompts (normalised text, and ids in the same data): "
+                "no overlap"]
+    return [f"eval set `{k}`: {v['overlap']} of {v.get('n', '?')} prompts are also training prompts (e.g. ids "
+            f"{', '.join(map(str, v.get('ids') or []))}), allowed by data.allow_overlap" for k, v in hits.items()]
 
 
 def _load_line(load: dict) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from gadbench import GadbenchError
 from gadbench.io import atomic_write_json, read_json
 
 DEFAULT_TOLERANCE = {"gold/teacher_logprob": 0.05, "gold/accuracy": 0.05, "length": 0.5}
@@ -32,14 +33,28 @@ def current_metrics(suite_dir: Path) -> dict[str, float]:
     return out
 
 
+class BaselineMissingError(GadbenchError, FileNotFoundError):
+    """The suite's baseline file is missing and --update-baseline was not given."""
+
+
+def check_baseline(baseline: Path, update: bool = False) -> None:
+    """A baseline that is not there is compared with nothing: stop in one line, unless `update` will write it."""
+    if not update and not Path(baseline).is_file():
+        raise BaselineMissingError(
+            f"the regression baseline {baseline} does not exist; fix `baseline:` in the suite file (a relative path "
+            "is read from the suite file's folder), or pass --update-baseline to write it from this run.")
+
+
 def _default(key: str) -> float:
     return DEFAULT_TOLERANCE[key.split("/", 1)[1].split("/", 1)[1]]
 
 
 def compare_to_baseline(suite_dir: Path, baseline: Path, update: bool = False) -> int:
-    """0 when every tracked metric is within its tolerance (or after an update), 1 otherwise."""
+    """0 when every tracked metric is within its tolerance (or after an update), 1 otherwise; a missing baseline
+    without `update` raises BaselineMissingError."""
+    check_baseline(baseline, update)
     ours = current_metrics(suite_dir)
-    if update or not baseline.exists():
+    if update:
         old = read_json(baseline) if baseline.exists() else {}
         atomic_write_json(baseline, {k: {"value": v, "tolerance": old.get(k, {}).get("tolerance", _default(k))}
                                      for k, v in ours.items()})

@@ -128,14 +128,15 @@ def _runs(suite: Suite) -> list[list[str]]:
                 r.student,
                 r.method,
                 str(r.seed),
-                r.variant.label,
+                r.identity.label,
+                r.identity.description or "–",
                 f"{sel.get('rule', '–')} @ {sel.get('checkpoint', '–')}",
             ]
         )
     return rows
 
 
-_RUN_HEADER = ["run id", "student", "method", "seed", "variant", "selection"]
+_RUN_HEADER = ["run id", "student", "method", "seed", "variant", "description", "selection"]
 
 
 def _runs_md(suite: Suite) -> str:

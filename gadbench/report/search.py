@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections import defaultdict
 from statistics import mean
 
+from gadbench.report.cells import higher_is_better
 from gadbench.report.load import Run, Suite
-from gadbench.report.naming import higher_is_better
 
 Key = tuple[str, str]  # (student, base method)
 

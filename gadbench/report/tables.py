@@ -17,24 +17,16 @@ from gadbench.report.cells import (
     item_values,
     mark_best,
     metrics_of,
-    pairwise_results,
+    outcome_shares,
+    resamples,
     set_digits,
 )
-from gadbench.report.load import Run, Suite
-from gadbench.report.naming import (
-    GROUPS,
-    OTHERS,
-    PAPER_DATASETS,
-    Variant,
-    dataset_label,
-    family,
-    method_order,
-    student_label,
-)
+from gadbench.report.load import Identity, Run, Suite
+from gadbench.report.naming import OTHERS, PAPER_DATASETS, dataset_label, method_order, student_label
 from gadbench.report.search import chosen_points, chosen_runs, points, selection_metric, validation_score
 from gadbench.report.typeset import Cell, Table
 
-Rows = list[tuple[str, Variant, list[Run]]]  # (student, variant, seeds)
+Rows = list[tuple[str, Identity, list[Run]]]  # (student, identity, seeds)
 
 
 def build_tables(suite: Suite, base: Baselines | None) -> tuple[list[Table], list[str]]:
@@ -57,13 +49,19 @@ def build_tables(suite: Suite, base: Baselines | None) -> tuple[list[Table], lis
     return built, skipped
 
 
+def _group_order(suite: Suite) -> list[str]:
+    """The ablation groups in the order the suite's runs first show them."""
+    return list(dict.fromkeys(r.identity.group for r in suite.runs if r.identity.group))
+
+
 def _rows(suite: Suite, keep: Callable[[Run], bool]) -> Rows:
-    """Runs grouped by (student, variant), the teacher first, then students in order of appearance."""
-    groups: dict[tuple[str, str], tuple[str, Variant, list[Run]]] = {}
+    """Runs grouped by (student, identity key), the teacher first, then students in order of appearance."""
+    groups: dict[tuple[str, str], tuple[str, Identity, list[Run]]] = {}
+    order = _group_order(suite)
     for r in suite.runs:
         if keep(r):
             s = student_label(r.student)
-            groups.setdefault((s, r.variant.key), (s, r.variant, []))[2].append(r)
+            groups.setdefault((s, r.identity.key), (s, r.identity, []))[2].append(r)
     students = list(dict.fromkeys(s for s, _, _ in groups.values()))
     rank = {
         s: (0 if any(v.key == "teacher" for t, v, _ in groups.values() if t == s) else 1, i)
@@ -73,8 +71,8 @@ def _rows(suite: Suite, keep: Callable[[Run], bool]) -> Rows:
         groups.values(),
         key=lambda g: (
             rank[g[0]],
-            method_order(g[1].key.split(":")[0]),
-            GROUPS.index(g[1].group) if g[1].group else -1,
+            method_order(g[1].family, g[1].key),
+            order.index(g[1].group) if g[1].group else -1,
             g[1].label,
         ),
     )
@@ -90,7 +88,7 @@ def _grid(suite, base, rows: Rows, cols, lead: Callable, primary: set) -> tuple[
     """Rows of leading text columns + one cell per column; digits per column; bold best per student block."""
     out, blocks, cells_by_col = [], [], {c: [] for c in cols}
     block_cells: list[dict] = []
-    for i, (student, variant, runs) in enumerate(rows):
+    for i, (student, identity, runs) in enumerate(rows):
         if i == 0 or rows[i - 1][0] != student:
             blocks.append(len(out))
             block_cells.append({c: [] for c in cols})
@@ -98,12 +96,12 @@ def _grid(suite, base, rows: Rows, cols, lead: Callable, primary: set) -> tuple[
         for c in cols:
             cell = aggregate(runs, *c)
             if c in primary:
-                cell.paper = _paper(base, suite, runs, student, variant.key, c[0])
+                cell.paper = _paper(base, suite, runs, student, identity.key, c[0])
             cells.append(cell)
             cells_by_col[c].append(cell)
-            if variant.key != "teacher":
+            if identity.key != "teacher":
                 block_cells[-1][c].append(cell)
-        out.append(lead(i, student, variant, runs) + cells)
+        out.append(lead(i, student, identity, runs) + cells)
     for c in cols:
         set_digits(cells_by_col[c])
     for block in block_cells:
@@ -128,7 +126,7 @@ def _seeds_note(rows: Rows) -> str:
 
 def main_table(suite: Suite, base: Baselines | None) -> Table | str:
     """Table 2's layout: one primary metric per dataset (the selection metric, else the judge's score)."""
-    rows = _rows(suite, lambda r: r.variant.group is None and r.summary is not None)
+    rows = _rows(suite, lambda r: r.identity.group is None and r.summary is not None)
     cols = columns(suite, primary_only=True)
     if not rows or not cols:
         return "Main table skipped: no summary.json with eval results."
@@ -147,7 +145,7 @@ def main_table(suite: Suite, base: Baselines | None) -> Table | str:
 
 def metric_tables(suite: Suite, base: Baselines | None) -> list[Table] | str:
     """Every other metric of each dataset (style shares, sampled metrics, ROUGE, ...), one table per dataset."""
-    rows = _rows(suite, lambda r: r.variant.group is None and r.summary is not None)
+    rows = _rows(suite, lambda r: r.identity.group is None and r.summary is not None)
     out = []
     for d in datasets(suite):
         cols = [(d, m) for m in metrics_of(suite, d)[1:]]
@@ -165,7 +163,7 @@ def _slug(label: str) -> str:
 
 
 def ablation_table(suite: Suite, base: Baselines | None) -> Table | str:
-    ablated = {student_label(r.student) for r in suite.runs if r.variant.group and r.summary}
+    ablated = {student_label(r.student) for r in suite.runs if r.identity.group and r.summary}
     if not ablated:
         return "Ablation table skipped: no ablation runs (warmup, D loss, D size, frozen D, no D)."
     rows = _rows(
@@ -173,15 +171,15 @@ def ablation_table(suite: Suite, base: Baselines | None) -> Table | str:
         lambda r: (
             r.summary is not None
             and student_label(r.student) in ablated
-            and (r.variant.group is not None or r.variant.key in ("seqkd", "gad"))
+            and (r.identity.group is not None or r.identity.key in ("seqkd", "gad"))
         ),
     )
-    order = list(dict.fromkeys(s for s, _, _ in rows))
+    order, groups = list(dict.fromkeys(s for s, _, _ in rows)), _group_order(suite)
     rows.sort(
         key=lambda g: (
             order.index(g[0]),
-            GROUPS.index(g[1].group) + 1 if g[1].group else 0,
-            method_order(g[1].key),
+            groups.index(g[1].group) + 1 if g[1].group else 0,
+            method_order(g[1].family, g[1].key),
         )
     )
     cols = columns(suite, primary_only=True)
@@ -190,7 +188,7 @@ def ablation_table(suite: Suite, base: Baselines | None) -> Table | str:
         return [_first(i, s, rows), v.group or "reference", v.label]
 
     grid, blocks = _grid(suite, base, rows, cols, lead, _primary(suite, cols))
-    note = "Variants inferred from config.yaml's method section (or the method name); primary metric per dataset."
+    note = "Variants as each run's method record names them (summary.json identity); primary metric per dataset."
     if suite.is_paper:
         note += " Published values from Tables 3-5 where the same variant appears."
     return Table(
@@ -209,20 +207,20 @@ def length_table(suite: Suite, base: Baselines | None) -> Table | str:
     if not ds or not rows:
         return "Length table skipped: no 'length' in any summary."
     grid, blocks, scores, lengths = [], [], [], []
-    for i, (student, variant, runs) in enumerate(rows):
+    for i, (student, identity, runs) in enumerate(rows):
         if i == 0 or rows[i - 1][0] != student:
             blocks.append(len(grid))
         cells = []
         for d in ds:
             metric = (metrics_of(suite, d) or [""])[0]
             cell, length = aggregate(runs, d, metric), aggregate(runs, d, "length")
-            cell.paper = _paper(base, suite, runs, student, variant.key, d)
-            length.paper = _paper(base, suite, runs, student, variant.key, d, "length")
+            cell.paper = _paper(base, suite, runs, student, identity.key, d)
+            length.paper = _paper(base, suite, runs, student, identity.key, d, "length")
             cell.second = length
             scores.append(cell)
             lengths.append(length)
             cells.append(cell)
-        grid.append([_first(i, student, rows), variant.label] + cells)
+        grid.append([_first(i, student, rows), identity.label] + cells)
     set_digits(scores)
     set_digits(lengths)
     return Table(
@@ -342,32 +340,17 @@ def pairwise_table(suite: Suite, base: Baselines | None) -> Table | str:
     rows = []
     for r in suite.runs:
         for d, block in ((r.summary or {}).get("eval") or {}).items():
-            for p in pairwise_results(block):
-                vs = str(p.get("vs", "?"))
-                human = (
-                    base.pairwise(r.student, _vs_key(vs))
-                    if base and suite.is_paper and r.family == "gad" and dataset_label(d) == "LMSYS"
-                    else None
-                ) or {}
-                cells = [Cell(100 * p[k], paper=human.get(k)) for k in ("win", "tie", "loss")]
-                rows.append([r.label, dataset_label(d), vs] + cells + [str(p.get("n", "–"))])
+            for p in outcome_shares(block):
+                cells = [Cell(100 * p[k]) for k in ("win", "tie", "loss")]
+                rows.append([r.label, dataset_label(d), p["judge"]] + cells + [str(p["n"] or "–")])
     if not rows:
-        return "Pairwise table skipped: no eval.<dataset>.pairwise in any summary."
-    note = "Percent of items; ours from the pairwise judge."
+        return "Pairwise table skipped: no judge in any summary gives win / tie / loss shares."
+    note = "Percent of items; the student's answer against the teacher's, judged in both orders."
     if suite.is_paper:
-        note += " Published values are the paper's human evaluation (Figure 3), a different protocol."
-    return Table(
-        "pairwise",
-        "Pairwise win / tie / loss",
-        ["Run", "Dataset", "vs", "win %", "tie %", "loss %", "n"],
-        rows,
-        note=note,
-    )
-
-
-def _vs_key(vs: str) -> str:
-    parts = vs.split("--")
-    return family(parts[1] if len(parts) > 1 else vs)
+        note += (" The paper's Figure 3 is a human evaluation of GAD against other methods, a different comparison, "
+                 "so no published values are shown.")
+    return Table("pairwise", "Pairwise win / tie / loss", ["Run", "Dataset", "judge", "win %", "tie %", "loss %", "n"],
+                 rows, note=note)
 
 
 def _d_stats(run: Run, step: int | None) -> dict | None:
@@ -390,7 +373,7 @@ def d_table(suite: Suite, base: Baselines | None) -> Table | str:
     """D's held-out accuracy and AUC (validation split) and the largest identical-text gap, per method."""
     grid, blocks = [], []
     rows = _rows(suite, lambda r: r.summary is not None)
-    for student, variant, runs in rows:
+    for student, identity, runs in rows:
         sel = [d for r in runs if (d := _d_stats(r, None))]
         last = [d for r in runs if r.eval_metrics and (d := _d_stats(r, max(r.eval_metrics)))]
         if not sel and not last:
@@ -398,7 +381,7 @@ def d_table(suite: Suite, base: Baselines | None) -> Table | str:
         if not grid or grid[-1][0] and grid[-1][0] != student_label(student):
             blocks.append(len(grid))
         gaps = [d["identical_gap_max"] for d in sel + last if isinstance(d.get("identical_gap_max"), int | float)]
-        grid.append([student_label(student), variant.label + (f" ({len(runs)} seeds)" if len(runs) > 1 else ""),
+        grid.append([student_label(student), identity.label + (f" ({len(runs)} seeds)" if len(runs) > 1 else ""),
                      _seed_cell([d["accuracy"]["mean"] for d in sel if (d.get("accuracy") or {}).get("mean") is not None]),
                      _seed_cell([d["auc"] for d in sel if isinstance(d.get("auc"), int | float)]),
                      _seed_cell([d["accuracy"]["mean"] for d in last if (d.get("accuracy") or {}).get("mean") is not None]),
@@ -451,8 +434,8 @@ def budget_curve(suite: Suite) -> list[dict]:
             chosen = chosen_points(suite, step=k)
             runs = [r for r in suite.runs if r.student == student and k in r.evals
                     and chosen.get((r.student, r.base_method), r.search_label) == r.search_label]
-            seqkd = [r for r in runs if r.variant.key == "seqkd"]
-            for method in dict.fromkeys(r.base_method for r in runs if r.family == "gad" and r.variant.group in
+            seqkd = [r for r in runs if r.identity.key == "seqkd"]
+            for method in dict.fromkeys(r.base_method for r in runs if r.family == "gad" and r.identity.group in
                                         (None, "discriminator size", "frozen discriminator")):
                 gad = [r for r in runs if r.base_method == method]
                 for d in datasets(suite):
@@ -462,7 +445,7 @@ def budget_curve(suite: Suite) -> list[dict]:
                     if not a or not b:
                         continue
                     try:
-                        diff = paired_seeds_and_items(a, b)
+                        diff = paired_seeds_and_items(a, b, resamples(suite.runs, suite.meta))
                     except ValueError:
                         continue
                     settings = {m: chosen.get((student, m), "") for m in (method, "seqkd")}

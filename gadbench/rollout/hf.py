@@ -73,7 +73,7 @@ class HFRolloutEngine:
     def _generate_chunk(self, model, prompts, seeds, offset, n, temperature, max_new_tokens, top_p, out: Rollout) -> None:
         pad, eos = self.tok.pad_token_id, self.tok.eos_token_id
         width = max(map(len, prompts))
-        device = next(model.parameters()).device
+        device = dist.compute_device(model)  # a sharded model's shards may sit in host memory (cpu_offload)
         rows = [p for p in prompts for _ in range(n)]  # prompt-major: prompt i's n samples are adjacent
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in rows], device=device)
         attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in rows], device=device)

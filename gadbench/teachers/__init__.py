@@ -1,9 +1,20 @@
-"""Black-box teachers: `make_teacher("openai:MODEL[@URL]" | "hf:PATH" | "dataset", **opts).respond(prompts)`.
-
-Backends import lazily, so `import gadbench.teachers` needs neither torch nor openai.
+"""Black-box teachers, one backend record each: `openai:MODEL[@URL]` (an OpenAI-compatible endpoint), `hf:PATH`
+(a local model), `dataset` (responses shipped with the data), `program` (the synthetic world's teacher).
+`make_teacher(spec, **options).respond(prompts)`; `teacher_from(settings, cache_path)` with the options a
+suite's teacher settings give. Backends import lazily, so `import gadbench.teachers` needs neither torch nor
+openai.
 """
 
-from gadbench.teachers.base import Teacher, TeacherError, make_teacher, register_teacher
+from gadbench.teachers.base import (
+    BACKENDS,
+    Backend,
+    Teacher,
+    TeacherError,
+    make_teacher,
+    register_teacher,
+    teacher_from,
+    unknown_teacher,
+)
 
 
 def _openai(arg: str, **opts):
@@ -24,8 +35,23 @@ def _dataset(arg: str, **opts):
     return from_spec(arg, **opts)
 
 
-register_teacher("openai", _openai)
-register_teacher("hf", _hf)
-register_teacher("dataset", _dataset)
+def _program(arg: str, **opts):
+    from gadbench.worlds.synthetic import ProgramTeacher
 
-__all__ = ["Teacher", "TeacherError", "make_teacher", "register_teacher"]
+    if arg not in ("", "world"):
+        raise ValueError(f"the program teacher is the synthetic world's (program or program:world), not {arg!r}.")
+    return ProgramTeacher(seed=0)
+
+
+register_teacher(Backend(
+    "openai", _openai, lambda cfg, cache_path: {"api_key_env": cfg.api_key_env, "concurrency": cfg.concurrency,
+                                                "timeout": cfg.timeout, "max_retries": cfg.max_retries,
+                                                "cache_path": cache_path},
+    "any OpenAI-compatible endpoint, asked once per prompt (cached, retried)"))
+register_teacher(Backend("hf", _hf, lambda cfg, cache_path: {"batch_size": cfg.concurrency},
+                         "a local transformers chat model (concurrency = prompts per batch)"))
+register_teacher(Backend("dataset", _dataset, about="responses shipped with the data"))
+register_teacher(Backend("program", _program, about="the synthetic world's programmatic teacher"))
+
+__all__ = ["BACKENDS", "Backend", "Teacher", "TeacherError", "make_teacher", "register_teacher", "teacher_from",
+           "unknown_teacher"]

@@ -9,13 +9,12 @@ output is written atomically once every prompt has an answer; each row is
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
-from gadbench.io import atomic_write_text, read_jsonl
-from gadbench.teachers.base import TeacherError, make_teacher
+from gadbench.config import TeacherConfig
+from gadbench.io import atomic_write_text, file_problem
+from gadbench.teachers.base import Teacher, teacher_from
 
 
 def read_prompts(data: str, prompt_field: str = "prompt", limit: int | None = None) -> list[dict]:
@@ -29,13 +28,37 @@ def read_prompts(data: str, prompt_field: str = "prompt", limit: int | None = No
             return rows
         raise ValueError(f"there is no data file {data}; pass a JSONL file with one {{\"{prompt_field}\": ...}} "
                          f"object per line, or a dataset name ({', '.join(_source_names())}).")
-    rows = list(read_jsonl(path))[:limit]
+    rows = _jsonl_rows(path, limit)
     if not rows:
         raise ValueError(f"{data} has no rows; pass a JSONL file with one {{\"{prompt_field}\": ...}} object per line.")
     for i, row in enumerate(rows):
         if not isinstance(row.get(prompt_field), str) or not row[prompt_field]:
             raise ValueError(f"row {i + 1} of {data} has no non-empty string field {prompt_field!r}; pass "
                              f"--prompt-field with the name of the field that holds the prompt.")
+    return rows
+
+
+def _jsonl_rows(path: Path, limit: int | None) -> list[dict]:
+    """The first `limit` rows of JSONL file `path`, each a JSON object; any other line (not UTF-8, not JSON, not
+    an object) stops with a ValueError naming the file and the row. Blank lines are passed over."""
+    rows = []
+    for n, line in enumerate(path.read_bytes().split(b"\n"), 1):
+        if limit is not None and len(rows) >= limit:
+            break
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise ValueError(f"row {n} of {path} is not UTF-8 text (byte 0x{line[e.start]:02x} at column "
+                             f"{e.start + 1}); save the file as UTF-8.") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"row {n} of {path} is not valid JSON ({e.msg} at column {e.colno}); fix or remove "
+                             "that row.") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"row {n} of {path} is a JSON {type(row).__name__}, not an object; write each row as "
+                             "{\"prompt\": ...}.")
+        rows.append(row)
     return rows
 
 
@@ -68,83 +91,42 @@ def collect(teacher: str, data: str, out: str | Path, *, concurrency: int = 8, p
 
     `teacher_opts` go to the teacher's constructor (e.g. temperature, max_tokens, max_retries) over the defaults.
     """
+    t, rows = prepare(teacher, data, out, concurrency=concurrency, prompt_field=prompt_field,
+                      teacher_opts=teacher_opts, limit=limit)
+    answer(t, rows, teacher, out, prompt_field)
+    return t
+
+
+def prepare(teacher: str, data: str, out: str | Path, *, concurrency: int = 8, prompt_field: str = "prompt",
+            teacher_opts: dict | None = None, limit: int | None = None) -> tuple[Teacher, list[dict]]:
+    """Everything that can be checked before a teacher is asked: `out` can be written, the data is read, the
+    teacher is built. Returns (teacher, rows)."""
+    if problem := file_problem(out):
+        raise ValueError(f"--out {out}: {problem}; pass a file path in a folder you can write to.")
     rows = read_prompts(data, prompt_field, limit)
     backend = teacher.partition(":")[0]
-    opts: dict = {}
-    if backend == "openai":
-        opts = {"concurrency": concurrency, "cache_path": cache_path_for(out)}
-    elif backend == "hf":
-        opts = {"batch_size": concurrency}
-    elif backend == "dataset":
-        opts = {"examples": [{"prompt": r[prompt_field], "teacher_response": r.get("teacher_response")} for r in rows]}
+    given = teacher_opts or {}
+    if backend == "dataset":  # its answers are the data's own
+        given = {"examples": [{"prompt": r[prompt_field], "teacher_response": r.get("teacher_response")}
+                              for r in rows]} | given
     try:
-        t = make_teacher(teacher, **(opts | (teacher_opts or {})))
+        t = teacher_from(TeacherConfig(spec=teacher, concurrency=concurrency), cache_path_for(out), **given)
     except TypeError as exc:
         if "unexpected keyword argument" not in str(exc):
             raise
         raise ValueError(f"the {backend} teacher does not take an option given here ({exc}); remove it.") from None
+    return t, rows
+
+
+def answer(t: Teacher, rows: list[dict], teacher: str, out: str | Path, prompt_field: str = "prompt") -> None:
+    """Ask teacher `t` (spec `teacher`) to answer every row and write `out` atomically."""
     responses = t.respond([r[prompt_field] for r in rows])
     lines = []
     for row, response in zip(rows, responses, strict=True):
-        meta = {**row.get("meta", {}),
+        given = row.get("meta")
+        meta = {**(given if isinstance(given, dict) else {} if given is None else {"meta": given}),
                 **{k: v for k, v in row.items() if k not in (prompt_field, "teacher_response", "meta")},
                 "teacher": teacher}
         record = {"prompt": row[prompt_field], "teacher_response": response, "meta": meta}
         lines.append(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
     atomic_write_text(out, "".join(lines))
-    return t
-
-
-def add_parser(subparsers) -> None:
-    teacher = subparsers.add_parser("teacher", help="black-box teachers: collect responses")
-    sub = teacher.add_subparsers(dest="teacher_command", required=True)
-    p = sub.add_parser("collect", help="answer every prompt of a data file with a teacher", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--teacher", required=True, help="openai:MODEL[@BASE_URL], hf:PATH or dataset")
-    p.add_argument("--data", required=True,
-                   help="JSONL file with one prompt per row, or a dataset name: NAME[:SPLIT], e.g. mtbench, sharegpt:test")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
-    p.add_argument("--out", required=True, help="output JSONL (the cache goes to OUT.cache.sqlite)")
-    p.add_argument("--concurrency", type=int, default=8, help="parallel API requests (hf: batch size)")
-    p.add_argument("--prompt-field", default="prompt")
-    p.add_argument("--temperature", type=float, default=None, help="default: 1.0, the teacher's distribution")
-    p.add_argument("--max-tokens", type=int, default=None)
-    p.add_argument("--max-retries", type=int, default=None, help="API teachers: retries per request (default 6)")
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from gadbench.llm import FatalAPIError  # imported here: it loads openai
-
-    if args.limit is not None and args.limit < 1:
-        print("error: --limit must be at least 1.", file=sys.stderr)
-        return 2
-    if args.concurrency < 1:
-        print("error: --concurrency must be at least 1.", file=sys.stderr)
-        return 2
-    given = {"temperature": args.temperature, "max_tokens": args.max_tokens, "max_retries": args.max_retries}
-    try:
-        t = collect(args.teacher, args.data, args.out, concurrency=args.concurrency, prompt_field=args.prompt_field,
-                    teacher_opts={k: v for k, v in given.items() if v is not None}, limit=args.limit)
-    except TeacherError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except (FatalAPIError, ValueError) as exc:  # bad input, refused credentials, model not available
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.out}", file=sys.stderr)
-    if hasattr(t, "usage"):
-        print(f"usage: {t.usage.summary()}", file=sys.stderr)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry point: `python -m gadbench.teachers.collect teacher collect ...`."""
-    parser = argparse.ArgumentParser(prog="gadbench")
-    add_parser(parser.add_subparsers(required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

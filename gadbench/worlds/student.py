@@ -2,13 +2,15 @@
 causal LMs, briefly pre-trained on an answer style the teacher never uses, cached on disk.
 
 `world:<size>` names a student; sizes are in SIZES. The cache key covers the size, the world's vocabulary
-and the pre-training recipe, so a changed recipe never reuses a stale model.
+and the pre-training recipe, so a changed recipe never reuses a stale model. The cache is a run's
+`<out>/cache` (`cache_root`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -33,8 +35,13 @@ SIZES = {
 PRETRAIN = {"batch_size": 64, "lr": 3e-3, "problems": 4000, "seed": 1234, "version": 4}
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("GADBENCH_CACHE", "results/cache"))
+log = logging.getLogger("gadbench")
+
+
+def cache_root(cache: Path | None = None) -> Path:
+    """Where models built or converted once are kept: `$GADBENCH_CACHE` when set, else `cache` (the cache of
+    the `--out` root a run writes to, `RunDir.cache`), else ./results/cache (the default `--out`'s)."""
+    return Path(os.environ.get("GADBENCH_CACHE") or cache or "results/cache")
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
@@ -70,13 +77,16 @@ def _key(size: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def world_student_dir(size: str) -> Path:
-    """The cached, pre-trained student folder for `size`, building it (seconds) on first use."""
+def world_student_dir(size: str, cache: Path | None = None) -> Path:
+    """The cached, pre-trained student folder for `size` under `cache_root(cache)`, building it (seconds) on
+    first use."""
     if size not in SIZES:
         raise ValueError(f"unknown world student `world:{size}`; choose one of {', '.join('world:' + s for s in SIZES)}.")
-    out = cache_root() / f"world-{size}-{_key(size)}"
+    out = cache_root(cache) / f"world-{size}-{_key(size)}"
     if (out / "config.json").exists():
         return out
+    log.info("building the world student world:%s (pre-training %d steps, once) into %s", size,
+             SIZES[size]["pretrain_steps"], out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
@@ -100,10 +110,10 @@ def world_student_dir(size: str) -> Path:
     return out
 
 
-def load_world_student(size: str):
-    path = world_student_dir(size)
+def load_world_student(size: str, dtype: torch.dtype = torch.float32, cache: Path | None = None):
+    path = world_student_dir(size, cache)
     # PreTrainedTokenizerFast explicitly: AutoTokenizer would map the qwen2 model type to Qwen's BPE class.
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), PreTrainedTokenizerFast.from_pretrained(path)
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype), PreTrainedTokenizerFast.from_pretrained(path)
 
 
 def pretrain(model: torch.nn.Module, tok: PreTrainedTokenizerFast, steps: int) -> None:

@@ -17,6 +17,8 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6,
     that differ by rounding alone (the same text scored at another padding), carry no preference, and
     normalising their differences would turn noise into advantages of order 1.
     """
+    if group_size < 2:  # one sample has no group to be compared with: its unbiased std is NaN
+        raise ValueError(f"GRPO advantages need groups of 2 or more samples, not {group_size}.")
     if rewards.numel() % group_size:
         raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}.")
     g = rewards.reshape(-1, group_size).double()

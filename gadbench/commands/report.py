@@ -1,13 +1,9 @@
-"""The `gadbench report DIR` subcommand."""
+"""`gadbench report DIR`: REPORT.md, report.html, tables and figures from stored results (no torch)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-
-from gadbench.report.build import build_report
-from gadbench.report.load import is_run
 
 
 def add_parser(subparsers) -> None:
@@ -30,6 +26,8 @@ def add_parser(subparsers) -> None:
 def report_dirs(path: Path) -> list[Path]:
     """The directories to report: `path` itself when it is a run or a suite, else the suites under it (the
     `--out` root of `gadbench run`, holding <suite>/ folders)."""
+    from gadbench.report.load import is_run
+
     if is_run(path) or (path / "suite.json").exists() or any(is_run(p) for p in path.iterdir() if p.is_dir()):
         return [path]
     return sorted(p for p in path.iterdir() if p.is_dir() and ((p / "suite.json").exists() or
@@ -37,7 +35,14 @@ def report_dirs(path: Path) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gadbench import print_error
+    from gadbench.report.build import build_report
+
     try:
+        if args.baselines is not None:  # checked even where no suite is the paper's, which alone reads it
+            from gadbench.report.baselines import load_baselines
+
+            load_baselines(args.baselines)
         if not args.dir.is_dir():
             raise FileNotFoundError(f"{args.dir} is not a directory; pass a run directory, results/<suite>/ or "
                                     "the --out folder of a run.")
@@ -46,9 +51,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"no runs or suites under {args.dir}; pass a run directory, results/<suite>/ or the "
                              "--out folder of a run.")
         for d in dirs:
-            path = build_report(d, ci=args.ci, baselines=args.baselines)
-            print(f"wrote {path} and {path.with_name('report.html')}")
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"gadbench report: {exc}", file=sys.stderr)
-        return 2
+            built = build_report(d, ci=args.ci, baselines=args.baselines)
+            print(f"wrote {built.markdown} and {built.html}")
+    except (FileNotFoundError, ValueError) as exc:  # ValueError: gadbench's DamagedFileError among them
+        return print_error(exc)
     return 0

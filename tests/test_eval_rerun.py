@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 from gadbench.cli import main  # noqa: E402
 
@@ -76,6 +76,71 @@ def test_regenerated_answers_equal_the_training_time_evaluation(run):
     assert json.loads((step_dir / "metrics.json").read_text()) == saved_metrics
 
 
+def _parts_read(monkeypatch) -> list[list[str]]:
+    """The checkpoint parts each DCP load asks for (the load itself runs)."""
+    from gadbench.state import checkpoint
+
+    calls, load = [], checkpoint.dcp.load
+
+    def watched(states, *a, **k):
+        calls.append(sorted(states))
+        return load(states, *a, **k)
+
+    monkeypatch.setattr(checkpoint.dcp, "load", watched)
+    return calls
+
+
+def test_eval_reads_g_alone_and_d_only_for_missing_diagnostics(run, monkeypatch):
+    """Answers to regenerate with D's diagnostics stored: only G's part is read and no D is built; with the
+    step's results gone, D's part too (for its diagnostics), and never the reference or optimizer states."""
+    step_dir = run / "eval" / "step-2"
+    saved = _rows(step_dir / "world-id.jsonl")
+    (step_dir / "world-id.jsonl").unlink()
+    parts = _parts_read(monkeypatch)
+    built = []
+    monkeypatch.setattr("gadbench.methods.context.build_discriminator", lambda *a, **k: built.append(1))
+    assert main(["eval", str(run), "--checkpoint", "2"]) == 0
+    assert parts == [["g"]] and not built
+    assert [r["answer"] for r in _rows(step_dir / "world-id.jsonl")] == [r["answer"] for r in saved]
+
+    monkeypatch.undo()
+    parts = _parts_read(monkeypatch)
+    diagnostics = json.loads((step_dir / "metrics.json").read_text())["validation"]["d"]
+    shutil.rmtree(step_dir)
+    assert main(["eval", str(run), "--checkpoint", "2"]) == 0
+    assert parts == [["d", "g"]]
+    assert json.loads((step_dir / "metrics.json").read_text())["validation"]["d"] == diagnostics
+
+
+def test_a_bf16_run_is_evaluated_from_bf16_weights_without_an_fp32_copy(tmp_path, monkeypatch):
+    """train.precision: bf16 (on this CPU): `gadbench eval` holds G in bf16 and generates from it directly (no
+    second, bf16 copy of an fp32 G), and its answers equal the training-time evaluation's, which generated
+    from the rollout engine's bf16 copy of the trained fp32 weights."""
+    monkeypatch.setenv("GADBENCH_EXPERIMENTS", str(ROOT / "experiments"))
+    monkeypatch.setenv("GADBENCH_CACHE", str(CACHE))
+    argv = ["-q", "run", "--suite", str(ROOT / "tests/fixtures/suites/dp.yaml"), "--out", str(tmp_path),
+            "--set", "train.steps=2", "--set", "train.warmup_steps=1", "--set", "data.validation_size=4",
+            "--set", "train.precision=bf16"]
+    assert main(argv) == 0
+    (run,) = (tmp_path / "dp").glob("tiny--gad--*")
+    step_dir = run / "eval" / "step-2"
+    saved = _rows(step_dir / "world-id.jsonl")
+    (step_dir / "world-id.jsonl").unlink()
+    from gadbench.rollout.hf import HFRolloutEngine
+
+    seen, generate = [], HFRolloutEngine.generate
+
+    def watched(self, model, *a, **k):
+        out = generate(self, model, *a, **k)
+        seen.append((next(model.parameters()).dtype, self._copy))
+        return out
+
+    monkeypatch.setattr(HFRolloutEngine, "generate", watched)
+    assert main(["eval", str(run), "--checkpoint", "2"]) == 0
+    assert seen and all(dtype == torch.bfloat16 and copy is None for dtype, copy in seen), seen
+    assert [r["answer"] for r in _rows(step_dir / "world-id.jsonl")] == [r["answer"] for r in saved]
+
+
 def test_checkpoint_0_is_the_initial_student(run):
     step_dir = run / "eval" / "step-0"
     saved = _rows(step_dir / "world-id.jsonl")
@@ -118,6 +183,16 @@ def test_bad_checkpoint_and_bad_run_dir_fail_in_one_line(run, tmp_path, capsys):
     assert "no config.yaml" in capsys.readouterr().err
 
 
+def test_checkpoints_of_the_earlier_format_are_refused_in_one_line(run, capsys):
+    shutil.rmtree(run / "checkpoints")
+    shutil.rmtree(run / "eval")
+    (run / "checkpoints" / "step-2").mkdir(parents=True)
+    (run / "checkpoints" / "step-2" / "state.pt").write_bytes(b"")
+    assert main(["eval", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "written by an earlier gadbench version (state.pt)" in err and "\n" not in err
+
+
 def test_a_step_whose_checkpoint_is_gone_is_judged_on_its_stored_answers(run, capsys, monkeypatch):
     """Checkpoints deleted (as in a results folder kept without them): a judge runs on the stored answers of
     the selected step without loading a model; a set without stored answers, or lm_eval, stops in one line."""
@@ -127,7 +202,7 @@ def test_a_step_whose_checkpoint_is_gone_is_judged_on_its_stored_answers(run, ca
     rows = [{**r, "judgments": {k: v for k, v in r["judgments"].items() if k != "rouge-l"}} for r in original]
     (step_dir / "world-id.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     shutil.rmtree(run / "checkpoints")
-    monkeypatch.setattr("gadbench.eval.cli.load_context", lambda *a, **k: pytest.fail("no model may be loaded"))
+    monkeypatch.setattr("gadbench.eval.rerun.load_context", lambda *a, **k: pytest.fail("no model may be loaded"))
     assert main(["eval", str(run), "--judges", "rouge-l"]) == 0
     assert f"checkpoint: step {step}" in capsys.readouterr().out
     again = _rows(step_dir / "world-id.jsonl")
@@ -179,7 +254,7 @@ def test_step_0_updates_the_suites_before_row_of_the_student_and_seed(tiny_run, 
 
 
 def test_unknown_settings_of_another_version_are_ignored(run, caplog):
-    from gadbench.eval.cli import load_spec
+    from gadbench.eval.rerun import load_spec
 
     text = (run / "config.yaml").read_text()
     (run / "config.yaml").write_text(text.replace("rollout:\n", "rollout:\n  retired_option: 3\n"))
@@ -190,8 +265,8 @@ def test_unknown_settings_of_another_version_are_ignored(run, caplog):
 @pytest.mark.filterwarnings("ignore")
 def test_lm_eval_on_the_checkpoint_equals_run_lm_eval_on_its_weights(run, capsys, monkeypatch):
     pytest.importorskip("lm_eval")
-    from gadbench.eval.cli import load_context, load_spec
     from gadbench.eval.lmeval import run_lm_eval
+    from gadbench.eval.rerun import load_context, load_spec
 
     argv = ["eval", str(run), "--checkpoint", "2", "--lm-eval", "gadbench_mc", "--lm-eval-include", str(LMEVAL),
             "--limit", "4", "--lm-eval-only"]

@@ -1,33 +1,19 @@
-"""`gadbench eval RUN_DIR`: evaluate a checkpoint of a finished (or interrupted) run again, with other judges
-or with lm-evaluation-harness tasks, without retraining.
-
-The run's spec is rebuilt from RUN_DIR/config.yaml; the generator's weights come from
-RUN_DIR/checkpoints/step-K/state.pt (key "g"). K defaults to the checkpoint the run's summary selected when
-it is still on disk or its answers are stored, else the latest checkpoint; `--checkpoint 0` evaluates the
-student before distillation (the base weights, no checkpoint needed). The run's eval sets (and validation
-split) are evaluated into RUN_DIR/eval/step-K/ as during training; answers and judgments already stored there
-for the same prompts are re-used, so adding a judge only runs that judge. A step whose checkpoint is gone
-(pruned, or a run kept without checkpoints) is judged on its stored answers alone, without loading a model,
-when every set's answers are stored. `--lm-eval` runs lm_eval tasks on the in-memory student and
-writes RUN_DIR/eval/step-K/lm_eval.json; relative `data_files` in the task YAMLs resolve against
-`--lm-eval-include`.
-"""
+"""Evaluating a stored run's checkpoint again (`gadbench eval`, gadbench.commands.eval): its spec, the
+checkpoint to read, the model context, and the summaries the new statistics update."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import yaml
 
-from gadbench import GadbenchError
-from gadbench.config import ConfigError, RunSpec, apply_override, run_spec_from_dict
+from gadbench import GadbenchError, one_line
+from gadbench.config import RunSpec, apply_override, run_spec_from_dict
 from gadbench.io import atomic_write_json, read_json
-from gadbench.rundir import RunDir, RunLock
+from gadbench.rundir import RunDir, RunLock, verify
 
 log = logging.getLogger("gadbench")
 
@@ -43,14 +29,17 @@ def load_spec(run_dir: Path, judges: list[str] | None = None, overrides: list[st
     if not path.is_file():
         raise EvalError(f"{run_dir} is not a run directory (no config.yaml); pass a results/<suite>/<run_id> folder.")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise EvalError(f"{path} is not valid YAML ({e}); the run directory is damaged.") from None
-    for item in overrides:
-        apply_override(raw, item)
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        what = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else "not valid YAML"
+        raise EvalError(f"{path} is {what} ({one_line(str(e))}); the run directory is damaged.") from None
+    if not isinstance(raw, dict):
+        raise EvalError(f"{path} holds no mapping of settings; the run directory is damaged.")
     dropped = _drop_unknown(RunSpec, raw, "")
     if dropped:  # a run written by another gadbench version: settings this version no longer has
         log.warning("%s: ignoring settings this gadbench version does not know: %s", path, ", ".join(dropped))
+    for item in overrides:  # after the drop: an unknown key given here is a mistake, named by the type check
+        apply_override(raw, item)
     spec = run_spec_from_dict(raw, str(path))
     if judges:
         spec = replace(spec, eval=replace(spec.eval, judges=tuple(judges)))
@@ -104,30 +93,34 @@ def choose_checkpoint(run_dir: Path, requested: int | None) -> int:
         if isinstance(chosen, int) and chosen in usable:
             return chosen
     if not have:
-        raise EvalError(f"{run_dir} has no checkpoint (checkpoints/step-K/state.pt); pass --checkpoint 0 to "
+        if run.earlier_format_steps():
+            raise EvalError(f"the checkpoints of {run_dir} were written by an earlier gadbench version (state.pt), "
+                            "which this one does not read; evaluate them with that version.")
+        raise EvalError(f"{run_dir} has no checkpoint (checkpoints/step-K/complete.json); pass --checkpoint 0 to "
                         "evaluate the initial student.")
     return have[-1]
 
 
 def load_context(spec: RunSpec, run_dir: Path, step: int, with_d: bool = False):
     """The run's context (`build_context`) with the weights of checkpoint `step` (the initial ones for step
-    0); D only when `with_d` and the run has one. Models are in eval mode."""
-    import torch
-
+    0), reading only G's (and D's) part; D only when `with_d` and the run has one. Without D, a bf16 run's G is
+    held in bf16: the weights its answers were generated from during training (the rollout engine's bf16 copy
+    of fp32 G, or the bf16 copy gathered from the shards), without an fp32 copy beside them. Models are in
+    eval mode."""
     from gadbench.methods.context import build_context
-    from gadbench.trainer import pick_device, seed_everything
+    from gadbench.models import load_causal_lm
+    from gadbench.runtime import setup
+    from gadbench.state import checkpoint
 
-    seed_everything(spec.seed)
-    device = pick_device(spec.train.device)
-    if device.type == "cpu" and spec.train.cpu_threads:
-        torch.set_num_threads(spec.train.cpu_threads)
-    ctx = build_context(spec, device, with_d=with_d)
+    device = setup(spec.train, spec.seed)
+    student = spec.student
+    if spec.train.precision == "bf16" and not with_d:  # D is built from G's weights: then G stays as trained
+        student = replace(student, dtype="bfloat16")
+    cache = RunDir(run_dir).cache
+    ctx = build_context(spec, device, g=load_causal_lm(student, cache=cache), with_d=with_d, cache=cache)
     if step:
-        state = RunDir(run_dir).load_checkpoint(step)
-        ctx.g.model.load_state_dict(state["g"])
-        if ctx.d is not None:
-            ctx.d.model.load_state_dict(state["d"])
-        del state
+        models = {"g": ctx.g.model, **({"d": ctx.d.model} if ctx.d is not None else {})}
+        checkpoint.load(RunDir(run_dir), step, models)
     for m in (ctx.g, ctx.d):
         if m is not None:
             m.model.eval()
@@ -143,8 +136,11 @@ def evaluate_checkpoint(run_dir: str | Path, checkpoint: int | None = None, judg
                         lm_eval_batch_size: int = 4) -> dict:
     """Evaluate one checkpoint; returns {"step", "metrics" (per set, or None), "lm_eval" (or None)}. The run
     must not be in use by another process (gadbench.rundir.RunLock)."""
+    from gadbench.suite import check_run  # here: it loads the method records, and torch with them
+
     run_dir = Path(run_dir).resolve()
     spec = load_spec(run_dir, judges, overrides)
+    check_run(spec, str(run_dir / "config.yaml"))
     with RunLock(run_dir, EVAL_IN_USE_FIX):  # it writes into the run: not while another process does
         return _evaluate(spec, run_dir, checkpoint, sets, lm_eval_tasks, lm_eval_include, limit, lm_eval_batch_size)
 
@@ -153,14 +149,18 @@ def _evaluate(spec: RunSpec, run_dir: Path, checkpoint: int | None, sets: bool, 
               lm_eval_include: str | Path | None, limit: int | float | None, lm_eval_batch_size: int) -> dict:
     import torch
 
-    from gadbench.eval.evaluator import Evaluator, eval_seed
-    from gadbench.methods.steps import d_diagnostics
+    from gadbench.eval.evaluator import Evaluator, eval_seed, stored_metrics
+    from gadbench.methods import uses_discriminator
+    from gadbench.methods.updates import d_diagnostics
     from gadbench.rundata import load_run_data, run_teacher
 
     run = RunDir(run_dir)
     step = choose_checkpoint(run.path, checkpoint)
     out_dir = run.eval_dir(step)
     weights = step == 0 or step in run.checkpoint_steps()
+    if weights and step and (problem := verify(run.checkpoint(step))):
+        raise EvalError(f"checkpoint step-{step} of {run.path} is damaged ({problem}); pass another --checkpoint, "
+                        "or restore it from a copy.")
     if lm_eval_tasks and not weights:
         raise EvalError(f"step {step} of {run.path} has no checkpoint, and lm_eval tasks need the model; pass a "
                         "kept --checkpoint (or 0 for the initial student).")
@@ -175,12 +175,14 @@ def _evaluate(spec: RunSpec, run_dir: Path, checkpoint: int | None, sets: bool, 
         if missing and not weights:
             raise EvalError(f"step {step} of {run.path} has no checkpoint and no stored answers for "
                             f"{', '.join(missing)}; pass a kept --checkpoint (or 0 for the initial student).")
-    ctx = load_context(spec, run.path, step, with_d=sets) if weights else None  # None: stored answers only
+    stored = (stored_metrics(out_dir) or {}) if sets else {}  # damaged: evaluated again, D's diagnostics too
+    # D is loaded only to compute its validation diagnostics when this step's are not stored
+    fresh = bool(sets and data.validation) and uses_discriminator(spec) and "d" not in stored.get("validation", {})
+    ctx = load_context(spec, run.path, step, with_d=fresh) if weights else None  # None: stored answers only
     result: dict = {"step": step, "metrics": None, "lm_eval": None}
     try:
         if sets:
-            stored = read_json(out_dir / "metrics.json") if (out_dir / "metrics.json").exists() else {}
-            fresh = ctx is not None and ctx.d is not None and data.validation and "d" not in stored.get("validation", {})
+            fresh = ctx is not None and ctx.d is not None
             extra = {"d": d_diagnostics(ctx, data.validation, step)} if fresh else None  # else the stored ones
             with torch.random.fork_rng(devices=[]):  # the seed the trainer's evaluation of this step used
                 torch.manual_seed(eval_seed(spec, step))
@@ -265,48 +267,3 @@ def lm_eval_table(out: dict) -> str:
             err = res.get(key.replace(",", "_stderr,", 1))
             rows.append([task, key, f"{value:.4f}" + (f" ± {err:.4f}" if isinstance(err, int | float) else "")])
     return tabulate(rows, headers=["task", "metric", "value"], tablefmt="github")
-
-
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("eval", help="evaluate a run's checkpoint again (other judges, lm_eval tasks)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, results/<suite>/<run_id>")
-    p.add_argument("--checkpoint", type=int, default=None, metavar="K",
-                   help="step to evaluate (default: the summary's selected checkpoint, else the latest; 0 = initial)")
-    p.add_argument("--judges", default=None, help="comma-separated judges instead of the run's, e.g. gold,rouge-l")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting of the run's config for this evaluation, e.g. "
-                        "judge.base_url=http://127.0.0.1:8000/v1 (repeatable)")
-    p.add_argument("--lm-eval", default=None, metavar="TASKS", help="comma-separated lm_eval task names")
-    p.add_argument("--lm-eval-include", default=None, metavar="DIR", help="folder of local lm_eval task YAMLs")
-    p.add_argument("--limit", type=float, default=None, help="lm_eval: documents per task (a fraction if < 1)")
-    p.add_argument("--lm-eval-only", action="store_true", help="skip the run's eval sets; only run --lm-eval")
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    judges = [j.strip() for j in args.judges.split(",") if j.strip()] if args.judges else None
-    tasks = [t.strip() for t in args.lm_eval.split(",") if t.strip()] if args.lm_eval else None
-    if args.lm_eval_only and not tasks:
-        print("error: --lm-eval-only needs --lm-eval TASKS.", file=sys.stderr)
-        return 2
-    limit = None if args.limit is None else (int(args.limit) if args.limit >= 1 else args.limit)
-    try:
-        if load_spec(Path(args.run_dir).resolve(), judges, args.overrides).train.portable_cpu:
-            from gadbench.cli import pin_portable_cpu_numerics
-
-            pin_portable_cpu_numerics()
-        out = evaluate_checkpoint(args.run_dir, args.checkpoint, judges, args.overrides, sets=not args.lm_eval_only,
-                                  lm_eval_tasks=tasks, lm_eval_include=args.lm_eval_include, limit=limit)
-    except (EvalError, ConfigError) as e:
-        print(f"gadbench eval: {e}", file=sys.stderr)
-        return 2
-    step_dir = Path(args.run_dir) / "eval" / f"step-{out['step']}"
-    print(f"checkpoint: step {out['step']}{' (initial student)' if out['step'] == 0 else ''}")
-    if out["metrics"] is not None:
-        print(metrics_table(out["metrics"]))
-        print(f"written: {step_dir / 'metrics.json'}")
-    if out["lm_eval"] is not None:
-        print(lm_eval_table(out["lm_eval"]))
-        print(f"written: {step_dir / 'lm_eval.json'}")
-    return 0

@@ -1,22 +1,19 @@
-"""One optimisation step of each stage, over a batch of (prompt, teacher response) examples.
-
-Every step returns (metrics, spend). Order of a GAD adversarial step, as in the paper's verl code:
-rollout N samples per prompt -> D scores them (these scores are the rewards) -> one D update (BT) ->
-one GRPO update of G with the rewards from before D's update.
-"""
+"""The updates that methods' steps are made of, over a batch of (prompt, teacher response) examples: G's SFT
+update, rollouts, D's scores and update, G's GRPO update, and D's held-out diagnostics. Each returns its metrics
+and what it spent (gadbench.budget.Spend)."""
 
 from __future__ import annotations
-
-import time
 
 import torch
 from torch.distributed.tensor import DTensor
 
-from gadbench import algorithms as alg
 from gadbench import dist
+from gadbench import losses as alg
 from gadbench.budget import Spend, inference_flops, train_flops
 from gadbench.methods.context import Context
-from gadbench.models import encode_pair, response_ids
+from gadbench.metrics import auc, summarize
+from gadbench.models import encode_pair, normalize_response, response_ids
+from gadbench.rollout.base import Rollout, decode_response
 from gadbench.rollout.sampling import sequence_seed
 from gadbench.sequences import chunks, group, micro_batches, pack, token_logprobs
 
@@ -86,9 +83,9 @@ def rollout(ctx: Context, batch: list, step: int) -> tuple[object, Spend]:
 def rollout_metrics(ctx: Context, batch: list, roll) -> dict:
     n = len(roll.texts)
     m = {"response_len": _mean(roll.generated_tokens, n), "truncated_frac": _mean(sum(roll.truncated), n)}
-    stats = getattr(ctx.engine, "stats", None)  # the vllm engine: weight pushes so far and their total time
+    stats = getattr(ctx.engine, "stats", None)  # the vllm engine: start, weight pushes, sleep and wake (totals)
     if stats:
-        m.update({"vllm/pushes": stats["pushes"], "vllm/push_s": stats["push_s"], "vllm/start_s": stats["start_s"]})
+        m.update({f"vllm/{k}": v for k, v in stats.items()})
     if ctx.gold_fn is not None:
         prompts = [batch[i].prompt for i in roll.prompt_index]
         m.update({f"gold/{k}": _mean(v * n, n) for k, v in ctx.gold_fn(prompts, roll.texts).items()})
@@ -225,11 +222,6 @@ def d_diagnostics(ctx: Context, examples: list, step: int) -> dict:
       natural_identical  how many samples equal their teacher response as text (their gaps are included).
     Every process runs it on the same examples (D may be sharded); only process 0's result is written.
     """
-    from gadbench.metrics import auc, summarize
-    from gadbench.models import normalize_response
-    from gadbench.rollout import Rollout
-    from gadbench.rollout.base import decode_response
-
     t = ctx.spec.train
     n = t.group_size
     prompts = [ctx.prompt_ids(ex.prompt) for ex in examples]
@@ -258,92 +250,3 @@ def d_diagnostics(ctx: Context, examples: list, step: int) -> dict:
             "auc": auc(ts.tolist(), ss.flatten().tolist()), "identical_gap_max": float(gaps.max()),
             "identical_gap_mean": float(gaps.mean()), "natural_identical": int(same.sum()), "pairs": B * n,
             "teacher_score": float(ts.mean()), "student_score": float(ss.mean())}
-
-
-# ------------------------------------------------------------------------------------------------ stages
-
-
-def sft_step(ctx: Context, batch: list, step: int, step_in_stage: int) -> tuple[dict, Spend]:
-    return sft_update(ctx, batch)
-
-
-def _rollout_and_d_update(ctx: Context, batch: list, step: int) -> tuple[dict, Spend]:
-    """Rollouts of the current G and one D update against them (the teacher responses over each sample)."""
-    roll, spend = rollout(ctx, batch, step)
-    metrics = rollout_metrics(ctx, batch, roll)
-    _, dm, s = d_score_and_update(ctx, batch, roll, update=True)
-    metrics.update(dm)
-    spend.add(s)
-    return metrics, spend
-
-
-def warmup_step(ctx: Context, batch: list, step: int, step_in_stage: int) -> tuple[dict, Spend]:
-    """GAD warmup: D trains with its loss against the current student's rollouts; G trains with SFT on the
-    teacher responses, except during the first `d_only_steps` steps (D alone)."""
-    m, t = ctx.spec.method, ctx.spec.train
-    metrics, spend = {}, Spend(prompts=len(batch), teacher_responses=len(batch))
-    train_d = ctx.d is not None and m.discriminator_warmup
-    if train_d:
-        dm, s = _rollout_and_d_update(ctx, batch, step)
-        metrics.update(dm)
-        spend.add(s)
-    d_only = train_d and step_in_stage < t.d_only_steps
-    if m.generator_warmup and not d_only:
-        gm, s = sft_update(ctx, batch)
-        s.prompts = s.teacher_responses = 0  # counted once above
-        metrics.update(gm)
-        spend.add(s)
-    return metrics, spend
-
-
-def d_fit_step(ctx: Context, batch: list, step: int, step_in_stage: int) -> tuple[dict, Spend]:
-    """D alone against the rollouts of a G that does not train (the off-policy discriminator's fit)."""
-    metrics, spend = _rollout_and_d_update(ctx, batch, step)
-    spend.prompts = spend.teacher_responses = len(batch)
-    return metrics, spend
-
-
-def _adversarial(ctx: Context, batch: list, step: int, update_d: bool) -> tuple[dict, Spend]:
-    """Rollout -> rewards (D before its update, or the fixed reward) -> D update if `update_d` -> GRPO."""
-    roll, spend = rollout(ctx, batch, step)
-    spend.prompts = spend.teacher_responses = len(batch)
-    metrics = rollout_metrics(ctx, batch, roll)
-    if ctx.d is not None:
-        rewards, dm, s = d_score_and_update(ctx, batch, roll, update=update_d)
-        metrics.update(dm)
-        spend.add(s)
-    else:
-        prompts = [batch[i].prompt for i in roll.prompt_index]
-        teachers = [batch[i].teacher_response for i in roll.prompt_index]
-        rewards = torch.tensor(ctx.reward_fn(prompts, roll.texts, teachers), dtype=torch.float32)
-    total, squares, count = dist.all_sum([float(rewards.sum()), float((rewards.double() ** 2).sum()), rewards.numel()])
-    metrics["reward_mean"] = total / count
-    metrics["reward_std"] = max(squares - count * metrics["reward_mean"] ** 2, 0.0) ** 0.5 / max(count - 1, 1) ** 0.5
-    gm, s = grpo_update(ctx, batch, roll, rewards)
-    s.prompts = 0
-    metrics.update(gm)
-    spend.add(s)
-    return metrics, spend
-
-
-def adversarial_step(ctx: Context, batch: list, step: int, step_in_stage: int) -> tuple[dict, Spend]:
-    """GAD: GRPO on D's scores (or the fixed reward), and one D update per step (the online D)."""
-    return _adversarial(ctx, batch, step, update_d=True)
-
-
-def adversarial_frozen_d_step(ctx: Context, batch: list, step: int, step_in_stage: int) -> tuple[dict, Spend]:
-    """GRPO against a D that no longer trains."""
-    return _adversarial(ctx, batch, step, update_d=False)
-
-
-def timed(fn, ctx, batch, step: int, step_in_stage: int):
-    """fn(ctx, batch, step, step_in_stage) with its wall-clock time in the spend and the metrics, and the time
-    of each phase (`time/rollout`, `time/ref`, `time/g`: G's forward, backward and update, `time/d`)."""
-    ctx.phase_times.clear()
-    start = time.perf_counter()
-    metrics, spend = fn(ctx, batch, step, step_in_stage)
-    spend.steps = 1
-    spend.wall_s = time.perf_counter() - start
-    metrics["step_time"] = spend.wall_s
-    metrics.update({f"time/{k}": v for k, v in ctx.phase_times.items()})
-    return metrics, spend

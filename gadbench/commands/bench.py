@@ -7,7 +7,7 @@ word-level tokenizer with its vocabulary padded by filler words (`t<i>`) to the 
 sampled id decodes to a word that encodes back to the same id. D is built from the student as in a run
 (its backbone plus a scalar head). The prompts and teacher responses are fixed-length filler text.
 
-Each step is `gadbench.methods.steps.adversarial_step` (rollout -> D scores and one D update -> one GRPO
+Each step is `gadbench.methods.gad.adversarial_step` (rollout -> D scores and one D update -> one GRPO
 update with a k3 KL reference), with no warmup. CUDA runs under bf16 autocast (fp32 master weights, as
 `train.precision: bf16`), CPU in fp32. Printed per step and as medians over the steps after the first:
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import resource
 import statistics
@@ -106,10 +107,11 @@ def make_spec(kind: str = "gad", discriminator: str = "online", *, prompts: int,
     the given batch shape; one micro-batch per update."""
     from gadbench import config as c
 
-    train = c.TrainConfig(steps=1000, warmup_steps=0, d_only_steps=0, batch_size=prompts, micro_batch_size=0,
-                        group_size=group, temperature=0.8, max_prompt_tokens=max_prompt, max_response_tokens=max_new,
-                        lr_sft=lr, lr_generator=lr, lr_warmup=lr, lr_discriminator=lr, kl_beta=0.001,
-                        clip_ratio=0.2, grad_clip=0.2, device=device, precision=precision)
+    train = c.build(c.TrainConfig, dict(  # type- and range-checked like a suite's (a group of 1 is refused)
+        steps=1000, warmup_steps=0, d_only_steps=0, batch_size=prompts, micro_batch_size=0, group_size=group,
+        temperature=0.8, max_prompt_tokens=max_prompt, max_response_tokens=max_new, lr_sft=lr, lr_generator=lr,
+        lr_warmup=lr, lr_discriminator=lr, kl_beta=0.001, clip_ratio=0.2, grad_clip=0.2, device=device,
+        precision=precision), "bench (--prompts, --group-size, --max-new-tokens)", "train")
     return c.RunSpec(suite="bench", student_name="bench", student=c.ModelConfig(path="bench"), method_name=kind,
                      method=c.MethodConfig(kind=kind, discriminator=discriminator), seed=0,
                      teacher=c.TeacherConfig(), data=c.DataConfig(train=c.DatasetConfig(source="world")),
@@ -130,15 +132,14 @@ def filler_batch(prompts: int, prompt_words: int, response_words: int, seed: int
 
 
 def bench_context(spec, model, tokenizer, device: torch.device, *, with_d: bool, reward_fn=None):
-    """The context a run has in its adversarial stage (its SFT stage for `seqkd`): `build_context` on the
-    given G, then that stage's optimizers and reference (`begin_stage`)."""
-    from gadbench.methods import ADVERSARIAL, SFT
+    """The context a run has in its method's last stage (adversarial for gad, SFT for seqkd): `build_context` on
+    the given G, then that stage's optimizers and reference (`begin_stage`)."""
+    from gadbench.methods import stage_plan
     from gadbench.methods.context import begin_stage, build_context
     from gadbench.models import LoadedModel
 
     ctx = build_context(spec, device, g=LoadedModel(model, tokenizer, "chat"), with_d=with_d, reward_fn=reward_fn)
-    stage = SFT if spec.method.kind == "seqkd" else ADVERSARIAL
-    begin_stage(ctx, stage, lambda g: copy.deepcopy(g).eval().requires_grad_(False))
+    begin_stage(ctx, stage_plan(spec)[-1].stage, lambda g: copy.deepcopy(g).eval().requires_grad_(False))
     return ctx
 
 
@@ -191,8 +192,8 @@ def run_bench(device: str = "cpu", shape: str = "tiny", steps: int = 3, prompts:
     """Build, run `steps` GAD adversarial steps and return the summary (medians over steps after the first)."""
     import torch
 
-    from gadbench.methods.steps import adversarial_step
-    from gadbench.trainer import pick_device
+    from gadbench.methods.gad import adversarial_step
+    from gadbench.runtime import pick_device
 
     dev = pick_device(device)
     if dev.type == "cpu" and threads:
@@ -269,12 +270,33 @@ def print_summary(result: dict, out=None) -> None:
     print(f"peak_memory_mb: {s['peak_memory_mb']:.1f} ({result['memory_source']})", file=out)
 
 
-def cmd_bench(args) -> int:
+def bad_option(args) -> str | None:
+    """The first option outside its range, as a sentence naming it and the fix; None when all are fine."""
+    from gadbench.io import file_problem
+
+    if args.steps < 1:
+        return "--steps must be at least 1."
+    for name in ("prompts", "max_new_tokens", "prompt_words", "threads"):
+        if getattr(args, name) < 0:
+            return f"--{name.replace('_', '-')} must be 0 (the default) or more."
+    if args.group_size == 1 or args.group_size < 0:
+        return "--group-size must be 0 (the default) or at least 2 (GRPO compares samples within a group)."
+    if args.peak_tflops is not None and not (math.isfinite(args.peak_tflops) and args.peak_tflops > 0):
+        return "--peak-tflops must be a number above 0."
+    if args.json and (problem := file_problem(args.json)):
+        return f"--json {args.json}: {problem}; pass a file path in a folder you can write to."
+    return None
+
+
+def run(args) -> int:
     import torch
 
+    from gadbench import print_error
+
+    if problem := bad_option(args):
+        return print_error(problem)
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("gadbench bench: --device cuda but no CUDA GPU is visible", file=sys.stderr)
-        return 2
+        return print_error("--device cuda, but no CUDA GPU is visible; run it on a GPU machine, or use --device cpu.")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     result = run_bench(args.device, args.model_shape, args.steps, args.prompts, args.group_size,
                        args.max_new_tokens, args.prompt_words, args.threads, args.peak_tflops, args.seed)
@@ -299,15 +321,4 @@ def add_parser(subparsers) -> None:
     p.add_argument("--peak-tflops", type=float, default=None, help="peak device TFLOP/s for the MFU")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the result to this JSON file")
-    p.set_defaults(func=cmd_bench)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gadbench")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    p.set_defaults(func=run)
