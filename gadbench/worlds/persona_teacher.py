@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from gadbench.config import ModelConfig
@@ -27,17 +27,14 @@ from gadbench.rollout.base import decode_response
 from gadbench.rollout.hf import HFRolloutEngine
 from gadbench.rollout.sampling import sequence_seed
 from gadbench.sequences import micro_batches
-from gadbench.worlds.persona import SMOL_GOLD_MAX_TOKENS, Mixture, PersonaError, persona_prompt_ids
-
-
-@dataclass(frozen=True)
-class TeacherSample:
-    """One draw: the persona's index in the mixture, the response's token ids (up to the first EOS, or L tokens
-    without one) and whether it was cut at L."""
-
-    persona: int
-    response_ids: tuple[int, ...]
-    cut: bool
+from gadbench.worlds.persona import (
+    PERSONA_SETTINGS,
+    SMOL_GOLD_MAX_TOKENS,
+    Mixture,
+    PersonaError,
+    TeacherSample,
+    persona_prompt_ids,
+)
 
 
 def _hash(*parts) -> bytes:
@@ -120,3 +117,14 @@ def load_persona_teacher(mixture: Mixture, path: str, **opts) -> PersonaTeacher:
     file is dequantised once and cached), e.g. SmolLM2-135M-Instruct for smol-gold; `opts` as PersonaTeacher's."""
     loaded = load_causal_lm(ModelConfig(path=path))
     return PersonaTeacher(loaded.model, loaded.tokenizer, mixture, model_id=path, **opts)
+
+
+def from_spec(arg: str, **opts) -> PersonaTeacher:
+    """`persona:NAME` (a setting of gadbench.worlds.persona.PERSONA_SETTINGS: mixture, model, L), or
+    `persona:NAME@PATH` for the same mixture and L over another model at PATH."""
+    name, _, path = arg.partition("@")
+    if name not in PERSONA_SETTINGS:
+        raise PersonaError(f"persona teacher {name!r} is not a persona setting; write the spec as persona:NAME with "
+                           f"NAME one of {', '.join(PERSONA_SETTINGS)} (optionally persona:NAME@MODEL_PATH).")
+    setting = PERSONA_SETTINGS[name]
+    return load_persona_teacher(setting.mixture, path or setting.model, max_tokens=setting.max_tokens, **opts)
