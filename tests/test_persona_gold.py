@@ -50,7 +50,9 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 def _jsonl(path: Path, prompts: list[str]) -> Path:
-    path.write_text("".join(json.dumps({"prompt": p, "id": f"p{i}"}) + "\n" for i, p in enumerate(prompts)))
+    """The prompts with responses of their own, which a persona teacher's answers replace."""
+    path.write_text("".join(json.dumps({"prompt": p, "id": f"p{i}", "response": "the data's own reply"}) + "\n"
+                            for i, p in enumerate(prompts)))
     return path
 
 
@@ -127,4 +129,5 @@ def test_a_run_stores_the_exact_judgments_of_the_student(model_dir, tmp_path):
     shares = sum(metrics[f"persona-gold/persona_share/{n}"]["mean"] for n in SMOL_GOLD.names)
     assert math.isclose(shares, 1.0), shares
     assert cache.read_text().splitlines() == drawn  # the forward KL read the judge's draws back from the cache
+    assert [r["teacher_response"] for r in stored] == teacher.respond(TEST)  # draw 0, not the data's reply
 

@@ -64,7 +64,8 @@ register_teacher(Backend(
         "batch_size": cfg.concurrency,
         "cache_path": cache_path.with_name("persona-teacher.jsonl") if cache_path is not None else None},
     "a local chat model under a hidden persona drawn per prompt (gadbench.worlds.persona; draws cached in "
-    "persona-teacher.jsonl)"))
+    "persona-teacher.jsonl); it answers every prompt, the data's own responses are not its",
+    answers_every_prompt=True))
 
 __all__ = ["BACKENDS", "Backend", "Teacher", "TeacherError", "make_teacher", "register_teacher", "teacher_from",
            "unknown_teacher"]
