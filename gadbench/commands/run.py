@@ -79,6 +79,8 @@ def run(args) -> int:
             print(f"suite {suite.name}: the Fig. 5 toy, seeds {list(suite.seeds)}, {suite.toy.steps} steps per method")
             return 0
         print_plan(plan(suite))
+        if suite.description:  # where a suite states its time (an estimate unless measured)
+            print(f"\nsuite {suite.name}: {suite.description}")
         return 0
     from gadbench import dist
 
