@@ -137,7 +137,7 @@ def test_a_run_stores_the_exact_judgments_of_the_student(model_dir, tmp_path):
 
 SLICE = ["seeds=[0]", "methods.seqkd=null", "methods.gad-offpolicy=null", "methods.grpo-rouge=null",
          "methods.gad.search={}", "train.steps=2", "train.warmup_steps=1", "train.d_only_steps=0", "train.batch_size=2",
-         "train.group_size=2", "train.cpu_threads=1", "data.train.limit=6", "data.validation_size=2",
+         "train.group_size=2", "data.train.limit=6", "data.validation_size=2",
          "data.eval.sharegpt-test.limit=2", "eval.samples=1", "eval.every=100", "train.checkpoint_every=100"]
 
 
