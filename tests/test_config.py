@@ -212,6 +212,15 @@ def test_set_null_removes_a_method_or_resets_a_setting():
     assert s.methods["gad-new"].d_loss == "ce"
 
 
+def test_set_reaches_names_with_dots():
+    """Student names such as Qwen2.5-14B-Instruct hold dots: `--set` takes the name whole where the suite has it."""
+    suite = get_suite("paper", ["students.Qwen2.5-14B-Instruct.cpu_offload=false",
+                                "students.Qwen2.5-7B-Instruct.path=local/qwen7b"])
+    assert suite.students["Qwen2.5-14B-Instruct"].cpu_offload is False
+    assert suite.students["Qwen2.5-7B-Instruct"].path == "local/qwen7b"
+    assert "Qwen2.5-3B-Instruct" not in get_suite("paper", ["students.Qwen2.5-3B-Instruct=null"]).students
+
+
 def test_set_malformed_items():
     with pytest.raises(ConfigError, match="expected key=value"):
         load_suite(FIX / "base.yaml", ["train.steps"])

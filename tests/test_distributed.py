@@ -76,12 +76,14 @@ def _final(out: Path) -> tuple[dict, list[dict], dict]:
 
 
 def _interrupt_after_step_5(out: Path, copy_to: Path | None = None) -> Path:
-    """The run as if killed after step 5's checkpoint (a copy of it when `copy_to`): step 6 and the summary gone."""
+    """The run as if killed after step 5's checkpoint (a copy of it when `copy_to`): step 6, the budget (written
+    when training ends) and the summary gone."""
     run = _run_dir(out)
     if copy_to is not None:
         shutil.copytree(out, copy_to)
         run = _run_dir(copy_to)
     shutil.rmtree(run / "checkpoints" / "step-6")
+    (run / "budget.json").unlink()
     (run / "summary.json").unlink()
     return run
 

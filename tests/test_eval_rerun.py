@@ -279,3 +279,20 @@ def test_lm_eval_on_the_checkpoint_equals_run_lm_eval_on_its_weights(run, capsys
     monkeypatch.chdir(LMEVAL)  # the task YAMLs name their jsonl files relative to this folder
     direct = run_lm_eval(g.model, g.tokenizer, ["gadbench_mc"], include_path=LMEVAL, limit=4, builtin_tasks=False)
     assert stored["results"]["gadbench_mc"]["acc,none"] == direct["results"]["gadbench_mc"]["acc,none"]
+
+
+def test_ctrl_c_during_a_checkpoint_write_takes_effect_once_it_is_written(tmp_path):
+    """SIGINT inside the write is held until the block ends (DCP would turn it into a CheckpointException and
+    lose the checkpoint); then KeyboardInterrupt is raised and the previous handler is back."""
+    import os
+    import signal
+
+    from gadbench.state.checkpoint import _interrupt_afterwards
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with _interrupt_afterwards():
+            os.kill(os.getpid(), signal.SIGINT)
+            (tmp_path / "written").write_text("whole")  # still runs: the interrupt waits for the block's end
+    assert (tmp_path / "written").read_text() == "whole"
+    assert signal.getsignal(signal.SIGINT) is before

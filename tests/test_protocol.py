@@ -231,8 +231,7 @@ def test_a_group_of_one_and_overlapping_world_pools_are_refused_in_one_line(tmp_
         ("run", "--suite", "smoke", "--dry-run", "--set", "train.group_size=1"):
             "`train.group_size` = 1 is out of range [2, inf]; pick a value inside it.",
         ("bench", "--group-size", "1", "--steps", "1"):
-            "gadbench: bench (--prompts, --group-size, --max-new-tokens): `train.group_size` = 1 is out of range "
-            "[2, inf]; pick a value inside it.",
+            "gadbench: --group-size must be 0 (the default) or at least 2 (GRPO compares samples within a group).",
     }
     for argv, expected in cli.items():
         proc = _gadbench(*argv)

@@ -177,10 +177,16 @@ def apply_override(raw: dict, item: str) -> None:
     key, _, value = item.partition("=")
     parts = key.strip().split(".")
     node: Any = raw
-    for i, part in enumerate(parts[:-1]):
+    i = 0
+    while True:  # a name with dots (students.Qwen2.5-7B-Instruct.path) is taken whole where the config has it
+        j = next((j for j in range(len(parts), i + 1, -1) if ".".join(parts[i:j]) in node), i + 1)
+        part = ".".join(parts[i:j])
+        if j == len(parts):
+            break
         if not isinstance(node.get(part), dict):
-            node[part] = {} if part not in node else _not_mapping(key, ".".join(parts[: i + 1]))
+            node[part] = {} if part not in node else _not_mapping(key, ".".join(parts[:j]))
         node = node[part]
+        i = j
     try:
         parsed = load_yaml(value)
     except _DuplicateKey as e:
@@ -188,9 +194,9 @@ def apply_override(raw: dict, item: str) -> None:
     except (yaml.YAMLError, ValueError, RecursionError):  # not YAML, or a value Python cannot hold: a string
         parsed = value
     if parsed is None:  # `--set methods.gad-ce=null` removes an entry or resets a setting to its default
-        node.pop(parts[-1], None)
+        node.pop(part, None)
     else:
-        node[parts[-1]] = parsed
+        node[part] = parsed
 
 
 def _not_mapping(key: str, prefix: str) -> dict:

@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import random
 import shutil
+import signal
+import threading
 import warnings
 from pathlib import Path
 
@@ -60,13 +62,13 @@ def save(run: RunDir, step: int, models: dict[str, nn.Module], optimizers: Optim
     writer = FileSystemWriter(tmp)
     writer.fs = fs = _RecordingFileSystem()
     try:
-        with _alone_quietly() as single:
+        with _interrupt_afterwards(), _alone_quietly() as single:
             dcp.save(states, storage_writer=writer, no_dist=single)
-        save_state(_rng_state(), tmp / f"rng-{dist.rank()}.pt")
-        dist.barrier()
-        if dist.is_main():
-            run.commit_checkpoint(tmp, step, {**info, "step": step, "parts": sorted(states)}, keep_stage_end,
-                                  keep_newest)
+            save_state(_rng_state(), tmp / f"rng-{dist.rank()}.pt")
+            dist.barrier()
+            if dist.is_main():
+                run.commit_checkpoint(tmp, step, {**info, "step": step, "parts": sorted(states)}, keep_stage_end,
+                                      keep_newest)
     except (OSError, CheckpointException) as e:
         cause = _os_error(e, fs)
         if cause is None:
@@ -79,6 +81,24 @@ def save(run: RunDir, step: int, models: dict[str, nn.Module], optimizers: Optim
             "--resume."
         ) from None
     dist.barrier()
+
+
+@contextlib.contextmanager
+def _interrupt_afterwards():
+    """Ctrl-C (SIGINT) during the block raises KeyboardInterrupt when the block ends, not inside it: DCP turns
+    an interrupt inside its writes into a CheckpointException, and the checkpoint being written is then lost.
+    Only the main thread can hold signal handlers; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def read_info(run: RunDir, step: int) -> dict:
