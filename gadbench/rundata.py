@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gadbench.config import DataConfig, DatasetConfig, RunSpec
 from gadbench.data import DataError, DataSpec, Example, LoadReport, load_examples
-from gadbench.teachers import teacher_from
+from gadbench.teachers import BACKENDS, teacher_from
 
 
 @dataclass
@@ -52,6 +52,7 @@ def load_run_data(spec: RunSpec, teacher, fill_train: bool = True) -> RunData:
     d = spec.data
     reports: list[LoadReport] = []
     needs_teacher = spec.teacher.spec == "dataset"
+    replace = BACKENDS[spec.teacher.spec.partition(":")[0]].answers_every_prompt
     if d.train.source == "world":
         pool, report = load_examples(data_spec(d.train, offset=WORLD_OFFSETS["train"]))
         reports.append(report)
@@ -68,7 +69,7 @@ def load_run_data(spec: RunSpec, teacher, fill_train: bool = True) -> RunData:
         validation = [pool[i] for i in sorted(held)]
         pool = [ex for i, ex in enumerate(pool) if i not in held_set]
     if fill_train:
-        pool = fill_teacher(pool, teacher)
+        pool = fill_teacher(pool, teacher, replace)
     order = list(range(len(pool)))
     random.Random(f"order:{spec.seed}").shuffle(order)
     train = [pool[i] for i in order]
@@ -84,8 +85,8 @@ def load_run_data(spec: RunSpec, teacher, fill_train: bool = True) -> RunData:
             f"eval set `{hit}`: {o['overlap']} of its {o['n']} prompts are also training prompts (ids "
             f"{', '.join(o['ids'])}); make the data disjoint, or set data.allow_overlap: true to run anyway (the "
             "overlap is then reported).")
-    validation = fill_teacher(validation, teacher)
-    evals = {k: fill_teacher(v, teacher) for k, v in evals.items()}
+    validation = fill_teacher(validation, teacher, replace)
+    evals = {k: fill_teacher(v, teacher, replace) for k, v in evals.items()}
     usage = getattr(teacher, "usage", None)
     return RunData(train, validation, evals, reports, asdict(usage) if usage is not None else {}, found)
 
@@ -111,9 +112,10 @@ def overlap(d: DataConfig, training: list[Example], evals: dict[str, list[Exampl
     return out
 
 
-def fill_teacher(examples: list[Example], teacher) -> list[Example]:
-    """Ask the black box once for every example that has no teacher response."""
-    missing = [i for i, ex in enumerate(examples) if ex.teacher_response is None]
+def fill_teacher(examples: list[Example], teacher, replace: bool = False) -> list[Example]:
+    """Ask the black box once for every example that has no teacher response (every example with `replace`:
+    the data's own responses are not the teacher's)."""
+    missing = [i for i, ex in enumerate(examples) if replace or ex.teacher_response is None]
     if not missing or teacher is None:
         return examples
     answers = teacher.respond([examples[i].prompt for i in missing])

@@ -84,7 +84,7 @@ def _method_problem(name: str, m: MethodConfig) -> str | None:
     return f"`methods.{name}`: {problem}" if problem else None
 
 
-def _judge_problems(judges: tuple[str, ...], world: bool, samples: int) -> str | None:
+def _judge_problems(judges: tuple[str, ...], world: bool, samples: int, teacher: str) -> str | None:
     for j in judges:
         if problem := unknown_judge(j):
             return f"`eval.judges`: {problem}"
@@ -94,6 +94,9 @@ def _judge_problems(judges: tuple[str, ...], world: bool, samples: int) -> str |
         if JUDGES[j].samples and samples < 1:
             return (f"`eval.judges`: judge `{j}` scores sampled answers; set eval.samples to 1 or more, or drop "
                     f"{j} from eval.judges")
+        if JUDGES[j].teacher and teacher.partition(":")[0] != JUDGES[j].teacher:
+            return (f"`eval.judges`: judge `{j}` reads a `{JUDGES[j].teacher}` teacher and teacher.spec is "
+                    f"`{teacher}`; use a {JUDGES[j].teacher}:... teacher, or drop {j} from eval.judges")
     return None
 
 
@@ -140,7 +143,7 @@ def check_run_settings(s: SuiteConfig | RunSpec, methods: dict[str, MethodConfig
     if problem := _world_pools_problem(s.data):
         return problem
     world = all(d.source == "world" for d in (s.data.train, *s.data.eval.values()))
-    if problem := _judge_problems(s.eval.judges, world, s.eval.samples):
+    if problem := _judge_problems(s.eval.judges, world, s.eval.samples, s.teacher.spec):
         return problem
     if problem := unknown_teacher(s.teacher.spec):
         return f"`teacher.spec`: {problem}"

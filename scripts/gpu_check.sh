@@ -14,7 +14,7 @@
 #   scripts/gpu_check.sh                                     # the device check
 #   scripts/gpu_check.sh --device cpu --processes 2 --shape tiny --prompt-tokens 64 --response-tokens 24
 #                                                            # its CPU path (tests/test_gpu_check.py)
-# Other arguments go to `python -m gadbench.devicecheck prepare` (--prompts-per-process, --steps, --micro-batch,
+# Other arguments go to `python -m gadbench.commands.devicecheck prepare` (--prompts-per-process, --steps, --micro-batch,
 # --engine hf|vllm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +50,7 @@ torch.cuda.device_count(), 'vllm', 'yes' if u.find_spec('vllm') else 'no (the hf
 WORK="$OUT_DIR/gpu-check"
 rm -rf "$WORK"
 mkdir -p "$WORK"
-"$PY" -m gadbench.devicecheck prepare "$WORK" --device "$DEVICE" --processes "$PROCS" --shape "$SHAPE" \
+"$PY" -m gadbench.commands.devicecheck prepare "$WORK" --device "$DEVICE" --processes "$PROCS" --shape "$SHAPE" \
   ${EXTRA[@]+"${EXTRA[@]}"}
 
 if [ "$PROCS" -gt 1 ]; then
@@ -69,7 +69,7 @@ if [ "$rc" -ne 0 ]; then
   echo "gpu_check: the run failed (exit $rc); its log: $WORK/run.log" >&2
   exit "$rc"
 fi
-"$PY" -m gadbench.devicecheck report "$WORK" --device "$DEVICE"
+"$PY" -m gadbench.commands.devicecheck report "$WORK" --device "$DEVICE"
 echo
 echo "the plan for the same run (gadbench run --dry-run):"
 DRY=(run --suite "$WORK/check.yaml" --dry-run)

@@ -187,6 +187,8 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], tuple[str, ...]]] = {
                                    ("judge `gold` scores the synthetic world's problems only",)),
     "set/sampled judge without samples": (lambda t: run_cmd(t, "eval.judges=[gold-sampled]", "eval.samples=0"),
                                           ("scores sampled answers; set eval.samples",)),
+    "set/persona judge without a persona teacher": (lambda t: run_cmd(t, "eval.judges=[persona-gold]", "eval.samples=2"),
+                                                    ("judge `persona-gold` reads a `persona` teacher",)),
     "set/no such method kind": (lambda t: run_cmd(t, "methods.gad.kind=nosuch"), ("kind `nosuch` is not a method",)),
     "set/no such teacher": (lambda t: run_cmd(t, "teacher.spec=nosuch:x"),
                             ("teacher backend `nosuch` in `nosuch:x` is not registered",)),

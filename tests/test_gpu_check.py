@@ -1,4 +1,4 @@
-"""The device check (scripts/gpu_check.sh, gadbench/devicecheck.py): its CPU path end to end on 1 and 2 processes
+"""The device check (scripts/gpu_check.sh, gadbench/commands/devicecheck.py): its CPU path end to end on 1 and 2 processes
 (the same script, prepare, run and report as on the GPUs, with the tiny shape and short lengths), and the
 report's arithmetic on a hand-made run."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gadbench.devicecheck import measured, report
+from gadbench.commands.devicecheck import measured, report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def test_the_gpu_suite_it_writes_loads_and_is_planned(tmp_path, capsys):
     """What the device would run (cuda, 8 processes, vLLM, the paper's lengths) is a valid suite: its dry run
     plans 3 adversarial steps of 64 prompts x 8 samples x 1,536 tokens, and the report's prediction reads it."""
     from gadbench.cli import main
-    from gadbench.devicecheck import predicted, prepare
+    from gadbench.commands.devicecheck import predicted, prepare
 
     chosen = prepare(tmp_path, "tiny", "cuda", 8, 8, 3, 2048, 1536, 2, "vllm")
     assert chosen["engine"] == "vllm" and chosen["batch"] == 64, chosen

@@ -6,6 +6,8 @@ imports what it needs when it runs (building the parser imports neither torch no
     teacher   ask a black-box teacher (collect)           serve    a local model behind an OpenAI-compatible API
     bench     time GAD steps on a random-initialised student
     doctor    check torch, CUDA, vLLM, a judge endpoint
+
+`devicecheck` is not a subcommand: scripts/gpu_check.sh runs its two halves around a `gadbench run`.
 """
 
 from gadbench.commands import bench, doctor, eval, report, run, serve, suites, teacher

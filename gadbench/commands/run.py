@@ -93,6 +93,8 @@ def run(args) -> int:
         print(plan_text(suite, launch))
         if args.gpu:
             print_hours(suite, p, args.gpu, launch.processes if args.gpus or args.accelerate_config else None)
+        if suite.description:  # where a suite states its time (an estimate unless measured)
+            print(f"\nsuite {suite.name}: {suite.description}")
         return 0
     from gadbench import dist
 

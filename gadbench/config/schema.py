@@ -141,8 +141,9 @@ class DataConfig:
 class TeacherConfig:
     """The black-box teacher, asked once per prompt without a response (answers cached)."""
 
-    spec: str = setting("dataset", "dataset (responses in the data), program (the world), openai:MODEL[@URL] or "
-                                   "hf:PATH", paper="dataset (GPT-5-Chat responses, released)")
+    spec: str = setting("dataset", "dataset (responses in the data), program (the world), openai:MODEL[@URL], "
+                                   "hf:PATH or persona:NAME[@PATH] (smol-gold's hidden-persona teacher)",
+                        paper="dataset (GPT-5-Chat responses, released)")
     api_key_env: str = setting("OPENAI_API_KEY", "the environment variable holding an API teacher's key")
     concurrency: int = setting(8, "requests in flight to an API teacher", lo=1)
     timeout: float = setting(60.0, "seconds an API teacher may take to answer one request before it is retried",
@@ -249,9 +250,10 @@ class EvalConfig:
     max_new_tokens: int = setting(1536, "greedy answers stop here", paper="1536", lo=1)
     judges: tuple[str, ...] = setting(("gad-paper",), "judges of the answers (gadbench.judge.records): gad-paper, "
                                                      "mtbench-single, pairwise (LLM), rouge-l, embedding, gold and "
-                                                     "gold-sampled (world)", paper="gad-paper")
+                                                     "gold-sampled (world), persona-gold (a persona teacher)",
+                                   paper="gad-paper")
     samples: int = setting(0, "answers per prompt sampled at temperature 1 for the judges that score samples "
-                              "(gold-sampled)", lo=0)
+                              "(gold-sampled; persona-gold: student samples and teacher draws per prompt)", lo=0)
     selection: Literal["validation", "paper", "last"] = setting(
         "validation", "the checkpoint a run reports: best on the validation split, best on the test sets with the "
         "length in range (the paper's), or the last", paper="paper")

@@ -56,6 +56,7 @@ class JudgeRecord:
     world_only: bool = False  # scores the synthetic world's problems only (teacher: program)
     reads_student: bool = False  # judges the student model itself, given the run's model context
     samples: bool = False  # scores eval.samples answers sampled per prompt (so eval.samples must be >= 1)
+    teacher: str = ""  # the teacher backend whose teacher it reads (a name in gadbench.teachers; "": none)
 
     @property
     def primary(self) -> str:
@@ -149,6 +150,14 @@ def _gold_sampled(spec, cache_dir):
     return SampledGoldJudge(spec.eval.samples, spec.eval.max_new_tokens)
 
 
+def _persona_gold(spec, cache_dir):
+    from gadbench.teachers import teacher_from
+    from gadbench.worlds.persona_gold import PersonaGoldJudge
+
+    teacher = teacher_from(spec.teacher, Path(cache_dir) / "teacher.sqlite")  # the run's teacher and its cache
+    return PersonaGoldJudge(teacher, spec.eval.samples, spec.teacher.concurrency)
+
+
 def _gad_paper_summary(jsons: Sequence[dict], n: int) -> dict:
     from gadbench.judge.aggregation import position_summary, ratio_of_sums_summary
 
@@ -192,3 +201,17 @@ register_judge(JudgeRecord(
                     "style_share/*": Metric(None, "share of sampled answers")},
     world_only=True, reads_student=True, samples=True))
 
+
+CUT_SHARE = Metric(None, "share cut at L tokens")
+register_judge(JudgeRecord(
+    "persona-gold", "smol-gold's exact judge: KL(student || teacher) over eval.samples student samples, "
+                    "KL(teacher || student) over as many cached teacher draws, and the greedy answer's teacher "
+                    "log-probability and best-explaining persona, every response cut at L",
+    _persona_gold, {"reverse_kl": Metric(False, "nats per sequence"), "forward_kl": Metric(False, "nats per sequence"),
+                    "teacher_logprob": Metric(True, "nats per token"),
+                    "reverse_kl_per_token": Metric(False, "nats per token"),
+                    "forward_kl_per_token": Metric(False, "nats per token"),
+                    "reverse_kl_cut": CUT_SHARE, "forward_kl_cut": CUT_SHARE, "answer_cut": CUT_SHARE,
+                    "max_tokens": Metric(None, "tokens (L)"),
+                    "persona_share/*": Metric(None, "share of greedy answers the persona explains best")},
+    reads_student=True, samples=True, teacher="persona"))

@@ -35,6 +35,7 @@ class Backend:
     build: Callable[..., Teacher]  # (ARG, **options) -> Teacher
     options: Callable[[TeacherConfig, Path | None], dict] = lambda cfg, cache_path: {}
     about: str = ""
+    answers_every_prompt: bool = False  # its answers replace the data's own responses (not just fill the missing)
 
 
 BACKENDS: dict[str, Backend] = {}

@@ -1,7 +1,7 @@
 """The device check's two halves (`scripts/gpu_check.sh` runs them around a real `gadbench run`):
 
-    python -m gadbench.devicecheck prepare DIR [--shape qwen2.5-0.5b] [--device cuda] [--processes N] ...
-    python -m gadbench.devicecheck report DIR
+    python -m gadbench.commands.devicecheck prepare DIR [--shape qwen2.5-0.5b] [--device cuda] [--processes N] ...
+    python -m gadbench.commands.devicecheck report DIR
 
 `prepare` writes, with nothing downloaded: a student with random weights (`gadbench bench`'s shapes and padded
 word-level tokenizer, so every filler word `t<i>` is one token and the lengths are exact), a JSONL of filler
@@ -194,7 +194,7 @@ def predicted(out: Path, kind: str, processes: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gadbench.devicecheck", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m gadbench.commands.devicecheck", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
     a = sub.add_parser("prepare")
