@@ -3,7 +3,7 @@ model was checked").
 
 Each case trains a GAD run through `gadbench run` (`accelerate launch` for 2 processes, gloo) with
 train.log_memory, on data that puts every sequence at the run's limits (tests/memory_runs.py), and compares
-each phase's measured peak (above the process's memory before it loaded a model) with gadbench.memory.predict.
+each phase's measured peak (above the process's memory before it loaded a model) with gadbench.capacity.predict.
 
     python benchmarks/memory_validation.py [CASE ...] [--out benchmarks/results/memory-cpu.json]
     python benchmarks/memory_validation.py --stored DIR [CASE ...]   # again, from the runs kept in DIR

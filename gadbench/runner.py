@@ -159,7 +159,7 @@ def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress
     owns stops the suite before anything is written, or with `skip_locked` is skipped with a warning. Without
     `resume` or `force`, runs that are complete or started stop the suite before anything is written
     (`ResultsExist`); `force` trains them again from scratch. With `memory_check`, a run predicted not to fit
-    this launch's memory stops the suite first (gadbench.memory)."""
+    this launch's memory stops the suite first (gadbench.capacity)."""
     if suite.toy is None and not (suite.students and suite.methods):
         raise ConfigError(f"suite `{suite.name}` has no runs ({len(suite.students)} students x {len(suite.methods)} "
                           "methods); give it at least one student and one method.")
@@ -168,9 +168,9 @@ def run_suite(suite: SuiteConfig, out_root: Path, resume: bool = False, progress
         if d.path:
             check_file(d.path)  # a data file that is not there stops the suite before anything is written
     if memory_check:
-        from gadbench import memory
+        from gadbench import capacity
 
-        memory.check(suite, memory.launch_of(suite.train.device))
+        capacity.check(suite, capacity.launch_of(suite.train.device))
     for r in runs_of(suite):
         make_reward(r)  # an unimportable reward stops the suite before any model loads
     check_out(Path(out_root))

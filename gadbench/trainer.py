@@ -19,10 +19,10 @@ import torch
 
 from gadbench import GadbenchError, dist, runtime
 from gadbench.budget import Meter, Spend
+from gadbench.capacity.probe import PeakMeter
 from gadbench.config import ConfigError, ModelConfig, RunSpec
 from gadbench.eval.evaluator import eval_seed
 from gadbench.io import append_jsonl, atomic_write_json, kill_point, read_json, read_jsonl, truncate_jsonl
-from gadbench.memory.probe import PeakMeter
 from gadbench.methods import eval_steps, stage_plan, uses_discriminator
 from gadbench.methods.context import begin_stage, build_context, timed
 from gadbench.methods.updates import d_diagnostics

@@ -1,12 +1,12 @@
 """Measured against predicted memory: a GAD run of a random-init causal LM of a chosen shape, on data whose
 every prompt and teacher response is longer than the run's limits (so every sequence has the lengths the
 prediction assumes), trained through `gadbench run` (`accelerate launch` for several processes) with
-train.log_memory; each phase's measured peak per process is compared with gadbench.memory.predict.
+train.log_memory; each phase's measured peak per process is compared with gadbench.capacity.predict.
 
 The measured value of a phase is its peak resident memory above the process's resident memory before it
 loaded any model (the `load` phase's start): the prediction counts what the run allocates, not Python,
 torch and the data. glibc returns freed blocks to the OS only above its mmap threshold, so the runs set
-MALLOC_MMAP_THRESHOLD_=65536 (gadbench/memory/probe.py).
+MALLOC_MMAP_THRESHOLD_=65536 (gadbench/capacity/probe.py).
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def case_spec(case: Case, work: Path):
 
 def compare(case: Case, result: dict) -> list[dict]:
     """Per process and phase: measured (peak above the process's memory before loading) and predicted bytes."""
-    from gadbench.memory import Launch, Lengths, predict
+    from gadbench.capacity import Launch, Lengths, predict
 
     spec = result["spec"]
     launch = Launch(case.processes, 1, "cpu")

@@ -1,4 +1,4 @@
-"""The memory plan (gadbench.memory): model shapes equal transformers' own parameter counts, the formulas give
+"""The memory plan (gadbench.capacity): model shapes equal transformers' own parameter counts, the formulas give
 hand-computed values, the plan refuses a run that cannot fit before loading anything, the paper suite's 3B-8B
 students fit 8 x 80 GB, and a real run's phases stay within their predictions (tests/memory_runs.py)."""
 
@@ -16,8 +16,8 @@ import torch
 from memory_runs import Case, compare, run_case, scratch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from gadbench.memory import Launch, Lengths, predict, problem
-from gadbench.memory.shapes import KNOWN, shape_of
+from gadbench.capacity import Launch, Lengths, predict, problem
+from gadbench.capacity.shapes import KNOWN, shape_of
 from gadbench.suite import get_suite, runs_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,7 +106,7 @@ def test_colocated_vllm_cpu_offload_loading_once_and_sharded_checkpoints():
     memory) and awake, at its gpu_memory_utilization share, while it generates (no gathered G, no KV cache of
     ours, no evaluation copy); shards offloaded to the host; loading once; checkpoints staged one shard at a
     time without a gather."""
-    from gadbench.memory.model import HOST_RUNTIME, VLLM_ASLEEP
+    from gadbench.capacity.memory import HOST_RUNTIME, VLLM_ASLEEP
 
     H, F, L, V = 64, 192, 2, 111
     P = V * H + L * (H * H + 2 * H * 32 + 32 * 2 + H + H * H + 3 * H * F + 2 * H) + H

@@ -1,4 +1,4 @@
-"""The throughput model (gadbench/throughput.py): its arithmetic on hand-computed cases with made-up rates (not the
+"""The throughput model (gadbench/capacity/throughput.py): its arithmetic on hand-computed cases with made-up rates (not the
 cited ones), and the dry run's printout and bad launches."""
 
 from __future__ import annotations
@@ -7,10 +7,7 @@ import re
 
 import pytest
 
-from gadbench.cli import main
-from gadbench.config import read_suite_file
-from gadbench.suite import experiments_dir, runs_of, suite_path
-from gadbench.throughput import (
+from gadbench.capacity.throughput import (
     GpuRates,
     Rate,
     ThroughputPlanError,
@@ -18,6 +15,9 @@ from gadbench.throughput import (
     judge_seconds_per_call,
     run_hours,
 )
+from gadbench.cli import main
+from gadbench.config import read_suite_file
+from gadbench.suite import experiments_dir, runs_of, suite_path
 
 # A made-up GPU: 100 TFLOP/s peak, MFU 0.5 (5e13 FLOP/s achieved), 1,000 tokens/s at 1e9 parameters.
 FAKE = GpuRates("fake", Rate(100.0, "TFLOP/s", "test"), Rate(0.5, "MFU", "test"), Rate(1000.0, "tok/s", "test"), 1e9)

@@ -168,7 +168,7 @@ def report(out: Path, device: str, file=None, gpu: tuple[float | None, str] | No
     elif kind:
         m["predicted"] = predicted(out, kind, config["processes"])
         p = m["predicted"]
-        print(f"PREDICTED by the throughput model (gadbench/throughput.py, {config['processes']} x {kind}, vLLM rates"
+        print(f"PREDICTED by the throughput model (gadbench/capacity/throughput.py, {config['processes']} x {kind}, vLLM rates"
               f"{'' if config['engine'] == 'vllm' else '; this run used hf'}): step_time_s {p['step_s']:.2f} "
               f"(rollout {p['rollout_s']:.2f}, the rest {p['compute_s']:.2f}; overhead x{p['overhead']:.2f} "
               f"included), measured / predicted {m['step_time_s'] / p['step_s']:.2f}", file=file)
@@ -181,9 +181,9 @@ def report(out: Path, device: str, file=None, gpu: tuple[float | None, str] | No
 def predicted(out: Path, kind: str, processes: int) -> dict:
     """The throughput model's seconds per step of the check's own suite (rollout, the rest, both with the
     overhead) on `processes` GPUs of `kind`."""
+    from gadbench.capacity.throughput import suite_hours
     from gadbench.config import read_suite_file
     from gadbench.runner import ASSUMED_JUDGE_TOKENS, plan
-    from gadbench.throughput import suite_hours
 
     suite = read_suite_file(out / "check.yaml", [])
     p = plan(suite)

@@ -76,7 +76,7 @@ def run(args) -> int:
     if suite.train.portable_cpu:  # before torch is imported (checking the suite's methods imports it)
         pin_portable_cpu_numerics()
     check_suite(suite, str(path))
-    from gadbench.memory import launch_of, plan_text
+    from gadbench.capacity import launch_of, plan_text
     from gadbench.runner import plan, run_suite
 
     if suite.baseline and not args.dry_run:  # before any training: a missing baseline would compare nothing
@@ -185,10 +185,10 @@ def print_plan(p: dict) -> None:
 
 
 def print_hours(suite, p: dict, gpu: str, gpus: int | None) -> None:
-    """The throughput model's estimate (gadbench.throughput): hours per run and for the suite, with the rates and
+    """The throughput model's estimate (gadbench.capacity.throughput): hours per run and for the suite, with the rates and
     their sources."""
+    from gadbench.capacity.throughput import ThroughputPlanError, suite_hours
     from gadbench.runner import ASSUMED_JUDGE_TOKENS
-    from gadbench.throughput import ThroughputPlanError, suite_hours
 
     if not gpus:
         raise ThroughputPlanError(f"--gpu {gpu} needs the launch's process count: add --gpus N (e.g. --gpus 8).")
@@ -196,7 +196,7 @@ def print_hours(suite, p: dict, gpu: str, gpus: int | None) -> None:
     rows = [[r["run_id"], f"{r['step_s']:.1f}", f"{r['rollout_s'] / 3600:.1f}", f"{r['compute_s'] / 3600:.1f}",
              f"{r['eval_gen_s'] / 3600:.1f}", f"{r['judge_s'] / 3600:.1f}", f"{r['judge_wait_s'] / 3600:.1f}",
              f"{r['hours']:.1f}", f"{r['gpu_hours']:.0f}"] for r in t["runs"]]
-    print(f"\nESTIMATED time on {gpus} x {gpu} (estimates, not measurements; gadbench/throughput.py):\n")
+    print(f"\nESTIMATED time on {gpus} x {gpu} (estimates, not measurements; gadbench/capacity/throughput.py):\n")
     print(tabulate(rows, headers=["run", "s / step", "rollout h", "train h", "eval gen h", "judge h",
                                   "GPUs wait for judge h", "hours", "GPU-hours"], tablefmt="github"))
     print(f"\nsuite {p['suite']}: ESTIMATED {t['hours']:.1f} h, {t['gpu_hours']:.0f} GPU-hours "

@@ -44,7 +44,7 @@ class Context:
     gold_fn: GoldFn | None = None  # the world's gold metrics of rollouts, logged per step
     _prompt_cache: dict = field(default_factory=dict)
     phase_times: dict[str, float] = field(default_factory=dict)  # seconds per phase of the step in progress
-    memory: object | None = None  # a gadbench.memory.PeakMeter when train.log_memory is on
+    memory: object | None = None  # a gadbench.capacity.PeakMeter when train.log_memory is on
 
     @contextlib.contextmanager
     def phase(self, name: str):

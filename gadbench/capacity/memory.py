@@ -1,5 +1,5 @@
 """The memory a run needs: each phase's peak per process, on the accelerator and on the host, predicted from
-the run's settings, the model's shape (gadbench.memory.shapes) and the launch, before anything is loaded.
+the run's settings, the model's shape (gadbench.capacity.shapes) and the launch, before anything is loaded.
 
 A phase's peak is what stays resident through the stage it runs in (weights, AdamW states, the frozen
 reference, the bf16 rollout copy; all sharded 1/S under FSDP) plus what the phase allocates at its worst:
@@ -46,7 +46,7 @@ import os
 from dataclasses import dataclass, field
 
 from gadbench import GadbenchError
-from gadbench.memory.shapes import Shape, discriminator_shape, shape_of
+from gadbench.capacity.shapes import Shape, discriminator_shape, shape_of
 
 GiB = 2**30
 DEVICE_RESERVE = 2 * GiB  # estimate: CUDA context, NCCL and cuBLAS buffers, not counted by torch's allocator
@@ -426,7 +426,7 @@ def _load(run: _Run, main: bool) -> tuple[dict[str, int], dict[str, int]]:
     are not on disk). Sharded (gadbench.state.loading): process 0 (`main`) alone reads G (and a `d_model` D)
     in its files' dtype, all of it read for the broadcast; every process allocates its shards (on the host
     under cpu_offload) and receives one full tensor at a time."""
-    from gadbench.memory.shapes import file_dtype_bytes, weight_files
+    from gadbench.capacity.shapes import file_dtype_bytes, weight_files
 
     files = weight_files(run.spec.student.path)
     stored = file_dtype_bytes(files[0]) if files else 2
@@ -492,7 +492,7 @@ def predict(spec, launch: Launch, lengths: Lengths = Lengths(), shape: Shape | N
     g = shape or shape_of(spec.student.path, spec.student.gguf_file)
     if g is None:
         return Prediction(spec.run_id, launch, [], note=f"the shape of `{spec.student.path}` is unknown (not a "
-                          "local folder with config.json, a .gguf file or a model in gadbench.memory.shapes.KNOWN)")
+                          "local folder with config.json, a .gguf file or a model in gadbench.capacity.shapes.KNOWN)")
     d = None
     if uses_discriminator(spec):
         d = d_shape or discriminator_shape(shape_of(spec.method.d_model) if spec.method.d_model else g)
