@@ -118,6 +118,7 @@ class Evaluator:
         self.background = spec.eval.judge_in_background and any(JUDGES[n].llm for n in self.judges)
         self._pool: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
+        self._failed: BaseException | None = None  # the error that ended a background evaluation
 
     def sets(self) -> dict[str, list]:
         out = {"validation": self.data.validation} if self.data.validation else {}
@@ -129,6 +130,8 @@ class Evaluator:
             return stored
         if not self.background:
             return self.evaluate(step, ctx, reuse=False, extra=extra)
+        if self._failed is not None:  # e.g. a rejected API key: the run stops at its next evaluation point
+            raise self._failed
         out_dir = self.run_dir / "eval" / f"step-{step}"
         now = {n: j for n, j in self.judges.items() if JUDGES[n].reads_student}
         for name, examples in self.sets().items():  # the answers need this step's weights: now
@@ -139,7 +142,14 @@ class Evaluator:
         return None
 
     def _judge_stored(self, step: int, ctx, extra: dict | None) -> dict:
-        results = self.evaluate(step, ctx, reuse=True, extra=extra)
+        """Judge step `step`'s stored answers; after an earlier background evaluation failed, ask nothing more."""
+        if self._failed is not None:
+            raise self._failed
+        try:
+            results = self.evaluate(step, ctx, reuse=True, extra=extra)
+        except BaseException as e:
+            self._failed = e
+            raise
         (self.run_dir / "eval" / f"step-{step}" / PENDING).unlink(missing_ok=True)
         return results
 
