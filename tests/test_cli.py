@@ -164,13 +164,15 @@ def test_the_world_student_is_cached_under_out_not_the_working_directory(tmp_pat
 
 
 def test_ctrl_c_prints_one_line_saying_how_to_resume_and_exits_130(tmp_path):
-    argv = [sys.executable, "-m", "gadbench.cli", "run", "--suite", str(TINY), "--out", str(tmp_path)]
+    # 40 steps: the interrupt lands mid-run even when this reader is starved of CPU for seconds
+    longer = ("--set", "train.steps=40")
+    argv = [sys.executable, "-m", "gadbench.cli", "run", "--suite", str(TINY), "--out", str(tmp_path), *longer]
     proc = subprocess.Popen(argv, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     try:
         for line in proc.stdout:
             seen.append(line)
-            if ": step 2/4" in line:  # a checkpoint (checkpoint_every 2) is written after this step
+            if ": step 4/40" in line:  # a checkpoint (checkpoint_every 2) is written after this step
                 time.sleep(0.2)
                 proc.send_signal(signal.SIGINT)
                 break
@@ -183,8 +185,8 @@ def test_ctrl_c_prints_one_line_saying_how_to_resume_and_exits_130(tmp_path):
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]
     last = text.strip().splitlines()[-1]
     assert last == (f"gadbench: interrupted; the checkpoints written so far are kept; continue with `gadbench run "
-                    f"--suite {TINY} --out {tmp_path} --resume`"), last
-    resumed = run_tiny(tmp_path, "--resume")
+                    f"--suite {TINY} --out {tmp_path} --set train.steps=40 --resume`"), last
+    resumed = run_tiny(tmp_path, *longer, "--resume")
     assert resumed.returncode == 0 and "suite tiny done in" in resumed.stdout, resumed.stderr[-3000:]
 
 

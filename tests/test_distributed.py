@@ -176,7 +176,7 @@ def test_two_processes_replicated_and_sharded_match_one(tmp_path):
     run = _run_dir(tmp_path / "fsdp")
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-3", "step-5", "step-6"]
     assert sorted(p.name for p in (run / "checkpoints" / "step-5").iterdir()) == [
-        ".metadata", "__0_0.distcp", "__1_0.distcp", "complete.json", "rng-0.pt", "rng-1.pt"]
+        ".metadata", "__0_0.distcp", "__1_0.distcp", "complete.json", "manifest.json", "rng-0.pt", "rng-1.pt"]
     on_one = _interrupt_after_step_5(tmp_path / "fsdp", copy_to=tmp_path / "fsdp-on-1")
     run = _interrupt_after_step_5(tmp_path / "fsdp")
     assert "restore ok: ['d', 'd_opt', 'g', 'g_opt', 'ref'] on 1 process(es)" in _script(1, "restore_check.py", run, 5)
