@@ -5,6 +5,7 @@ are, and the wall time."""
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 import time
@@ -106,7 +107,7 @@ def run(args) -> int:
     main_process = dist.is_main()
     dist.close()
     if not main_process:
-        return 0
+        exit_now(0)
     from gadbench.report import build_report
 
     log.info("writing the report of %s", suite_dir)
@@ -122,6 +123,17 @@ def run(args) -> int:
             return 0
         return compare_to_baseline(suite_dir, Path(suite.baseline), update=args.update_baseline)
     return 0
+
+
+def exit_now(code: int) -> None:
+    """End a process other than process 0 once its part is done (logs flushed), skipping the interpreter's
+    shutdown: there, after leaving the process group while process 0 still writes the report, torch's
+    distributed threads could abort the process ("terminate called without an active exception", exit -6),
+    which fails the whole launch although every result is written."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def plain_table(table, wrap: dict[int, int] | None = None) -> str:
