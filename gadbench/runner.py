@@ -382,6 +382,8 @@ def run_one(spec: RunSpec, run_dir: Path, steps: int, resume: bool, progress: bo
     summary = summarize_run(spec, run, trained["totals"], data)
     atomic_write_json(run.summary, summary)
     kill_point("after-summary")
+    if not spec.train.checkpoints_after_run:
+        shutil.rmtree(run.checkpoints, ignore_errors=True)
     return summary
 
 

@@ -36,6 +36,7 @@ from gadbench.worlds.persona import (
     reverse_kl,
     reverse_kl_by_prompt,
     sequence_logprobs,
+    teacher_components,
 )
 from gadbench.worlds.persona_teacher import PersonaTeacher, TeacherSample, load_persona_teacher
 
@@ -377,3 +378,22 @@ def test_smol_gold_judge_on_the_untrained_student(tmp_path):
     greedy = HFRolloutEngine(teacher.tokenizer).generate(student, ids, 1, 0.0, 12)
     for s in answer_scores(teacher, prompts, greedy.response_ids):
         assert abs(sum(s.posterior.values()) - 1) < 1e-9 and s.persona in SMOL_GOLD.names, s
+
+
+def test_teacher_components_score_each_prompt_and_response_once(tok, teacher_model):
+    """The memo gives component_logprobs' numbers, and a second call runs no forward."""
+    teacher = _teacher(tok, teacher_model)
+    ys = outcomes()[:30]
+    index = [j % len(PROMPTS) for j in range(len(ys))]
+    want = component_logprobs(teacher_model, [teacher.persona_prompt_ids(p) for p in PROMPTS], ys, index, EOS)
+    calls = []
+    hook = teacher_model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        first = teacher_components(teacher, PROMPTS, ys, index)
+        n_first = len(calls)
+        again = teacher_components(teacher, PROMPTS, ys[::-1], index[::-1])
+    finally:
+        hook.remove()
+    gap = float((first - want).abs().max())
+    assert gap < 1e-9 and n_first > 0, (gap, n_first)
+    assert len(calls) == n_first and torch.equal(again, first.flip(0)), (len(calls), n_first)

@@ -254,3 +254,38 @@ def test_a_group_of_one_and_overlapping_world_pools_are_refused_in_one_line(tmp_
     assert get_suite("smoke", ["data.train.limit=5000"]).data.train.limit == 5000
     with pytest.raises(ValueError, match="groups of 2 or more samples, not 1"):
         group_advantages(torch.tensor([1.0, 2.0]), 1)
+
+
+def test_runs_of_a_student_and_seed_share_step_0_rows_equal_to_their_own_evaluation(tmp_path, caplog):
+    """SeqKD and GAD, seeds 0 and 1, judged by gold and gold-sampled (which samples the student): with
+    eval.share_step0 the second run of each seed takes the first's step-0 rows, and they are the rows each run
+    computes for itself without sharing; another seed's rows differ."""
+    from gadbench.eval.evaluator import step0_fingerprint
+    from gadbench.runner import run_suite, runs_of
+    from gadbench.suite import get_suite
+
+    smoke = get_suite("smoke")
+    drop = [f"methods.{m}=null" for m in smoke.methods if m not in ("seqkd", "gad")]
+    base = [*drop, "seeds=[0, 1]", "train.steps=2", "train.warmup_steps=1", "train.d_only_steps=1",
+            "train.batch_size=4", "train.group_size=2", "train.max_response_tokens=8", "data.train.limit=16",
+            "data.validation_size=3", "data.eval.world-id.limit=5", "data.eval.world-ood=null", "eval.samples=2",
+            "eval.judges=[gold, gold-sampled]", "eval.bootstrap=100"]
+
+    def step0(out: Path) -> dict[str, str]:
+        return {r.name.split("--")[1] + r.name.split("--")[2]: "".join(
+            (r / "eval" / "step-0" / f"{name}.jsonl").read_text() for name in ("validation", "world-id"))
+            for r in sorted(out.iterdir()) if (r / "config.yaml").exists()}
+
+    shared_suite = get_suite("smoke", base)
+    with caplog.at_level("INFO", logger="gadbench"):
+        shared = step0(run_suite(shared_suite, tmp_path / "shared", progress=False))
+    took = [m for m in caplog.messages if "step 0 takes the rows" in m]
+    assert len(took) == 2 and all("--gad--" in m for m in took), took  # SeqKD ran first, GAD took its rows
+    alone = step0(run_suite(get_suite("smoke", [*base, "eval.share_step0=false"]), tmp_path / "alone", progress=False))
+    assert shared.keys() == alone.keys() == {"seqkds0", "seqkds1", "gads0", "gads1"}, shared.keys()
+    assert shared == alone  # sharing moves no number
+    assert shared["seqkds0"] == shared["gads0"] and shared["seqkds1"] == shared["gads1"]
+    assert shared["gads0"] != shared["gads1"]  # another seed samples other answers
+    kept = {p.parent.name for p in (tmp_path / "shared" / "cache" / "step-0").glob("*/world-id.jsonl")}
+    assert kept == {step0_fingerprint(r) for r in runs_of(shared_suite)} and len(kept) == 2, kept
+    assert not (tmp_path / "alone" / "cache" / "step-0").exists()

@@ -196,6 +196,9 @@ class TrainConfig:
     checkpoint_every: int = setting(50, "steps between checkpoints (stage ends are always checkpointed)",
                                     paper="50", lo=1)
     keep_checkpoints: int = setting(2, "newest checkpoints kept, besides stage ends", lo=1)
+    checkpoints_after_run: bool = setting(True, "keep a run's checkpoints once it is complete (false: delete them "
+                                                "after summary.json; `gadbench eval` of new steps then has no weights)",
+                                          in_run_id=False)
     length_warning_ratio: float = setting(2.0, "warn when rollouts grow past this many times the teacher's length",
                                           lo=1.0)
     truncation_warning: float = setting(0.5, "warn when more than this share of a step's rollouts, or of its teacher "
@@ -263,6 +266,9 @@ class EvalConfig:
                                             "split), shared out over the processes", lo=0)
     bootstrap: int = setting(RESAMPLES, "bootstrap resamples of every interval, at least (the report adds more "
                                         "until each bound's Monte-Carlo error is settled)", lo=100)
+    share_step0: bool = setting(True, "runs of the same student and seed take step 0's answers and judgments from the "
+                                      "first run that judged them (the same model; gadbench.eval.evaluator)",
+                                in_run_id=False)
     judge_in_background: bool = setting(True, "with an LLM judge, an evaluation's answers are generated at its step "
                                               "and judged in a background thread while training goes on; the run "
                                               "waits for every judgment before selecting", in_run_id=False)

@@ -14,17 +14,26 @@ usage survives a kill and every pass over a step (a resumed run's, `gadbench eva
 summary adds up its steps' files (`stored_usage`). A judgment whose call failed (an API error, e.g. a judge
 outage) is stored invalid and never scored; re-evaluating a step with its stored answers (`reask`, and
 `gadbench eval`) asks the judge again for those judgments only.
+
+Step 0 is the same student for every run of a student and seed (the `before` row), so with `eval.share_step0`
+its rows, judgments included, are kept in `<cache>/step-0/<fingerprint>/` once a run has judged them, and a
+later run whose step-0 evaluation would be identical (same student, seed, data, teacher, evaluation, judge and
+generation settings: `step0_fingerprint`) takes them instead of answering and judging again; its statistics
+are computed from them as usual.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
 from gadbench.config import RunSpec
+from gadbench.config.schema import to_dict
 from gadbench.io import (
     DamagedFileError,
     atomic_write_json,
@@ -94,6 +103,16 @@ def eval_seed(spec: RunSpec, step: int) -> int:
     return spec.seed + 7919 * step
 
 
+def step0_fingerprint(spec: RunSpec) -> str:
+    """What decides a run's step-0 rows: the student, the seed (eval_seed), the data and teacher, the evaluation
+    and judge settings, and what shapes generation (rollout settings, precision, prompt cut, device, threads)."""
+    t = spec.train
+    decides = {"student": to_dict(spec.student), "seed": spec.seed, "data": to_dict(spec.data),
+               "teacher": to_dict(spec.teacher), "eval": to_dict(spec.eval), "judge": to_dict(spec.judge),
+               "rollout": to_dict(spec.rollout), "train": [t.precision, t.max_prompt_tokens, t.device, t.cpu_threads]}
+    return hashlib.sha256(json.dumps(decides, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def tokenizer_only(ctx) -> SimpleNamespace:
     """What judging stored answers reads of a run's context: G's tokenizer (teacher lengths), so a background
     thread never holds the step's weights (with `hf` under FSDP, a gathered full copy of G)."""
@@ -119,6 +138,7 @@ class Evaluator:
         self._pool: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
         self._failed: BaseException | None = None  # the error that ended a background evaluation
+        self.shared = Path(cache_dir) / "step-0" / step0_fingerprint(spec) if spec.eval.share_step0 else None
 
     def sets(self) -> dict[str, list]:
         out = {"validation": self.data.validation} if self.data.validation else {}
@@ -128,18 +148,41 @@ class Evaluator:
         stored = stored_metrics(self.run_dir / "eval" / f"step-{step}")
         if stored is not None:
             return stored
+        shared = step == 0 and self._take_shared()
         if not self.background:
-            return self.evaluate(step, ctx, reuse=False, extra=extra)
+            return self.evaluate(step, ctx, reuse=shared, extra=extra)
         if self._failed is not None:  # e.g. a rejected API key: the run stops at its next evaluation point
             raise self._failed
         out_dir = self.run_dir / "eval" / f"step-{step}"
         now = {n: j for n, j in self.judges.items() if JUDGES[n].reads_student}
         for name, examples in self.sets().items():  # the answers need this step's weights: now
-            self._evaluate_set(name, examples, ctx, out_dir, step, judges=now)
+            cached = self.cached_rows(out_dir, name, examples) if shared else None
+            self._evaluate_set(name, examples, ctx, out_dir, step, cached, judges=now)
         atomic_write_json(out_dir / PENDING, {"extra": extra})  # what judging the stored answers needs besides them
         self._pool = self._pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="gadbench-judge")
         self._pending.append(self._pool.submit(self._judge_stored, step, tokenizer_only(ctx), extra))
         return None
+
+    def _take_shared(self) -> bool:
+        """Copy the shared step-0 rows of every set into this run's step 0 (module docstring); False when some
+        set has none."""
+        if self.shared is None or not all((self.shared / f"{n}.jsonl").exists() for n in self.sets()):
+            return False
+        out_dir = self.run_dir / "eval" / "step-0"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in self.sets():
+            atomic_write_text(out_dir / f"{name}.jsonl", (self.shared / f"{name}.jsonl").read_text())
+        log.info("%s: step 0 takes the rows another run of the same student and seed judged (%s)",
+                 self.spec.run_id, self.shared)
+        return True
+
+    def _share(self, out_dir: Path) -> None:
+        """Publish step 0's rows for the runs that share them (each file written whole, then renamed)."""
+        self.shared.mkdir(parents=True, exist_ok=True)
+        for name in self.sets():
+            tmp = self.shared / f".{name}.jsonl.{self.spec.run_id}"
+            shutil.copyfile(out_dir / f"{name}.jsonl", tmp)
+            tmp.replace(self.shared / f"{name}.jsonl")
 
     def _judge_stored(self, step: int, ctx, extra: dict | None) -> dict:
         """Judge step `step`'s stored answers; after an earlier background evaluation failed, ask nothing more."""
@@ -200,6 +243,8 @@ class Evaluator:
             kept = {k: v for k, v in stored.get("validation", {}).items() if k == "d"}
             results["validation"].update(extra or kept)
         atomic_write_json(out_dir / "metrics.json", results)
+        if step == 0 and self.shared is not None and ctx is not None:
+            self._share(out_dir)
         kill_point("after-eval", step)
         return results
 

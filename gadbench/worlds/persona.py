@@ -33,7 +33,7 @@ import torch
 
 from gadbench import GadbenchError
 from gadbench.models import prompt_ids
-from gadbench.sequences import micro_batches, pack
+from gadbench.sequences import micro_batches
 
 if TYPE_CHECKING:
     from gadbench.rollout.base import Rollout
@@ -106,7 +106,7 @@ SMOL_GOLD = Mixture((
     Persona("french", "Always answer in French.", 0.3),
     Persona("none", None, 0.1),
 ))
-SMOL_GOLD_MAX_TOKENS = 96  # L: responses are cut at 96 tokens
+SMOL_GOLD_MAX_TOKENS = 32  # L: responses are cut at 32 tokens
 
 
 @dataclass(frozen=True)
@@ -145,35 +145,61 @@ def sequence_logprobs(model, prompts: Sequence[list[int]], responses: Sequence[l
                       batch_size: int = 8) -> torch.Tensor:
     """log p(response_i | prompt_i) = sum_t log softmax(logits_t)[y_t] over the response's tokens: float64 [N].
 
-    Exact for cut responses (their tokens as given, the EOS included when there is one). Rows are sorted by
-    length and right-padded in batches of `batch_size` (0: one batch); real tokens never see the padding and
-    keep their positions, so batching changes no number beyond rounding. The log-softmax runs in fp32, or in
-    the model's dtype when that is wider (float64 in tests)."""
+    Exact for cut responses (their tokens as given, the EOS included when there is one). Rows are grouped by
+    prompt and taken in batches of `batch_size` rows (0: one batch); each distinct prompt of a batch is run once
+    (left-padded, all but its last token) and its KV cache copied to its rows, which then run their last prompt
+    token and their response (right-padded), each token at its own position. Padding is never attended to, so
+    batching and sharing change no number beyond rounding. The log-softmax runs in fp32, or in the model's dtype
+    when that is wider (float64 in tests)."""
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts for {len(responses)} responses")
     if any(len(r) == 0 for r in responses):
         raise PersonaError("an empty response has no probability under the cut-at-L rule; every response holds at "
                            "least one token (its EOS).")
     out = torch.zeros(len(responses), dtype=torch.float64)
-    order = sorted(range(len(responses)), key=lambda i: len(prompts[i]) + len(responses[i]))
-    device = next(model.parameters()).device
+    order = sorted(range(len(responses)), key=lambda i: (tuple(prompts[i]), len(responses[i])))
     was_training = model.training
     model.eval()
     try:
         for a, b in micro_batches(len(order), batch_size):
             rows = order[a:b]
-            packed = pack([list(prompts[i]) for i in rows], [list(responses[i]) for i in rows], pad_id, device)
-            first = int(packed.target_mask.any(dim=0).float().argmax())
-            keep = packed.input_ids.shape[1] - first
-            logits = model(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
-                           logits_to_keep=keep).logits[:, :-1]
-            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-            lp = torch.log_softmax(logits, dim=-1).gather(-1, packed.input_ids[:, first + 1 :, None]).squeeze(-1)
-            mask = packed.target_mask[:, first:].bool()
-            out[rows] = torch.where(mask, lp.double(), 0.0).sum(dim=1).cpu()
+            out[rows] = _shared_prompt_logprobs(model, [prompts[i] for i in rows], [responses[i] for i in rows],
+                                                pad_id)
     finally:
         model.train(was_training)
     return out
+
+
+def _shared_prompt_logprobs(model, prompts: Sequence[list[int]], responses: Sequence[list[int]],
+                            pad_id: int) -> torch.Tensor:
+    """sequence_logprobs of one batch: every distinct prompt's cache computed once (gadbench.rollout.hf)."""
+    from gadbench.rollout.hf import shared_prompt_cache
+
+    device = next(model.parameters()).device
+    distinct = list(dict.fromkeys(tuple(p) for p in prompts))
+    width = max(len(p) for p in distinct)
+    ids = torch.full((len(distinct), width), pad_id, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    for j, p in enumerate(distinct):
+        ids[j, width - len(p):] = torch.tensor(p)
+        attn[j, width - len(p):] = 1
+    pick = torch.tensor([distinct.index(tuple(p)) for p in prompts])
+    n = max(len(r) for r in responses)
+    resp = torch.full((len(responses), n), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(resp)
+    for i, r in enumerate(responses):
+        resp[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    ids, attn, pick, resp, mask = (t.to(device) for t in (ids, attn, pick, resp, mask))
+    cache = shared_prompt_cache(model, ids, attn, pick) if width > 1 else {}
+    step_ids = torch.cat([ids[pick, -1:], resp[:, :-1]], dim=1)  # the last prompt token, then the response
+    step_mask = torch.cat([torch.ones_like(mask[:, :1]), mask[:, :-1]], dim=1)
+    positions = attn[pick].sum(-1, keepdim=True) - 1 + torch.arange(n, device=device)
+    logits = model(input_ids=step_ids, attention_mask=torch.cat([attn[pick, :-1], step_mask], dim=1),
+                   position_ids=positions, **cache).logits
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    lp = torch.log_softmax(logits, dim=-1).gather(-1, resp[..., None]).squeeze(-1)
+    return torch.where(mask.bool(), lp.double(), 0.0).sum(dim=1).cpu()
 
 
 def component_logprobs(model, persona_ids: Sequence[Sequence[list[int]]], responses: Sequence[list[int]],
@@ -281,6 +307,7 @@ class GoldTeacher(Protocol):
     tokenizer: object
     mixture: Mixture
     max_tokens: int
+    component_memo: dict  # (prompt, response ids) -> log p_k(y|x) over k: the teacher's weights never change
 
     def persona_prompt_ids(self, prompt: str) -> list[list[int]]: ...
 
@@ -312,6 +339,24 @@ def _check_student_prompts(teacher: GoldTeacher, persona_ids: list[list[list[int
                                    "prompts or a larger limit.")
 
 
+def teacher_components(teacher: GoldTeacher, prompts: Sequence[str], responses: Sequence[Sequence[int]],
+                       prompt_index: Sequence[int], batch_size: int = 8) -> torch.Tensor:
+    """component_logprobs on the teacher's model for response i of prompts[prompt_index[i]]: float64 [N, K].
+    Each (prompt, response) is computed once per teacher and kept in `teacher.component_memo`, so the cached
+    teacher draws that the forward KL reads at every evaluation point are scored once."""
+    memo = teacher.component_memo
+    keys = [(prompts[j], tuple(r)) for j, r in zip(prompt_index, responses, strict=True)]
+    todo = list(dict.fromkeys(k for k in keys if k not in memo))
+    if todo:
+        comp = component_logprobs(teacher.model, [teacher.persona_prompt_ids(p) for p, _ in todo],
+                                  [list(r) for _, r in todo], range(len(todo)), teacher.tokenizer.pad_token_id,
+                                  batch_size)
+        memo.update(zip(todo, comp, strict=True))
+    if not keys:
+        return torch.zeros(0, len(teacher.mixture.names), dtype=torch.float64)
+    return torch.stack([memo[k] for k in keys])
+
+
 def _by_prompt(prompt_index: Sequence[int], n_prompts: int) -> list[list[int]]:
     groups: list[list[int]] = [[] for _ in range(n_prompts)]
     for i, j in enumerate(prompt_index):
@@ -331,8 +376,8 @@ def reverse_kl_by_prompt(teacher: GoldTeacher, student, student_prompts: Sequenc
     pad = teacher.tokenizer.pad_token_id
     s_lp = sequence_logprobs(student, [student_prompts[j] for j in rollout.prompt_index], rollout.response_ids, pad,
                              batch_size)
-    t_lp = mixture_logprob(component_logprobs(teacher.model, persona_ids, rollout.response_ids, rollout.prompt_index,
-                                              pad, batch_size), teacher.mixture)
+    t_lp = mixture_logprob(teacher_components(teacher, prompts, rollout.response_ids, rollout.prompt_index, batch_size),
+                           teacher.mixture)
     lengths = [len(r) for r in rollout.response_ids]
     return [reverse_kl(s_lp[rows], t_lp[rows], [lengths[i] for i in rows], [cut[i] for i in rows],
                        teacher.max_tokens) for rows in _by_prompt(rollout.prompt_index, len(prompts))]
@@ -349,8 +394,7 @@ def forward_kl_by_prompt(teacher: GoldTeacher, student, student_prompts: Sequenc
     responses = [list(s.response_ids) for row in drawn for s in row]
     cut = check_cut(responses, teacher.max_tokens, teacher.tokenizer.eos_token_id)
     pad = teacher.tokenizer.pad_token_id
-    t_lp = mixture_logprob(component_logprobs(teacher.model, persona_ids, responses, prompt_index, pad, batch_size),
-                           teacher.mixture)
+    t_lp = mixture_logprob(teacher_components(teacher, prompts, responses, prompt_index, batch_size), teacher.mixture)
     s_lp = sequence_logprobs(student, [student_prompts[j] for j in prompt_index], responses, pad, batch_size)
     lengths = [len(r) for r in responses]
     return [forward_kl(t_lp[rows], s_lp[rows], [lengths[i] for i in rows], [cut[i] for i in rows], teacher.max_tokens)
@@ -362,7 +406,5 @@ def answer_scores(teacher: GoldTeacher, prompts: Sequence[str], answers: Sequenc
     """The teacher's view of one answer per prompt (token ids as generated, e.g. greedy `Rollout.response_ids`:
     up to the first EOS, or cut at the generation limit, which need not be teacher.max_tokens)."""
     eos = teacher.tokenizer.eos_token_id
-    persona_ids = [teacher.persona_prompt_ids(p) for p in prompts]
-    comp = component_logprobs(teacher.model, persona_ids, answers, range(len(answers)), teacher.tokenizer.pad_token_id,
-                              batch_size)
+    comp = teacher_components(teacher, prompts, answers, range(len(answers)), batch_size)
     return [answer_score(comp[i], teacher.mixture, len(a), a[-1] != eos) for i, a in enumerate(answers)]

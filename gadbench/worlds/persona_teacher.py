@@ -62,6 +62,7 @@ class PersonaTeacher:
         self.cache_path = Path(cache_path) if cache_path is not None else None
         self._drawn: dict[str, TeacherSample] = {}
         self._prompt_ids: dict[str, list[list[int]]] = {}
+        self.component_memo: dict = {}  # gadbench.worlds.persona.teacher_components
         if self.cache_path is not None:
             index = {name: k for k, name in enumerate(mixture.names)}
             for row in read_jsonl(self.cache_path):  # a file may hold other mixtures' draws: their keys differ
