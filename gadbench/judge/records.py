@@ -57,6 +57,8 @@ class JudgeRecord:
     reads_student: bool = False  # judges the student model itself, given the run's model context
     samples: bool = False  # scores eval.samples answers sampled per prompt (so eval.samples must be >= 1)
     teacher: str = ""  # the teacher backend whose teacher it reads (a name in gadbench.teachers; "": none)
+    exact: bool = False  # scores against the teacher's own distribution: the other judges' validity is read off it
+    findings: tuple[str, ...] = ()  # metrics besides the primary that the findings compare GAD and SeqKD on
 
     @property
     def primary(self) -> str:
@@ -194,7 +196,7 @@ register_judge(JudgeRecord(
 register_judge(JudgeRecord(
     "gold", "the synthetic world's exact judge of the greedy answer (teacher log-probability, correctness)",
     _gold, {"teacher_logprob": Metric(True, "nats per token"), "accuracy": Metric(True, "fraction correct")},
-    world_only=True))
+    world_only=True, exact=True))
 register_judge(JudgeRecord(
     "gold-sampled", "the world's exact judge of eval.samples answers sampled at temperature 1, per prompt",
     _gold_sampled, {"teacher_logprob": Metric(True, "nats per token"), "accuracy": Metric(True, "fraction correct"),
@@ -214,4 +216,4 @@ register_judge(JudgeRecord(
                     "reverse_kl_cut": CUT_SHARE, "forward_kl_cut": CUT_SHARE, "answer_cut": CUT_SHARE,
                     "max_tokens": Metric(None, "tokens (L)"),
                     "persona_share/*": Metric(None, "share of greedy answers the persona explains best")},
-    reads_student=True, samples=True, teacher="persona"))
+    reads_student=True, samples=True, teacher="persona", exact=True, findings=("forward_kl", "teacher_logprob")))

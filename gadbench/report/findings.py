@@ -4,7 +4,8 @@
 |---|---|---|
 | GAD beats SeqKD (in distribution) | GAD - SeqKD on the primary metric of the first dataset, paired by (seed, prompt) | interval > 0 |
 | GAD generalises better | the same on each further (out-of-distribution) dataset | interval > 0 |
-| SeqKD covers modes, GAD seeks them | entropy of the answer-style shares (world; sampled answers when stored), GAD - SeqKD | interval < 0 |
+| (the same, on an exact judge's other metrics) | its record's `findings` (persona-gold: forward KL, greedy teacher log-prob) | on the better side of 0 |
+| SeqKD covers modes, GAD seeks them | entropy of the answer-style shares (world; sampled answers when stored) or of the personas that best explain the greedy answers (persona-gold), GAD - SeqKD | interval < 0 |
 | GAD's gain survives length control | length-controlled GAD - SeqKD (gadbench.judge.controlled) on the first dataset with a gad-paper or pairwise judge | interval > 0 |
 | a frozen D gets exploited | over the off-policy (frozen) D run's adversarial stage, last third - first third of the steps: D's reward, and the rollouts' gold log-prob (world) or response length | reward > 0 and gold < 0 (length > 0) |
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gadbench.judge.records import JUDGES
 from gadbench.metrics import (
     MAX_RESAMPLES,
     MC_BAND,
@@ -45,7 +47,7 @@ from gadbench.report.load import Run, Suite
 from gadbench.report.naming import student_label
 from gadbench.report.typeset import Table
 
-STYLE_JUDGES = ("gold-sampled", "gold")  # sampled answers first, else greedy
+STYLE_JUDGES = ("gold-sampled", "gold", "persona-gold")  # sampled answers first, else greedy; persona-gold's personas
 LEVEL = "95%"
 
 
@@ -90,7 +92,7 @@ def _style_keys(items: list[dict]) -> tuple[str, list[str]] | None:
     """(judge, style-share keys) that the rows carry: sampled answers' shares, else the greedy gold style."""
     for judge in STYLE_JUDGES:
         js = [(it.get("judgments") or {}).get(judge) or {} for it in items]
-        keys = {k for j in js for k in j if k.startswith("style_share/")} | {
+        keys = {k for j in js for k in j if k.startswith(("style_share/", "persona_share/"))} | {
             f"style_share/{j['style']}" for j in js if isinstance(j.get("style"), str)}
         if keys:
             return judge, sorted(keys)
@@ -194,6 +196,10 @@ def findings_table(suite: Suite, base=None) -> Table | str:
                                "–", NOT_TESTED], ""))
                 continue
             found.append(_difference_row(finding, gad, seqkd, label, metric, n_resamples))
+            record = JUDGES.get(judge)
+            for extra in record.findings if record else ():  # an exact judge's other metrics
+                found.append(_difference_row(f"{finding}, {extra}", gad, seqkd, label, f"{judge}/{extra}",
+                                             n_resamples))
         found.append(_mode_row(gad, seqkd, labels[0], n_resamples) if labels else None)
         found.append(_frozen_row(suite, student, n_resamples))
         found.append(survives_length_control(gad, seqkd, labels, n_resamples, flags))

@@ -36,6 +36,7 @@ def build_tables(suite: Suite, base: Baselines | None) -> tuple[list[Table], lis
     tables read every run."""
     from gadbench.report.findings import findings_table
     from gadbench.report.judging import agreement_table, controlled_table
+    from gadbench.report.validity import validity_table
 
     chosen = dataclasses.replace(suite, runs=chosen_runs(suite))
     built, skipped = [], []
@@ -43,7 +44,7 @@ def build_tables(suite: Suite, base: Baselines | None) -> tuple[list[Table], lis
                        (ablation_table, chosen), (length_table, chosen), (d_table, chosen),
                        (budget_curve_table, suite), (search_table, suite), (budget_table, suite),
                        (judge_table, suite), (pairwise_table, chosen), (controlled_table, chosen),
-                       (agreement_table, chosen)):
+                       (agreement_table, chosen), (validity_table, suite)):
         made = make(view, base)
         for t in made if isinstance(made, list) else [made]:
             (built if isinstance(t, Table) else skipped).append(t)
