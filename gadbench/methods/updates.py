@@ -37,11 +37,15 @@ def _clip_and_step(params, opt: torch.optim.Optimizer, clip: float) -> float:
 
 
 def sft_update(ctx: Context, batch: list) -> tuple[dict, Spend]:
-    """Cross-entropy on the teacher responses (response tokens only), token-mean over the whole batch."""
+    """Cross-entropy on the teacher responses (response tokens only), token-mean over the whole batch; a response
+    longer than train.max_response_tokens is cut and trained without the EOS that would end it."""
     t = ctx.spec.train
     tok = ctx.g.tokenizer
     prompts = [ctx.prompt_ids(ex.prompt) for ex in batch]
-    responses = [response_ids(tok, ex.teacher_response, t.max_response_tokens)[0] for ex in batch]
+    encoded = [response_ids(tok, ex.teacher_response, t.max_response_tokens) for ex in batch]
+    # A response cut at the limit stops mid-answer: its appended EOS is no target, else the student learns to stop
+    # there (the EOS stays for D, which must not tell the sides apart by their ending).
+    responses = [ids[:-1] if cut else ids for ids, cut in encoded]
     packed = pack(prompts, responses, tok.pad_token_id, ctx.device)
     n_tokens = dist.all_sum([packed.response_tokens])[0]
     total = 0.0

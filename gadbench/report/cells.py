@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from statistics import mean
 
-from gadbench.judge.records import metric_info
+from gadbench.judge.records import JUDGES, metric_info
 from gadbench.metrics import RESAMPLES, seeds_and_items
 from gadbench.report.load import Run, Suite
 from gadbench.report.naming import OOD, OTHERS, dataset_label, dataset_order
@@ -76,6 +76,17 @@ def column_name(col: tuple[str, str], cols: list[tuple[str, str]]) -> str:
     """Just the dataset when it has one metric, else 'dataset metric'."""
     d, m = col
     return d if sum(c[0] == d for c in cols) == 1 else f"{d} {m}"
+
+
+def finding_metrics(suite: Suite, label: str) -> list[str]:
+    """The dataset's primary metric, then the `findings` metrics of its primary metric's judge (an exact judge's
+    other measures, e.g. persona-gold's forward KL and greedy teacher log-prob) that the runs store."""
+    metrics = metrics_of(suite, label)
+    if not metrics:
+        return []
+    judge = metrics[0].partition("/")[0]
+    record = JUDGES.get(judge)
+    return [metrics[0]] + [m for k in (record.findings if record else ()) if (m := f"{judge}/{k}") in metrics]
 
 
 def item_value(item: dict, metric: str) -> float | None:

@@ -236,27 +236,26 @@ def fig_hacking(suite: Suite) -> Figure | str:
 
 
 def fig_budget(suite: Suite) -> Figure | str:
-    """GAD - SeqKD against the training budget (evaluation steps), one line per GAD-family method with its
-    95% interval shaded (gadbench.report.tables.budget_curve: settings chosen on validation per step)."""
+    """GAD - SeqKD against the training budget (evaluation steps), a panel per dataset and metric (the primary,
+    then an exact judge's findings metrics), one line per GAD-family method with its 95% interval shaded (gadbench.report.tables.budget_curve: settings chosen on validation per step)."""
     from gadbench.report.tables import budget_curve
 
     rows = budget_curve(suite)
-    sets = list(dict.fromkeys(r["dataset"] for r in rows))
+    panels = list(dict.fromkeys((r["dataset"], r["metric"]) for r in rows))
     if len({r["step"] for r in rows}) < 3:
         return "skipped: needs GAD and SeqKD evaluated at 3 or more common steps."
-    fig = _figure(4.4 * len(sets), 3.6)
+    fig = _figure(4.4 * len(panels), 3.6)
     methods = list(dict.fromkeys(r["method"] for r in rows))
     cmap = matplotlib.colormaps["tab10"]
-    for ax, d in zip(fig.subplots(1, len(sets), squeeze=False)[0], sets, strict=True):
+    for ax, (d, metric) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
         for i, m in enumerate(methods):
             pts = sorted((r["step"], r["diff"], r["ci_low"], r["ci_high"]) for r in rows
-                         if r["dataset"] == d and r["method"] == m)
+                         if r["dataset"] == d and r["metric"] == metric and r["method"] == m)
             if pts:
                 x, y, lo, hi = zip(*pts, strict=True)
                 ax.plot(x, y, marker=".", color=cmap(i), label=m)
                 ax.fill_between(x, lo, hi, color=cmap(i), alpha=0.15, linewidth=0)
         ax.axhline(0, color="black", linewidth=0.8)
-        metric = next(r["metric"] for r in rows if r["dataset"] == d)
         ax.set_title(f"{d}: GAD - SeqKD", fontsize=10)
         ax.set_ylabel(axis_label(metric, f"{metric}, GAD - SeqKD"), fontsize=8)
         ax.set_xlabel("training steps", fontsize=8)

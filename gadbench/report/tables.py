@@ -15,6 +15,7 @@ from gadbench.report.cells import (
     columns,
     datasets,
     eval_of,
+    finding_metrics,
     item_values,
     mark_best,
     metrics_of,
@@ -449,8 +450,8 @@ def search_table(suite: Suite, base: Baselines | None) -> Table | str:
 
 def budget_curve(suite: Suite) -> list[dict]:
     """GAD-family methods - SeqKD at every evaluation step both have: at each step every method keeps its
-    search point with the best validation score at that step; the difference of the primary metric on each
-    test set is paired by (seed, prompt). Rows: {method, step, dataset, metric, diff, ci_low, ci_high, n_seeds,
+    search point with the best validation score at that step; the difference of each test set's primary metric
+    (and an exact judge's `findings` metrics, gadbench.report.cells.finding_metrics) is paired by (seed, prompt). Rows: {method, step, dataset, metric, diff, ci_low, ci_high, n_seeds,
     n_items, settings}."""
     students = {r.student for r in suite.runs if r.family == "seqkd"}
     steps = sorted({k for r in suite.runs if r.family == "seqkd" for k in r.evals if k > 0})
@@ -464,8 +465,7 @@ def budget_curve(suite: Suite) -> list[dict]:
             for method in dict.fromkeys(r.base_method for r in runs if r.family == "gad" and r.identity.group in
                                         (None, "discriminator size", "frozen discriminator")):
                 gad = [r for r in runs if r.base_method == method]
-                for d in datasets(suite):
-                    metric = (metrics_of(suite, d) or [None])[0]
+                for d, metric in [(label, m) for label in datasets(suite) for m in finding_metrics(suite, label)]:
                     a = {r.seed: v for r in gad if (v := item_values(r, d, metric, step=k))}
                     b = {r.seed: v for r in seqkd if (v := item_values(r, d, metric, step=k))}
                     if not a or not b:
@@ -482,12 +482,12 @@ def budget_curve(suite: Suite) -> list[dict]:
 
 def budget_curve_table(suite: Suite, base: Baselines | None) -> Table | str:
     rows = budget_curve(suite)
-    sets = list(dict.fromkeys(r["dataset"] for r in rows))
+    sets = list(dict.fromkeys((r["dataset"], r["metric"]) for r in rows))
     if len({r["step"] for r in rows}) < 3:
         return "Budget table skipped: it needs GAD and SeqKD evaluated at 3 or more common steps."
     grid, blocks, by = [], [], {}
     for r in rows:
-        by.setdefault((r["student"], r["method"], r["step"]), {})[r["dataset"]] = r
+        by.setdefault((r["student"], r["method"], r["step"]), {})[(r["dataset"], r["metric"])] = r
     for (student, method, step), per_set in by.items():
         if not grid or grid[-1][1] != method:
             blocks.append(len(grid))
@@ -496,9 +496,11 @@ def budget_curve_table(suite: Suite, base: Baselines | None) -> Table | str:
         any_row = next(iter(per_set.values()))
         grid.append([student_label(student), method, str(step), *cells,
                      " / ".join(f"{m}{s}" for m, s in any_row["settings"].items() if s)])
-    metric = ", ".join(sorted({r["metric"] for r in rows}))
+    one = len({m for _, m in sets}) == 1
+    header = [d if one else f"{d}: {m}" for d, m in sets]
+    metric = ", ".join(dict.fromkeys(m for _, m in sets))
     return Table("budget-curve", f"GAD - SeqKD by training budget ({metric})",
-                 ["Student", "Method", "steps"] + sets + ["settings kept"], grid, blocks,
+                 ["Student", "Method", "steps"] + header + ["settings kept"], grid, blocks,
                  "The difference at each evaluation step, each method's search setting chosen on the validation split "
                  "at that step; 95% interval over seeds, then prompts, paired. A GAD-family run's first steps are its "
                  "warmup.")
