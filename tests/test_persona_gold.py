@@ -123,7 +123,7 @@ def test_a_run_stores_the_exact_judgments_of_the_student(model_dir, tmp_path):
         for key, value in want.items():
             assert math.isclose(g[key], value, rel_tol=1e-6, abs_tol=1e-6), (key, g[key], value)
     # The student is the teacher's model without a persona, and p_T >= w_none p_none: each reverse term <= -log 0.1.
-    assert all(g["reverse_kl"] <= -math.log(0.1) + 1e-6 for g in got), [g["reverse_kl"] for g in got]
+    assert all(g["reverse_kl"] <= -math.log(0.1) + 1e-4 for g in got), [g["reverse_kl"] for g in got]
 
     metrics = read_json(run / "eval" / "step-0" / "metrics.json")["test"]
     mean = sum(g["forward_kl"] for g in got) / len(got)
@@ -167,7 +167,7 @@ def test_a_slice_of_smol_gold_runs_on_smollm2_and_reports_findings_and_judge_val
         assert m["persona-gold/max_tokens"]["mean"] == SMOL_GOLD_MAX_TOKENS, m
         assert math.isfinite(m["persona-gold/reverse_kl"]["mean"]) and math.isfinite(m["persona-gold/forward_kl"]["mean"])
     before = read_json(run / "eval" / "step-0" / "metrics.json")["sharegpt-test"]
-    assert before["persona-gold/reverse_kl"]["mean"] <= -math.log(0.1) + 1e-6, before  # p_T >= 0.1 p_none
+    assert before["persona-gold/reverse_kl"]["mean"] <= -math.log(0.1) + 1e-4, before  # p_T >= 0.1 p_none
     build_report(out)
     findings = (out / "tables" / "findings.csv").read_text()
     assert "forward_kl" in findings and "teacher_logprob" in findings, findings  # the exact judge's other metrics
