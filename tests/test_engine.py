@@ -434,3 +434,28 @@ def test_sft_update_trains_on_response_tokens_and_eos_only(tmp_path):
     assert metrics["sft_loss"] == pytest.approx(nll / count, abs=1e-5), (metrics["sft_loss"], nll / count)
     assert spend.g_trained_tokens == sum(len(ctx.prompt_ids(ex.prompt)) + len(ex.teacher_response.split()) + 1
                                          for ex in batch)
+
+
+def test_sft_update_trains_a_response_cut_at_the_limit_without_its_eos(tmp_path):
+    """A teacher response longer than train.max_response_tokens (8 here) is trained on its first 7 tokens and no
+    EOS (it does not end there); a complete one keeps its EOS. By hand from a plain forward pass."""
+    from gadbench.methods.updates import sft_update
+
+    tr = _trainer(tmp_path, "seqkd", ["train.max_response_tokens=8"])
+    tr._begin_stage(0)
+    ctx = tr.ctx
+    eos = ctx.g.tokenizer.eos_token_id
+    long, short = "the answer is b a c d . and more", "answer : 8"
+    batch = [Example("rev c a b d", long, {}), Example("add 3 5", short, {})]
+    targets = [ctx.g.tokenizer(long, add_special_tokens=False)["input_ids"][:7],
+               ctx.g.tokenizer(short, add_special_tokens=False)["input_ids"] + [eos]]
+    nll, count = 0.0, 0
+    with torch.no_grad():
+        for ex, r in zip(batch, targets, strict=True):
+            p = ctx.prompt_ids(ex.prompt)
+            logp = torch.log_softmax(ctx.g.model(input_ids=torch.tensor([p + r])).logits[0].double(), dim=-1)
+            nll -= sum(logp[len(p) - 1 + j, tok].item() for j, tok in enumerate(r))
+            count += len(r)
+    metrics, _ = sft_update(ctx, batch)
+    assert metrics["sft_loss"] == pytest.approx(nll / count, abs=1e-5), (metrics["sft_loss"], nll / count)
+    assert count == 7 + 4, count
