@@ -453,3 +453,24 @@ def test_the_sharegpt_smol_reference_rebuilds_with_its_later_llm_judge(tmp_path)
     families = {r.method: r.family for r in load_results(dst).runs}  # the stored identity, not the method name
     assert families == {"before": "before", "seqkd": "seqkd", "gad": "gad", "gad-offpolicy": "gad", "grpo-rouge": "gad"}
     assert "GAD's gain survives length control" in md
+
+
+def test_the_smol_gold_reference_rebuilds_with_gold_findings_budget_curve_and_judge_validity(tmp_path):
+    """baselines/reference/smol-gold (real stored results): the findings compare GAD and SeqKD on the exact
+    judge's three metrics, the budget curve follows all three, and the judge-validity table ranks the offline
+    judges and gad-paper (added by `gadbench eval` through `gadbench serve`) against the gold reverse KL."""
+    dst = tmp_path / "smol-gold"
+    shutil.copytree(Path(__file__).parents[1] / "baselines" / "reference" / "smol-gold", dst)
+    md = build_report(dst).markdown.read_text()
+    findings = _csv(dst / "tables" / "findings.csv")
+    rows = [r for r in findings if r["Finding"].startswith("GAD beats SeqKD")]
+    assert [r["Finding"] for r in rows] == ["GAD beats SeqKD (in distribution)",
+                                            "GAD beats SeqKD (in distribution), forward_kl",
+                                            "GAD beats SeqKD (in distribution), teacher_logprob"], rows
+    assert all(r["n (seeds x items)"] == "3 x 16 prompts" for r in rows), rows
+    budget = (dst / "tables" / "budget-curve.csv").read_text()
+    for metric in ("reverse_kl", "forward_kl", "teacher_logprob"):
+        assert f"sharegpt-test: persona-gold/{metric}" in budget, budget[:500]
+    validity = _csv(dst / "tables" / "judge-validity.csv")
+    assert {r["Judge"] for r in validity} == {"rouge-l/score", "embedding/score", "gad-paper/score"}, validity
+    assert "How far each judge ranks answers as the exact judge does" in md

@@ -63,7 +63,8 @@ def correlations(points: dict[str, dict[tuple, np.ndarray]], a: int, b: int, sig
 
     def across(rows: np.ndarray) -> float:
         both = np.isfinite(rows[..., 0]) & np.isfinite(rows[..., 1])
-        with np.errstate(invalid="ignore"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a point no prompt scores with both judges
             means = [np.nanmean(np.where(both[..., None], rows, np.nan), axis=0)[:, k] for k in (0, 1)]
         return _rho(*means)
 
@@ -87,7 +88,8 @@ def correlations(points: dict[str, dict[tuple, np.ndarray]], a: int, b: int, sig
             return np.array(out + [np.nan] * (n - len(out)))
 
         draws, (bounds,) = grow_draws(draw, n_resamples)
-        n = int(np.isfinite(per_prompt).sum()) if name == "within" else len(systems)
+        paired = np.isfinite(table[..., 0]) & np.isfinite(table[..., 1])  # [prompt, point]
+        n = int(np.isfinite(per_prompt).sum()) if name == "within" else int(paired.any(axis=0).sum())
         out[name] = {"rho": sign * value, "ci_low": sign * (bounds["ci_low"] if sign > 0 else bounds["ci_high"]),
                      "ci_high": sign * (bounds["ci_high"] if sign > 0 else bounds["ci_low"]), "n": n,
                      "n_resamples": len(draws)}
@@ -129,7 +131,7 @@ def validity_table(suite: Suite, base=None) -> Table | str:
                  "Spearman rank correlation between the judge's score and each gold metric, oriented so that +1 "
                  "means the judge ranks as gold does; points: every run, search point, seed and evaluated step. "
                  "Within prompts: rho over the points answering one prompt, mean over prompts (n: prompts); "
-                 "across runs: rho over the (run, step) means (n: points). 95% bootstrap intervals over prompts, "
+                 "across runs: rho over the (run, step) means (n: points scored by both). 95% bootstrap intervals over prompts, "
                  f"at least {n_resamples:,} resamples (gadbench.report.validity).")
 
 
