@@ -7,8 +7,8 @@ runs of every method, search point and seed, their checkpoints along training in
 - within prompts: for each prompt, rho over the points that answer it; the mean over prompts;
 - across runs: rho over the (run, step) means of the prompts both judges scored.
 Intervals are 95% percentile bootstraps over prompts (the points are fixed; the prompts are the sample; a
-resample whose prompts give no rho, all ties, is drawn again): at least the suite's `eval.bootstrap` resamples, grown until each bound's Monte-Carlo error is settled
-(gadbench.metrics.grow_draws)."""
+resample whose prompts give no rho, all ties, is drawn again): at least the suite's `eval.bootstrap`
+resamples, grown until each bound's Monte-Carlo error is settled (gadbench.metrics.grow_draws)."""
 
 from __future__ import annotations
 
